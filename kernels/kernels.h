@@ -1,0 +1,122 @@
+// The one kernel interface the model, training and RL code call.
+//
+// kernels/cpu implements it with plain loops, OpenMP and BLAS: the readable
+// reference and the test oracle (fp32 and fp64). kernels/cuda implements the
+// same calls for bf16 activations with fp32 accumulation. Model code never
+// names a device: it allocates through the backend and calls these ops.
+//
+// Conventions (all backends):
+//  * Tensors are dense row-major; every tensor passed to an op lives on the
+//    backend's device. "N" is the number of tokens of a micro-batch, flattened:
+//    several packed sequences of several documents are one token stream, and
+//    document boundaries (cu_seqlens) say which tokens may attend to which.
+//  * Activation tensors have the backend's act_dtype(); parameters passed to
+//    forward ops have act_dtype() too (the compute copy), their gradients are
+//    f32 on every backend (gradients accumulate across micro-batches).
+//  * Weight gradients ACCUMULATE (+=). Input gradients are overwritten unless
+//    the op takes an `accumulate` flag and it is true.
+//  * Small per-row statistics (rstd, lse, logp) are f32 on every backend.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace temper {
+
+struct AdamWParams {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;  // decoupled: p -= lr * wd * p
+  int64_t step = 1;           // 1-based, for bias correction
+  float grad_scale = 1.0f;    // gradient is multiplied by this first (clipping, averaging)
+};
+
+class Kernels {
+ public:
+  virtual ~Kernels() = default;
+  virtual Device device() const = 0;
+  virtual DType act_dtype() const = 0;
+  virtual std::string name() const = 0;
+
+  // ---- memory -------------------------------------------------------------
+  virtual Tensor alloc(const Shape& shape, DType dtype) = 0;  // uninitialised
+  virtual void zero(Tensor& t) = 0;
+  // dst <- src: any pair of devices; f32/f64/bf16 converted when dtypes differ.
+  virtual void copy(Tensor& dst, const Tensor& src) = 0;
+  virtual void synchronize() {}
+
+  // ---- embedding: out[N,C] = wte[tokens[n], :] ------------------------------
+  virtual void embedding_forward(Tensor& out, const Tensor& tokens /*i32[N]*/, const Tensor& wte /*[V,C]*/) = 0;
+  // dwte[tokens[n], :] += dout[n, :]
+  virtual void embedding_backward(Tensor& dwte, const Tensor& dout, const Tensor& tokens) = 0;
+
+  // ---- RMSNorm over the last dimension C; rows = numel / C -----------------
+  // out = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps), rstd f32[rows]
+  virtual void rmsnorm_forward(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor& weight, float eps) = 0;
+  // dinp (= or += when accumulate), dweight += ...
+  virtual void rmsnorm_backward(Tensor& dinp, bool accumulate, Tensor& dweight, const Tensor& dout,
+                                const Tensor& inp, const Tensor& weight, const Tensor& rstd) = 0;
+
+  // ---- linear: out[N,OC] = inp[N,C] @ weight[OC,C]^T (+ bias[OC]) -----------
+  virtual void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias) = 0;
+  // dinp = dout @ weight (skipped when null; += when accumulate);
+  // dweight += dout^T @ inp; dbias += column sums of dout (when non-null)
+  virtual void matmul_backward(Tensor* dinp, bool accumulate, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                               const Tensor& inp, const Tensor& weight) = 0;
+
+  // ---- rotary position embedding, in place on x[N, H, D] -------------------
+  // "rotate half" convention (Llama/Qwen in transformers): pairs (i, i + D/2),
+  // angle = positions[n] * theta^(-2i/D). Backward applies the inverse rotation.
+  virtual void rope_forward(Tensor& x, const Tensor& positions /*i32[N]*/, float theta) = 0;
+  virtual void rope_backward(Tensor& dx, const Tensor& positions, float theta) = 0;
+
+  // ---- attention: causal within each document, grouped-query ---------------
+  // q[N,H,D], k,v[N,KVH,D] (H % KVH == 0; query head h uses kv head h/(H/KVH));
+  // cu_seqlens i32[S+1]: document s spans tokens [cu[s], cu[s+1]); a token
+  // attends to tokens of its own document at or before it. Scale 1/sqrt(D).
+  // out[N,H,D]; lse f32[N,H] = logsumexp of the scaled scores (for backward).
+  virtual void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const Tensor& cu_seqlens, int max_seqlen) = 0;
+  // dq, dk, dv overwritten.
+  virtual void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& out,
+                                  const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& cu_seqlens, int max_seqlen) = 0;
+
+  // ---- SwiGLU on a fused gate|up projection --------------------------------
+  // gu[N, 2F]: columns [0,F) gate, [F,2F) up; out[N,F] = silu(gate) * up
+  virtual void swiglu_forward(Tensor& out, const Tensor& gu) = 0;
+  virtual void swiglu_backward(Tensor& dgu, const Tensor& dout, const Tensor& gu) = 0;
+
+  // ---- elementwise ----------------------------------------------------------
+  virtual void add_inplace(Tensor& y, const Tensor& x) = 0;  // y += x
+  virtual void scale_inplace(Tensor& y, float s) = 0;        // y *= s
+
+  // ---- output head + log-probabilities, chunked over tokens ----------------
+  // logits = x[N,C] @ W[V,C]^T are never materialised for all N at once.
+  // logp[n] = log softmax(logits[n])[targets[n]] (f32[N]); targets < 0 give 0.
+  virtual void lm_head_logprobs(Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) = 0;
+  // Same forward (logp written), plus the gradients of L = sum_n dlogp[n] * logp[n]:
+  // dx = dL/dx (overwritten; skipped when null), dW += dL/dW. SFT cross-entropy is
+  // dlogp[n] = -loss_weight[n] / token_count; RL losses pass their own coefficients.
+  virtual void lm_head_logprobs_backward(Tensor& logp, Tensor* dx, Tensor& dW, const Tensor& x, const Tensor& W,
+                                         const Tensor& targets, const Tensor& dlogp) = 0;
+
+  // ---- optimizer ------------------------------------------------------------
+  // param, m, v f32; grad f32. m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2 (g' = g * grad_scale);
+  // param -= lr * (mhat / (sqrt(vhat) + eps) + wd * param)
+  virtual void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) = 0;
+  virtual double sum_squares(const Tensor& x) = 0;  // in double, returned to the host
+};
+
+// The reference backend (always built).
+std::unique_ptr<Kernels> make_cpu_kernels();
+// The CUDA backend; throws when temper was built without CUDA or no GPU is present.
+std::unique_ptr<Kernels> make_cuda_kernels(int device_index = 0);
+// "cpu" | "cuda"
+std::unique_ptr<Kernels> make_kernels(const std::string& backend, int device_index = 0);
+
+}  // namespace temper
