@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what temper needs (Debian 12 packages; only the missing ones) and builds it.
+# Idempotent: a second run installs nothing and rebuilds only what changed.
+# Usage: bash jobscripts/install.sh [build-dir]     (env: TEMPER_CUDA=ON|OFF|AUTO, JOBS=N)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$here/build}
+pkgs=(build-essential cmake ninja-build pkg-config openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools
+      libboost-program-options-dev libgtest-dev libopenblas-dev nlohmann-json3-dev
+      python3-numpy python3-h5py python3-matplotlib)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install: apt-get install ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTEMPER_CUDA="${TEMPER_CUDA:-AUTO}" >/dev/null
+cmake --build "$build" -j "${JOBS:-$(nproc)}"
+echo "install: built $build/temper"

@@ -1,0 +1,34 @@
+// CPU backend: elementwise y += x and y *= s.
+#include "kernels/cpu/cpu_common.h"
+#include "kernels/cpu/cpu_kernels.h"
+
+namespace temper {
+
+void CpuKernels::add_inplace(Tensor& y, const Tensor& x) {
+  const char* op = "add_inplace";
+  DType dt = cpu::common_float_dtype(op, {{"y", &y}, {"x", &x}});
+  TEMPER_CHECK(y.numel() == x.numel(), op, ": 'y' has shape ", shape_str(y.shape()), " but 'x' has ",
+               shape_str(x.shape()));
+  const int64_t n = y.numel();
+  cpu::dispatch_float(dt, [&](auto tag) {
+    using T = decltype(tag);
+    T* a = y.data<T>();
+    const T* b = x.data<T>();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) a[i] += b[i];
+  });
+}
+
+void CpuKernels::scale_inplace(Tensor& y, float s) {
+  DType dt = cpu::common_float_dtype("scale_inplace", {{"y", &y}});
+  const int64_t n = y.numel();
+  cpu::dispatch_float(dt, [&](auto tag) {
+    using T = decltype(tag);
+    T* a = y.data<T>();
+    const T k = static_cast<T>(s);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) a[i] *= k;
+  });
+}
+
+}  // namespace temper

@@ -1,0 +1,108 @@
+// CudaKernels: the CUDA implementation of the Kernels interface (kernels.h).
+//
+// Dtypes. act_dtype() is BF16: activations, forward parameters (the compute
+// copies) and input gradients (dinp, dx, dq, ...) are bf16. Weight gradients,
+// AdamW state and master parameters are f32, as are the per-row statistics
+// (rstd, lse, logp, dlogp). All arithmetic accumulates in f32 (GEMMs use
+// CUBLAS_COMPUTE_32F); sum_squares accumulates in double.
+// Exceptions: add_inplace also takes f32 += f32 and f32 += bf16, scale_inplace
+// f32 or bf16, and sum_squares f32 or bf16, so gradient buffers can use them.
+// Index tensors (tokens, positions, targets, cu_seqlens) are i32 on the device.
+//
+// Everything runs on one stream owned by the backend, in stream order; copies
+// that touch host memory synchronise before returning. Kernels never throw
+// from the device: out-of-range token ids or targets produce NaN outputs.
+// One .cu file per kernel family; each launch is checked.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <memory>
+
+#include "kernels/cuda/caching_allocator.h"
+#include "kernels/kernels.h"
+
+namespace temper {
+
+class CudaKernels final : public Kernels {
+ public:
+  explicit CudaKernels(int device_index);  // memory.cu
+  ~CudaKernels() override;
+  CudaKernels(const CudaKernels&) = delete;
+  CudaKernels& operator=(const CudaKernels&) = delete;
+
+  Device device() const override { return Device::CUDA; }
+  DType act_dtype() const override { return DType::BF16; }
+  std::string name() const override { return "cuda"; }
+
+  int device_index() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
+  cuda::CachingAllocator& allocator() { return *pool_; }
+
+  // memory.cu
+  Tensor alloc(const Shape& shape, DType dtype) override;
+  void zero(Tensor& t) override;
+  void copy(Tensor& dst, const Tensor& src) override;
+  void synchronize() override;
+
+  // embedding.cu
+  void embedding_forward(Tensor& out, const Tensor& tokens, const Tensor& wte) override;
+  void embedding_backward(Tensor& dwte, const Tensor& dout, const Tensor& tokens) override;
+
+  // rmsnorm.cu
+  void rmsnorm_forward(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor& weight, float eps) override;
+  void rmsnorm_backward(Tensor& dinp, bool accumulate, Tensor& dweight, const Tensor& dout, const Tensor& inp,
+                        const Tensor& weight, const Tensor& rstd) override;
+
+  // matmul.cu
+  void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias) override;
+  void matmul_backward(Tensor* dinp, bool accumulate, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                       const Tensor& inp, const Tensor& weight) override;
+
+  // rope.cu
+  void rope_forward(Tensor& x, const Tensor& positions, float theta) override;
+  void rope_backward(Tensor& dx, const Tensor& positions, float theta) override;
+
+  // attention_forward.cu / attention_backward.cu
+  void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                         const Tensor& cu_seqlens, int max_seqlen) override;
+  void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& out,
+                          const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                          const Tensor& cu_seqlens, int max_seqlen) override;
+
+  // swiglu.cu
+  void swiglu_forward(Tensor& out, const Tensor& gu) override;
+  void swiglu_backward(Tensor& dgu, const Tensor& dout, const Tensor& gu) override;
+
+  // elementwise.cu
+  void add_inplace(Tensor& y, const Tensor& x) override;
+  void scale_inplace(Tensor& y, float s) override;
+
+  // lm_head.cu
+  void lm_head_logprobs(Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) override;
+  void lm_head_logprobs_backward(Tensor& logp, Tensor* dx, Tensor& dW, const Tensor& x, const Tensor& W,
+                                 const Tensor& targets, const Tensor& dlogp) override;
+
+  // adamw.cu
+  void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
+  double sum_squares(const Tensor& x) override;
+
+  // matmul.cu: row-major C[M,N] = alpha * op(A) @ op(B) + beta * C through
+  // cublasGemmEx (f32 compute). A and B are bf16; C is bf16 or f32 (ctype).
+  // lda/ldb/ldc are the row strides of the stored matrices.
+  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
+            const void* B, int64_t ldb, float beta, void* C, DType ctype, int64_t ldc);
+
+  // Rows of x handled per lm_head chunk: at most kLmHeadMaxRows, and the f32 +
+  // bf16 logits buffers [rows, V] stay under kLmHeadChunkBytes.
+  static constexpr int64_t kLmHeadMaxRows = 4096;
+  static constexpr int64_t kLmHeadChunkBytes = int64_t(768) << 20;
+
+ private:
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  std::shared_ptr<cuda::CachingAllocator> pool_;
+};
+
+}  // namespace temper

@@ -1,0 +1,155 @@
+// ModelConfig checks, parameter counts, FLOPs per token and summary.
+#include "model/config.h"
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace temper {
+
+void ModelConfig::validate() const {
+  auto positive = [](const char* key, int64_t v) {
+    TEMPER_CHECK(v > 0, "model config: ", key, " must be positive, got ", v);
+  };
+  positive("vocab_size", vocab_size);
+  positive("d_model", d_model);
+  positive("n_layers", n_layers);
+  positive("n_heads", n_heads);
+  positive("n_kv_heads", n_kv_heads);
+  positive("head_dim", head_dim);
+  positive("ffn_dim", ffn_dim);
+  TEMPER_CHECK(n_heads % n_kv_heads == 0, "model config: n_heads (", n_heads,
+               ") must be a multiple of n_kv_heads (", n_kv_heads, ") for grouped-query attention");
+  TEMPER_CHECK(head_dim % 2 == 0, "model config: head_dim must be even for rotary embeddings, got ", head_dim);
+  TEMPER_CHECK(rope_theta > 0.0f, "model config: rope_theta must be positive, got ", rope_theta);
+  TEMPER_CHECK(norm_eps > 0.0f, "model config: norm_eps must be positive, got ", norm_eps);
+  TEMPER_CHECK(init_std > 0.0f, "model config: init_std must be positive, got ", init_std);
+}
+
+int64_t ModelConfig::embedding_params() const { return int64_t(vocab_size) * d_model; }
+
+int64_t ModelConfig::attention_params_per_layer() const {
+  const int64_t C = d_model, q = int64_t(n_heads) * head_dim, kv = int64_t(n_kv_heads) * head_dim;
+  int64_t n = q * C + 2 * kv * C + C * q;  // q, k, v, o weights
+  if (qkv_bias) n += q + 2 * kv;
+  if (qk_norm) n += 2 * int64_t(head_dim);
+  return n;
+}
+
+int64_t ModelConfig::mlp_params_per_layer() const { return 3 * int64_t(ffn_dim) * d_model; }
+
+int64_t ModelConfig::norm_params() const { return (2 * int64_t(n_layers) + 1) * d_model; }
+
+int64_t ModelConfig::head_params() const { return tie_embeddings ? 0 : embedding_params(); }
+
+int64_t ModelConfig::param_count() const {
+  return embedding_params() + n_layers * (attention_params_per_layer() + mlp_params_per_layer()) +
+         norm_params() + head_params();
+}
+
+double ModelConfig::flops_per_token(int64_t seq_len) const {
+  TEMPER_CHECK(seq_len > 0, "flops_per_token: seq_len must be positive, got ", seq_len);
+  const double C = d_model, q = double(n_heads) * head_dim, kv = double(n_kv_heads) * head_dim;
+  const double per_layer = q * C + 2 * kv * C + C * q + 3.0 * ffn_dim * C;
+  const double p_mm = n_layers * per_layer + double(vocab_size) * C;
+  const double attn = 6.0 * n_layers * q * double(seq_len + 1);
+  return 6.0 * p_mm + attn;
+}
+
+namespace {
+std::string human(double x) {
+  char buf[32];
+  if (x >= 1e12) std::snprintf(buf, sizeof buf, "%.2fT", x / 1e12);
+  else if (x >= 1e9) std::snprintf(buf, sizeof buf, "%.2fB", x / 1e9);
+  else if (x >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", x / 1e6);
+  else if (x >= 1e3) std::snprintf(buf, sizeof buf, "%.2fK", x / 1e3);
+  else std::snprintf(buf, sizeof buf, "%.0f", x);
+  return buf;
+}
+}  // namespace
+
+std::string ModelConfig::summary(int64_t seq_len) const {
+  std::ostringstream os;
+  os << "decoder: " << n_layers << " layers, d_model " << d_model << ", heads " << n_heads << " (kv "
+     << n_kv_heads << ", dim " << head_dim << "), ffn " << ffn_dim << ", vocab " << vocab_size
+     << ", rope_theta " << rope_theta << (qk_norm ? ", qk_norm" : "") << (qkv_bias ? ", qkv_bias" : "")
+     << (tie_embeddings ? ", tied embeddings" : ", untied head") << "\n";
+  os << "  params: embedding " << human(double(embedding_params())) << ", attention "
+     << human(double(n_layers) * attention_params_per_layer()) << ", mlp "
+     << human(double(n_layers) * mlp_params_per_layer()) << ", norms " << human(double(norm_params()))
+     << ", head " << human(double(head_params())) << "; total " << human(double(param_count())) << " ("
+     << param_count() << ")\n";
+  os << "  training FLOPs/token at seq_len " << seq_len << ": " << human(flops_per_token(seq_len));
+  return os.str();
+}
+
+ModelConfig model_config_from_hf_json(const std::string& json_text, const std::string& source) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(json_text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(source, ": not valid JSON (", e.what(), ")");
+  }
+  TEMPER_CHECK(j.is_object(), source, ": expected a JSON object at the top level");
+  auto get_int = [&](const char* key, int fallback, bool required) -> int {
+    if (!j.contains(key) || j[key].is_null()) {
+      TEMPER_CHECK(!required, source, ": missing key '", key, "'");
+      return fallback;
+    }
+    TEMPER_CHECK(j[key].is_number_integer(), source, ": key '", key, "' must be an integer, got ", j[key].dump());
+    return j[key].get<int>();
+  };
+  auto get_float = [&](const char* key, double fallback) -> float {
+    if (!j.contains(key) || j[key].is_null()) return float(fallback);
+    TEMPER_CHECK(j[key].is_number(), source, ": key '", key, "' must be a number, got ", j[key].dump());
+    return j[key].get<float>();
+  };
+  auto get_bool = [&](const char* key, bool fallback) -> bool {
+    if (!j.contains(key) || j[key].is_null()) return fallback;
+    TEMPER_CHECK(j[key].is_boolean(), source, ": key '", key, "' must be true or false, got ", j[key].dump());
+    return j[key].get<bool>();
+  };
+  const std::string type = j.value("model_type", std::string());
+  TEMPER_CHECK(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3", source,
+               ": model_type '", type, "' is not supported (expected llama, mistral, qwen2 or qwen3)");
+  TEMPER_CHECK(!j.contains("rope_scaling") || j["rope_scaling"].is_null(), source,
+               ": rope_scaling is not supported (got ", j.contains("rope_scaling") ? j["rope_scaling"].dump() : "",
+               ")");
+  TEMPER_CHECK(!get_bool("use_sliding_window", false), source, ": use_sliding_window=true is not supported");
+  const std::string act = j.value("hidden_act", std::string("silu"));
+  TEMPER_CHECK(act == "silu", source, ": hidden_act '", act, "' is not supported (only silu / SwiGLU)");
+
+  ModelConfig c;
+  c.vocab_size = get_int("vocab_size", 0, true);
+  c.d_model = get_int("hidden_size", 0, true);
+  c.n_layers = get_int("num_hidden_layers", 0, true);
+  c.n_heads = get_int("num_attention_heads", 0, true);
+  c.n_kv_heads = get_int("num_key_value_heads", c.n_heads, false);
+  c.head_dim = get_int("head_dim", c.n_heads > 0 ? c.d_model / c.n_heads : 0, false);
+  c.ffn_dim = get_int("intermediate_size", 0, true);
+  c.rope_theta = get_float("rope_theta", 10000.0);
+  c.norm_eps = get_float("rms_norm_eps", 1e-6);
+  c.init_std = get_float("initializer_range", 0.02);
+  c.tie_embeddings = get_bool("tie_word_embeddings", false);
+  c.qk_norm = type == "qwen3";
+  c.qkv_bias = type == "qwen2" ? true : get_bool("attention_bias", false);
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    fail(source, ": ", e.what());
+  }
+  return c;
+}
+
+ModelConfig load_hf_config(const std::string& path) {
+  std::ifstream f(path);
+  TEMPER_CHECK(f.good(), "cannot open the model config '", path, "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return model_config_from_hf_json(ss.str(), path);
+}
+
+}  // namespace temper

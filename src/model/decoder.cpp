@@ -1,0 +1,274 @@
+// Decoder: parameters, activation buffers, and the whole-model forward/backward
+// (embedding -> blocks -> final RMSNorm -> chunked output head).
+#include "model/decoder.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "core/rng.h"
+
+namespace temper {
+
+namespace {
+// How init_random fills a tensor, decided from its role (not parsed from its name).
+enum class Init : uint8_t { Normal, NormalResidualOut, One, Zero };
+
+Init init_of(const std::string& name) {
+  auto ends_with = [&](const char* s) {
+    std::string suf(s);
+    return name.size() >= suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
+  };
+  if (ends_with("norm.weight")) return Init::One;
+  if (ends_with(".bias")) return Init::Zero;
+  if (ends_with("attn.o.weight") || ends_with("mlp.down.weight")) return Init::NormalResidualOut;
+  return Init::Normal;
+}
+}  // namespace
+
+Decoder::Decoder(const ModelConfig& cfg, Kernels& k, DType param_dtype) : cfg_(cfg), k_(k) {
+  cfg_.validate();
+  TEMPER_CHECK(param_dtype == DType::F32 || param_dtype == DType::F64, "Decoder: parameter dtype must be f32 or f64, got ",
+               dtype_name(param_dtype));
+  param_dtype_ = param_dtype;
+  const bool f64 = param_dtype == DType::F64;
+  compute_dtype_ = f64 ? DType::F64 : k.act_dtype();
+  grad_dtype_ = f64 ? DType::F64 : DType::F32;
+  stat_dtype_ = grad_dtype_;
+
+  const int64_t V = cfg_.vocab_size, C = cfg_.d_model, H = cfg_.n_heads, KVH = cfg_.n_kv_heads,
+                D = cfg_.head_dim, F = cfg_.ffn_dim, L = cfg_.n_layers;
+  params_.reserve(size_t(3 + 13 * L));  // pointers into params_ stay valid: never reallocated
+  embed_ = &add_param("embed", {V, C}, true);
+  blocks_.resize(size_t(L));
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    BlockWeights& w = blocks_[size_t(l)];
+    w.attn_norm = &add_param(p + "attn_norm.weight", {C}, false);
+    w.q = &add_param(p + "attn.q.weight", {H * D, C}, true);
+    w.k = &add_param(p + "attn.k.weight", {KVH * D, C}, true);
+    w.v = &add_param(p + "attn.v.weight", {KVH * D, C}, true);
+    if (cfg_.qkv_bias) {
+      w.q_bias = &add_param(p + "attn.q.bias", {H * D}, false);
+      w.k_bias = &add_param(p + "attn.k.bias", {KVH * D}, false);
+      w.v_bias = &add_param(p + "attn.v.bias", {KVH * D}, false);
+    }
+    if (cfg_.qk_norm) {
+      w.q_norm = &add_param(p + "attn.q_norm.weight", {D}, false);
+      w.k_norm = &add_param(p + "attn.k_norm.weight", {D}, false);
+    }
+    w.o = &add_param(p + "attn.o.weight", {C, H * D}, true);
+    w.mlp_norm = &add_param(p + "mlp_norm.weight", {C}, false);
+    w.gate_up = &add_param(p + "mlp.gate_up.weight", {2 * F, C}, true);
+    w.down = &add_param(p + "mlp.down.weight", {C, F}, true);
+  }
+  final_norm_ = &add_param("final_norm.weight", {C}, false);
+  head_ = cfg_.tie_embeddings ? embed_ : &add_param("lm_head.weight", {V, C}, true);
+  // Until init_random: zero matrices, unit norms (a defined, if useless, model).
+  for (auto& p : params_) {
+    k_.zero(p.value);
+    k_.zero(p.grad);
+  }
+  init_random(0);
+}
+
+NamedParam& Decoder::add_param(const std::string& name, const Shape& shape, bool decay) {
+  TEMPER_CHECK(params_.size() < params_.capacity(), "Decoder: internal error, parameter list overflow at ", name);
+  NamedParam p;
+  p.name = name;
+  p.value = k_.alloc(shape, param_dtype_);
+  p.grad = k_.alloc(shape, grad_dtype_);
+  p.decay = decay;
+  p.compute = compute_dtype_ == param_dtype_ ? p.value : k_.alloc(shape, compute_dtype_);
+  params_.push_back(std::move(p));
+  return params_.back();
+}
+
+NamedParam& Decoder::param(const std::string& name) {
+  for (auto& p : params_)
+    if (p.name == name) return p;
+  fail("Decoder: no parameter named '", name, "' (names look like 'layers.0.attn.q.weight')");
+}
+
+void Decoder::init_random(uint64_t seed) {
+  const double std = cfg_.init_std, out_std = cfg_.init_std / std::sqrt(2.0 * cfg_.n_layers);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    NamedParam& p = params_[i];
+    std::vector<double> h(size_t(p.value.numel()));
+    Rng rng(mix64(seed, i));
+    const Init kind = init_of(p.name);
+    for (double& x : h) {
+      switch (kind) {
+        case Init::One: x = 1.0; break;
+        case Init::Zero: x = 0.0; break;
+        case Init::Normal: x = std * rng.normal(); break;
+        case Init::NormalResidualOut: x = out_std * rng.normal(); break;
+      }
+    }
+    Tensor dev = to_device(k_, h, param_dtype_);  // converted on the host
+    k_.copy(p.value, dev.reshape(p.value.shape()));
+  }
+  refresh_compute();
+}
+
+void Decoder::refresh_compute() {
+  for (auto& p : params_)
+    if (p.compute.raw() != p.value.raw()) k_.copy(p.compute, p.value);
+}
+
+void Decoder::zero_grad() {
+  for (auto& p : params_) k_.zero(p.grad);
+}
+
+int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
+  const int64_t C = cfg_.d_model, H = cfg_.n_heads, KVH = cfg_.n_kv_heads, D = cfg_.head_dim, F = cfg_.ffn_dim;
+  const int L = cfg_.n_layers;
+  const DType act = compute_dtype_, st = stat_dtype_;
+  int64_t bytes = 0;
+  auto add = [&](Tensor& slot, const Shape& shape, DType dt) {
+    bytes += shape_numel(shape) * int64_t(dtype_size(dt));
+    if (allocate) slot = k_.alloc(shape, dt);
+  };
+  buf.resid.assign(size_t(L + 1), Tensor());
+  buf.blocks.assign(size_t(L), BlockActs());
+  for (auto& r : buf.resid) add(r, {n, C}, act);
+  for (int l = 0; l < L; ++l) {
+    BlockActs& a = buf.blocks[size_t(l)];
+    a.x_in = buf.resid[size_t(l)];
+    a.x_out = buf.resid[size_t(l + 1)];
+    add(a.ln1, {n, C}, act);
+    add(a.rstd1, {n}, st);
+    if (cfg_.qk_norm) {
+      add(a.q_pre, {n, H, D}, act);
+      add(a.q_rstd, {n, H}, st);
+      add(a.k_pre, {n, KVH, D}, act);
+      add(a.k_rstd, {n, KVH}, st);
+    }
+    add(a.q, {n, H, D}, act);
+    add(a.k, {n, KVH, D}, act);
+    add(a.v, {n, KVH, D}, act);
+    add(a.attn, {n, H, D}, act);
+    add(a.lse, {n, H}, st);
+    add(a.x_mid, {n, C}, act);
+    add(a.ln2, {n, C}, act);
+    add(a.rstd2, {n}, st);
+    add(a.gu, {n, 2 * F}, act);
+    add(a.act, {n, F}, act);
+  }
+  add(buf.lnf, {n, C}, act);
+  add(buf.rstdf, {n}, st);
+  BlockScratch& s = buf.scratch;
+  add(s.dln, {n, C}, act);
+  add(s.dq, {n, H, D}, act);
+  add(s.dk, {n, KVH, D}, act);
+  add(s.dv, {n, KVH, D}, act);
+  add(s.dattn, {n, H, D}, act);
+  if (cfg_.qk_norm) add(s.dk_pre, {n, KVH, D}, act);
+  add(s.dgu, {n, 2 * F}, act);
+  add(s.dact, {n, F}, act);
+  add(buf.dres, {n, C}, act);
+  add(buf.logp_tmp, {n}, st);
+  return bytes;
+}
+
+int64_t Decoder::activation_bytes(int64_t n_tokens) const {
+  TEMPER_CHECK(n_tokens >= 0, "activation_bytes: negative token count ", n_tokens);
+  Buffers dummy;
+  return plan_buffers(n_tokens, dummy, false);
+}
+
+void Decoder::ensure_capacity(int64_t n) {
+  if (n <= capacity_) return;
+  buf_ = Buffers();  // release the old buffers before allocating the larger ones
+  allocated_bytes_ = 0;
+  capacity_ = 0;
+  acts_for_n_ = -1;
+  Buffers nb;
+  allocated_bytes_ = plan_buffers(n, nb, true);
+  buf_ = std::move(nb);
+  capacity_ = n;
+}
+
+BlockActs Decoder::block_view(int l, int64_t n) const { return first_rows(buf_.blocks[size_t(l)], n); }
+
+void Decoder::check_batch(const Batch& b) const {
+  const int64_t n = b.n_tokens;
+  TEMPER_CHECK(n > 0, "Decoder: empty batch (n_tokens = ", n, ")");
+  auto check = [&](const Tensor& t, const char* what, int64_t numel) {
+    TEMPER_CHECK(t.defined(), "Decoder: batch.", what, " is not set");
+    TEMPER_CHECK(t.dtype() == DType::I32 && t.device() == k_.device() && t.ndim() == 1,
+                 "Decoder: batch.", what, " must be a 1-d i32 tensor on ", device_name(k_.device()), ", got ",
+                 dtype_name(t.dtype()), " ", shape_str(t.shape()), " on ", device_name(t.device()));
+    if (numel >= 0)
+      TEMPER_CHECK(t.numel() == numel, "Decoder: batch.", what, " has ", t.numel(), " entries, expected ", numel);
+  };
+  check(b.tokens, "tokens", n);
+  check(b.targets, "targets", n);
+  check(b.positions, "positions", n);
+  check(b.cu_seqlens, "cu_seqlens", -1);
+  TEMPER_CHECK(b.cu_seqlens.numel() >= 2, "Decoder: batch.cu_seqlens needs at least 2 entries");
+  TEMPER_CHECK(b.max_seqlen > 0 && b.max_seqlen <= n, "Decoder: batch.max_seqlen ", b.max_seqlen,
+               " must be in [1, n_tokens=", n, "]");
+}
+
+void Decoder::run_forward(const Batch& b) {
+  check_batch(b);
+  const int64_t n = b.n_tokens;
+  ensure_capacity(n);
+  acts_for_n_ = -1;
+  Tensor x0 = buf_.resid[0].rows(0, n);
+  k_.embedding_forward(x0, b.tokens, embed_->compute);
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    BlockActs a = block_view(l, n);
+    block_forward(k_, cfg_, blocks_[size_t(l)], a, b);
+  }
+  Tensor lnf = buf_.lnf.rows(0, n), rstdf = buf_.rstdf.rows(0, n);
+  k_.rmsnorm_forward(lnf, rstdf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n), final_norm_->compute, cfg_.norm_eps);
+}
+
+void Decoder::forward(const Batch& b, Tensor& logp) {
+  run_forward(b);
+  const int64_t n = b.n_tokens;
+  if (!logp.defined() || logp.numel() != n || logp.dtype() != stat_dtype_ || logp.device() != k_.device())
+    logp = k_.alloc({n}, stat_dtype_);
+  k_.lm_head_logprobs(logp, buf_.lnf.rows(0, n), head_->compute, b.targets);
+  acts_for_n_ = n;
+}
+
+void Decoder::backward(const Batch& b, const Tensor& dlogp) {
+  const int64_t n = b.n_tokens;
+  TEMPER_CHECK(acts_for_n_ == n && n > 0, "Decoder::backward: no activations for this batch of ", n,
+               " tokens; call forward with the same batch first (logits_at overwrites them)");
+  TEMPER_CHECK(dlogp.defined() && dlogp.numel() == n && dlogp.dtype() == stat_dtype_,
+               "Decoder::backward: dlogp must be ", dtype_name(stat_dtype_), "[", n, "], got ",
+               dlogp.defined() ? dtype_name(dlogp.dtype()) : "undefined", " ", shape_str(dlogp.shape()));
+  BlockScratch s = first_rows(buf_.scratch, n);
+  Tensor dres = buf_.dres.rows(0, n), logp = buf_.logp_tmp.rows(0, n);
+  Tensor lnf = buf_.lnf.rows(0, n), dlnf = s.dln;
+  k_.lm_head_logprobs_backward(logp, &dlnf, head_->grad, lnf, head_->compute, b.targets, dlogp);
+  k_.rmsnorm_backward(dres, false, final_norm_->grad, dlnf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n),
+                      final_norm_->compute, buf_.rstdf.rows(0, n));
+  for (int l = cfg_.n_layers - 1; l >= 0; --l)
+    block_backward(k_, cfg_, blocks_[size_t(l)], block_view(l, n), s, dres, b);
+  k_.embedding_backward(embed_->grad, dres, b.tokens);
+}
+
+void Decoder::logits_at(const Batch& b, const std::vector<int64_t>& token_index, Tensor& logits) {
+  const int64_t rows = int64_t(token_index.size());
+  TEMPER_CHECK(rows > 0, "Decoder::logits_at: no token indices given");
+  for (int64_t i : token_index)
+    TEMPER_CHECK(i >= 0 && i < b.n_tokens, "Decoder::logits_at: token index ", i, " outside the batch of ",
+                 b.n_tokens, " tokens");
+  run_forward(b);
+  const int64_t C = cfg_.d_model, V = cfg_.vocab_size;
+  Tensor sel = k_.alloc({rows, C}, compute_dtype_);
+  for (int64_t r = 0; r < rows; ++r) {  // gather the rows through copies (no gather kernel needed)
+    Tensor dst = sel.rows(r, r + 1);
+    k_.copy(dst, buf_.lnf.rows(token_index[size_t(r)], token_index[size_t(r)] + 1));
+  }
+  if (!logits.defined() || logits.shape() != Shape{rows, V} || logits.dtype() != compute_dtype_ ||
+      logits.device() != k_.device())
+    logits = k_.alloc({rows, V}, compute_dtype_);
+  k_.matmul_forward(logits, sel, head_->compute, nullptr);
+}
+
+}  // namespace temper

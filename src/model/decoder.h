@@ -1,0 +1,104 @@
+// Decoder: a Llama / Qwen2 / Qwen3-style decoder-only transformer built only on
+// Kernels calls. Owns its parameters (master copy + compute view + gradient) and
+// activation buffers (kept from forward for backward, reused across steps).
+//
+// Parameter names (HF-like; io/hf_export maps them, splitting gate_up):
+//   embed                               [V, C]   (model.embed_tokens.weight)
+//   layers.{i}.attn_norm.weight         [C]      (input_layernorm)
+//   layers.{i}.attn.{q,k,v}.weight      [H*D|KVH*D, C]; .bias when qkv_bias
+//   layers.{i}.attn.{q,k}_norm.weight   [D]      when qk_norm
+//   layers.{i}.attn.o.weight            [C, H*D]
+//   layers.{i}.mlp_norm.weight          [C]      (post_attention_layernorm)
+//   layers.{i}.mlp.gate_up.weight       [2F, C]  rows [0,F) gate_proj, [F,2F) up_proj
+//   layers.{i}.mlp.down.weight          [C, F]
+//   final_norm.weight                   [C]      (model.norm)
+//   lm_head.weight                      [V, C]   only when embeddings are untied
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "model/batch.h"
+#include "model/config.h"
+#include "model/layers.h"
+
+namespace temper {
+
+class Decoder {
+ public:
+  // param_dtype: F32 (training: the master copy) or F64 (tests on the CPU backend:
+  // then activations, statistics and gradients are f64 too).
+  Decoder(const ModelConfig& cfg, Kernels& k, DType param_dtype);
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  DType param_dtype() const { return param_dtype_; }
+  DType compute_dtype() const { return compute_dtype_; }  // activations and compute copies
+  DType grad_dtype() const { return grad_dtype_; }
+  DType stat_dtype() const { return stat_dtype_; }  // logp / dlogp / rstd / lse
+
+  // normal(0, init_std) for matrices and the embedding, o and down projections
+  // scaled by 1/sqrt(2 n_layers), norm weights 1, biases 0. Each tensor draws from
+  // its own stream mix64(seed, index), so the result does not depend on the backend.
+  void init_random(uint64_t seed);
+
+  // Name, master value, gradient, decay flag, compute view. Do not resize the vector.
+  std::vector<NamedParam>& params() { return params_; }
+  const std::vector<NamedParam>& params() const { return params_; }
+  NamedParam& param(const std::string& name);  // throws on an unknown name
+  // Copies master values into the compute copies (after an optimizer step or a
+  // checkpoint load); a no-op where they are the same tensors.
+  void refresh_compute();
+
+  // Forward over the batch, keeping activations for backward; logp[N] (stat_dtype,
+  // allocated here when undefined or of the wrong size) gets log p(target) per token,
+  // 0 where target < 0.
+  void forward(const Batch& b, Tensor& logp);
+  // Backward of L = sum_n dlogp[n] * logp[n]; call after forward with the same batch.
+  // Gradients accumulate; activations stay valid, so backward may be repeated.
+  void backward(const Batch& b, const Tensor& dlogp);
+  // logits [rows, V] (compute_dtype; allocated when undefined or mis-shaped) of the
+  // given token indices of the batch (decoding without a KV cache). Overwrites the
+  // kept activations: run forward again before backward.
+  void logits_at(const Batch& b, const std::vector<int64_t>& token_index, Tensor& logits);
+  void zero_grad();
+
+  // Bytes of activation buffers (kept + backward scratch) for n_tokens tokens; equals
+  // allocated_activation_bytes() after a step with that many tokens.
+  int64_t activation_bytes(int64_t n_tokens) const;
+  int64_t allocated_activation_bytes() const { return allocated_bytes_; }
+  int64_t capacity_tokens() const { return capacity_; }
+
+ private:
+  struct Buffers {
+    std::vector<Tensor> resid;       // L+1 residual streams [N, C]; resid[0] = embeddings
+    std::vector<BlockActs> blocks;   // L
+    Tensor lnf, rstdf;               // final norm [N, C], [N]
+    BlockScratch scratch;
+    Tensor dres;                     // [N, C] running residual gradient
+    Tensor logp_tmp;                 // [N] logp rewritten by the head's backward
+  };
+  // Walks every activation buffer for n tokens: allocates when `allocate`, returns bytes.
+  int64_t plan_buffers(int64_t n, Buffers& buf, bool allocate) const;
+  void ensure_capacity(int64_t n);
+  void check_batch(const Batch& b) const;
+  void run_forward(const Batch& b);  // embedding, blocks, final norm into buffers
+  NamedParam& add_param(const std::string& name, const Shape& shape, bool decay);
+  BlockActs block_view(int l, int64_t n) const;
+
+  ModelConfig cfg_;
+  Kernels& k_;
+  DType param_dtype_, compute_dtype_, grad_dtype_, stat_dtype_;
+  std::vector<NamedParam> params_;
+  NamedParam* embed_ = nullptr;
+  NamedParam* final_norm_ = nullptr;
+  NamedParam* head_ = nullptr;  // == embed_ when tied
+  std::vector<BlockWeights> blocks_;
+  Buffers buf_;
+  int64_t capacity_ = 0;
+  int64_t allocated_bytes_ = 0;
+  int64_t acts_for_n_ = -1;  // token count of the batch whose activations are kept (-1: none)
+};
+
+}  // namespace temper

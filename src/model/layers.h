@@ -1,0 +1,77 @@
+// One transformer block (pre-norm attention + SwiGLU MLP) as forward/backward
+// sequences of Kernels calls. The Decoder owns the tensors; these structs only
+// name them. Every tensor here is a view of N rows of a Decoder buffer.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "model/batch.h"
+#include "model/config.h"
+
+namespace temper {
+
+// One trainable tensor. `value` is the master copy (the dtype given to the Decoder),
+// `grad` its gradient (f32; f64 when the master is f64), `compute` what the kernels
+// read: `value` itself when the dtypes agree (CPU), else a copy in the backend's
+// activation dtype refreshed by Decoder::refresh_compute().
+struct NamedParam {
+  std::string name;
+  Tensor value;
+  Tensor grad;
+  bool decay = true;  // false for norm weights and biases
+  Tensor compute;
+};
+
+struct BlockWeights {
+  NamedParam* attn_norm = nullptr;  // [C]
+  NamedParam* q = nullptr;          // [H*D, C]
+  NamedParam* k = nullptr;          // [KVH*D, C]
+  NamedParam* v = nullptr;          // [KVH*D, C]
+  NamedParam* q_bias = nullptr;     // [H*D]   (qkv_bias)
+  NamedParam* k_bias = nullptr;     // [KVH*D] (qkv_bias)
+  NamedParam* v_bias = nullptr;     // [KVH*D] (qkv_bias)
+  NamedParam* q_norm = nullptr;     // [D]     (qk_norm)
+  NamedParam* k_norm = nullptr;     // [D]     (qk_norm)
+  NamedParam* o = nullptr;          // [C, H*D]
+  NamedParam* mlp_norm = nullptr;   // [C]
+  NamedParam* gate_up = nullptr;    // [2F, C]: rows [0,F) gate, [F,2F) up
+  NamedParam* down = nullptr;       // [C, F]
+};
+
+// Activations a block keeps for its backward (rows = tokens).
+struct BlockActs {
+  Tensor x_in;          // [N, C] residual stream entering the block
+  Tensor ln1, rstd1;    // [N, C], [N]
+  Tensor q_pre, q_rstd; // [N, H, D], [N, H]    before the per-head norm (qk_norm only)
+  Tensor k_pre, k_rstd; // [N, KVH, D], [N, KVH] (qk_norm only)
+  Tensor q, k, v;       // [N, H, D], [N, KVH, D], [N, KVH, D]: q, k after RoPE
+  Tensor attn, lse;     // [N, H, D], [N, H]
+  Tensor x_mid;         // [N, C] after the attention residual
+  Tensor ln2, rstd2;    // [N, C], [N]
+  Tensor gu, act;       // [N, 2F], [N, F]
+  Tensor x_out;         // [N, C] residual stream leaving the block (next block's x_in)
+};
+
+// Gradient scratch shared by all blocks.
+struct BlockScratch {
+  Tensor dln;     // [N, C]
+  Tensor dq;      // [N, H, D]
+  Tensor dk, dv;  // [N, KVH, D]
+  Tensor dattn;   // [N, H, D] (also dq before the per-head norm)
+  Tensor dk_pre;  // [N, KVH, D] (qk_norm only)
+  Tensor dgu;     // [N, 2F]
+  Tensor dact;    // [N, F]
+};
+
+void block_forward(Kernels& k, const ModelConfig& c, const BlockWeights& w, BlockActs& a, const Batch& b);
+
+// dres holds dL/dx_out on entry and dL/dx_in on exit; weight gradients accumulate.
+void block_backward(Kernels& k, const ModelConfig& c, const BlockWeights& w, const BlockActs& a,
+                    BlockScratch& s, Tensor& dres, const Batch& b);
+
+// The first n rows of every defined tensor (views).
+BlockActs first_rows(const BlockActs& a, int64_t n);
+BlockScratch first_rows(const BlockScratch& s, int64_t n);
+
+}  // namespace temper

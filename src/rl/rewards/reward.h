@@ -1,0 +1,104 @@
+// Verifiable rewards for the RL phase: one scoring function per task family
+// (math answers, IFEval-style instruction constraints, code run against tests in
+// a sandbox). All are device-independent, pure C++, and never evaluate model text
+// in-process; only the code reward runs it, in a child process under limits.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace temper {
+
+// Unparsable responses are discarded from the gradient (not scored 0).
+enum class Verdict { Correct, Wrong, Unparsable };
+const char* verdict_name(Verdict v);  // "correct" | "wrong" | "unparsable"
+
+struct RewardResult {
+  double reward = 0;
+  Verdict verdict = Verdict::Wrong;
+  std::string detail;  // human-readable reason (extracted answer, failed constraint, ...)
+};
+
+// Removes a leading <think>...</think> block (and, for chat templates that put
+// "<think>" in the prompt, everything up to a "</think>" that has no opening tag).
+// Returns nullopt when a <think> block is never closed.
+std::optional<std::string> strip_think(const std::string& response);
+
+// ---- math ------------------------------------------------------------------
+struct MathOptions {
+  bool use_boxed = true;  // take the last \boxed{...} (or \boxed 5) when present
+  // Fallback markers, tried when no \boxed is found: the answer is the rest of the
+  // line after the LAST occurrence of any of them (case-insensitive), e.g. "####", "Answer:".
+  std::vector<std::string> answer_prefixes;
+};
+
+// ref: {"answer": "..."} (string or number, or an array of acceptable answers), or
+// the answer itself as a json string/number. Reward 1 when equal after normalisation.
+RewardResult math_reward(const std::string& response, const nlohmann::json& ref,
+                         const MathOptions& opt = {});
+
+// Exposed for tests and for the eval phase.
+std::optional<std::string> extract_math_answer(const std::string& text, const MathOptions& opt = {});
+std::string normalize_math_answer(const std::string& answer);
+bool math_answers_equal(const std::string& a, const std::string& b);
+
+// ---- instruction following ---------------------------------------------------
+// constraints: one object or an array of objects, each with a "type" (see
+// docs/rewards.md). Reward 1 only if every constraint holds. loose = IFEval's loose
+// mode (also accept the response with '*' removed and/or first/last line dropped).
+// Throws temper::Error for an unknown type or a missing/ill-typed key.
+RewardResult instruction_reward(const std::string& response, const nlohmann::json& constraints,
+                                bool loose = false);
+
+// ---- code ------------------------------------------------------------------
+struct CodeTest {
+  std::string input;
+  std::string expected_output;
+};
+
+struct CodeJob {
+  std::string response;
+  std::vector<CodeTest> tests;
+};
+
+// Parses ref["tests"] (or ref itself when it is an array): [{"input":..,"expected_output":..}]
+// ("output" is accepted for "expected_output").
+std::vector<CodeTest> code_tests_from_json(const nlohmann::json& ref);
+
+struct SandboxOptions {
+  // How to run the extracted program. "{src}" is replaced by the source file's
+  // path; when absent from run_command the path is appended. The first word is
+  // looked up on PATH when it has no '/'.
+  std::vector<std::string> run_command = {"python3"};
+  std::vector<std::string> compile_command;  // optional, e.g. {"g++","-O2","-o","prog","{src}"}
+  std::string source_name = "main.py";
+  std::vector<std::string> fence_tags = {"python", "py", "python3"};  // plus untagged ```
+
+  double wall_timeout_s = 5.0;    // per test run (also per compile); SIGKILL of the group
+  int cpu_seconds = 5;            // RLIMIT_CPU
+  long long memory_bytes = 1LL << 30;      // RLIMIT_AS
+  long long file_size_bytes = 16LL << 20;  // RLIMIT_FSIZE
+  int max_processes = 32;         // RLIMIT_NPROC headroom above the user's current count
+  int max_open_files = 64;        // RLIMIT_NOFILE
+  size_t output_cap_bytes = 1 << 20;  // per stream; excess is truncated and the run fails
+  bool isolate_network = true;    // try unshare(CLONE_NEWNET[|CLONE_NEWUSER])
+  bool isolate_pids = true;       // try a PID namespace (kills daemonised children)
+  bool drop_root = true;          // when run as root, the program runs as "nobody"
+  std::string tmp_root;           // parent of work dirs; empty = $TMPDIR or /tmp
+
+  int workers = 4;                // concurrent jobs
+  bool all_or_nothing = false;    // reward 1/0 instead of the fraction of tests passed
+};
+
+// Scores every job (extract the last fenced program, run it on each test) with at
+// most opt.workers jobs in flight. Results are in job order. Throws temper::Error
+// only for configuration problems (interpreter not found, no temp dir).
+std::vector<RewardResult> code_rewards(const std::vector<CodeJob>& jobs, const SandboxOptions& opt);
+
+// The last fenced block whose info string is in `tags` or empty; nullopt if none.
+std::optional<std::string> extract_code_block(const std::string& text,
+                                              const std::vector<std::string>& tags);
+
+}  // namespace temper

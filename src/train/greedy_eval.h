@@ -1,0 +1,45 @@
+// Held-out exact-match accuracy by greedy decoding: prompts from data.eval_file
+// (JSONL with "messages", "task", "answer"), decoded in batches (each prompt a
+// document of one packed stream; no KV cache — full recomputation per token,
+// adequate for the small models of the quickstart and tests), checked with the
+// synthetic tasks' answer checker, samples split over the ranks.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "data/jsonl.h"
+#include "deck/deck.h"
+#include "kernels/kernels.h"
+#include "model/decoder.h"
+#include "parallel/comm.h"
+#include "tokenizer/tokenizer.h"
+
+namespace temper {
+
+struct EvalResult {
+  int64_t correct = 0, total = 0;
+  double seconds = 0;
+  double accuracy() const { return total ? double(correct) / double(total) : 0.0; }
+};
+
+// Greedy continuation of each prompt until end_id or max_new tokens.
+std::vector<std::vector<int32_t>> greedy_decode(Decoder& model, Kernels& k,
+                                                const std::vector<std::vector<int32_t>>& prompts,
+                                                int32_t end_id, int max_new, int vocab_size);
+
+class GreedyEval {
+ public:
+  GreedyEval(const Deck& deck, const Tokenizer& tok, Comm& comm);
+  bool enabled() const { return !items_.empty(); }
+  // Evaluates, writes <output_dir>/eval_<tag>.rank<R>.jsonl, returns the global result.
+  EvalResult run(Decoder& model, Kernels& k, const std::string& tag);
+
+ private:
+  const Tokenizer& tok_;
+  Comm& comm_;
+  std::vector<Conversation> items_;  // this rank's share
+  int max_new_ = 0, batch_ = 16;
+  std::string out_dir_;
+};
+
+}  // namespace temper

@@ -1,0 +1,67 @@
+#include "train/run_context.h"
+
+#include <filesystem>
+
+#include "core/log.h"
+#include "core/signals.h"
+
+namespace temper {
+
+namespace fs = std::filesystem;
+
+RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) {
+  output_dir_ = deck.get_string("run.output_dir");
+  std::string ckpt_dir = deck.get_string("checkpoint.dir");
+  if (ckpt_dir.empty()) ckpt_dir = (fs::path(output_dir_) / "checkpoints").string();
+  store_ = std::make_unique<CheckpointStore>(ckpt_dir, int(deck.get_int("checkpoint.keep_last")));
+  kernels_ = make_kernels(deck.get_string("run.backend"), mesh.local_rank());
+}
+
+bool RunContext::stop_requested(double elapsed) {
+  double flag = 0;
+  if (signal_received()) flag = 1;
+  double walltime = double(deck_.get_int("run.walltime"));
+  if (walltime > 0 && elapsed >= walltime - double(deck_.get_int("run.walltime_margin"))) flag = std::max(flag, 2.0);
+  flag = mesh_.world().allreduce_max(flag);
+  if (flag == 1) stop_reason_ = "signal received";
+  if (flag == 2) stop_reason_ = "walltime margin reached";
+  return flag > 0;
+}
+
+std::optional<CheckpointState> RunContext::resume_state() {
+  std::string mode = deck_.get_string("checkpoint.resume");
+  if (mode == "never") return std::nullopt;
+  std::string path;
+  if (is_root()) {
+    if (mode == "auto") {
+      auto s = store_->load_latest_valid(&path);
+      if (!s) path.clear();
+    } else {
+      path = mode;
+    }
+  }
+  mesh_.world().broadcast_string(path, 0);
+  if (path.empty()) return std::nullopt;
+  log_info("resuming from ", path);
+  return CheckpointStore::load(path);
+}
+
+std::string RunContext::write_checkpoint(CheckpointState& state) {
+  std::string path;
+  if (is_root()) {
+    state.deck_text = deck_.resolved_text();
+    auto sh = mesh_.shape();
+    state.mesh = {sh.sp, sh.dp_shard, sh.dp_replicate};
+    path = store_->write(state);
+    log_info("checkpoint written: ", path);
+  }
+  mesh_.world().broadcast_string(path, 0);
+  return path;
+}
+
+std::string RunContext::metrics_path() const {
+  if (!deck_.get_bool("log.metrics")) return "";
+  return (fs::path(output_dir_) / ("metrics.rank" + std::to_string(mesh_.world_rank()) + ".jsonl")).string();
+}
+
+}  // namespace temper

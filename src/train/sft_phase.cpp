@@ -1,0 +1,181 @@
+#include "train/sft_phase.h"
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/signals.h"
+#include "data/sft_dataset.h"
+#include "model/batch.h"
+#include "model/decoder.h"
+#include "train/adamw.h"
+#include "train/grad_clip.h"
+#include "train/greedy_eval.h"
+#include "train/lr_schedule.h"
+#include "train/model_setup.h"
+#include "train/model_state.h"
+#include "train/run_context.h"
+
+namespace temper {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct StagePos {
+  size_t stage = 0;
+  int64_t first_step = 0;  // global step at which the stage starts
+};
+
+StagePos stage_of(const std::vector<SftStage>& stages, int64_t step) {
+  int64_t begin = 0;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    if (step < begin + stages[i].steps) return {i, begin};
+    begin += stages[i].steps;
+  }
+  return {stages.size() - 1, begin - stages.back().steps};
+}
+
+}  // namespace
+
+int run_sft_phase(RunContext& ctx) {
+  const Deck& d = ctx.deck();
+  Kernels& k = ctx.kernels();
+  Mesh& mesh = ctx.mesh();
+  Comm& rep = mesh.replicate();
+  TEMPER_CHECK(mesh.shape().sp == 1 && mesh.shape().dp_shard == 1,
+               "SFT with sp > 1 or dp_shard > 1 is not available yet: use dp_replicate only");
+
+  auto tok = tokenizer_from_deck(d);
+  ModelConfig cfg = model_config_from_deck(d, tok->vocab_size());
+  const std::vector<SftStage> stages = sft_stages(d);
+  int64_t total_steps = 0;
+  for (const auto& s : stages) total_steps += s.steps;
+
+  Decoder model(cfg, k, DType::F32);
+  model.init_random(uint64_t(d.get_int("run.seed")));
+  if (ctx.is_root()) log_info(cfg.summary(stages.front().seq_len));
+
+  AdamWConfig ocfg;
+  ocfg.beta1 = d.get_float("sft.beta1");
+  ocfg.beta2 = d.get_float("sft.beta2");
+  ocfg.eps = d.get_float("sft.adam_eps");
+  ocfg.weight_decay = d.get_float("sft.weight_decay");
+  AdamW opt(k, param_refs(model), ocfg);
+  LrSchedule sched{d.get_float("sft.lr"), d.get_float("sft.min_lr"), d.get_int("sft.warmup_steps"), total_steps};
+  const int64_t grad_accum = d.get_int("sft.grad_accum");
+  const double clip = d.get_float("sft.grad_clip");
+  const int64_t ckpt_every = d.get_int("checkpoint.every");
+  const int64_t eval_every = d.get_int("sft.eval_every");
+
+  SftDataOptions dopt;
+  dopt.micro_batch = int(d.get_int("data.micro_batch"));
+  dopt.seed = uint64_t(d.get_int("data.shuffle_seed"));
+  dopt.overlong = overlong_from_name(d.get_string("data.overlong"));
+  std::unique_ptr<SftDataset> data;
+  size_t data_stage = size_t(-1);
+  auto open_stage = [&](size_t i) {
+    dopt.seq_len = int(stages[i].seq_len);
+    data = std::make_unique<SftDataset>(stages[i].files, *tok, dopt);
+    data_stage = i;
+    if (ctx.is_root())
+      log_info("stage ", i + 1, "/", stages.size(), ": ", data->num_documents(), " conversations, seq_len ",
+               stages[i].seq_len, ", ", stages[i].steps, " steps",
+               data->skipped_no_assistant() ? cat(" (", data->skipped_no_assistant(), " without assistant turn skipped)")
+                                            : std::string());
+  };
+
+  int64_t step = 0;
+  if (auto st = ctx.resume_state()) {
+    TEMPER_CHECK(st->phase == "sft", "checkpoint phase is '", st->phase, "', this run is 'sft'");
+    step = st->step;
+    load_model_state(model, k, st->tensors);
+    opt.load(st->tensors, step);
+    auto pos = nlohmann::json::parse(st->strings.at("data_position"));
+    open_stage(pos.at("stage").get<size_t>());
+    data->restore(pos.at("loader").dump());
+  }
+  auto save = [&]() {
+    CheckpointState s;
+    s.step = step;
+    s.phase = "sft";
+    save_model_state(model, k, s.tensors);
+    opt.save(s.tensors);
+    nlohmann::json pos;
+    pos["stage"] = data_stage;
+    pos["loader"] = nlohmann::json::parse(data->state());
+    s.strings["data_position"] = pos.dump();
+    s.strings["model_config"] = cfg.summary(0);
+    return ctx.write_checkpoint(s);
+  };
+
+  GreedyEval evaluator(d, *tok, mesh.world());
+  auto evaluate = [&](const char* tag) {
+    if (!evaluator.enabled()) return;
+    auto r = evaluator.run(model, k, cat(tag, "_step", step));
+    if (ctx.is_root())
+      log_info("eval ", tag, " at step ", step, ": exact match ", r.correct, "/", r.total, " = ",
+               100.0 * r.accuracy(), " % (", format_duration(r.seconds), ")");
+  };
+  if (step == 0) evaluate("before");
+
+  Progress progress(total_steps, step, ctx.metrics_path(), int(d.get_int("log.every")));
+  const int R = rep.size(), r = rep.rank();
+  std::vector<PackedBatch> mine;
+  while (step < total_steps) {
+    if (ctx.stop_requested(progress.elapsed())) {
+      log_info("stopping at step ", step, ": ", ctx.stop_reason(), "; writing a checkpoint");
+      save();
+      return kExitRequeue;
+    }
+    StagePos sp = stage_of(stages, step);
+    if (sp.stage != data_stage) open_stage(sp.stage);
+
+    // The global batch is grad_accum × R micro-batches from one stream; rank r takes every R-th.
+    mine.clear();
+    for (int64_t i = 0; i < grad_accum * R; ++i) {
+      PackedBatch b = data->next();
+      if (i % R == r) mine.push_back(std::move(b));
+    }
+    int64_t local_tokens = 0, local_loss_tokens = 0;
+    for (const auto& b : mine) {
+      local_tokens += int64_t(b.tokens.size());
+      local_loss_tokens += b.loss_tokens;
+    }
+    const int64_t loss_tokens = rep.allreduce_sum_i64(local_loss_tokens);
+    const int64_t tokens = rep.allreduce_sum_i64(local_tokens);
+
+    model.zero_grad();
+    double local_loss = 0;
+    for (const auto& pb : mine) {
+      Batch b = make_batch(k, pb.tokens, pb.targets, pb.positions, pb.cu_seqlens, cfg.vocab_size);
+      b.max_seqlen = pb.max_seqlen;
+      Tensor logp = k.alloc({b.n_tokens}, DType::F32);
+      model.forward(b, logp);
+      for (double v : to_host_f64(k, logp)) local_loss -= v;
+      Tensor dlogp = sft_dlogp(k, pb.targets, double(std::max<int64_t>(loss_tokens, 1)), DType::F32);
+      model.backward(b, dlogp);
+    }
+    allreduce_grads(model, rep);
+    const double loss = rep.allreduce_sum(local_loss) / double(std::max<int64_t>(loss_tokens, 1));
+    auto refs = param_refs(model);
+    const double norm = grad_norm(k, refs);
+    const double lr = sched.at(step + 1);
+    opt.step(lr, clip_scale(norm, clip));
+    ++step;
+    progress.step(step, tokens, {{"loss", loss}, {"lr", lr}, {"gnorm", norm}, {"loss_tokens", double(loss_tokens)}});
+    TEMPER_CHECK(std::isfinite(loss), "loss is not finite at step ", step, " (lower sft.lr?)");
+    if (eval_every > 0 && step % eval_every == 0 && step < total_steps) evaluate("step");
+    if ((ckpt_every > 0 && step % ckpt_every == 0) || step == total_steps) save();
+  }
+  evaluate("final");
+  if (ctx.is_root()) {
+    const auto& st = data->stats();
+    log_info("sft done: ", step, " steps; documents truncated ", st.truncated, ", split ", st.split);
+  }
+  return 0;
+}
+
+}  // namespace temper
