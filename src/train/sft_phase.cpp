@@ -92,6 +92,7 @@ int run_sft_phase(RunContext& ctx) {
     TEMPER_CHECK(st->phase == "sft", "checkpoint phase is '", st->phase, "', this run is 'sft'");
     step = st->step;
     load_model_state(model, k, st->tensors);
+    model.refresh_compute();
     opt.load(st->tensors, step);
     auto pos = nlohmann::json::parse(st->strings.at("data_position"));
     open_stage(pos.at("stage").get<size_t>());
@@ -107,7 +108,7 @@ int run_sft_phase(RunContext& ctx) {
     pos["stage"] = data_stage;
     pos["loader"] = nlohmann::json::parse(data->state());
     s.strings["data_position"] = pos.dump();
-    s.strings["model_config"] = cfg.summary(0);
+    s.strings["model_config"] = cfg.summary(stages[data_stage].seq_len);
     return ctx.write_checkpoint(s);
   };
 
@@ -164,6 +165,7 @@ int run_sft_phase(RunContext& ctx) {
     const double norm = grad_norm(k, refs);
     const double lr = sched.at(step + 1);
     opt.step(lr, clip_scale(norm, clip));
+    model.refresh_compute();
     ++step;
     progress.step(step, tokens, {{"loss", loss}, {"lr", lr}, {"gnorm", norm}, {"loss_tokens", double(loss_tokens)}});
     TEMPER_CHECK(std::isfinite(loss), "loss is not finite at step ", step, " (lower sft.lr?)");

@@ -1,0 +1,149 @@
+// CUDA backend: the cublasGemmEx wrapper (bf16 inputs, f32 compute, bf16 or
+// f32 output) and the linear layer out = inp @ weight^T (+ bias) with its
+// backward. The bias is broadcast into `out` first and the GEMM adds onto it
+// (beta = 1), so out is rounded to bf16 once. dweight (f32) accumulates with
+// beta = 1; dbias (f32) accumulates column sums of dout with a reduction kernel.
+#include <limits>
+
+#include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace temper {
+
+namespace {
+
+int to_int(int64_t v, const char* what) {
+  TEMPER_CHECK(v >= 0 && v <= std::numeric_limits<int>::max(), "gemm: ", what, " = ", v,
+               " does not fit cuBLAS's int sizes; split the operation");
+  return static_cast<int>(v);
+}
+
+__global__ void fill_zero_rows(void* C, bool is_f32, int64_t M, int64_t N, int64_t ldc) {
+  const int64_t total = M * N;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / N, c = i % N;
+    if (is_f32) static_cast<float*>(C)[r * ldc + c] = 0.0f;
+    else static_cast<__nv_bfloat16*>(C)[r * ldc + c] = __float2bfloat16_rn(0.0f);
+  }
+}
+
+// out[r, j] = bias[j]
+__global__ void broadcast_bias(__nv_bfloat16* out, const __nv_bfloat16* bias, int64_t rows, int64_t OC) {
+  const int64_t total = rows * OC;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = bias[i % OC];
+}
+
+// dbias[j] += sum_r dout[r, j]: blockIdx.x picks 32 columns, threadIdx.y and
+// blockIdx.y split the rows; partial sums meet in shared memory, then atomics.
+__global__ void bias_grad(float* dbias, const __nv_bfloat16* dout, int64_t rows, int64_t OC, int64_t rows_per_block) {
+  __shared__ float part[8][33];
+  const int64_t j = blockIdx.x * 32 + threadIdx.x;
+  const int64_t r0 = blockIdx.y * rows_per_block, r1 = min(rows, r0 + rows_per_block);
+  float acc = 0.0f;
+  if (j < OC)
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) acc += __bfloat162float(dout[r * OC + j]);
+  part[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < OC) {
+    float s = 0.0f;
+    for (int y = 0; y < 8; ++y) s += part[y][threadIdx.x];
+    atomicAdd(dbias + j, s);
+  }
+}
+
+struct LinearDims {
+  int64_t rows, C, OC;
+};
+
+LinearDims linear_dims(const char* op, const Tensor& inp, const Tensor& weight, const Tensor& out,
+                       const char* out_name) {
+  TEMPER_CHECK(weight.ndim() == 2, op, ": 'weight' must be [OC, C], got ", shape_str(weight.shape()));
+  const int64_t OC = weight.dim(0), C = weight.dim(1);
+  TEMPER_CHECK(inp.ndim() >= 1 && inp.dim(-1) == C, op, ": 'inp' has shape ", shape_str(inp.shape()),
+               " but 'weight' is ", shape_str(weight.shape()), " (inp's last dimension must equal weight's C)");
+  const int64_t rows = C > 0 ? inp.numel() / C : 0;
+  Shape want = inp.shape();
+  want.back() = OC;
+  cuda::check_shape(op, out_name, out, want);
+  return {rows, C, OC};
+}
+
+}  // namespace
+
+void CudaKernels::gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
+                       const void* B, int64_t ldb, float beta, void* C, DType ctype, int64_t ldc) {
+  TEMPER_CHECK(ctype == DType::F32 || ctype == DType::BF16, "gemm: output dtype ", dtype_name(ctype),
+               " is not supported (bf16 or f32)");
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // C = beta * C; only beta 0 and 1 occur in this backend
+    TEMPER_CHECK(beta == 0.0f || beta == 1.0f, "gemm: empty product with beta = ", beta);
+    if (beta == 0.0f) {
+      fill_zero_rows<<<cuda::grid_for(std::min<int64_t>(M * N, int64_t(1) << 24), 256, "gemm"), 256, 0, stream_>>>(
+          C, ctype == DType::F32, M, N, ldc);
+      TEMPER_CUDA_CHECK_LAUNCH();
+    }
+    return;
+  }
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
+  // operands; a row-major matrix read column-major is its transpose.
+  const cudaDataType_t ct = ctype == DType::F32 ? CUDA_R_32F : CUDA_R_16BF;
+  TEMPER_CUBLAS_CHECK(cublasGemmEx(cublas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                   to_int(N, "N"), to_int(M, "M"), to_int(K, "K"), &alpha, B, CUDA_R_16BF,
+                                   to_int(ldb, "ldb"), A, CUDA_R_16BF, to_int(lda, "lda"), &beta, C, ct,
+                                   to_int(ldc, "ldc"), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void CudaKernels::matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias) {
+  const char* op = "matmul_forward";
+  cuda::check_dtype(op, "out", out, DType::BF16);
+  cuda::check_dtype(op, "inp", inp, DType::BF16);
+  cuda::check_dtype(op, "weight", weight, DType::BF16);
+  const LinearDims d = linear_dims(op, inp, weight, out, "out");
+  float beta = 0.0f;
+  if (bias) {
+    cuda::check_dtype(op, "bias", *bias, DType::BF16);
+    cuda::check_shape(op, "bias", *bias, {d.OC});
+    if (d.rows * d.OC > 0) {
+      broadcast_bias<<<cuda::grid_for(std::min<int64_t>(d.rows * d.OC, int64_t(1) << 24), 256, op), 256, 0,
+                       stream_>>>(cuda::bf(out), cuda::bf(*bias), d.rows, d.OC);
+      TEMPER_CUDA_CHECK_LAUNCH();
+    }
+    beta = 1.0f;
+  }
+  gemm(false, true, d.rows, d.OC, d.C, 1.0f, inp.raw(), d.C, weight.raw(), d.C, beta, out.raw(), DType::BF16, d.OC);
+}
+
+void CudaKernels::matmul_backward(Tensor* dinp, bool accumulate, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                                  const Tensor& inp, const Tensor& weight) {
+  const char* op = "matmul_backward";
+  cuda::check_dtype(op, "dweight", dweight, DType::F32);
+  cuda::check_dtype(op, "dout", dout, DType::BF16);
+  cuda::check_dtype(op, "inp", inp, DType::BF16);
+  cuda::check_dtype(op, "weight", weight, DType::BF16);
+  const LinearDims d = linear_dims(op, inp, weight, dout, "dout");
+  cuda::check_shape(op, "dweight", dweight, weight.shape());
+  if (dinp) {
+    cuda::check_dtype(op, "dinp", *dinp, DType::BF16);
+    cuda::check_shape(op, "dinp", *dinp, inp.shape());
+    // dinp[rows, C] (=|+=) dout[rows, OC] @ weight[OC, C]
+    gemm(false, false, d.rows, d.C, d.OC, 1.0f, dout.raw(), d.OC, weight.raw(), d.C, accumulate ? 1.0f : 0.0f,
+         dinp->raw(), DType::BF16, d.C);
+  }
+  // dweight[OC, C] += dout^T @ inp
+  gemm(true, false, d.OC, d.C, d.rows, 1.0f, dout.raw(), d.OC, inp.raw(), d.C, 1.0f, dweight.raw(), DType::F32, d.C);
+  if (dbias) {
+    cuda::check_dtype(op, "dbias", *dbias, DType::F32);
+    cuda::check_shape(op, "dbias", *dbias, {d.OC});
+    if (d.rows > 0 && d.OC > 0) {
+      const int64_t rows_per_block = 256;
+      const int64_t yblocks = (d.rows + rows_per_block - 1) / rows_per_block;
+      TEMPER_CHECK(yblocks <= 65535, op, ": ", d.rows, " rows are too many for the bias-gradient reduction");
+      dim3 grid(cuda::grid_for(d.OC, 32, op), static_cast<unsigned>(yblocks));
+      bias_grad<<<grid, dim3(32, 8), 0, stream_>>>(cuda::f32(*dbias), cuda::bf(dout), d.rows, d.OC, rows_per_block);
+      TEMPER_CUDA_CHECK_LAUNCH();
+    }
+  }
+}
+
+}  // namespace temper

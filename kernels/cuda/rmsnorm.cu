@@ -1,0 +1,127 @@
+// CUDA backend: RMSNorm over the last dimension, one warp per row, f32 math.
+//   y = x * r * w,  r = 1/sqrt(mean(x^2) + eps)            (rstd f32)
+//   dx = r * w * g - x * r^3 / C * sum_j w_j g_j x_j         (bf16, = or +=)
+//   dw += sum_rows g * x * r                                  (f32; column
+//   blocks reduce 256 rows each in shared memory, then atomicAdd)
+#include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace temper {
+
+namespace {
+
+constexpr int kWarps = 8;  // rows per block in the row kernels
+
+__global__ void rmsnorm_fwd_kernel(__nv_bfloat16* out, float* rstd, const __nv_bfloat16* x, const __nv_bfloat16* w,
+                                   int64_t rows, int64_t C, float eps) {
+  const int64_t row = blockIdx.x * int64_t(kWarps) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const __nv_bfloat16* xr = x + row * C;
+  float ss = 0.0f;
+  for (int64_t c = lane; c < C; c += 32) {
+    const float v = __bfloat162float(xr[c]);
+    ss += v * v;
+  }
+  ss = cuda::warp_sum(ss);
+  const float s = 1.0f / sqrtf(ss / float(C) + eps);
+  if (lane == 0) rstd[row] = s;
+  for (int64_t c = lane; c < C; c += 32)
+    out[row * C + c] = __float2bfloat16_rn(__bfloat162float(xr[c]) * s * __bfloat162float(w[c]));
+}
+
+__global__ void rmsnorm_bwd_input_kernel(__nv_bfloat16* dx, bool accumulate, const __nv_bfloat16* g,
+                                         const __nv_bfloat16* x, const __nv_bfloat16* w, const float* rstd,
+                                         int64_t rows, int64_t C) {
+  const int64_t row = blockIdx.x * int64_t(kWarps) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  const int64_t base = row * C;
+  float dot = 0.0f;
+  for (int64_t c = lane; c < C; c += 32)
+    dot += __bfloat162float(w[c]) * __bfloat162float(g[base + c]) * __bfloat162float(x[base + c]);
+  dot = cuda::warp_sum(dot);
+  const float s = rstd[row];
+  const float k = s * s * s * dot / float(C);
+  for (int64_t c = lane; c < C; c += 32) {
+    float v = s * __bfloat162float(w[c]) * __bfloat162float(g[base + c]) - k * __bfloat162float(x[base + c]);
+    if (accumulate) v += __bfloat162float(dx[base + c]);
+    dx[base + c] = __float2bfloat16_rn(v);
+  }
+}
+
+__global__ void rmsnorm_bwd_weight_kernel(float* dw, const __nv_bfloat16* g, const __nv_bfloat16* x,
+                                          const float* rstd, int64_t rows, int64_t C, int64_t rows_per_block) {
+  __shared__ float part[8][33];
+  const int64_t c = blockIdx.x * 32 + threadIdx.x;
+  const int64_t r0 = blockIdx.y * rows_per_block, r1 = min(rows, r0 + rows_per_block);
+  float acc = 0.0f;
+  if (c < C)
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += 8)
+      acc += __bfloat162float(g[r * C + c]) * __bfloat162float(x[r * C + c]) * rstd[r];
+  part[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    float s = 0.0f;
+    for (int y = 0; y < 8; ++y) s += part[y][threadIdx.x];
+    atomicAdd(dw + c, s);
+  }
+}
+
+int64_t norm_width(const char* op, const Tensor& inp, const Tensor& weight) {
+  TEMPER_CHECK(weight.ndim() == 1, op, ": 'weight' must be 1-D [C], got ", shape_str(weight.shape()));
+  const int64_t C = weight.dim(0);
+  TEMPER_CHECK(C > 0, op, ": empty normalised dimension");
+  TEMPER_CHECK(inp.ndim() >= 1 && inp.dim(-1) == C, op, ": 'inp' has shape ", shape_str(inp.shape()),
+               " but 'weight' has ", shape_str(weight.shape()), " (the last dimension must match)");
+  return C;
+}
+
+}  // namespace
+
+void CudaKernels::rmsnorm_forward(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor& weight, float eps) {
+  const char* op = "rmsnorm_forward";
+  cuda::check_dtype(op, "out", out, DType::BF16);
+  cuda::check_dtype(op, "rstd", rstd, DType::F32);
+  cuda::check_dtype(op, "inp", inp, DType::BF16);
+  cuda::check_dtype(op, "weight", weight, DType::BF16);
+  const int64_t C = norm_width(op, inp, weight);
+  const int64_t rows = inp.numel() / C;
+  cuda::check_shape(op, "out", out, inp.shape());
+  TEMPER_CHECK(rstd.numel() == rows, op, ": 'rstd' has ", rstd.numel(), " elements, expected ", rows,
+               " (one per row of 'inp' ", shape_str(inp.shape()), ")");
+  if (rows == 0) return;
+  rmsnorm_fwd_kernel<<<cuda::grid_for(rows, kWarps, op), 32 * kWarps, 0, stream_>>>(
+      cuda::bf(out), cuda::f32(rstd), cuda::bf(inp), cuda::bf(weight), rows, C, eps);
+  TEMPER_CUDA_CHECK_LAUNCH();
+}
+
+void CudaKernels::rmsnorm_backward(Tensor& dinp, bool accumulate, Tensor& dweight, const Tensor& dout,
+                                   const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
+  const char* op = "rmsnorm_backward";
+  cuda::check_dtype(op, "dinp", dinp, DType::BF16);
+  cuda::check_dtype(op, "dweight", dweight, DType::F32);
+  cuda::check_dtype(op, "dout", dout, DType::BF16);
+  cuda::check_dtype(op, "inp", inp, DType::BF16);
+  cuda::check_dtype(op, "weight", weight, DType::BF16);
+  cuda::check_dtype(op, "rstd", rstd, DType::F32);
+  const int64_t C = norm_width(op, inp, weight);
+  const int64_t rows = inp.numel() / C;
+  cuda::check_shape(op, "dinp", dinp, inp.shape());
+  cuda::check_shape(op, "dout", dout, inp.shape());
+  cuda::check_shape(op, "dweight", dweight, weight.shape());
+  TEMPER_CHECK(rstd.numel() == rows, op, ": 'rstd' has ", rstd.numel(), " elements, expected ", rows);
+  if (rows == 0) return;
+  rmsnorm_bwd_input_kernel<<<cuda::grid_for(rows, kWarps, op), 32 * kWarps, 0, stream_>>>(
+      cuda::bf(dinp), accumulate, cuda::bf(dout), cuda::bf(inp), cuda::bf(weight), cuda::f32(rstd), rows, C);
+  TEMPER_CUDA_CHECK_LAUNCH();
+  const int64_t rows_per_block = 256;
+  const int64_t yblocks = (rows + rows_per_block - 1) / rows_per_block;
+  TEMPER_CHECK(yblocks <= 65535, op, ": ", rows, " rows are too many for the weight-gradient reduction");
+  dim3 grid(cuda::grid_for(C, 32, op), static_cast<unsigned>(yblocks));
+  rmsnorm_bwd_weight_kernel<<<grid, dim3(32, 8), 0, stream_>>>(cuda::f32(dweight), cuda::bf(dout), cuda::bf(inp),
+                                                               cuda::f32(rstd), rows, C, rows_per_block);
+  TEMPER_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace temper

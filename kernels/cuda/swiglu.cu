@@ -1,0 +1,72 @@
+// CUDA backend: SwiGLU on a fused gate|up tensor gu[N, 2F] (bf16), f32 math.
+//   out = silu(g) * u
+//   dg = dout * u * sigmoid(g) * (1 + g * (1 - sigmoid(g))),  du = dout * silu(g)
+#include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace temper {
+
+namespace {
+
+__device__ __forceinline__ float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+__global__ void swiglu_fwd_kernel(__nv_bfloat16* out, const __nv_bfloat16* gu, int64_t rows, int64_t F) {
+  const int64_t total = rows * F;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / F, f = i % F;
+    const float g = __bfloat162float(gu[r * 2 * F + f]), u = __bfloat162float(gu[r * 2 * F + F + f]);
+    out[i] = __float2bfloat16_rn(g * sigmoidf(g) * u);
+  }
+}
+
+__global__ void swiglu_bwd_kernel(__nv_bfloat16* dgu, const __nv_bfloat16* dout, const __nv_bfloat16* gu, int64_t rows,
+                                  int64_t F) {
+  const int64_t total = rows * F;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / F, f = i % F;
+    const float g = __bfloat162float(gu[r * 2 * F + f]), u = __bfloat162float(gu[r * 2 * F + F + f]);
+    const float dy = __bfloat162float(dout[i]);
+    const float sg = sigmoidf(g);
+    dgu[r * 2 * F + f] = __float2bfloat16_rn(dy * u * sg * (1.0f + g * (1.0f - sg)));
+    dgu[r * 2 * F + F + f] = __float2bfloat16_rn(dy * g * sg);
+  }
+}
+
+int64_t swiglu_width(const char* op, const Tensor& gu, const Tensor& half, const char* half_name) {
+  TEMPER_CHECK(gu.ndim() >= 1 && gu.dim(-1) % 2 == 0, op, ": 'gu' must be [..., 2F], got ", shape_str(gu.shape()));
+  Shape want = gu.shape();
+  want.back() /= 2;
+  cuda::check_shape(op, half_name, half, want);
+  return want.back();
+}
+
+unsigned capped_grid(int64_t n, const char* op) { return cuda::grid_for(std::min<int64_t>(n, int64_t(1) << 24), 256, op); }
+
+}  // namespace
+
+void CudaKernels::swiglu_forward(Tensor& out, const Tensor& gu) {
+  const char* op = "swiglu_forward";
+  cuda::check_dtype(op, "out", out, DType::BF16);
+  cuda::check_dtype(op, "gu", gu, DType::BF16);
+  const int64_t F = swiglu_width(op, gu, out, "out");
+  const int64_t rows = F > 0 ? out.numel() / F : 0;
+  if (rows * F == 0) return;
+  swiglu_fwd_kernel<<<capped_grid(rows * F, op), 256, 0, stream_>>>(cuda::bf(out), cuda::bf(gu), rows, F);
+  TEMPER_CUDA_CHECK_LAUNCH();
+}
+
+void CudaKernels::swiglu_backward(Tensor& dgu, const Tensor& dout, const Tensor& gu) {
+  const char* op = "swiglu_backward";
+  cuda::check_dtype(op, "dgu", dgu, DType::BF16);
+  cuda::check_dtype(op, "dout", dout, DType::BF16);
+  cuda::check_dtype(op, "gu", gu, DType::BF16);
+  const int64_t F = swiglu_width(op, gu, dout, "dout");
+  cuda::check_shape(op, "dgu", dgu, gu.shape());
+  const int64_t rows = F > 0 ? dout.numel() / F : 0;
+  if (rows * F == 0) return;
+  swiglu_bwd_kernel<<<capped_grid(rows * F, op), 256, 0, stream_>>>(cuda::bf(dgu), cuda::bf(dout), cuda::bf(gu), rows,
+                                                                    F);
+  TEMPER_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace temper

@@ -1,0 +1,220 @@
+// Code reward: extract the program from the response's last fenced block, run it
+// on each test in the sandbox (code_sandbox.cpp), compare outputs; a bounded pool
+// of worker threads scores many jobs concurrently.
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <exception>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "rl/rewards/code_sandbox.h"
+#include "rl/rewards/reward.h"
+
+namespace temper {
+namespace {
+
+std::string trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+// Outputs compare equal after dropping trailing whitespace on every line and
+// trailing blank lines.
+std::string canonical_output(const std::string& s) {
+  std::vector<std::string> lines;
+  std::istringstream in(s);
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t e = line.find_last_not_of(" \t\r");
+    lines.push_back(e == std::string::npos ? "" : line.substr(0, e + 1));
+  }
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();
+  std::string out;
+  for (auto& l : lines) out += l + "\n";
+  return out;
+}
+
+std::string substitute(const std::string& word, const std::string& src) {
+  std::string out = word;
+  size_t p;
+  while ((p = out.find("{src}")) != std::string::npos) out.replace(p, 5, src);
+  return out;
+}
+
+std::vector<std::string> build_command(const std::vector<std::string>& tmpl, const std::string& src,
+                                       bool append_src) {
+  std::vector<std::string> argv;
+  bool used = false;
+  for (auto& w : tmpl) {
+    used |= w.find("{src}") != std::string::npos;
+    argv.push_back(substitute(w, src));
+  }
+  if (!used && append_src) argv.push_back(src);
+  return argv;
+}
+
+SandboxLimits limits_of(const SandboxOptions& o) {
+  SandboxLimits l;
+  l.wall_timeout_s = o.wall_timeout_s;
+  l.cpu_seconds = o.cpu_seconds;
+  l.memory_bytes = o.memory_bytes;
+  l.file_size_bytes = o.file_size_bytes;
+  l.max_processes = o.max_processes;
+  l.max_open_files = o.max_open_files;
+  l.output_cap_bytes = o.output_cap_bytes;
+  l.isolate_network = o.isolate_network;
+  l.isolate_pids = o.isolate_pids;
+  l.drop_root = o.drop_root;
+  return l;
+}
+
+// A run that could not even start the configured interpreter is a deck problem,
+// not the model's fault: stop the run with a message instead of scoring 0.
+[[noreturn]] void config_failure(const std::vector<std::string>& cmd, const ExecResult& r) {
+  fail("code sandbox: cannot run '", cmd.empty() ? "" : cmd[0], "': ", r.error,
+       ". Check the sandbox run/compile command (the program runs with PATH=/usr/local/bin:/usr/bin:/bin",
+       " and, when the trainer is root, as user nobody: set drop_root = false or use a system interpreter)");
+}
+
+RewardResult score_job(const CodeJob& job, const SandboxOptions& opt) {
+  RewardResult res;
+  res.verdict = Verdict::Unparsable;
+  auto body = strip_think(job.response);
+  if (!body) {
+    res.detail = "unterminated <think> block";
+    return res;
+  }
+  auto program = extract_code_block(*body, opt.fence_tags);
+  if (!program) {
+    res.detail = "no fenced code block";
+    return res;
+  }
+  TEMPER_CHECK(!job.tests.empty(), "code reward: a job has no tests (check the prompt record's \"tests\")");
+  res.verdict = Verdict::Wrong;
+  int uid = -1, gid = -1;
+  sandbox_identity(opt.drop_root, &uid, &gid);
+  SandboxDir dir(opt.tmp_root, uid, gid);
+  const std::string src = dir.work() + "/" + opt.source_name;
+  {
+    std::ofstream f(src, std::ios::binary);
+    f << *program;
+    TEMPER_CHECK(f.good(), "code sandbox: cannot write '", src, "'");
+  }
+  chmod(src.c_str(), 0644);  // readable by the (possibly unprivileged) program, not writable
+  SandboxLimits lim = limits_of(opt);
+  std::string isolation;
+  if (!opt.compile_command.empty()) {
+    auto cmd = build_command(opt.compile_command, src, true);
+    ExecResult c = sandbox_exec(cmd, "", dir.work(), lim);
+    if (c.exec_failed) config_failure(cmd, c);
+    if (!c.ok()) {
+      res.detail = cat("compile failed (", c.describe(), "): ", c.err.substr(0, 300));
+      return res;
+    }
+  }
+  auto cmd = build_command(opt.run_command, src, opt.compile_command.empty());
+  size_t passed = 0;
+  std::string first_failure;
+  for (size_t t = 0; t < job.tests.size(); ++t) {
+    ExecResult r = sandbox_exec(cmd, job.tests[t].input, dir.work(), lim);
+    if (r.exec_failed) config_failure(cmd, r);
+    isolation = r.isolation;
+    bool ok = r.ok() && canonical_output(r.out) == canonical_output(job.tests[t].expected_output);
+    if (ok) {
+      ++passed;
+    } else if (first_failure.empty()) {
+      first_failure = cat("test ", t, ": ", r.ok() ? "wrong output" : r.describe());
+    }
+    if (!ok && opt.all_or_nothing) break;
+  }
+  bool all = passed == job.tests.size();
+  res.verdict = all ? Verdict::Correct : Verdict::Wrong;
+  res.reward = opt.all_or_nothing ? (all ? 1.0 : 0.0) : double(passed) / double(job.tests.size());
+  res.detail = cat("passed ", passed, "/", job.tests.size(), first_failure.empty() ? "" : "; ", first_failure,
+                   "; isolation: ", isolation);
+  return res;
+}
+
+}  // namespace
+
+std::optional<std::string> extract_code_block(const std::string& text, const std::vector<std::string>& tags) {
+  std::optional<std::string> tagged, untagged;
+  std::istringstream in(text);
+  std::string line;
+  bool inside = false;
+  std::string tag, body;
+  while (std::getline(in, line)) {
+    std::string t = trim(line);
+    if (!inside) {
+      if (t.rfind("```", 0) == 0) {
+        inside = true;
+        tag = trim(t.substr(3));
+        std::transform(tag.begin(), tag.end(), tag.begin(), [](unsigned char c) { return std::tolower(c); });
+        body.clear();
+      }
+    } else if (t == "```") {
+      inside = false;
+      if (tag.empty()) untagged = body;
+      else if (std::find(tags.begin(), tags.end(), tag) != tags.end()) tagged = body;
+    } else {
+      body += line + "\n";
+    }
+  }
+  // An unclosed final fence (a truncated generation) does not count.
+  if (tagged) return tagged;
+  return untagged;
+}
+
+std::vector<CodeTest> code_tests_from_json(const nlohmann::json& ref) {
+  const nlohmann::json& arr = ref.is_object() && ref.contains("tests") ? ref["tests"] : ref;
+  TEMPER_CHECK(arr.is_array(), "code reward: \"tests\" must be an array of {\"input\",\"expected_output\"}");
+  std::vector<CodeTest> tests;
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const auto& t = arr[i];
+    TEMPER_CHECK(t.is_object(), "code reward: tests[", i, "] is not an object");
+    const char* out_key = t.contains("expected_output") ? "expected_output" : "output";
+    TEMPER_CHECK(t.contains(out_key) && t[out_key].is_string(), "code reward: tests[", i,
+                 "] needs a string \"expected_output\"");
+    TEMPER_CHECK(!t.contains("input") || t["input"].is_string(), "code reward: tests[", i,
+                 "].input must be a string");
+    tests.push_back({t.value("input", ""), t[out_key].get<std::string>()});
+  }
+  return tests;
+}
+
+std::vector<RewardResult> code_rewards(const std::vector<CodeJob>& jobs, const SandboxOptions& opt) {
+  TEMPER_CHECK(!opt.run_command.empty(), "code sandbox: run_command is empty");
+  TEMPER_CHECK(opt.wall_timeout_s > 0 && opt.cpu_seconds > 0, "code sandbox: timeouts must be positive");
+  for (const auto* cmd : {&opt.run_command, &opt.compile_command})
+    if (!cmd->empty() && sandbox_which((*cmd)[0]).empty())
+      fail("code sandbox: interpreter/compiler '", (*cmd)[0], "' not found on PATH");
+  std::vector<RewardResult> results(jobs.size());
+  std::atomic<size_t> next{0};
+  std::mutex err_mu;
+  std::exception_ptr error;
+  auto worker = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < jobs.size();) {
+      try {
+        results[i] = score_job(jobs[i], opt);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(err_mu);
+        if (!error) error = std::current_exception();
+        next = jobs.size();  // stop handing out work
+      }
+    }
+  };
+  size_t n = std::min<size_t>(std::max(1, opt.workers), jobs.size());
+  std::vector<std::thread> pool;
+  for (size_t w = 0; w < n; ++w) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+  return results;
+}
+
+}  // namespace temper
