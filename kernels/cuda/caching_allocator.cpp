@@ -41,8 +41,7 @@ std::shared_ptr<void> CachingAllocator::allocate(size_t bytes) {
     int cur = -1;
     if (cudaGetDevice(&cur) != cudaSuccess || cur != device_) {
       cudaError_t e = cudaSetDevice(device_);
-      if (e != cudaSuccess)
-        fail("cuda allocator: cudaSetDevice(", device_, ") failed: ", cudaGetErrorString(e));
+      if (e != cudaSuccess) fail("cuda allocator: cudaSetDevice(", device_, ") failed: ", cudaGetErrorString(e));
     }
     cudaError_t err = cudaMalloc(&p, bucket);
     if (err == cudaErrorMemoryAllocation) {

@@ -21,17 +21,16 @@ namespace temper::cuda {
 
 }  // namespace temper::cuda
 
-#define TEMPER_CUDA_CHECK(expr)                                                           \
-  do {                                                                                    \
-    cudaError_t temper_err_ = (expr);                                                     \
+#define TEMPER_CUDA_CHECK(expr)                                                                        \
+  do {                                                                                                 \
+    cudaError_t temper_err_ = (expr);                                                                  \
     if (temper_err_ != cudaSuccess) ::temper::cuda::fail_cuda(temper_err_, #expr, __FILE__, __LINE__); \
   } while (0)
 
-#define TEMPER_CUBLAS_CHECK(expr)                                                         \
-  do {                                                                                    \
-    cublasStatus_t temper_st_ = (expr);                                                   \
-    if (temper_st_ != CUBLAS_STATUS_SUCCESS)                                              \
-      ::temper::cuda::fail_cublas(temper_st_, #expr, __FILE__, __LINE__);                 \
+#define TEMPER_CUBLAS_CHECK(expr)                                                                                \
+  do {                                                                                                           \
+    cublasStatus_t temper_st_ = (expr);                                                                          \
+    if (temper_st_ != CUBLAS_STATUS_SUCCESS) ::temper::cuda::fail_cublas(temper_st_, #expr, __FILE__, __LINE__); \
   } while (0)
 
 // After every kernel launch: catches bad launch configurations at once.
@@ -52,6 +51,10 @@ void check_i32(const char* op, const char* name, const Tensor& t, int64_t n);
 
 // Blocks of `threads` covering n items; refuses grids that overflow.
 unsigned grid_for(int64_t n, int threads, const char* op);
+// Blocks of 256 threads for a grid-stride loop over n items (at most 2^16 blocks).
+inline unsigned grid_stride_blocks(int64_t n, const char* op) {
+  return grid_for(n < (int64_t(1) << 24) ? n : (int64_t(1) << 24), 256, op);
+}
 
 // ---- device helpers --------------------------------------------------------
 __device__ __forceinline__ float ld(const float* p, int64_t i) { return p[i]; }

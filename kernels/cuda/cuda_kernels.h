@@ -66,9 +66,9 @@ class CudaKernels final : public Kernels {
   // attention_forward.cu / attention_backward.cu
   void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& cu_seqlens, int max_seqlen) override;
-  void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& out,
-                          const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
-                          const Tensor& cu_seqlens, int max_seqlen) override;
+  void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& out, const Tensor& lse,
+                          const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens,
+                          int max_seqlen) override;
 
   // swiglu.cu
   void swiglu_forward(Tensor& out, const Tensor& gu) override;

@@ -19,8 +19,6 @@ __global__ void scale_kernel(T* y, float s, int64_t n) {
     cuda::st(y, i, cuda::ld(y, i) * s);
 }
 
-unsigned capped_grid(int64_t n, const char* op) { return cuda::grid_for(std::min<int64_t>(n, int64_t(1) << 24), 256, op); }
-
 bool is_act_or_f32(DType t) { return t == DType::BF16 || t == DType::F32; }
 
 }  // namespace
@@ -36,7 +34,7 @@ void CudaKernels::add_inplace(Tensor& y, const Tensor& x) {
                " (the cuda backend adds bf16 += bf16, f32 += f32 and f32 += bf16)");
   const int64_t n = y.numel();
   if (n == 0) return;
-  const unsigned grid = capped_grid(n, op);
+  const unsigned grid = cuda::grid_stride_blocks(n, op);
   if (dy == DType::BF16)
     add_kernel<<<grid, 256, 0, stream_>>>(cuda::bf(y), cuda::bf(x), n);
   else if (dx == DType::F32)
@@ -54,9 +52,9 @@ void CudaKernels::scale_inplace(Tensor& y, float s) {
   const int64_t n = y.numel();
   if (n == 0) return;
   if (y.dtype() == DType::BF16)
-    scale_kernel<<<capped_grid(n, op), 256, 0, stream_>>>(cuda::bf(y), s, n);
+    scale_kernel<<<cuda::grid_stride_blocks(n, op), 256, 0, stream_>>>(cuda::bf(y), s, n);
   else
-    scale_kernel<<<capped_grid(n, op), 256, 0, stream_>>>(cuda::f32(y), s, n);
+    scale_kernel<<<cuda::grid_stride_blocks(n, op), 256, 0, stream_>>>(cuda::f32(y), s, n);
   TEMPER_CUDA_CHECK_LAUNCH();
 }
 

@@ -29,8 +29,6 @@ __global__ void embedding_bwd_kernel(float* dwte, const __nv_bfloat16* dout, con
   }
 }
 
-unsigned capped_grid(int64_t n, const char* op) { return cuda::grid_for(std::min<int64_t>(n, int64_t(1) << 24), 256, op); }
-
 }  // namespace
 
 void CudaKernels::embedding_forward(Tensor& out, const Tensor& tokens, const Tensor& wte) {
@@ -42,8 +40,8 @@ void CudaKernels::embedding_forward(Tensor& out, const Tensor& tokens, const Ten
   cuda::check_i32(op, "tokens", tokens, N);
   cuda::check_shape(op, "out", out, {N, C});
   if (N * C == 0) return;
-  embedding_fwd_kernel<<<capped_grid(N * C, op), 256, 0, stream_>>>(cuda::bf(out), cuda::i32(tokens), cuda::bf(wte),
-                                                                     N, C, V);
+  embedding_fwd_kernel<<<cuda::grid_stride_blocks(N * C, op), 256, 0, stream_>>>(cuda::bf(out), cuda::i32(tokens),
+                                                                                 cuda::bf(wte), N, C, V);
   TEMPER_CUDA_CHECK_LAUNCH();
 }
 
@@ -56,8 +54,8 @@ void CudaKernels::embedding_backward(Tensor& dwte, const Tensor& dout, const Ten
   cuda::check_i32(op, "tokens", tokens, N);
   cuda::check_shape(op, "dout", dout, {N, C});
   if (N * C == 0) return;
-  embedding_bwd_kernel<<<capped_grid(N * C, op), 256, 0, stream_>>>(cuda::f32(dwte), cuda::bf(dout),
-                                                                     cuda::i32(tokens), N, C, V);
+  embedding_bwd_kernel<<<cuda::grid_stride_blocks(N * C, op), 256, 0, stream_>>>(cuda::f32(dwte), cuda::bf(dout),
+                                                                                 cuda::i32(tokens), N, C, V);
   TEMPER_CUDA_CHECK_LAUNCH();
 }
 

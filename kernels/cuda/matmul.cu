@@ -22,8 +22,10 @@ __global__ void fill_zero_rows(void* C, bool is_f32, int64_t M, int64_t N, int64
   const int64_t total = M * N;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / N, c = i % N;
-    if (is_f32) static_cast<float*>(C)[r * ldc + c] = 0.0f;
-    else static_cast<__nv_bfloat16*>(C)[r * ldc + c] = __float2bfloat16_rn(0.0f);
+    if (is_f32)
+      static_cast<float*>(C)[r * ldc + c] = 0.0f;
+    else
+      static_cast<__nv_bfloat16*>(C)[r * ldc + c] = __float2bfloat16_rn(0.0f);
   }
 }
 
@@ -105,8 +107,8 @@ void CudaKernels::matmul_forward(Tensor& out, const Tensor& inp, const Tensor& w
     cuda::check_dtype(op, "bias", *bias, DType::BF16);
     cuda::check_shape(op, "bias", *bias, {d.OC});
     if (d.rows * d.OC > 0) {
-      broadcast_bias<<<cuda::grid_for(std::min<int64_t>(d.rows * d.OC, int64_t(1) << 24), 256, op), 256, 0,
-                       stream_>>>(cuda::bf(out), cuda::bf(*bias), d.rows, d.OC);
+      broadcast_bias<<<cuda::grid_for(std::min<int64_t>(d.rows * d.OC, int64_t(1) << 24), 256, op), 256, 0, stream_>>>(
+          cuda::bf(out), cuda::bf(*bias), d.rows, d.OC);
       TEMPER_CUDA_CHECK_LAUNCH();
     }
     beta = 1.0f;

@@ -15,10 +15,11 @@ std::unique_ptr<Kernels> make_cuda_kernels(int device_index) {
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
     (void)cudaGetLastError();
-    fail("backend 'cuda' requested, but no usable CUDA device was found (cudaGetDeviceCount: ",
-         cudaGetErrorString(err), "); check the driver and CUDA_VISIBLE_DEVICES, or use backend = cpu");
+    fail("backend 'cuda' requested, but no usable CUDA device was found (cudaGetDeviceCount: ", cudaGetErrorString(err),
+         "); check the driver and CUDA_VISIBLE_DEVICES, or use backend = cpu");
   }
-  TEMPER_CHECK(count > 0, "backend 'cuda' requested, but no CUDA device is visible (check CUDA_VISIBLE_DEVICES "
+  TEMPER_CHECK(count > 0,
+               "backend 'cuda' requested, but no CUDA device is visible (check CUDA_VISIBLE_DEVICES "
                "or use backend = cpu)");
   TEMPER_CHECK(device_index >= 0 && device_index < count, "cuda device index ", device_index,
                " is out of range: this process sees ", count, " CUDA device(s)");
@@ -29,8 +30,8 @@ CudaKernels::CudaKernels(int device_index) : device_(device_index) {
   TEMPER_CUDA_CHECK(cudaSetDevice(device_));
   cudaDeviceProp prop{};
   TEMPER_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
-  TEMPER_CHECK(prop.major >= 8, "cuda device ", device_, " (", prop.name, ") has compute capability ", prop.major,
-               ".", prop.minor, "; the cuda backend needs bf16 support (8.0 or newer; built for 9.0a)");
+  TEMPER_CHECK(prop.major >= 8, "cuda device ", device_, " (", prop.name, ") has compute capability ", prop.major, ".",
+               prop.minor, "; the cuda backend needs bf16 support (8.0 or newer; built for 9.0a)");
   TEMPER_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   TEMPER_CUBLAS_CHECK(cublasCreate(&cublas_));
   TEMPER_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
@@ -46,9 +47,7 @@ CudaKernels::~CudaKernels() {
   if (stream_) (void)cudaStreamDestroy(stream_);
 }
 
-Tensor CudaKernels::alloc(const Shape& shape, DType dtype) {
-  return Tensor::empty(shape, dtype, Device::CUDA);
-}
+Tensor CudaKernels::alloc(const Shape& shape, DType dtype) { return Tensor::empty(shape, dtype, Device::CUDA); }
 
 void CudaKernels::zero(Tensor& t) {
   cuda::check_on_device("zero", {{"t", &t}});
@@ -70,9 +69,12 @@ __device__ __forceinline__ double load_any(const void* p, int kind, int64_t i) {
 
 // f64 -> bf16 rounds to f32 first, as the cpu backend does.
 __device__ __forceinline__ void store_any(void* p, int kind, int64_t i, double x) {
-  if (kind == 0) static_cast<float*>(p)[i] = static_cast<float>(x);
-  else if (kind == 1) static_cast<double*>(p)[i] = x;
-  else static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(static_cast<float>(x));
+  if (kind == 0)
+    static_cast<float*>(p)[i] = static_cast<float>(x);
+  else if (kind == 1)
+    static_cast<double*>(p)[i] = x;
+  else
+    static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(static_cast<float>(x));
 }
 
 int kind_of(DType t) { return t == DType::F32 ? 0 : t == DType::F64 ? 1 : 2; }
@@ -87,9 +89,12 @@ void host_convert(void* dst, DType dd, const void* src, DType sd, int64_t n) {
     double x = sd == DType::F32   ? double(static_cast<const float*>(src)[i])
                : sd == DType::F64 ? static_cast<const double*>(src)[i]
                                   : double(bf16_to_float(static_cast<const uint16_t*>(src)[i]));
-    if (dd == DType::F32) static_cast<float*>(dst)[i] = static_cast<float>(x);
-    else if (dd == DType::F64) static_cast<double*>(dst)[i] = x;
-    else static_cast<uint16_t*>(dst)[i] = float_to_bf16(static_cast<float>(x));
+    if (dd == DType::F32)
+      static_cast<float*>(dst)[i] = static_cast<float>(x);
+    else if (dd == DType::F64)
+      static_cast<double*>(dst)[i] = x;
+    else
+      static_cast<uint16_t*>(dst)[i] = float_to_bf16(static_cast<float>(x));
   }
 }
 

@@ -50,8 +50,8 @@ __global__ void rmsnorm_bwd_input_kernel(__nv_bfloat16* dx, bool accumulate, con
   }
 }
 
-__global__ void rmsnorm_bwd_weight_kernel(float* dw, const __nv_bfloat16* g, const __nv_bfloat16* x,
-                                          const float* rstd, int64_t rows, int64_t C, int64_t rows_per_block) {
+__global__ void rmsnorm_bwd_weight_kernel(float* dw, const __nv_bfloat16* g, const __nv_bfloat16* x, const float* rstd,
+                                          int64_t rows, int64_t C, int64_t rows_per_block) {
   __shared__ float part[8][33];
   const int64_t c = blockIdx.x * 32 + threadIdx.x;
   const int64_t r0 = blockIdx.y * rows_per_block, r1 = min(rows, r0 + rows_per_block);

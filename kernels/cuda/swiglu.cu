@@ -40,8 +40,6 @@ int64_t swiglu_width(const char* op, const Tensor& gu, const Tensor& half, const
   return want.back();
 }
 
-unsigned capped_grid(int64_t n, const char* op) { return cuda::grid_for(std::min<int64_t>(n, int64_t(1) << 24), 256, op); }
-
 }  // namespace
 
 void CudaKernels::swiglu_forward(Tensor& out, const Tensor& gu) {
@@ -51,7 +49,7 @@ void CudaKernels::swiglu_forward(Tensor& out, const Tensor& gu) {
   const int64_t F = swiglu_width(op, gu, out, "out");
   const int64_t rows = F > 0 ? out.numel() / F : 0;
   if (rows * F == 0) return;
-  swiglu_fwd_kernel<<<capped_grid(rows * F, op), 256, 0, stream_>>>(cuda::bf(out), cuda::bf(gu), rows, F);
+  swiglu_fwd_kernel<<<cuda::grid_stride_blocks(rows * F, op), 256, 0, stream_>>>(cuda::bf(out), cuda::bf(gu), rows, F);
   TEMPER_CUDA_CHECK_LAUNCH();
 }
 
@@ -64,8 +62,8 @@ void CudaKernels::swiglu_backward(Tensor& dgu, const Tensor& dout, const Tensor&
   cuda::check_shape(op, "dgu", dgu, gu.shape());
   const int64_t rows = F > 0 ? dout.numel() / F : 0;
   if (rows * F == 0) return;
-  swiglu_bwd_kernel<<<capped_grid(rows * F, op), 256, 0, stream_>>>(cuda::bf(dgu), cuda::bf(dout), cuda::bf(gu), rows,
-                                                                    F);
+  swiglu_bwd_kernel<<<cuda::grid_stride_blocks(rows * F, op), 256, 0, stream_>>>(cuda::bf(dgu), cuda::bf(dout),
+                                                                                 cuda::bf(gu), rows, F);
   TEMPER_CUDA_CHECK_LAUNCH();
 }
 
