@@ -75,6 +75,20 @@ class RewardsCode : public ::testing::Test {
   SandboxOptions opt_;
 };
 
+// True while a live process has `marker` in its command line.
+bool marker_alive(const std::string& marker) {
+  DIR* d = opendir("/proc");
+  bool found = false;
+  while (dirent* e = d ? readdir(d) : nullptr) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream f(std::string("/proc/") + e->d_name + "/cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (cmd.find(marker) != std::string::npos) found = true;
+  }
+  if (d) closedir(d);
+  return found;
+}
+
 const std::vector<CodeTest> kAddTests = {{"1 2\n", "3\n"}, {"10 -4\n", "6"}, {"0 0", "0  \n\n"}};
 
 TEST_F(RewardsCode, ScoresFractionAndAllOrNothing) {
@@ -144,7 +158,15 @@ TEST_F(RewardsCode, IgnoringSigtermDoesNotHelp) {
 }
 
 TEST_F(RewardsCode, ForkBombIsContained) {
-  contained("b() { b | b & }\nb\nwait", 6.0);
+  // The bomb grows while the main shell stays alive until the deadline.
+  // It ends at the deadline, or earlier when the main shell itself cannot fork.
+  contained("b() { b | b & }\nb\nwhile :; do sleep 1; done", 6.0);
+  bool alive = true;  // every bomb process runs "sh <root_>/.../main.sh"
+  for (int i = 0; i < 100 && alive; ++i) {
+    alive = marker_alive(root_);
+    if (alive) usleep(10000);
+  }
+  EXPECT_FALSE(alive) << "fork bomb processes survived the run";
 }
 
 TEST_F(RewardsCode, MemoryHogFails) {
@@ -180,21 +202,6 @@ TEST_F(RewardsCode, CannotLeaveFilesOutsideItsDirectory) {
     EXPECT_NE(stat((std::string(cwd) + "/" + name).c_str(), &st), 0) << "leaked into the trainer's CWD: " << name;
     EXPECT_NE(stat((root_ + "/" + name).c_str(), &st), 0) << "leaked next to the work dir: " << name;
   }
-}
-
-// The marker appears in the daemon's command line; once the run returns no live
-// process may carry it.
-bool marker_alive(const std::string& marker) {
-  DIR* d = opendir("/proc");
-  bool found = false;
-  while (dirent* e = d ? readdir(d) : nullptr) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    std::ifstream f(std::string("/proc/") + e->d_name + "/cmdline", std::ios::binary);
-    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (cmd.find(marker) != std::string::npos) found = true;
-  }
-  if (d) closedir(d);
-  return found;
 }
 
 TEST_F(RewardsCode, DaemonisedChildIsKilled) {

@@ -1,6 +1,7 @@
 // Process sandbox for the code reward (see code_sandbox.h, docs/rewards.md).
-// The child between fork and exec only makes async-signal-safe system calls on
-// data prepared before the fork, since the trainer is multi-threaded.
+// The child is started like posix_spawn (clone with CLONE_VM|CLONE_VFORK), with
+// the namespaces requested as clone flags, and only makes system calls on data
+// prepared before the clone until it execs.
 #include "rl/rewards/code_sandbox.h"
 
 #include <dirent.h>
@@ -9,6 +10,7 @@
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -36,15 +38,16 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// ---- records the child sends back on the report pipe ------------------------
-enum : int { kRecIsolation = 1, kRecFailure = 2, kRecStatus = 3 };
-enum : int { kIsoNet = 1, kIsoPid = 2, kIsoUser = 4, kIsoDropped = 8 };
-struct Record {
-  int kind;
-  int a;  // isolation flags | failure stage | wait status
-  int b;  // errno of the first failed unshare | errno | unused
+// ---- the child, between clone and exec ----------------------------------------
+// It shares the parent's memory (CLONE_VM|CLONE_VFORK, like posix_spawn: no page
+// table copy of a large trainer, no atfork handlers), so it only makes system
+// calls, writes nothing but its own stack, and reports failures on a pipe.
+enum : int { kStageDup = 1, kStageChdir, kStageRlimit, kStageDrop, kStageUserMap, kStageExec };
+const char* const kStages[] = {"?", "dup2", "chdir", "setrlimit", "drop privileges", "user namespace map", "exec"};
+struct Failure {
+  int stage;
+  int err;
 };
-const char* const kStages[] = {"?", "dup2", "chdir", "setrlimit", "drop privileges", "fork", "exec"};
 
 struct ChildPlan {
   const char* path;
@@ -53,25 +56,17 @@ struct ChildPlan {
   const char* workdir;
   int in_fd, out_fd, err_fd, report_fd;
   rlimit lim_cpu, lim_as, lim_fsize, lim_nproc, lim_nofile, lim_core;
-  bool want_net, want_pid, drop;
+  bool drop, user_ns;
   uid_t uid;
   gid_t gid;
   const char* uid_map;  // "<uid> <uid> 1\n" for a user namespace
   const char* gid_map;
 };
 
-// fork(2) without glibc's atfork handlers (MPI and OpenMP register some): the
-// child only makes system calls before exec, so none are needed.
-pid_t raw_fork() { return static_cast<pid_t>(syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0)); }
-
-void put(int fd, int kind, int a, int b) {
-  Record r{kind, a, b};
+[[noreturn]] void child_fail(int fd, int stage) {
+  Failure f{stage, errno};
   ssize_t n;
-  do n = write(fd, &r, sizeof r); while (n < 0 && errno == EINTR);
-}
-
-[[noreturn]] void child_fail(const ChildPlan& p, int stage) {
-  put(p.report_fd, kRecFailure, stage, errno);
+  do n = write(fd, &f, sizeof f); while (n < 0 && errno == EINTR);
   _exit(127);
 }
 
@@ -84,85 +79,58 @@ bool write_proc(const char* file, const char* text) {
   return ok;
 }
 
-// Tries a new user namespace (mapping our own ids) plus the given namespaces.
-bool enter_user_ns(const ChildPlan& p, int extra) {
-  if (unshare(CLONE_NEWUSER | extra) != 0) return false;
-  write_proc("/proc/self/setgroups", "deny");
-  write_proc("/proc/self/uid_map", p.uid_map);
-  write_proc("/proc/self/gid_map", p.gid_map);
-  return true;
-}
-
-[[noreturn]] void child_main(const ChildPlan& p) {
-  setpgid(0, 0);
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
+int child_main(void* arg) {
+  const ChildPlan& p = *static_cast<const ChildPlan*>(arg);
+  // The parent's handlers must never run here: defaults first, then unblock.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int s = 1; s < NSIG; ++s) sigaction(s, &dfl, nullptr);
-
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  setpgid(0, 0);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (p.user_ns) {  // map only our own ids into the new user namespace
+    write_proc("/proc/self/setgroups", "deny");
+    if (!write_proc("/proc/self/uid_map", p.uid_map) || !write_proc("/proc/self/gid_map", p.gid_map))
+      child_fail(p.report_fd, kStageUserMap);
+  }
   // stdio: 0/1/2 from the pipes, the report pipe at 3 (close-on-exec), nothing else.
-  if (dup2(p.in_fd, 0) < 0 || dup2(p.out_fd, 1) < 0 || dup2(p.err_fd, 2) < 0) child_fail(p, 1);
-  int rep = p.report_fd == 3 ? 3 : dup2(p.report_fd, 3);
-  if (rep < 0) child_fail(p, 1);
+  if (dup2(p.in_fd, 0) < 0 || dup2(p.out_fd, 1) < 0 || dup2(p.err_fd, 2) < 0) child_fail(p.report_fd, kStageDup);
+  if (p.report_fd != 3 && dup2(p.report_fd, 3) < 0) child_fail(p.report_fd, kStageDup);
   fcntl(3, F_SETFD, FD_CLOEXEC);
-  ChildPlan q = p;
-  q.report_fd = 3;
 #ifdef SYS_close_range
   if (syscall(SYS_close_range, 4u, ~0u, 0u) != 0)
 #endif
     for (int fd = 4; fd < 65536; ++fd) close(fd);
-
-  // Namespaces. As root: net/pid directly, then drop to nobody; otherwise (or if
-  // that is refused) inside a new user namespace that maps only our own ids.
-  int iso = 0, first_errno = 0;
-  int want = (p.want_net ? CLONE_NEWNET : 0) | (p.want_pid ? CLONE_NEWPID : 0);
-  bool is_root = geteuid() == 0;
-  if (want && is_root) {
-    if (unshare(want) == 0) iso |= (p.want_net ? kIsoNet : 0) | (p.want_pid ? kIsoPid : 0);
-    else if (first_errno = errno, p.want_net && unshare(CLONE_NEWNET) == 0) iso |= kIsoNet;
-  }
-  if (p.drop) {
+  if (p.drop) {  // raw system calls: glibc's setuid() would signal the parent's other threads
     if (syscall(SYS_setgroups, 0, nullptr) != 0 || syscall(SYS_setresgid, p.gid, p.gid, p.gid) != 0 ||
         syscall(SYS_setresuid, p.uid, p.uid, p.uid) != 0)
-      child_fail(q, 4);
-    iso |= kIsoDropped;
+      child_fail(3, kStageDrop);
   }
-  if (want && iso == (iso & kIsoDropped)) {  // nothing isolated yet
-    if (enter_user_ns(p, want)) iso |= kIsoUser | (p.want_net ? kIsoNet : 0) | (p.want_pid ? kIsoPid : 0);
-    else if (first_errno == 0 && (first_errno = errno), p.want_net && enter_user_ns(p, CLONE_NEWNET))
-      iso |= kIsoUser | kIsoNet;
-  }
-  put(3, kRecIsolation, iso, first_errno);
-
   if (setrlimit(RLIMIT_CPU, &p.lim_cpu) != 0 || setrlimit(RLIMIT_AS, &p.lim_as) != 0 ||
       setrlimit(RLIMIT_FSIZE, &p.lim_fsize) != 0 || setrlimit(RLIMIT_NOFILE, &p.lim_nofile) != 0 ||
       setrlimit(RLIMIT_CORE, &p.lim_core) != 0)
-    child_fail(q, 3);
-  setrlimit(RLIMIT_NPROC, &p.lim_nproc);  // may be lower than current usage as root: best effort
-  if (chdir(p.workdir) != 0) child_fail(q, 2);
+    child_fail(3, kStageRlimit);
+  setrlimit(RLIMIT_NPROC, &p.lim_nproc);  // best effort (a root trainer may exceed it)
+  if (chdir(p.workdir) != 0) child_fail(3, kStageChdir);
   umask(077);
-
-  if (iso & kIsoPid) {
-    // The next child is PID 1 of the new namespace: when it exits, the kernel kills
-    // everything left in the namespace, daemons included. We relay its status.
-    pid_t init = raw_fork();
-    if (init < 0) child_fail(q, 5);
-    if (init == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      execve(p.path, p.argv, p.envp);
-      child_fail(q, 6);
-    }
-    int st = 0;
-    while (waitpid(init, &st, 0) < 0 && errno == EINTR) {
-    }
-    put(3, kRecStatus, st, 0);
-    _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
-  }
   execve(p.path, p.argv, p.envp);
-  child_fail(q, 6);
+  child_fail(3, kStageExec);
+}
+
+// Namespace sets to try, most isolated first. As root the program also drops to
+// nobody, so no user namespace is needed; otherwise one maps only our own ids.
+std::vector<int> namespace_attempts(bool net, bool pid, bool root) {
+  int want = (net ? CLONE_NEWNET : 0) | (pid ? CLONE_NEWPID : 0);
+  std::vector<int> out;
+  if (want) {
+    int base = root ? 0 : CLONE_NEWUSER;
+    out.push_back(base | want);
+    if (net && pid) out.push_back(base | CLONE_NEWNET);
+  }
+  out.push_back(0);
+  return out;
 }
 
 // Number of tasks (threads count) whose real uid is `uid`: RLIMIT_NPROC counts them all.
@@ -341,9 +309,8 @@ ExecResult sandbox_exec(const std::vector<std::string>& argv_in, const std::stri
   plan.lim_nproc = lim_of(nproc, nproc);
   plan.lim_nofile = lim_of(lim.max_open_files, lim.max_open_files);
   plan.lim_core = lim_of(0, 0);
-  plan.want_net = lim.isolate_network;
-  plan.want_pid = lim.isolate_pids;
-  plan.drop = lim.drop_root && geteuid() == 0 && uid != 0;
+  bool root = geteuid() == 0;
+  plan.drop = lim.drop_root && root && uid != 0;
   plan.uid = static_cast<uid_t>(uid);
   plan.gid = static_cast<gid_t>(gid);
   plan.uid_map = uid_map.c_str();
@@ -357,37 +324,76 @@ ExecResult sandbox_exec(const std::vector<std::string>& argv_in, const std::stri
   plan.out_fd = out_p[1];
   plan.err_fd = err_p[1];
   plan.report_fd = rep_p[1];
+  fcntl(rep_p[0], F_SETFL, O_NONBLOCK);
 
-  // Writing stdin to a program that exited raises SIGPIPE: keep it off this thread.
-  sigset_t pipe_set, old_mask;
+  // No signal handler may run in the child (it shares our memory until exec), and
+  // writing stdin to a program that exited raises SIGPIPE: keep both off this thread.
+  sigset_t all, pipe_set, old_mask;
+  sigfillset(&all);
   sigemptyset(&pipe_set);
   sigaddset(&pipe_set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
-
+  pthread_sigmask(SIG_SETMASK, &all, &old_mask);
+  const size_t stack_size = 256 << 10;
+  void* stack = mmap(nullptr, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   auto start = Clock::now();
-  pid_t pid = raw_fork();
-  if (pid == 0) child_main(plan);
-  for (int fd : {in_p[0], out_p[1], err_p[1], rep_p[1]}) close(fd);
+  pid_t pid = -1;
+  int used = 0, ns_errno = 0, clone_errno = 0;
+  Failure failure{0, 0};
+  for (int flags : namespace_attempts(lim.isolate_network, lim.isolate_pids, root)) {
+    if (stack == MAP_FAILED) {
+      clone_errno = errno;
+      break;
+    }
+    plan.user_ns = (flags & CLONE_NEWUSER) != 0;
+    // Returns once the child has called execve or exited (CLONE_VFORK).
+    pid = clone(child_main, static_cast<char*>(stack) + stack_size, flags | CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+    if (pid < 0) {
+      clone_errno = errno;
+      if (flags && ns_errno == 0) ns_errno = errno;
+      continue;
+    }
+    Failure f{0, 0};
+    if (read(rep_p[0], &f, sizeof f) == static_cast<ssize_t>(sizeof f)) {  // it failed before exec
+      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      pid = -1;
+      if (f.stage == kStageUserMap && flags) {
+        if (ns_errno == 0) ns_errno = f.err;
+        continue;
+      }
+      failure = f;
+      break;
+    }
+    used = flags;
+    break;
+  }
+  if (stack != MAP_FAILED) munmap(stack, stack_size);
+  sigset_t run_mask = old_mask;
+  sigaddset(&run_mask, SIGPIPE);
+  pthread_sigmask(SIG_SETMASK, &run_mask, nullptr);
+  for (int fd : {in_p[0], out_p[1], err_p[1], rep_p[1], rep_p[0]}) close(fd);
   if (pid < 0) {
-    for (int fd : {in_p[1], out_p[0], err_p[0], rep_p[0]}) close(fd);
+    for (int fd : {in_p[1], out_p[0], err_p[0]}) close(fd);
     pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     res.exec_failed = true;
-    res.error = cat("fork: ", strerror(errno));
+    if (failure.stage > 0 && failure.stage <= kStageExec)
+      res.error = cat(kStages[failure.stage], " of '", path, "' failed: ", strerror(failure.err));
+    else
+      res.error = cat("clone: ", strerror(clone_errno));
     return res;
   }
-  setpgid(pid, pid);  // also done by the child; whichever runs first wins
+  setpgid(pid, pid);  // the child did it too; after its exec this one fails harmlessly
   int pidfd = -1;
 #ifdef SYS_pidfd_open
   pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
 #endif
 
-  int fds[4] = {in_p[1], out_p[0], err_p[0], rep_p[0]};
+  int fds[3] = {in_p[1], out_p[0], err_p[0]};
   for (int fd : fds) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   if (input.empty()) {
     close(fds[0]);
     fds[0] = -1;
   }
-  std::string report;
   size_t written = 0;
   bool exited = false, killed = false;
   double exit_at = 0, kill_at = 0;
@@ -412,16 +418,16 @@ ExecResult sandbox_exec(const std::vector<std::string>& argv_in, const std::stri
         kill_group();  // leftovers in the group (background jobs); leader not reaped yet
       }
     }
-    bool pipes_open = fds[1] >= 0 || fds[2] >= 0 || fds[3] >= 0;
+    bool pipes_open = fds[1] >= 0 || fds[2] >= 0;
     if (exited && (!pipes_open || now - exit_at > grace)) break;
     if (killed && !exited && now - kill_at > 5.0) {  // unkillable (D state): give up on it
       res.error = "program did not die after SIGKILL";
       break;
     }
-    pollfd pf[5];
+    pollfd pf[4];
     int nf = 0;
     if (fds[0] >= 0) pf[nf++] = {fds[0], POLLOUT, 0};
-    for (int i = 1; i < 4; ++i)
+    for (int i = 1; i < 3; ++i)
       if (fds[i] >= 0) pf[nf++] = {fds[i], POLLIN, 0};
     if (pidfd >= 0 && !exited) pf[nf++] = {pidfd, POLLIN, 0};
     double remaining = killed || exited ? 0.02 : lim.wall_timeout_s - now;
@@ -439,14 +445,14 @@ ExecResult sandbox_exec(const std::vector<std::string>& argv_in, const std::stri
         fds[0] = -1;
       }
     }
-    for (int i = 1; i < 4; ++i) {
+    for (int i = 1; i < 3; ++i) {
       if (fds[i] < 0) continue;
       char buf[65536];
       while (true) {
         ssize_t n = read(fds[i], buf, sizeof buf);
         if (n > 0) {
-          std::string& dst = i == 1 ? res.out : i == 2 ? res.err : report;
-          size_t room = i == 3 ? static_cast<size_t>(n) : lim.output_cap_bytes - std::min(dst.size(), lim.output_cap_bytes);
+          std::string& dst = i == 1 ? res.out : res.err;
+          size_t room = lim.output_cap_bytes - std::min(dst.size(), lim.output_cap_bytes);
           dst.append(buf, std::min(room, static_cast<size_t>(n)));
           if (room < static_cast<size_t>(n) && !res.output_truncated) {
             res.output_truncated = true;
@@ -482,39 +488,21 @@ ExecResult sandbox_exec(const std::vector<std::string>& argv_in, const std::stri
   }
   res.wall_s = seconds_since(start);
 
-  // Decode the child's report: isolation, failures, relayed status of PID 1.
-  int iso = 0, iso_errno = 0;
-  bool relayed = false;
-  for (size_t off = 0; off + sizeof(Record) <= report.size(); off += sizeof(Record)) {
-    Record r;
-    memcpy(&r, report.data() + off, sizeof r);
-    if (r.kind == kRecIsolation) {
-      iso = r.a;
-      iso_errno = r.b;
-    } else if (r.kind == kRecFailure) {
-      res.exec_failed = true;
-      int stage = r.a >= 0 && r.a < 7 ? r.a : 0;
-      res.error = cat(kStages[stage], " of '", path, "' failed: ", strerror(r.b));
-    } else if (r.kind == kRecStatus) {
-      status = r.a;
-      relayed = true;
-    }
-  }
-  if (!(iso & kIsoPid) && !res.exec_failed) kill_escapees("TEMPER_SANDBOX=" + workdir, workdir);
-  if (exited || relayed) {
+  if (!(used & CLONE_NEWPID)) kill_escapees("TEMPER_SANDBOX=" + workdir, workdir);
+  if (exited) {
     if (WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status)) res.term_signal = WTERMSIG(status);
   }
   if (res.timed_out || res.output_truncated) res.term_signal = 0;
   std::string parts;
-  if (iso & kIsoNet) parts += "net+";
-  if (iso & kIsoPid) parts += "pid+";
-  if (iso & kIsoUser) parts += "userns+";
-  if (iso & kIsoDropped) parts += cat("uid:", uid, "+");
+  if (used & CLONE_NEWNET) parts += "net+";
+  if (used & CLONE_NEWPID) parts += "pid+";
+  if (used & CLONE_NEWUSER) parts += "userns+";
+  if (plan.drop) parts += cat("uid:", uid, "+");
   if (parts.empty()) parts = "none+";
   parts.pop_back();
-  if ((lim.isolate_network && !(iso & kIsoNet)) || (lim.isolate_pids && !(iso & kIsoPid)))
-    parts += cat(" (unshare refused: ", strerror(iso_errno), ")");
+  if ((lim.isolate_network && !(used & CLONE_NEWNET)) || (lim.isolate_pids && !(used & CLONE_NEWPID)))
+    parts += cat(" (namespaces refused: ", strerror(ns_errno), ")");
   res.isolation = parts;
   return res;
 }

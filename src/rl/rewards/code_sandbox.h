@@ -29,7 +29,7 @@ struct ExecResult {
   bool exec_failed = false;       // the command could not be started (see error)
   std::string out, err;
   double wall_s = 0;
-  std::string isolation;    // e.g. "net+pid+uid:nobody" or "none(unshare: Operation not permitted)"
+  std::string isolation;    // e.g. "net+pid+uid:65534", "none (namespaces refused: ...)"
   std::string error;
   bool ok() const { return !timed_out && !output_truncated && !exec_failed && term_signal == 0 && exit_code == 0; }
   std::string describe() const;  // one line: "exit 1", "timeout after 2.0 s", ...

@@ -83,7 +83,7 @@ struct SandboxOptions {
   int max_processes = 32;         // RLIMIT_NPROC headroom above the user's current count
   int max_open_files = 64;        // RLIMIT_NOFILE
   size_t output_cap_bytes = 1 << 20;  // per stream; excess is truncated and the run fails
-  bool isolate_network = true;    // try unshare(CLONE_NEWNET[|CLONE_NEWUSER])
+  bool isolate_network = true;    // try a network namespace (via a user namespace if not root)
   bool isolate_pids = true;       // try a PID namespace (kills daemonised children)
   bool drop_root = true;          // when run as root, the program runs as "nobody"
   std::string tmp_root;           // parent of work dirs; empty = $TMPDIR or /tmp
