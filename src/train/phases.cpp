@@ -53,6 +53,18 @@ int generate_tasks(const std::vector<std::string>& args, int rank) {
 
 int run_subcommand(const CommandLine& cl, int rank) {
   if (cl.subcommand == "generate-tasks") return generate_tasks(cl.args, rank);
+  if (cl.subcommand == "help") {
+    if (rank == 0) std::cout << usage_text() << "\n" << deck_help();
+    return 0;
+  }
+  if (cl.subcommand == "print-deck") {
+    // temper print-deck DECK [--section.key=value ...]: the fully resolved deck, checked, nothing run
+    TEMPER_CHECK(!cl.args.empty(), "print-deck: name a deck file");
+    std::vector<std::string> overrides(cl.args.begin() + 1, cl.args.end());
+    Deck deck = Deck::load(cl.args[0], overrides);
+    if (rank == 0) std::cout << deck.resolved_text();
+    return 0;
+  }
   fail("unknown subcommand '", cl.subcommand, "'");
 }
 

@@ -30,6 +30,18 @@ TEST(RunToy, HelpListsEveryKeyAndExitsZero) {
     EXPECT_NE(r.output.find(key), std::string::npos) << key;
 }
 
+TEST(RunToy, PrintDeckShowsResolvedValuesAndTheirOrigin) {
+  std::string deck = std::string(TEMPER_SOURCE_DIR) + "/input/toy.deck";
+  auto r = run_cmd(temper_bin() + " print-deck " + deck + " --toy.dim=5");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("dim = 5"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("override --toy.dim=5"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("toy.deck:8"), std::string::npos) << r.output;  // steps comes from the file
+  r = run_cmd(temper_bin() + " print-deck " + deck + " --toy.dimm=5");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("did you mean 'toy.dim'?"), std::string::npos) << r.output;
+}
+
 TEST(RunToy, BadInputGivesOneMessageAndExit2) {
   auto dir = fresh_dir("bad");
   struct Case {
