@@ -318,8 +318,8 @@ TEST(CommandLine, DeckOverridesAndSubcommands) {
   EXPECT_TRUE(c.help);
   c = parse_command_line({"--version"});
   EXPECT_TRUE(c.version);
-  c = parse_command_line({"export", "ckpt", "--out=x"});
-  EXPECT_EQ(c.subcommand, "export");
+  c = parse_command_line({"print-deck", "ckpt", "--out=x"});
+  EXPECT_EQ(c.subcommand, "print-deck");
   EXPECT_EQ(c.args, (std::vector<std::string>{"ckpt", "--out=x"}));
   char a0[] = "temper", a1[] = "x.deck", a2[] = "--toy.steps=3";
   char* argv[] = {a0, a1, a2};
@@ -332,7 +332,7 @@ TEST(CommandLine, DeckOverridesAndSubcommands) {
   EXPECT_NE(err({"a.deck", "--sft.lr"}).find("'--sft.lr'"), std::string::npos);
   EXPECT_NE(err({"a.deck", "b.deck"}).find("two deck files"), std::string::npos);
   EXPECT_NE(err({"-x", "a.deck"}).find("unknown option '-x'"), std::string::npos);
-  EXPECT_NE(err({"exprot"}).find("did you mean 'export'"), std::string::npos);
+  EXPECT_NE(err({"prnt-deck"}).find("did you mean 'print-deck'"), std::string::npos);
 }
 
 }  // namespace
