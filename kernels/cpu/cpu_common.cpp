@@ -27,11 +27,6 @@ DType common_float_dtype(const char* op, std::initializer_list<NamedTensor> ts) 
   return dt;
 }
 
-void check_shape(const char* op, const char* name, const Tensor& t, const Shape& want) {
-  TEMPER_CHECK(t.shape() == want, op, ": '", name, "' has shape ", shape_str(t.shape()), ", expected ",
-               shape_str(want));
-}
-
 void check_i32(const char* op, const char* name, const Tensor& t, int64_t n) {
   check_on_cpu(op, {{name, &t}});
   TEMPER_CHECK(t.dtype() == DType::I32, op, ": '", name, "' must be i32, got ", dtype_name(t.dtype()));

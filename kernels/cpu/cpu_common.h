@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "core/tensor.h"
+#include "kernels/op_checks.h"
 
 namespace temper::cpu {
 
@@ -21,8 +22,7 @@ void check_on_cpu(const char* op, std::initializer_list<NamedTensor> ts);
 // All given tensors must share one floating dtype, F32 or F64; returns it.
 DType common_float_dtype(const char* op, std::initializer_list<NamedTensor> ts);
 
-// Exact shape check: "op: 'name' has shape [..], expected [..]".
-void check_shape(const char* op, const char* name, const Tensor& t, const Shape& want);
+using temper::check_shape;  // kernels/op_checks.h
 
 // An i32 index tensor of n elements on the CPU.
 void check_i32(const char* op, const char* name, const Tensor& t, int64_t n);

@@ -16,17 +16,9 @@ namespace temper {
 
 namespace {
 
-struct HeadDims {
-  int64_t N, C, V;
-};
-
-HeadDims head_dims(const char* op, const Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) {
-  TEMPER_CHECK(x.ndim() == 2, op, ": 'x' must be [N, C], got ", shape_str(x.shape()));
-  TEMPER_CHECK(W.ndim() == 2 && W.dim(1) == x.dim(1), op, ": 'W' has shape ", shape_str(W.shape()), ", expected [V, ",
-               x.dim(1), "] to match 'x' ", shape_str(x.shape()));
-  HeadDims d{x.dim(0), x.dim(1), W.dim(0)};
-  TEMPER_CHECK(d.V > 0, op, ": 'W' has no vocabulary rows");
-  cpu::check_shape(op, "logp", logp, {d.N});
+HeadDims checked_head_dims(const char* op, const Tensor& logp, const Tensor& x, const Tensor& W,
+                           const Tensor& targets) {
+  const HeadDims d = temper::head_dims(op, logp, x, W);
   cpu::check_i32(op, "targets", targets, d.N);
   const int32_t* t = targets.data<int32_t>();
   for (int64_t n = 0; n < d.N; ++n)
@@ -80,7 +72,7 @@ void head_impl(const HeadDims& d, T* logp, T* dx, T* dW, const T* x, const T* W,
 void CpuKernels::lm_head_logprobs(Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) {
   const char* op = "lm_head_logprobs";
   DType dt = cpu::common_float_dtype(op, {{"logp", &logp}, {"x", &x}, {"W", &W}});
-  const HeadDims d = head_dims(op, logp, x, W, targets);
+  const HeadDims d = checked_head_dims(op, logp, x, W, targets);
   cpu::dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     head_impl<T>(d, logp.data<T>(), nullptr, nullptr, x.data<T>(), W.data<T>(), targets.data<int32_t>(), nullptr);
@@ -92,7 +84,7 @@ void CpuKernels::lm_head_logprobs_backward(Tensor& logp, Tensor* dx, Tensor& dW,
   const char* op = "lm_head_logprobs_backward";
   DType dt = cpu::common_float_dtype(op, {{"logp", &logp}, {"dW", &dW}, {"x", &x}, {"W", &W}, {"dlogp", &dlogp}});
   if (dx) cpu::common_float_dtype(op, {{"x", &x}, {"dx", dx}});
-  const HeadDims d = head_dims(op, logp, x, W, targets);
+  const HeadDims d = checked_head_dims(op, logp, x, W, targets);
   cpu::check_shape(op, "dW", dW, W.shape());
   cpu::check_shape(op, "dlogp", dlogp, {d.N});
   if (dx) cpu::check_shape(op, "dx", *dx, x.shape());

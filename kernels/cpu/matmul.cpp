@@ -5,28 +5,6 @@
 
 namespace temper {
 
-namespace {
-
-struct LinearDims {
-  int64_t rows, C, OC;
-};
-
-// Checks inp[..., C] against weight[OC, C] and a [..., OC] output-like tensor.
-LinearDims linear_dims(const char* op, const Tensor& inp, const Tensor& weight, const Tensor& out,
-                       const char* out_name) {
-  TEMPER_CHECK(weight.ndim() == 2, op, ": 'weight' must be [OC, C], got ", shape_str(weight.shape()));
-  const int64_t OC = weight.dim(0), C = weight.dim(1);
-  TEMPER_CHECK(inp.ndim() >= 1 && inp.dim(-1) == C, op, ": 'inp' has shape ", shape_str(inp.shape()),
-               " but 'weight' is ", shape_str(weight.shape()), " (inp's last dimension must equal weight's C)");
-  const int64_t rows = C > 0 ? inp.numel() / C : 0;
-  Shape want = inp.shape();
-  want.back() = OC;
-  cpu::check_shape(op, out_name, out, want);
-  return {rows, C, OC};
-}
-
-}  // namespace
-
 void CpuKernels::matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias) {
   const char* op = "matmul_forward";
   DType dt = bias ? cpu::common_float_dtype(op, {{"out", &out}, {"inp", &inp}, {"weight", &weight}, {"bias", bias}})

@@ -29,11 +29,6 @@ void check_dtype(const char* op, const char* name, const Tensor& t, DType want) 
                dtype_name(t.dtype()), ", the cuda backend expects ", dtype_name(want));
 }
 
-void check_shape(const char* op, const char* name, const Tensor& t, const Shape& want) {
-  TEMPER_CHECK(t.shape() == want, op, ": '", name, "' has shape ", shape_str(t.shape()), ", expected ",
-               shape_str(want));
-}
-
 void check_i32(const char* op, const char* name, const Tensor& t, int64_t n) {
   check_dtype(op, name, t, DType::I32);
   TEMPER_CHECK(t.numel() == n, op, ": '", name, "' has shape ", shape_str(t.shape()), " (", t.numel(),

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/tensor.h"
+#include "kernels/op_checks.h"
 
 namespace temper::cuda {
 
@@ -44,8 +45,7 @@ using NamedTensor = std::pair<const char*, const Tensor*>;
 void check_on_device(const char* op, std::initializer_list<NamedTensor> ts);
 // On the device and of the given dtype.
 void check_dtype(const char* op, const char* name, const Tensor& t, DType want);
-// Exact shape check: "op: 'name' has shape [..], expected [..]".
-void check_shape(const char* op, const char* name, const Tensor& t, const Shape& want);
+using temper::check_shape;  // kernels/op_checks.h
 // An i32 index tensor of n elements on the device.
 void check_i32(const char* op, const char* name, const Tensor& t, int64_t n);
 

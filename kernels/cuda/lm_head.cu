@@ -55,20 +55,12 @@ __global__ void log_softmax_rows(float* logp, __nv_bfloat16* dlogits, const floa
   }
 }
 
-struct HeadDims {
-  int64_t N, C, V;
-};
-
-HeadDims head_dims(const char* op, const Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) {
+HeadDims checked_head_dims(const char* op, const Tensor& logp, const Tensor& x, const Tensor& W,
+                           const Tensor& targets) {
   cuda::check_dtype(op, "logp", logp, DType::F32);
   cuda::check_dtype(op, "x", x, DType::BF16);
   cuda::check_dtype(op, "W", W, DType::BF16);
-  TEMPER_CHECK(x.ndim() == 2, op, ": 'x' must be [N, C], got ", shape_str(x.shape()));
-  TEMPER_CHECK(W.ndim() == 2 && W.dim(1) == x.dim(1), op, ": 'W' has shape ", shape_str(W.shape()), ", expected [V, ",
-               x.dim(1), "] to match 'x' ", shape_str(x.shape()));
-  HeadDims d{x.dim(0), x.dim(1), W.dim(0)};
-  TEMPER_CHECK(d.V > 0, op, ": 'W' has no vocabulary rows");
-  cuda::check_shape(op, "logp", logp, {d.N});
+  const HeadDims d = temper::head_dims(op, logp, x, W);
   cuda::check_i32(op, "targets", targets, d.N);
   return d;
 }
@@ -82,7 +74,7 @@ int64_t chunk_rows(const HeadDims& d) {
 
 void CudaKernels::lm_head_logprobs(Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) {
   const char* op = "lm_head_logprobs";
-  const HeadDims d = head_dims(op, logp, x, W, targets);
+  const HeadDims d = checked_head_dims(op, logp, x, W, targets);
   if (d.N == 0) return;
   const int64_t R = chunk_rows(d);
   Tensor logits = alloc({R, d.V}, DType::F32);
@@ -99,7 +91,7 @@ void CudaKernels::lm_head_logprobs(Tensor& logp, const Tensor& x, const Tensor& 
 void CudaKernels::lm_head_logprobs_backward(Tensor& logp, Tensor* dx, Tensor& dW, const Tensor& x, const Tensor& W,
                                             const Tensor& targets, const Tensor& dlogp) {
   const char* op = "lm_head_logprobs_backward";
-  const HeadDims d = head_dims(op, logp, x, W, targets);
+  const HeadDims d = checked_head_dims(op, logp, x, W, targets);
   cuda::check_dtype(op, "dW", dW, DType::F32);
   cuda::check_shape(op, "dW", dW, W.shape());
   cuda::check_dtype(op, "dlogp", dlogp, DType::F32);

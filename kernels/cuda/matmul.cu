@@ -54,23 +54,6 @@ __global__ void bias_grad(float* dbias, const __nv_bfloat16* dout, int64_t rows,
   }
 }
 
-struct LinearDims {
-  int64_t rows, C, OC;
-};
-
-LinearDims linear_dims(const char* op, const Tensor& inp, const Tensor& weight, const Tensor& out,
-                       const char* out_name) {
-  TEMPER_CHECK(weight.ndim() == 2, op, ": 'weight' must be [OC, C], got ", shape_str(weight.shape()));
-  const int64_t OC = weight.dim(0), C = weight.dim(1);
-  TEMPER_CHECK(inp.ndim() >= 1 && inp.dim(-1) == C, op, ": 'inp' has shape ", shape_str(inp.shape()),
-               " but 'weight' is ", shape_str(weight.shape()), " (inp's last dimension must equal weight's C)");
-  const int64_t rows = C > 0 ? inp.numel() / C : 0;
-  Shape want = inp.shape();
-  want.back() = OC;
-  cuda::check_shape(op, out_name, out, want);
-  return {rows, C, OC};
-}
-
 }  // namespace
 
 void CudaKernels::gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
