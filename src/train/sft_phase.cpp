@@ -161,8 +161,7 @@ int run_sft_phase(RunContext& ctx) {
     }
     allreduce_grads(model, rep);
     const double loss = rep.allreduce_sum(local_loss) / double(std::max<int64_t>(loss_tokens, 1));
-    auto refs = param_refs(model);
-    const double norm = grad_norm(k, refs);
+    const double norm = grad_norm(k, opt.params());
     const double lr = sched.at(step + 1);
     opt.step(lr, clip_scale(norm, clip));
     model.refresh_compute();
