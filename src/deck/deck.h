@@ -4,6 +4,7 @@
 // when the deck is read, so a Deck that exists is valid.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -89,6 +90,8 @@ std::vector<SftStage> sft_stages(const Deck& deck);
 
 // rl.task_mix as (task, weight) pairs, weights as written (not normalised).
 std::vector<std::pair<std::string, double>> rl_task_mix(const Deck& deck);
+// rl.filter_bands as task -> (low, high) pass-rate bounds.
+std::map<std::string, std::pair<double, double>> rl_filter_bands(const Deck& deck);
 
 // The command line: `temper [--help] [--version] DECK [--section.key=value ...]`
 // or `temper SUBCOMMAND args...` when argv[1] is one of known_subcommands().

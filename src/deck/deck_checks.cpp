@@ -52,7 +52,7 @@ void Deck::check_consistency() {
                shown(*this, "run.walltime_margin"), " leaves no time within ",
                shown(*this, "run.walltime"));
   if (get_bool("rl.filter"))
-    TEMPER_CHECK(get_float("rl.filter_low") < get_float("rl.filter_high"), pre,
+    TEMPER_CHECK(get_float("rl.filter_low") <= get_float("rl.filter_high"), pre,
                  shown(*this, "rl.filter_low"), " must be below ", shown(*this, "rl.filter_high"),
                  " or every prompt is filtered out");
 
@@ -89,7 +89,8 @@ void Deck::check_consistency() {
       }
     }
   }
-  rl_task_mix(*this);  // validates its syntax
+  rl_task_mix(*this);      // validates its syntax
+  rl_filter_bands(*this);  // likewise
 }
 
 std::vector<SftStage> sft_stages(const Deck& deck) {
@@ -130,6 +131,30 @@ std::vector<std::pair<std::string, double>> rl_task_mix(const Deck& deck) {
     out.emplace_back(name, weight);
   }
   TEMPER_CHECK(out.empty() || sum > 0, ctx, "the weights sum to 0");
+  return out;
+}
+
+std::map<std::string, std::pair<double, double>> rl_filter_bands(const Deck& deck) {
+  const std::string ctx = cat(deck.source(), ": rl.filter_bands (", deck.where("rl.filter_bands"), "): ");
+  std::map<std::string, std::pair<double, double>> out;
+  auto number = [&](const std::string& text, const std::string& item) {
+    char* end = nullptr;
+    const std::string t = trimmed(text);
+    const double v = std::strtod(t.c_str(), &end);
+    TEMPER_CHECK(!t.empty() && *end == '\0' && v >= 0 && v <= 1, ctx, "'", item,
+                 "': pass-rate bounds must be numbers in [0, 1]");
+    return v;
+  };
+  for (const auto& item : deck.get_list("rl.filter_bands")) {
+    const size_t colon = item.find(':');
+    TEMPER_CHECK(colon != std::string::npos, ctx, "'", item, "' is not of the form task:low-high");
+    const std::string name = trimmed(item.substr(0, colon)), band = item.substr(colon + 1);
+    const size_t dash = band.find('-');
+    TEMPER_CHECK(!name.empty() && dash != std::string::npos, ctx, "'", item, "' is not of the form task:low-high");
+    const double lo = number(band.substr(0, dash), item), hi = number(band.substr(dash + 1), item);
+    TEMPER_CHECK(lo <= hi, ctx, "'", item, "': low bound above the high bound");
+    TEMPER_CHECK(out.emplace(name, std::make_pair(lo, hi)).second, ctx, "task '", name, "' appears twice");
+  }
   return out;
 }
 

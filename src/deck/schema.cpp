@@ -90,6 +90,10 @@ Builder build_schema() {
   b.k("norm_eps", Float, "1e-6", "epsilon of RMSNorm").above(0).alias({"rms_norm_eps", "eps"});
   b.k("init", Str, "random",
       "initial weights: 'random', 'hf:DIR' (Hugging Face safetensors + config.json) or a checkpoint path");
+  b.k("activation_checkpointing", Str, "none",
+      "what training recomputes instead of keeping: none; selective (MLP gate|up and SwiGLU outputs); "
+      "full (whole blocks from their input)").one_of({"none", "selective", "full"})
+      .alias({"checkpointing", "recompute"});
   b.k("init_std", Float, "0.02", "standard deviation of the random initialisation").above(0);
 
   b.section("parallel", "process mesh: world = sp x dp_shard x dp_replicate");
@@ -160,15 +164,50 @@ Builder build_schema() {
   b.k("top_k", Int, "0", "sample from the k most likely tokens; 0 = off").at_least(0);
   b.k("max_new_tokens", Int, "1024", "generation budget per response").above(0);
   b.k("lr", Float, "1e-6", "learning rate (constant)").at_least(0).alias({"learning_rate"});
-  b.k("filter", Bool, "false", "drop prompts the initial policy finds too easy or too hard")
+  b.k("filter", Bool, "false", "difficulty-aware filtering: calibrate pass rates, keep prompts inside the band")
       .alias({"difficulty_filter"});
-  b.k("filter_rollouts", Int, "8", "samples per prompt used to estimate its pass rate").above(0);
-  b.k("filter_low", Float, "0.0", "drop prompts whose pass rate is <= this").within(0, 1);
-  b.k("filter_high", Float, "1.0", "drop prompts whose pass rate is >= this").within(0, 1);
+  b.k("filter_rollouts", Int, "5", "samples per prompt used to estimate its pass rate").above(0);
+  b.k("filter_low", Float, "0.0", "keep prompts whose pass rate is >= this (alpha)").within(0, 1);
+  b.k("filter_high", Float, "0.8", "keep prompts whose pass rate is <= this (beta)").within(0, 1);
+  b.k("filter_bands", List, "",
+      "per-task bands overriding filter_low/high, like 'math:0-0.8, code:0-0.8, if:0-0.4'");
+  b.k("filter_prompts", Int, "0", "prompts calibrated by the filter; 0 = the whole prompts file").at_least(0);
+  b.k("drop_zero_variance", Bool, "true", "drop groups whose rewards are all equal and draw replacements");
+  b.k("refill_rounds", Int, "2", "extra generation rounds per step to replace dropped groups").at_least(0);
+  b.k("std_normalize", Bool, "true", "divide group-centred rewards by the group's standard deviation");
+  b.k("behaviour_logp", Str, "recompute",
+      "log-probs the ratios use as the behaviour policy: 'recompute' (training forward right after "
+      "generation) or 'sampler' (recorded while sampling)").one_of({"recompute", "sampler"});
   b.k("task_mix", List, "",
       "task weights like 'math:0.5, code:0.25, if:0.25'; empty = as the prompts file comes");
   b.k("dump_every", Int, "0", "write the step's trajectories every this many steps; 0 = never")
       .at_least(0);
+  b.k("micro_batch_tokens", Int, "8192", "tokens per forward/backward micro-batch in the updates").above(0);
+  b.k("max_batch", Int, "256", "sequences decoded together by the generation engine").above(0);
+  b.k("stop_strings", List, "", "extra strings that end a response (besides the end-of-turn token)");
+  b.k("grad_clip", Float, "1.0", "clip the global gradient norm to this; 0 = off").at_least(0);
+  b.k("weight_decay", Float, "0.0", "AdamW decoupled weight decay (betas and eps from [sft])").at_least(0);
+  b.k("warmup_steps", Int, "0", "linear learning-rate warm-up steps").at_least(0);
+  b.k("eval_file", Str, "", "held-out prompts (RL prompt JSONL) scored before, every eval_every, and at the end");
+  b.k("eval_every", Int, "0", "evaluate every this many RL steps; 0 = before and after only").at_least(0);
+  b.k("eval_samples", Int, "0", "held-out prompts per evaluation; 0 = all").at_least(0);
+  b.k("eval_temperature", Float, "0", "sampling temperature of the held-out evaluation; 0 = greedy")
+      .at_least(0);
+  b.k("code_command", Str, "python3", "interpreter that runs code answers in the sandbox ('{src}' = file)");
+  b.k("code_workers", Int, "4", "code sandboxes run concurrently").above(0);
+  b.k("code_timeout", Float, "5", "wall-clock seconds per code test run").above(0);
+  b.k("if_loose", Bool, "false", "instruction following checked in IFEval's loose mode");
+  b.k("answer_prefixes", List, "", "math answer markers tried when there is no \\boxed{}, like '####, Answer:'");
+
+  b.section("eval", "benchmark evaluation (phase = eval): prompts x samples scored by the RL verifiers");
+  b.k("file", Str, "", "benchmark JSONL (RL prompt format: messages, task, answer / tests / constraints)");
+  b.k("samples", Int, "1", "samples per prompt (n for pass@k)").above(0).alias({"n"});
+  b.k("temperature", Float, "0", "sampling temperature; 0 = greedy").at_least(0);
+  b.k("top_p", Float, "1.0", "nucleus sampling mass; 1 = off").above(0).at_most(1);
+  b.k("top_k", Int, "0", "top-k sampling; 0 = off").at_least(0);
+  b.k("max_new_tokens", Int, "1024", "generation budget per response").above(0);
+  b.k("max_batch", Int, "256", "sequences decoded together").above(0);
+  b.k("prompts", Int, "0", "evaluate only the first this many prompts; 0 = all").at_least(0);
 
   b.section("toy", "trivial optimisation used by foundation tests (phase = toy)");
   b.k("steps", Int, "100", "optimizer steps").at_least(0);

@@ -115,6 +115,31 @@ void Decoder::refresh_compute() {
     if (p.compute.raw() != p.value.raw()) k_.copy(p.compute, p.value);
 }
 
+Checkpointing checkpointing_from_name(const std::string& name) {
+  if (name == "none") return Checkpointing::None;
+  if (name == "selective") return Checkpointing::Selective;
+  if (name == "full") return Checkpointing::Full;
+  fail("activation checkpointing '", name, "' is not one of none, selective, full");
+}
+
+const char* checkpointing_name(Checkpointing c) {
+  switch (c) {
+    case Checkpointing::None: return "none";
+    case Checkpointing::Selective: return "selective";
+    case Checkpointing::Full: return "full";
+  }
+  return "?";
+}
+
+void Decoder::set_checkpointing(Checkpointing c) {
+  if (c == ckpt_) return;
+  ckpt_ = c;
+  buf_ = Buffers();
+  allocated_bytes_ = 0;
+  capacity_ = 0;
+  acts_for_n_ = -1;
+}
+
 void Decoder::zero_grad() {
   for (auto& p : params_) k_.zero(p.grad);
 }
@@ -131,10 +156,8 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   buf.resid.assign(size_t(L + 1), Tensor());
   buf.blocks.assign(size_t(L), BlockActs());
   for (auto& r : buf.resid) add(r, {n, C}, act);
-  for (int l = 0; l < L; ++l) {
-    BlockActs& a = buf.blocks[size_t(l)];
-    a.x_in = buf.resid[size_t(l)];
-    a.x_out = buf.resid[size_t(l + 1)];
+  // The per-block tensors of one block; `mlp` false leaves gu/act to the caller.
+  auto add_block = [&](BlockActs& a, bool mlp) {
     add(a.ln1, {n, C}, act);
     add(a.rstd1, {n}, st);
     if (cfg_.qk_norm) {
@@ -151,8 +174,31 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
     add(a.x_mid, {n, C}, act);
     add(a.ln2, {n, C}, act);
     add(a.rstd2, {n}, st);
-    add(a.gu, {n, 2 * F}, act);
-    add(a.act, {n, F}, act);
+    if (mlp) {
+      add(a.gu, {n, 2 * F}, act);
+      add(a.act, {n, F}, act);
+    }
+  };
+  buf.work = BlockActs();
+  if (ckpt_ == Checkpointing::Full) {
+    add_block(buf.work, true);  // one work area; blocks keep only their input (resid)
+  } else if (ckpt_ == Checkpointing::Selective) {
+    add(buf.work.gu, {n, 2 * F}, act);  // shared MLP activations, recomputed in backward
+    add(buf.work.act, {n, F}, act);
+  }
+  for (int l = 0; l < L; ++l) {
+    BlockActs& a = buf.blocks[size_t(l)];
+    if (ckpt_ == Checkpointing::Full) {
+      a = buf.work;
+    } else {
+      add_block(a, ckpt_ == Checkpointing::None);
+      if (ckpt_ == Checkpointing::Selective) {
+        a.gu = buf.work.gu;
+        a.act = buf.work.act;
+      }
+    }
+    a.x_in = buf.resid[size_t(l)];
+    a.x_out = buf.resid[size_t(l + 1)];
   }
   add(buf.lnf, {n, C}, act);
   add(buf.rstdf, {n}, st);
@@ -247,8 +293,19 @@ void Decoder::backward(const Batch& b, const Tensor& dlogp) {
   k_.lm_head_logprobs_backward(logp, &dlnf, head_->grad, lnf, head_->compute, b.targets, dlogp);
   k_.rmsnorm_backward(dres, false, final_norm_->grad, dlnf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n),
                       final_norm_->compute, buf_.rstdf.rows(0, n));
-  for (int l = cfg_.n_layers - 1; l >= 0; --l)
-    block_backward(k_, cfg_, blocks_[size_t(l)], block_view(l, n), s, dres, b);
+  for (int l = cfg_.n_layers - 1; l >= 0; --l) {
+    BlockActs a = block_view(l, n);
+    const BlockWeights& w = blocks_[size_t(l)];
+    if (ckpt_ == Checkpointing::Full) {
+      a.x_out = s.dln;  // the recomputed output is not needed; dln is free until block_backward
+      block_forward(k_, cfg_, w, a, b);
+      a.x_out = block_view(l, n).x_out;
+    } else if (ckpt_ == Checkpointing::Selective) {
+      k_.matmul_forward(a.gu, a.ln2, w.gate_up->compute, nullptr);
+      k_.swiglu_forward(a.act, a.gu);
+    }
+    block_backward(k_, cfg_, w, a, s, dres, b);
+  }
   k_.embedding_backward(embed_->grad, dres, b.tokens);
 }
 

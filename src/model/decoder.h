@@ -24,6 +24,17 @@
 
 namespace temper {
 
+// What the forward keeps for the backward (deck: model.activation_checkpointing).
+//  none:      every block activation is kept (fastest, most memory).
+//  selective: the MLP's gate|up projection and SwiGLU output ([N, 3F] per layer, the
+//             largest part) are not kept; backward recomputes them from the kept
+//             MLP-norm output (one extra gate|up GEMM per layer).
+//  full:      only the residual stream entering each block is kept; backward
+//             recomputes the whole block forward into one shared work area.
+enum class Checkpointing { None, Selective, Full };
+Checkpointing checkpointing_from_name(const std::string& name);  // none | selective | full
+const char* checkpointing_name(Checkpointing c);
+
 class Decoder {
  public:
   // param_dtype: F32 (training: the master copy) or F64 (tests on the CPU backend:
@@ -64,6 +75,11 @@ class Decoder {
   void logits_at(const Batch& b, const std::vector<int64_t>& token_index, Tensor& logits);
   void zero_grad();
 
+  // Changes what forward keeps (frees the activation buffers; the next forward
+  // reallocates). Gradients are identical under every policy.
+  void set_checkpointing(Checkpointing c);
+  Checkpointing checkpointing() const { return ckpt_; }
+
   // Bytes of activation buffers (kept + backward scratch) for n_tokens tokens; equals
   // allocated_activation_bytes() after a step with that many tokens.
   int64_t activation_bytes(int64_t n_tokens) const;
@@ -78,6 +94,7 @@ class Decoder {
     BlockScratch scratch;
     Tensor dres;                     // [N, C] running residual gradient
     Tensor logp_tmp;                 // [N] logp rewritten by the head's backward
+    BlockActs work;                  // full: the one block work area (x_in/x_out unset)
   };
   // Walks every activation buffer for n tokens: allocates when `allocate`, returns bytes.
   int64_t plan_buffers(int64_t n, Buffers& buf, bool allocate) const;
@@ -98,7 +115,8 @@ class Decoder {
   Buffers buf_;
   int64_t capacity_ = 0;
   int64_t allocated_bytes_ = 0;
-  int64_t acts_for_n_ = -1;  // token count of the batch whose activations are kept (-1: none)
+  int64_t acts_for_n_ = -1;
+  Checkpointing ckpt_ = Checkpointing::None;  // token count of the batch whose activations are kept (-1: none)
 };
 
 }  // namespace temper

@@ -56,6 +56,7 @@ int run_sft_phase(RunContext& ctx) {
 
   Decoder model(cfg, k, DType::F32);
   model.init_random(uint64_t(d.get_int("run.seed")));
+  model.set_checkpointing(checkpointing_from_name(d.get_string("model.activation_checkpointing")));
   if (ctx.is_root()) log_info(cfg.summary(stages.front().seq_len));
 
   AdamWConfig ocfg;

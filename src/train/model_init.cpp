@@ -1,0 +1,67 @@
+// model.init resolution: random, temper checkpoint, or Hugging Face directory.
+#include "train/model_init.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "io/checkpoint.h"
+#include "train/model_setup.h"
+#include "train/model_state.h"
+
+namespace temper {
+
+namespace fs = std::filesystem;
+
+InitialWeights resolve_initial_weights(const Deck& d, int tokenizer_vocab) {
+  InitialWeights w;
+  const std::string init = d.get_string("model.init");
+  const std::string where = cat("model.init = '", init, "' (", d.where("model.init"), ")");
+  if (init == "random") {
+    w.kind = "random";
+    w.config = model_config_from_deck(d, tokenizer_vocab);
+    w.description = "random initialisation (run.seed)";
+    return w;
+  }
+  if (init.rfind("hf:", 0) == 0) {
+    w.kind = "hf";
+    w.source = init.substr(3);
+    TEMPER_CHECK(fs::is_directory(w.source), where, ": '", w.source, "' is not a directory");
+    fail(where, ": loading Hugging Face weights is not available in this build");
+  }
+  // A temper checkpoint: a file, or a directory of ckpt_*.h5.
+  std::error_code ec;
+  CheckpointState st;
+  if (fs::is_directory(init, ec)) {
+    auto latest = CheckpointStore(init, 0).load_latest_valid(&w.source);
+    TEMPER_CHECK(latest.has_value(), where, ": the directory holds no valid checkpoint (ckpt_*.h5)");
+    st = std::move(*latest);
+  } else {
+    TEMPER_CHECK(fs::exists(init, ec), where,
+                 ": no such file or directory (expected 'random', 'hf:DIR', a checkpoint file or directory)");
+    w.source = init;
+    st = CheckpointStore::load(init);
+  }
+  w.kind = "checkpoint";
+  // The shape is the checkpoint's: its stored deck's [model] section decides.
+  Deck stored = Deck::parse(st.deck_text, w.source + " (stored deck)");
+  w.config = model_config_from_deck(stored, tokenizer_vocab);
+  for (auto& [name, t] : st.tensors)
+    if (name.rfind("model/", 0) == 0) w.tensors.emplace(name, std::move(t));
+  TEMPER_CHECK(!w.tensors.empty(), w.source, ": checkpoint holds no model/* tensors");
+  w.description = cat("checkpoint ", w.source, " (", st.phase, " step ", st.step, ")");
+  return w;
+}
+
+void apply_initial_weights(const InitialWeights& w, Decoder& model, Kernels& k, uint64_t seed) {
+  if (w.kind == "random") {
+    model.init_random(seed);
+  } else if (w.kind == "checkpoint") {
+    load_model_state(model, k, w.tensors);
+  } else {
+    fail("model.init: unsupported kind '", w.kind, "'");
+  }
+  model.refresh_compute();
+}
+
+}  // namespace temper
