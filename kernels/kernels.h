@@ -105,6 +105,31 @@ class Kernels {
   virtual void lm_head_logprobs_backward(Tensor& logp, Tensor* dx, Tensor& dW, const Tensor& x, const Tensor& W,
                                          const Tensor& targets, const Tensor& dlogp) = 0;
 
+  // ---- generation: KV cache, cached attention, sampling ---------------------
+  // The cache holds S sequence slots of up to T positions: kcache, vcache
+  // [S, T, KVH, D] (act dtype). For each of N new tokens, slot i32[N] names its
+  // sequence and pos i32[N] its position in that sequence (0-based).
+  // kv_cache_write: kcache[slot[n], pos[n]] = k[n], vcache[...] = v[n] (k, v [N,KVH,D]).
+  virtual void kv_cache_write(Tensor& kcache, Tensor& vcache, const Tensor& k, const Tensor& v,
+                              const Tensor& slot, const Tensor& pos) = 0;
+  // Attention of q[N,H,D] against the cache: token n attends to positions
+  // [0, pos[n]] of its slot (the cache must already hold them, its own included).
+  // GQA as in attention_forward, scale 1/sqrt(D). out[N,H,D]. Serves both prefill
+  // (all prompt tokens at once) and decode (one token per sequence).
+  virtual void attention_cached(Tensor& out, const Tensor& q, const Tensor& kcache, const Tensor& vcache,
+                                const Tensor& slot, const Tensor& pos) = 0;
+  // Sampling, one row of logits [B, V] (act dtype or f32) per sequence:
+  //   z = logits / temperature; keep the top_k largest (top_k <= 0: all), then the
+  //   smallest prefix (by descending z) whose softmax mass is >= top_p (top_p >= 1:
+  //   all); draw from the kept tokens' renormalised softmax by inverse CDF with
+  //   u[b] in [0,1) (f32[B], from a per-sample seeded stream on the host), walking
+  //   the kept tokens in descending z order (ties: lower id first).
+  //   temperature <= 0 means greedy: the argmax (lowest id on ties).
+  // tokens i32[B] get the draw; logp f32[B] = log softmax(z)[token] over ALL tokens
+  // (the policy's log-probability at this temperature, before truncation).
+  virtual void sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logits, const Tensor& u,
+                             float temperature, int top_k, float top_p) = 0;
+
   // ---- optimizer ------------------------------------------------------------
   // param, m, v f32; grad f32. m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2 (g' = g * grad_scale);
   // param -= lr * (mhat / (sqrt(vhat) + eps) + wd * param)

@@ -67,6 +67,17 @@ class CpuKernels final : public Kernels {
   void lm_head_logprobs_backward(Tensor& logp, Tensor* dx, Tensor& dW, const Tensor& x, const Tensor& W,
                                  const Tensor& targets, const Tensor& dlogp) override;
 
+  // kv_cache.cpp (f32 or f64 throughout, like the other ops)
+  void kv_cache_write(Tensor& kcache, Tensor& vcache, const Tensor& k, const Tensor& v, const Tensor& slot,
+                      const Tensor& pos) override;
+  void attention_cached(Tensor& out, const Tensor& q, const Tensor& kcache, const Tensor& vcache,
+                        const Tensor& slot, const Tensor& pos) override;
+
+  // sampling.cpp: logits f32, f64 or bf16; u and logp f32 or f64 (each on its own);
+  // computed in double. With temperature <= 0 (greedy) logp is taken at temperature 1.
+  void sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logits, const Tensor& u, float temperature,
+                     int top_k, float top_p) override;
+
   // adamw.cpp
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
   double sum_squares(const Tensor& x) override;

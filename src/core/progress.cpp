@@ -74,6 +74,8 @@ void Progress::step(int64_t step, int64_t tokens, const std::map<std::string, do
   };
   show("loss", "%.4f");
   show("reward", "%.3f");
+  show("acc", "%.3f");
+  show("resp_len", "%.0f");
   std::snprintf(buf, sizeof buf, "%.0f", rate_);
   os << " | tok/s " << buf;
   show("lr", "%.2e");

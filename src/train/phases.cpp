@@ -1,10 +1,17 @@
 #include "train/phases.h"
 
+#include "rl/eval_phase.h"
+#include "rl/rl_phase.h"
+
+#include <filesystem>
 #include <iostream>
 
 #include "core/log.h"
 #include "data/synthetic_tasks.h"
 #include "deck/deck.h"
+#include "io/checkpoint.h"
+#include "model/hf_checkpoint.h"
+#include "train/model_setup.h"
 #include "train/run_context.h"
 #include "train/sft_phase.h"
 
@@ -12,7 +19,9 @@ namespace temper {
 
 int run_phase(const std::string& phase, RunContext& ctx) {
   if (phase == "sft") return run_sft_phase(ctx);
-  fail("phase '", phase, "' is not implemented in this build yet (available: sft, toy)");
+  if (phase == "rl") return run_rl_phase(ctx);
+  if (phase == "eval") return run_eval_phase(ctx);
+  fail("phase '", phase, "' is not implemented (available: sft, rl, eval, toy)");
 }
 
 namespace {
@@ -49,10 +58,85 @@ int generate_tasks(const std::vector<std::string>& args, int rank) {
   }
   return 0;
 }
+
+// temper export --checkpoint PATH|DIR --out DIR [--dtype bf16|f32] [--tokenizer DIR] [--max-shard-mb N]
+int export_checkpoint(const std::vector<std::string>& args, int rank) {
+  const char* usage = "(options: --checkpoint PATH|DIR --out DIR --dtype bf16|f32 --tokenizer DIR --max-shard-mb N)";
+  std::string ckpt, out;
+  HfExportOptions opt;
+  for (size_t i = 0; i < args.size(); ++i) {
+    auto value = [&]() -> std::string {
+      TEMPER_CHECK(i + 1 < args.size(), "export: ", args[i], " needs a value ", usage);
+      return args[++i];
+    };
+    if (args[i] == "--checkpoint") ckpt = value();
+    else if (args[i] == "--out") out = value();
+    else if (args[i] == "--tokenizer") opt.tokenizer_dir = value();
+    else if (args[i] == "--dtype") {
+      const std::string v = value();
+      TEMPER_CHECK(v == "bf16" || v == "f32", "export: --dtype must be bf16 or f32, got '", v, "'");
+      opt.dtype = v == "bf16" ? DType::BF16 : DType::F32;
+    } else if (args[i] == "--max-shard-mb") {
+      const std::string v = value();
+      size_t pos = 0;
+      long long mb = 0;
+      try {
+        mb = std::stoll(v, &pos);
+      } catch (const std::exception&) {}
+      TEMPER_CHECK(pos == v.size() && mb > 0, "export: --max-shard-mb expects a positive integer, got '", v, "'");
+      opt.max_shard_bytes = uint64_t(mb) << 20;
+    } else {
+      fail("export: unknown option '", args[i], "' ", usage);
+    }
+  }
+  TEMPER_CHECK(!ckpt.empty() && !out.empty(), "export: --checkpoint and --out are required ", usage);
+  if (rank != 0) return 0;
+  namespace fs = std::filesystem;
+  std::string path = ckpt;
+  CheckpointState st;
+  if (fs::is_directory(ckpt)) {
+    // a checkpoint directory, or a run's output directory holding checkpoints/
+    std::string dir = ckpt;
+    if (CheckpointStore(dir, 0).list().empty() && fs::is_directory(fs::path(ckpt) / "checkpoints"))
+      dir = (fs::path(ckpt) / "checkpoints").string();
+    auto s = CheckpointStore(dir, 0).load_latest_valid(&path);
+    TEMPER_CHECK(s.has_value(), "export: no valid checkpoint in '", dir, "'");
+    st = std::move(*s);
+  } else {
+    st = CheckpointStore::load(ckpt);
+  }
+  std::map<std::string, Tensor> params;
+  for (const auto& [name, t] : st.tensors)
+    if (name.rfind("model/", 0) == 0) params[name.substr(6)] = t;
+  auto embed = params.find("embed");
+  TEMPER_CHECK(embed != params.end(), "export: '", path, "' holds no model weights (no tensor model/embed)");
+  const Deck deck = Deck::parse(st.deck_text, path + " (stored deck)");
+  // The checkpoint's own vocabulary stands in for the tokenizer's when the deck says vocab_size = 0.
+  const ModelConfig cfg = model_config_from_deck(deck, int(embed->second.dim(0)));
+  // End-of-turn id for generate(): <|im_end|> (chat models), else <|endoftext|>; unset when neither
+  // exists or this build cannot read the deck's tokenizer.
+  try {
+    auto tok = tokenizer_from_deck(deck);
+    for (const char* name : {"<|endoftext|>", "<|im_end|>"}) {
+      try {
+        opt.eos_token_id = tok->special_id(name);
+      } catch (const Error&) {}
+    }
+  } catch (const Error& e) {
+    log_warn("export: eos_token_id left unset (", e.what(), ")");
+  }
+  auto files = export_hf(cfg, params, out, opt);
+  std::cout << "export: step " << st.step << " of '" << path << "' written to " << out << " as "
+            << hf_architecture_for(cfg) << " (" << dtype_name(opt.dtype) << "):";
+  for (const auto& f : files) std::cout << " " << f;
+  std::cout << "\n";
+  return 0;
+}
 }  // namespace
 
 int run_subcommand(const CommandLine& cl, int rank) {
   if (cl.subcommand == "generate-tasks") return generate_tasks(cl.args, rank);
+  if (cl.subcommand == "export") return export_checkpoint(cl.args, rank);
   if (cl.subcommand == "help") {
     if (rank == 0) std::cout << usage_text() << "\n" << deck_help();
     return 0;

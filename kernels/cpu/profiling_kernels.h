@@ -1,0 +1,88 @@
+// ProfilingKernels: a Kernels decorator that forwards every call to an inner
+// backend and accumulates, per op name, the number of calls and the seconds
+// spent. While enabled it synchronises the inner backend before and after each
+// call, so asynchronous (GPU) work is attributed to the op that queued it; this
+// serialisation slows the run, so enable it only for the steps being profiled.
+// Disabled, it forwards without timing or synchronising. Not thread-safe.
+// (It lives in kernels/cpu only because that module is always built; it works
+// with any backend.)
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace temper {
+
+class ProfilingKernels final : public Kernels {
+ public:
+  explicit ProfilingKernels(Kernels& inner, bool enabled = true);
+
+  Kernels& inner() { return inner_; }
+  void set_enabled(bool on) { enabled_ = on; }
+  bool enabled() const { return enabled_; }
+  void reset() { stats_.clear(); }
+
+  struct OpStats {
+    std::string op;
+    int64_t calls = 0;
+    double seconds = 0.0;
+  };
+  // Per op, most time first (ties by name).
+  std::vector<OpStats> stats() const;
+  double total_seconds() const;
+  // A fixed-width table: op, calls, total ms, ms per call, % of the total.
+  std::string report(const std::string& title = "") const;
+
+  Device device() const override { return inner_.device(); }
+  DType act_dtype() const override { return inner_.act_dtype(); }
+  std::string name() const override { return inner_.name(); }
+
+  Tensor alloc(const Shape& shape, DType dtype) override;
+  void zero(Tensor& t) override;
+  void copy(Tensor& dst, const Tensor& src) override;
+  void synchronize() override { inner_.synchronize(); }
+
+  void embedding_forward(Tensor& out, const Tensor& tokens, const Tensor& wte) override;
+  void embedding_backward(Tensor& dwte, const Tensor& dout, const Tensor& tokens) override;
+  void rmsnorm_forward(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor& weight, float eps) override;
+  void rmsnorm_backward(Tensor& dinp, bool accumulate, Tensor& dweight, const Tensor& dout, const Tensor& inp,
+                        const Tensor& weight, const Tensor& rstd) override;
+  void matmul_forward(Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor* bias) override;
+  void matmul_backward(Tensor* dinp, bool accumulate, Tensor& dweight, Tensor* dbias, const Tensor& dout,
+                       const Tensor& inp, const Tensor& weight) override;
+  void rope_forward(Tensor& x, const Tensor& positions, float theta) override;
+  void rope_backward(Tensor& dx, const Tensor& positions, float theta) override;
+  void attention_forward(Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
+                         const Tensor& cu_seqlens, int max_seqlen) override;
+  void attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& out, const Tensor& lse,
+                          const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens,
+                          int max_seqlen) override;
+  void swiglu_forward(Tensor& out, const Tensor& gu) override;
+  void swiglu_backward(Tensor& dgu, const Tensor& dout, const Tensor& gu) override;
+  void add_inplace(Tensor& y, const Tensor& x) override;
+  void scale_inplace(Tensor& y, float s) override;
+  void lm_head_logprobs(Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) override;
+  void lm_head_logprobs_backward(Tensor& logp, Tensor* dx, Tensor& dW, const Tensor& x, const Tensor& W,
+                                 const Tensor& targets, const Tensor& dlogp) override;
+  void kv_cache_write(Tensor& kcache, Tensor& vcache, const Tensor& k, const Tensor& v, const Tensor& slot,
+                      const Tensor& pos) override;
+  void attention_cached(Tensor& out, const Tensor& q, const Tensor& kcache, const Tensor& vcache, const Tensor& slot,
+                        const Tensor& pos) override;
+  void sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logits, const Tensor& u, float temperature,
+                     int top_k, float top_p) override;
+  void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
+  double sum_squares(const Tensor& x) override;
+
+ private:
+  template <typename F>
+  void timed(const char* op, F&& f);
+
+  Kernels& inner_;
+  bool enabled_;
+  std::map<std::string, OpStats> stats_;
+};
+
+}  // namespace temper

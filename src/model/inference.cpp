@@ -1,0 +1,255 @@
+// InferenceEngine: KV-cached forward (prefill in chunks, one-token decode steps,
+// slot copies) on the Decoder's weights. Per block, for the chunk's n tokens:
+//   ln = rmsnorm(x); q, k, v = ln W^T (+b); [per-head rmsnorm of q, k]; rope(q, k)
+//   cache[slot, pos] = k, v; attn = attention_cached(q); x += attn W_o^T
+//   ln = rmsnorm(x); x += down(swiglu(ln W_gu^T))
+// then the final norm and output head on the requested rows only. x += y gives
+// the same values as the decoder's y + x (float addition commutes).
+#include "model/inference.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace temper {
+
+namespace {
+const Tensor* compute_of(Decoder& m, const std::string& name) { return &m.param(name).compute; }
+}  // namespace
+
+InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int max_len, int max_step_tokens)
+    : model_(model), k_(k), cfg_(model.config()) {
+  TEMPER_CHECK(max_slots > 0, "InferenceEngine: max_slots must be positive, got ", max_slots);
+  TEMPER_CHECK(max_len > 0, "InferenceEngine: max_len must be positive, got ", max_len);
+  TEMPER_CHECK(max_step_tokens >= 0, "InferenceEngine: max_step_tokens must be >= 0, got ", max_step_tokens);
+  max_slots_ = max_slots;
+  max_len_ = max_len;
+  chunk_ = max_step_tokens > 0 ? std::max(max_step_tokens, max_slots) : std::max(max_slots, 256);
+  V_ = cfg_.vocab_size;
+  act_ = model.compute_dtype();
+  stat_ = model.stat_dtype();
+
+  const int L = cfg_.n_layers;
+  for (int l = 0; l < L; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    LayerWeights w{};
+    w.attn_norm = compute_of(model, p + "attn_norm.weight");
+    w.q = compute_of(model, p + "attn.q.weight");
+    w.k = compute_of(model, p + "attn.k.weight");
+    w.v = compute_of(model, p + "attn.v.weight");
+    if (cfg_.qkv_bias) {
+      w.q_bias = compute_of(model, p + "attn.q.bias");
+      w.k_bias = compute_of(model, p + "attn.k.bias");
+      w.v_bias = compute_of(model, p + "attn.v.bias");
+    }
+    if (cfg_.qk_norm) {
+      w.q_norm = compute_of(model, p + "attn.q_norm.weight");
+      w.k_norm = compute_of(model, p + "attn.k_norm.weight");
+    }
+    w.o = compute_of(model, p + "attn.o.weight");
+    w.mlp_norm = compute_of(model, p + "mlp_norm.weight");
+    w.gate_up = compute_of(model, p + "mlp.gate_up.weight");
+    w.down = compute_of(model, p + "mlp.down.weight");
+    layers_.push_back(w);
+  }
+  embed_ = compute_of(model, "embed");
+  final_norm_ = compute_of(model, "final_norm.weight");
+  head_ = compute_of(model, cfg_.tie_embeddings ? "embed" : "lm_head.weight");
+
+  const int64_t S = max_slots_, T = max_len_, N = chunk_, C = cfg_.d_model, H = cfg_.n_heads,
+                KVH = cfg_.n_kv_heads, D = cfg_.head_dim, F = cfg_.ffn_dim;
+  auto alloc = [&](const Shape& s, DType dt) {
+    bytes_ += shape_numel(s) * int64_t(dtype_size(dt));
+    return k_.alloc(s, dt);
+  };
+  for (int l = 0; l < L; ++l) {
+    kcache_.push_back(alloc({S, T, KVH, D}, act_));
+    vcache_.push_back(alloc({S, T, KVH, D}, act_));
+  }
+  x_ = alloc({N, C}, act_);
+  ln_ = alloc({N, C}, act_);
+  rstd_ = alloc({N}, stat_);
+  if (cfg_.qk_norm) {
+    q_pre_ = alloc({N, H, D}, act_);
+    q_rstd_ = alloc({N, H}, stat_);
+    k_pre_ = alloc({N, KVH, D}, act_);
+    k_rstd_ = alloc({N, KVH}, stat_);
+  }
+  q_ = alloc({N, H, D}, act_);
+  kk_ = alloc({N, KVH, D}, act_);
+  v_ = alloc({N, KVH, D}, act_);
+  attn_ = alloc({N, H, D}, act_);
+  proj_ = alloc({N, C}, act_);
+  gu_ = alloc({N, 2 * F}, act_);
+  act_buf_ = alloc({N, F}, act_);
+  tok_ = alloc({N}, DType::I32);
+  pos_ = alloc({N}, DType::I32);
+  slot_ = alloc({N}, DType::I32);
+  host_tok_ = Tensor::empty({N}, DType::I32);
+  host_pos_ = Tensor::empty({N}, DType::I32);
+  host_slot_ = Tensor::empty({N}, DType::I32);
+  sel_ = alloc({S, C}, act_);
+  sel_norm_ = alloc({S, C}, act_);
+  sel_rstd_ = alloc({S}, stat_);
+  logits_ = alloc({S, int64_t(V_)}, act_);
+  length_.assign(size_t(S), 0);
+}
+
+int InferenceEngine::slot_length(int slot) const {
+  check_slot("slot_length", slot);
+  return length_[size_t(slot)];
+}
+
+void InferenceEngine::check_slot(const char* what, int slot) const {
+  TEMPER_CHECK(slot >= 0 && slot < max_slots_, "InferenceEngine::", what, ": slot ", slot,
+               " is outside the engine's ", max_slots_, " slots");
+}
+
+void InferenceEngine::forward_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row) {
+  const int64_t H = cfg_.n_heads, KVH = cfg_.n_kv_heads, D = cfg_.head_dim;
+  Tensor tok = tok_.rows(0, n), pos = pos_.rows(0, n), slot = slot_.rows(0, n);
+  k_.copy(tok, host_tok_.rows(0, n));
+  k_.copy(pos, host_pos_.rows(0, n));
+  k_.copy(slot, host_slot_.rows(0, n));
+  Tensor x = x_.rows(0, n), ln = ln_.rows(0, n), rstd = rstd_.rows(0, n), proj = proj_.rows(0, n);
+  Tensor q = q_.rows(0, n), kk = kk_.rows(0, n), v = v_.rows(0, n), attn = attn_.rows(0, n);
+  Tensor gu = gu_.rows(0, n), act = act_buf_.rows(0, n);
+  k_.embedding_forward(x, tok, *embed_);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerWeights& w = layers_[l];
+    k_.rmsnorm_forward(ln, rstd, x, *w.attn_norm, cfg_.norm_eps);
+    Tensor q_lin = (cfg_.qk_norm ? q_pre_.rows(0, n) : q).reshape({n, H * D});
+    Tensor k_lin = (cfg_.qk_norm ? k_pre_.rows(0, n) : kk).reshape({n, KVH * D});
+    Tensor v_lin = v.reshape({n, KVH * D});
+    k_.matmul_forward(q_lin, ln, *w.q, w.q_bias);
+    k_.matmul_forward(k_lin, ln, *w.k, w.k_bias);
+    k_.matmul_forward(v_lin, ln, *w.v, w.v_bias);
+    if (cfg_.qk_norm) {
+      Tensor qo = q.reshape({n * H, D}), qr = q_rstd_.rows(0, n).reshape({n * H});
+      Tensor ko = kk.reshape({n * KVH, D}), kr = k_rstd_.rows(0, n).reshape({n * KVH});
+      k_.rmsnorm_forward(qo, qr, q_pre_.rows(0, n).reshape({n * H, D}), *w.q_norm, cfg_.norm_eps);
+      k_.rmsnorm_forward(ko, kr, k_pre_.rows(0, n).reshape({n * KVH, D}), *w.k_norm, cfg_.norm_eps);
+    }
+    k_.rope_forward(q, pos, cfg_.rope_theta);
+    k_.rope_forward(kk, pos, cfg_.rope_theta);
+    k_.kv_cache_write(kcache_[l], vcache_[l], kk, v, slot, pos);
+    k_.attention_cached(attn, q, kcache_[l], vcache_[l], slot, pos);
+    k_.matmul_forward(proj, attn.reshape({n, H * D}), *w.o, nullptr);
+    k_.add_inplace(x, proj);
+    k_.rmsnorm_forward(ln, rstd, x, *w.mlp_norm, cfg_.norm_eps);
+    k_.matmul_forward(gu, ln, *w.gate_up, nullptr);
+    k_.swiglu_forward(act, gu);
+    k_.matmul_forward(proj, act, *w.down, nullptr);
+    k_.add_inplace(x, proj);
+  }
+  // Gather the wanted rows (ascending), one copy per run of consecutive rows.
+  for (size_t i = 0; i < want.size();) {
+    size_t j = i + 1;
+    while (j < want.size() && want[j] == want[j - 1] + 1) ++j;
+    const int64_t len = int64_t(j - i), dst = out_row + int64_t(i);
+    Tensor d = sel_.rows(dst, dst + len);
+    k_.copy(d, x.rows(want[i], want[i] + len));
+    i = j;
+  }
+  tokens_processed_ += n;
+}
+
+Tensor InferenceEngine::head_logits(int64_t R) {
+  Tensor sel = sel_.rows(0, R), norm = sel_norm_.rows(0, R), rstd = sel_rstd_.rows(0, R), logits = logits_.rows(0, R);
+  k_.rmsnorm_forward(norm, rstd, sel, *final_norm_, cfg_.norm_eps);
+  k_.matmul_forward(logits, norm, *head_, nullptr);
+  return logits;
+}
+
+Tensor InferenceEngine::prefill(const std::vector<int>& slots, const std::vector<std::vector<int32_t>>& prompts) {
+  TEMPER_CHECK(slots.size() == prompts.size(), "InferenceEngine::prefill: ", slots.size(), " slots for ",
+               prompts.size(), " prompts");
+  TEMPER_CHECK(!slots.empty(), "InferenceEngine::prefill: no prompts given");
+  std::vector<bool> used(size_t(max_slots_), false);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    check_slot("prefill", slots[i]);
+    TEMPER_CHECK(!used[size_t(slots[i])], "InferenceEngine::prefill: slot ", slots[i], " given twice");
+    used[size_t(slots[i])] = true;
+    const auto& p = prompts[i];
+    TEMPER_CHECK(!p.empty(), "InferenceEngine::prefill: prompt ", i, " is empty");
+    TEMPER_CHECK(int64_t(p.size()) <= max_len_, "InferenceEngine::prefill: prompt ", i, " has ", p.size(),
+                 " tokens, more than the engine's max_len = ", max_len_);
+    for (size_t t = 0; t < p.size(); ++t)
+      TEMPER_CHECK(p[t] >= 0 && p[t] < V_, "InferenceEngine::prefill: prompt ", i, " token ", t, " = ", p[t],
+                   " is outside the vocabulary [0, ", V_, ")");
+  }
+  int32_t* tok = host_tok_.data<int32_t>();
+  int32_t* pos = host_pos_.data<int32_t>();
+  int32_t* slt = host_slot_.data<int32_t>();
+  int64_t n = 0, out_row = 0;
+  std::vector<int64_t> want;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto& p = prompts[i];
+    for (size_t t = 0; t < p.size(); ++t) {
+      tok[n] = p[t];
+      pos[n] = int32_t(t);
+      slt[n] = slots[i];
+      if (t + 1 == p.size()) want.push_back(n);
+      if (++n == chunk_) {
+        forward_chunk(n, want, out_row);
+        out_row += int64_t(want.size());
+        want.clear();
+        n = 0;
+      }
+    }
+    length_[size_t(slots[i])] = int(p.size());
+  }
+  if (n > 0) forward_chunk(n, want, out_row);
+  return head_logits(int64_t(slots.size()));
+}
+
+Tensor InferenceEngine::decode(const std::vector<int>& slots, const std::vector<int32_t>& tokens,
+                               const std::vector<int32_t>& positions) {
+  const size_t R = slots.size();
+  TEMPER_CHECK(R > 0 && tokens.size() == R && positions.size() == R, "InferenceEngine::decode: ", R, " slots, ",
+               tokens.size(), " tokens and ", positions.size(), " positions (need the same positive count)");
+  std::vector<bool> used(size_t(max_slots_), false);
+  int32_t* tok = host_tok_.data<int32_t>();
+  int32_t* pos = host_pos_.data<int32_t>();
+  int32_t* slt = host_slot_.data<int32_t>();
+  std::vector<int64_t> want(R);
+  for (size_t i = 0; i < R; ++i) {
+    const int s = slots[i];
+    check_slot("decode", s);
+    TEMPER_CHECK(!used[size_t(s)], "InferenceEngine::decode: slot ", s, " given twice");
+    used[size_t(s)] = true;
+    TEMPER_CHECK(tokens[i] >= 0 && tokens[i] < V_, "InferenceEngine::decode: token ", tokens[i], " of slot ", s,
+                 " is outside the vocabulary [0, ", V_, ")");
+    TEMPER_CHECK(positions[i] >= 0 && positions[i] <= length_[size_t(s)], "InferenceEngine::decode: position ",
+                 positions[i], " of slot ", s, " would leave a gap (the slot holds ", length_[size_t(s)],
+                 " positions)");
+    TEMPER_CHECK(positions[i] < max_len_, "InferenceEngine::decode: position ", positions[i], " of slot ", s,
+                 " reaches the engine's max_len = ", max_len_, " (raise the generation length limit)");
+    tok[i] = tokens[i];
+    pos[i] = positions[i];
+    slt[i] = s;
+    want[i] = int64_t(i);
+  }
+  forward_chunk(int64_t(R), want, 0);
+  for (size_t i = 0; i < R; ++i) length_[size_t(slots[i])] = positions[i] + 1;
+  return head_logits(int64_t(R));
+}
+
+void InferenceEngine::copy_slot(int dst, int src, int len) {
+  check_slot("copy_slot", dst);
+  check_slot("copy_slot", src);
+  TEMPER_CHECK(len >= 0 && len <= length_[size_t(src)], "InferenceEngine::copy_slot: ", len,
+               " positions requested but slot ", src, " holds ", length_[size_t(src)]);
+  if (dst != src && len > 0) {
+    const int64_t T = max_len_, row = int64_t(cfg_.n_kv_heads) * cfg_.head_dim;
+    for (size_t l = 0; l < kcache_.size(); ++l) {
+      for (Tensor* c : {&kcache_[l], &vcache_[l]}) {
+        Tensor d = c->rows(dst, dst + 1).reshape({T, row}).rows(0, len);
+        k_.copy(d, c->rows(src, src + 1).reshape({T, row}).rows(0, len));
+      }
+    }
+  }
+  length_[size_t(dst)] = len;
+}
+
+}  // namespace temper

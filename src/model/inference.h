@@ -1,0 +1,81 @@
+// InferenceEngine: KV-cached forward of a Decoder for generation. It reuses the
+// decoder's parameters (compute copies, looked up by name) and runs the same op
+// sequence as block_forward, but attends through per-layer caches
+// [slots, max_len, KVH, D] and computes the output head only for the rows asked
+// for. Caches and scratch buffers are allocated once, in the constructor; a
+// decode step allocates nothing. Only Kernels calls touch device memory, so the
+// same code runs on the CPU (f32 / f64 parameters) and CUDA backends.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "model/decoder.h"
+
+namespace temper {
+
+class InferenceEngine {
+ public:
+  // max_slots sequences of up to max_len positions each. max_step_tokens bounds the
+  // tokens of one forward (long prefills are chunked); 0 picks max(max_slots, 256).
+  InferenceEngine(Decoder& model, Kernels& k, int max_slots, int max_len, int max_step_tokens = 0);
+  InferenceEngine(const InferenceEngine&) = delete;
+  InferenceEngine& operator=(const InferenceEngine&) = delete;
+
+  int max_slots() const { return max_slots_; }
+  int max_len() const { return max_len_; }
+  int vocab_size() const { return V_; }
+  DType logits_dtype() const { return act_; }  // the decoder's compute dtype
+  // Positions of `slot` that hold valid cache entries (0 after construction).
+  int slot_length(int slot) const;
+  // Bytes of the KV caches and scratch buffers (device memory).
+  int64_t allocated_bytes() const { return bytes_; }
+
+  // Runs prompts[i] (non-empty) from position 0 in slots[i] (distinct), in chunks of
+  // at most max_step_tokens tokens. Returns logits [slots.size(), V] of each prompt's
+  // last token (a view of an engine buffer, valid until the next call).
+  Tensor prefill(const std::vector<int>& slots, const std::vector<std::vector<int32_t>>& prompts);
+
+  // One new token per slot (distinct) at positions[i] <= slot_length(slots[i]); the
+  // slot then holds positions[i] + 1 entries. Returns logits [slots.size(), V].
+  Tensor decode(const std::vector<int>& slots, const std::vector<int32_t>& tokens,
+                const std::vector<int32_t>& positions);
+
+  // Copies the first len cached positions of src into dst (a prompt prefilled once,
+  // shared by the samples of its group); dst then holds len positions.
+  void copy_slot(int dst, int src, int len);
+
+  // Tokens run through the model since construction (prefill + decode).
+  int64_t tokens_processed() const { return tokens_processed_; }
+
+ private:
+  struct LayerWeights {
+    const Tensor *attn_norm, *q, *k, *v, *q_bias, *k_bias, *v_bias, *q_norm, *k_norm, *o, *mlp_norm, *gate_up,
+        *down;
+  };
+  // Runs n staged tokens (host_tok_/host_pos_/host_slot_ rows [0, n)) through the model,
+  // writes the caches, and the logits of chunk rows `want` into logits rows [out_row, ...).
+  void forward_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row);
+  // Final norm and output head of gathered rows [0, R) -> logits rows [0, R).
+  Tensor head_logits(int64_t R);
+  void check_slot(const char* what, int slot) const;
+
+  Decoder& model_;
+  Kernels& k_;
+  ModelConfig cfg_;
+  int max_slots_, max_len_, chunk_, V_;
+  DType act_, stat_;
+  std::vector<LayerWeights> layers_;
+  const Tensor *embed_, *final_norm_, *head_;
+  std::vector<Tensor> kcache_, vcache_;  // per layer [S, T, KVH, D]
+  // Scratch for chunk_ tokens.
+  Tensor x_, ln_, rstd_, q_pre_, q_rstd_, k_pre_, k_rstd_, q_, kk_, v_, attn_, proj_, gu_, act_buf_;
+  Tensor tok_, pos_, slot_;                          // i32 [chunk_] on the device
+  Tensor host_tok_, host_pos_, host_slot_;           // i32 [chunk_] on the host (staging)
+  Tensor sel_, sel_norm_, sel_rstd_, logits_;        // [max_slots, C], [max_slots, C], [max_slots], [max_slots, V]
+  std::vector<int> length_;                          // per slot
+  int64_t bytes_ = 0;
+  int64_t tokens_processed_ = 0;
+};
+
+}  // namespace temper

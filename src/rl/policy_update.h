@@ -1,0 +1,56 @@
+// The optimisation half of an RL step: the kept samples of a rollout batch are
+// packed into micro-batches; behaviour (and reference) log-probs are fixed once;
+// then reuse_steps times: forward the policy, the GRPO/GSPO loss on the host
+// (rl/grpo, rl/gspo) gives dL/dlogp per response token, backward, gradients summed
+// over the data-parallel ranks, clip, AdamW. Ratios are always taken against the
+// stored behaviour log-probs (mixed-policy trajectory reuse).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "model/decoder.h"
+#include "parallel/comm.h"
+#include "rl/policy_loss.h"
+#include "train/adamw.h"
+
+namespace temper {
+
+// One sample to train on (this rank's share of the step).
+struct UpdateSample {
+  const std::vector<int32_t>* prompt = nullptr;
+  const std::vector<int32_t>* response = nullptr;
+  std::vector<double> sampler_logp;  // recorded by the generation engine
+  double advantage = 0;
+  bool discarded = false;
+};
+
+struct UpdateOptions {
+  PolicyAlgorithm algorithm = PolicyAlgorithm::GRPO;
+  PolicyLossOptions loss;
+  int reuse_steps = 1;
+  int64_t micro_batch_tokens = 8192;
+  bool recompute_behaviour = true;  // false: the sampler's log-probs are the behaviour policy
+  double grad_clip = 1.0;
+};
+
+struct UpdateStats {
+  double loss = 0, pg_loss = 0;           // of the last reuse step
+  double clip_frac_low = 0, clip_frac_high = 0, ratio_mean = 0, approx_kl = 0, ref_kl = 0;  // averaged over reuse steps
+  double grad_norm = 0;                   // of the last reuse step (before clipping)
+  double sampler_logp_gap = 0;            // mean |sampler - recomputed behaviour| per token
+  int64_t tokens = 0;                     // trained response tokens (global)
+  int64_t samples = 0;                    // trained samples (global)
+  int64_t optimizer_steps = 0;
+  double seconds = 0;
+  // Per local sample: behaviour and final current log-probs (for trajectory dumps).
+  std::vector<std::vector<double>> behaviour_logp, current_logp;
+};
+
+// Collective over `comm` (every rank calls it, possibly with no samples). `ref` is
+// the frozen reference policy for the KL term (nullptr when loss.kl_coef == 0).
+// lr for each optimizer step comes from lr_at(optimizer step index).
+UpdateStats policy_update(Decoder& model, Decoder* ref, Kernels& k, AdamW& opt, Comm& comm,
+                          const std::vector<UpdateSample>& samples, const UpdateOptions& opt_u, double lr);
+
+}  // namespace temper
