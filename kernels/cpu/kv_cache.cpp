@@ -7,7 +7,7 @@
 //     out_nh = sum_j softmax(s)_j vcache[slot, j, g]
 // The same formula as attention_forward (scores, max and sums in double), so a
 // prefix in the cache gives the same values as the whole document recomputed.
-// Parallel over (token, head); every iteration writes its own output row.
+// Parallel over (token, kv head); every iteration writes its own output rows.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -75,36 +75,47 @@ double dot4(const T* a, const T* b, int64_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
+// One (token, kv head) per iteration: its `group` query heads share each cached
+// k and v row, so the cache is read once per kv head rather than once per head.
 template <typename T>
 void attend_impl(const CacheDims& d, int64_t N, int64_t H, T* out, const T* q, const T* kc, const T* vc,
                  const int32_t* slot, const int32_t* pos) {
-  const int64_t D = d.D, KVH = d.KVH, group = H / KVH;
+  const int64_t D = d.D, KVH = d.KVH, G = H / KVH, T_ = std::max<int64_t>(d.T, 1);
   const double scale = 1.0 / std::sqrt(double(D));
 #pragma omp parallel
   {
-    std::vector<double> score(static_cast<size_t>(std::max<int64_t>(d.T, 1)));
-    std::vector<double> acc(static_cast<size_t>(D));
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t t = 0; t < N * H; ++t) {
-      const int64_t n = t / H, h = t % H, g = h / group, len = int64_t(pos[n]) + 1;
-      const T* qn = q + t * D;
+    std::vector<double> score(static_cast<size_t>(G * T_));  // [G, T]
+    std::vector<double> acc(static_cast<size_t>(G * D)), mx(static_cast<size_t>(G)), sum(static_cast<size_t>(G));
+#pragma omp for schedule(dynamic, 2)
+    for (int64_t t = 0; t < N * KVH; ++t) {
+      const int64_t n = t / KVH, g = t % KVH, len = int64_t(pos[n]) + 1;
+      const T* qn = q + (n * H + g * G) * D;  // the group's G query rows, contiguous
       const T* kbase = kc + int64_t(slot[n]) * d.T * KVH * D + g * D;
       const T* vbase = vc + int64_t(slot[n]) * d.T * KVH * D + g * D;
-      double mx = -INFINITY;
+      std::fill(mx.begin(), mx.end(), -INFINITY);
       for (int64_t j = 0; j < len; ++j) {
-        score[size_t(j)] = scale * dot4(qn, kbase + j * KVH * D, D);
-        mx = std::max(mx, score[size_t(j)]);
+        const T* kj = kbase + j * KVH * D;
+        for (int64_t h = 0; h < G; ++h) {
+          const double s = scale * dot4(qn + h * D, kj, D);
+          score[size_t(h * T_ + j)] = s;
+          mx[size_t(h)] = std::max(mx[size_t(h)], s);
+        }
       }
-      double sum = 0.0;
       std::fill(acc.begin(), acc.end(), 0.0);
+      std::fill(sum.begin(), sum.end(), 0.0);
       for (int64_t j = 0; j < len; ++j) {
-        const double e = std::exp(score[size_t(j)] - mx);
-        sum += e;
         const T* vj = vbase + j * KVH * D;
-        for (int64_t c = 0; c < D; ++c) acc[size_t(c)] += e * double(vj[c]);
+        for (int64_t h = 0; h < G; ++h) {
+          const double e = std::exp(score[size_t(h * T_ + j)] - mx[size_t(h)]);
+          sum[size_t(h)] += e;
+          double* a = acc.data() + h * D;
+          for (int64_t c = 0; c < D; ++c) a[c] += e * double(vj[c]);
+        }
       }
-      T* on = out + t * D;
-      for (int64_t c = 0; c < D; ++c) on[c] = static_cast<T>(acc[size_t(c)] / sum);
+      for (int64_t h = 0; h < G; ++h) {
+        T* on = out + (n * H + g * G + h) * D;
+        for (int64_t c = 0; c < D; ++c) on[c] = static_cast<T>(acc[size_t(h * D + c)] / sum[size_t(h)]);
+      }
     }
   }
 }

@@ -18,7 +18,7 @@ const Tensor* compute_of(Decoder& m, const std::string& name) { return &m.param(
 }  // namespace
 
 InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int max_len, int max_step_tokens)
-    : model_(model), k_(k), cfg_(model.config()) {
+    : k_(k), cfg_(model.config()) {
   TEMPER_CHECK(max_slots > 0, "InferenceEngine: max_slots must be positive, got ", max_slots);
   TEMPER_CHECK(max_len > 0, "InferenceEngine: max_len must be positive, got ", max_len);
   TEMPER_CHECK(max_step_tokens >= 0, "InferenceEngine: max_step_tokens must be >= 0, got ", max_step_tokens);

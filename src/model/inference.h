@@ -4,7 +4,9 @@
 // [slots, max_len, KVH, D] and computes the output head only for the rows asked
 // for. Caches and scratch buffers are allocated once, in the constructor; a
 // decode step allocates nothing. Only Kernels calls touch device memory, so the
-// same code runs on the CPU (f32 / f64 parameters) and CUDA backends.
+// same code runs on the CPU (f32 / f64 parameters) and CUDA backends. The engine
+// keeps pointers to the decoder's compute tensors: after an optimizer step,
+// Decoder::refresh_compute() is all it needs (the Decoder must outlive it).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -60,7 +62,6 @@ class InferenceEngine {
   Tensor head_logits(int64_t R);
   void check_slot(const char* what, int slot) const;
 
-  Decoder& model_;
   Kernels& k_;
   ModelConfig cfg_;
   int max_slots_, max_len_, chunk_, V_;

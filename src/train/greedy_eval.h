@@ -1,8 +1,7 @@
 // Held-out exact-match accuracy by greedy decoding: prompts from data.eval_file
-// (JSONL with "messages", "task", "answer"), decoded in batches (each prompt a
-// document of one packed stream; no KV cache — full recomputation per token,
-// adequate for the small models of the quickstart and tests), checked with the
-// synthetic tasks' answer checker, samples split over the ranks.
+// (JSONL with "messages", "task", "answer"), decoded greedily in batches with the
+// KV-cached InferenceEngine (model/inference.h), checked with the synthetic
+// tasks' answer checker, samples split over the ranks.
 #pragma once
 #include <string>
 #include <vector>
@@ -22,7 +21,8 @@ struct EvalResult {
   double accuracy() const { return total ? double(correct) / double(total) : 0.0; }
 };
 
-// Greedy continuation of each prompt until end_id or max_new tokens.
+// Greedy continuation of each prompt until end_id (kept as the last token; < 0:
+// none) or max_new tokens; ties go to the lowest id.
 std::vector<std::vector<int32_t>> greedy_decode(Decoder& model, Kernels& k,
                                                 const std::vector<std::vector<int32_t>>& prompts,
                                                 int32_t end_id, int max_new, int vocab_size);
