@@ -70,6 +70,10 @@ class CudaKernels final : public Kernels {
                           const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& cu_seqlens,
                           int max_seqlen) override;
 
+  // attention_cached.cu: decode / prefill against the KV cache [S, T, KVH, D]
+  void attention_cached(Tensor& out, const Tensor& q, const Tensor& kcache, const Tensor& vcache, const Tensor& slot,
+                        const Tensor& pos) override;
+
   // swiglu.cu
   void swiglu_forward(Tensor& out, const Tensor& gu) override;
   void swiglu_backward(Tensor& dgu, const Tensor& dout, const Tensor& gu) override;
@@ -82,6 +86,22 @@ class CudaKernels final : public Kernels {
   void lm_head_logprobs(Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) override;
   void lm_head_logprobs_backward(Tensor& logp, Tensor* dx, Tensor& dW, const Tensor& x, const Tensor& W,
                                  const Tensor& targets, const Tensor& dlogp) override;
+
+  // kv_cache.cu
+  void kv_cache_write(Tensor& kcache, Tensor& vcache, const Tensor& k, const Tensor& v, const Tensor& slot,
+                      const Tensor& pos) override;
+
+  // sampling.cu
+  void sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logits, const Tensor& u, float temperature,
+                     int top_k, float top_p) override;
+
+  // memory_stats.cpp: device memory of the caching allocator, bucket-rounded.
+  // in_use_bytes: held by live tensors now. reserved_bytes: in use + cached,
+  // i.e. what the process holds from the driver; the cache only grows (unless
+  // an out-of-memory retry releases it), so after a training step this is the
+  // step's high-water mark (torch.cuda.max_memory_reserved's counterpart).
+  size_t in_use_bytes() const;
+  size_t reserved_bytes() const;
 
   // adamw.cu
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;

@@ -8,7 +8,7 @@
 namespace temper {
 
 const std::vector<std::string>& known_subcommands() {
-  static const std::vector<std::string> words = {"generate-tasks", "print-deck", "help"};
+  static const std::vector<std::string> words = {"generate-tasks", "print-deck", "export", "help"};
   return words;
 }
 
@@ -18,7 +18,9 @@ std::string usage_text() {
       "       temper SUBCOMMAND [args ...]\n"
       "subcommands:";
   for (const auto& w : known_subcommands()) s += " " + w;
-  return s + "\n";
+  return s + "\n"
+             "  temper export --checkpoint PATH|DIR --out DIR [--dtype bf16|f32] [--tokenizer DIR] [--max-shard-mb N]\n"
+             "      writes a Hugging Face model directory (config.json, safetensors, tokenizer files)\n";
 }
 
 CommandLine parse_command_line(int argc, char** argv) {

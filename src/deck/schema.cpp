@@ -108,9 +108,12 @@ Builder build_schema() {
   b.section("data", "training data, tokenizer and batching");
   b.k("train_files", List, "", "JSONL training files, comma-separated (used when sft.stage_files is empty)");
   b.k("eval_file", Str, "", "JSONL evaluation file; empty = no evaluation set");
-  b.k("tokenizer", Str, "byte", "'byte' (256 byte tokens + specials) or the path of a tokenizer.json");
-  b.k("chat_template", Str, "auto", "chat template; auto = from the tokenizer's model family")
-      .one_of({"auto", "chatml", "llama3"});
+  b.k("tokenizer", Str, "byte",
+      "'byte' (256 byte tokens + specials), 'hf:DIR' or DIR (a Hugging Face tokenizer.json there), "
+      "or the path of a tokenizer.json");
+  b.k("chat_template", Str, "auto",
+      "chat template: chatml, qwen3 (ChatML with <think> blocks), llama3; auto = from the tokenizer's "
+      "tokenizer_config.json (chatml for the byte tokenizer)").one_of({"auto", "chatml", "qwen3", "llama3"});
   b.k("seq_len", Int, "1024", "tokens per packed training sequence").above(0)
       .alias({"max_seq_len", "seq_length", "context_length"});
   b.k("micro_batch", Int, "1", "sequences per micro-step on each data-parallel rank").above(0)

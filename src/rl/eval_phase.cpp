@@ -22,7 +22,7 @@ int run_eval_phase(RunContext& ctx) {
   Kernels& k = ctx.kernels();
   Mesh& mesh = ctx.mesh();
   auto tok = tokenizer_from_deck(d);
-  const ChatTemplate tmpl = chat_template_from_deck(d, *tok);
+  const ChatTemplate tmpl = chat_template_from_deck(d);
   InitialWeights w = resolve_initial_weights(d, tok->vocab_size());
   Decoder model(w.config, k, DType::F32);
   apply_initial_weights(w, model, k, uint64_t(d.get_int("run.seed")));

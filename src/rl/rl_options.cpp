@@ -5,8 +5,6 @@
 
 namespace temper {
 
-ChatTemplate chat_template_from_deck(const Deck& /*d*/, const Tokenizer& /*tok*/) { return ChatTemplate::ChatML; }
-
 ScoringOptions scoring_options_from_deck(const Deck& d) {
   ScoringOptions s;
   s.math.answer_prefixes = d.get_list("rl.answer_prefixes");

@@ -9,8 +9,6 @@
 
 namespace temper {
 
-// The chat template prompts are rendered with (ChatML for the byte tokenizer).
-ChatTemplate chat_template_from_deck(const Deck& d, const Tokenizer& tok);
 // rl.code_*, rl.if_loose, rl.answer_prefixes
 ScoringOptions scoring_options_from_deck(const Deck& d);
 // rl.group_size, temperature, top_p, top_k, max_new_tokens, max_batch, stop_strings; seed run.seed

@@ -108,7 +108,7 @@ int run_rl_phase(RunContext& ctx) {
   const uint64_t seed = uint64_t(d.get_int("run.seed"));
 
   auto tok = tokenizer_from_deck(d);
-  const ChatTemplate tmpl = chat_template_from_deck(d, *tok);
+  const ChatTemplate tmpl = chat_template_from_deck(d);
   InitialWeights w = resolve_initial_weights(d, tok->vocab_size());
   Decoder model(w.config, k, DType::F32);
   apply_initial_weights(w, model, k, seed);

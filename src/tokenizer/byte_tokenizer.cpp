@@ -55,11 +55,14 @@ class ByteTokenizer final : public Tokenizer {
 std::unique_ptr<Tokenizer> make_byte_tokenizer() { return std::make_unique<ByteTokenizer>(); }
 
 int32_t padding_id(const Tokenizer& tok) {
-  try {
-    return tok.special_id("<|pad|>");
-  } catch (const Error&) {
-    return tok.special_id("<|endoftext|>");
+  // <|pad|>, else the end-of-text token under its Qwen/GPT (<|endoftext|>) or Llama-3 name.
+  for (const char* name : {"<|pad|>", "<|endoftext|>"}) {
+    try {
+      return tok.special_id(name);
+    } catch (const Error&) {
+    }
   }
+  return tok.special_id("<|end_of_text|>");
 }
 
 }  // namespace temper

@@ -26,7 +26,8 @@ class Tokenizer {
 // 256 <|endoftext|>, 257 <|im_start|>, 258 <|im_end|>, 259 <think>, 260 </think>, 261 <|pad|>.
 std::unique_ptr<Tokenizer> make_byte_tokenizer();
 
-// The id used for padding: <|pad|> when the tokenizer has one, else <|endoftext|>.
+// The id used for padding: <|pad|> when the tokenizer has one, else <|endoftext|>
+// (Llama-3: <|end_of_text|>).
 int32_t padding_id(const Tokenizer& tok);
 
 }  // namespace temper

@@ -1,5 +1,7 @@
 #include "train/greedy_eval.h"
 
+#include "train/model_setup.h"
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -83,7 +85,8 @@ std::vector<std::vector<int32_t>> greedy_decode(Decoder& model, Kernels& k,
   return greedy_with_engine(e, k, prompts, end_id, max_new);
 }
 
-GreedyEval::GreedyEval(const Deck& d, const Tokenizer& tok, Comm& comm) : tok_(tok), comm_(comm) {
+GreedyEval::GreedyEval(const Deck& d, const Tokenizer& tok, Comm& comm)
+    : tok_(tok), comm_(comm), tmpl_(chat_template_from_deck(d)) {
   std::string file = d.get_string("data.eval_file");
   max_new_ = int(d.get_int("sft.eval_max_new_tokens"));
   out_dir_ = d.get_string("run.output_dir");
@@ -102,13 +105,13 @@ EvalResult GreedyEval::run(Decoder& model, Kernels& k, const std::string& tag) {
   EvalResult r;
   std::string path = (std::filesystem::path(out_dir_) / ("eval_" + tag + ".rank" + std::to_string(comm_.rank()) + ".jsonl")).string();
   std::vector<nlohmann::json> records;
-  const int32_t end_id = end_of_turn_id(tok_);
+  const int32_t end_id = end_of_turn_id(tok_, tmpl_);
   std::vector<std::vector<int32_t>> prompts;
   for (const auto& item : items_) {
     std::vector<Message> msgs;
     for (const auto& m : item.messages)
       if (m.role != "assistant") msgs.push_back(m);
-    prompts.push_back(render_prompt(tok_, msgs));
+    prompts.push_back(render_prompt(tok_, msgs, tmpl_));
   }
   std::vector<std::vector<int32_t>> outs(prompts.size());
   if (!prompts.empty() && max_new_ > 0) {  // one KV cache for the whole run

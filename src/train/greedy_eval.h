@@ -11,6 +11,7 @@
 #include "kernels/kernels.h"
 #include "model/decoder.h"
 #include "parallel/comm.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace temper {
@@ -37,6 +38,7 @@ class GreedyEval {
  private:
   const Tokenizer& tok_;
   Comm& comm_;
+  ChatTemplate tmpl_;
   std::vector<Conversation> items_;  // this rank's share
   int max_new_ = 0, batch_ = 16;
   std::string out_dir_;

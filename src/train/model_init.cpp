@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "io/checkpoint.h"
+#include "model/hf_checkpoint.h"
 #include "train/model_setup.h"
 #include "train/model_state.h"
 
@@ -27,7 +28,9 @@ InitialWeights resolve_initial_weights(const Deck& d, int tokenizer_vocab) {
     w.kind = "hf";
     w.source = init.substr(3);
     TEMPER_CHECK(fs::is_directory(w.source), where, ": '", w.source, "' is not a directory");
-    fail(where, ": loading Hugging Face weights is not available in this build");
+    w.config = model_config_from_deck(d, tokenizer_vocab);  // DIR/config.json's shape (logged there)
+    w.description = cat("Hugging Face ", read_hf_model_info(w.source).architecture, " from ", w.source);
+    return w;
   }
   // A temper checkpoint: a file, or a directory of ckpt_*.h5.
   std::error_code ec;
@@ -58,6 +61,8 @@ void apply_initial_weights(const InitialWeights& w, Decoder& model, Kernels& k, 
     model.init_random(seed);
   } else if (w.kind == "checkpoint") {
     load_model_state(model, k, w.tensors);
+  } else if (w.kind == "hf") {
+    load_hf_weights(model, k, w.source);
   } else {
     fail("model.init: unsupported kind '", w.kind, "'");
   }

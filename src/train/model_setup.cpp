@@ -1,8 +1,23 @@
 #include "train/model_setup.h"
 
+#include "tokenizer/bpe_tokenizer.h"
+
+#include "core/log.h"
+#include "model/hf_checkpoint.h"
+
 namespace temper {
 
 ModelConfig model_config_from_deck(const Deck& d, int tokenizer_vocab) {
+  // [model] init = hf:DIR: the shape comes from DIR/config.json, not from the deck's [model] keys.
+  const std::string hf_dir = hf_init_dir(d.get_string("model.init"));
+  if (!hf_dir.empty()) {
+    HfModelInfo info = read_hf_model_info(hf_dir);
+    TEMPER_CHECK(info.config.vocab_size >= tokenizer_vocab, hf_dir, "/config.json: vocab_size ",
+                 info.config.vocab_size, " is smaller than the tokenizer's ", tokenizer_vocab, " tokens");
+    log_info("model.init = hf:", hf_dir, ": architecture ", info.architecture, " and shape from ", hf_dir,
+             "/config.json override the deck's [model] keys");
+    return info.config;
+  }
   ModelConfig c;
   c.vocab_size = int(d.get_int("model.vocab_size"));
   if (c.vocab_size == 0) c.vocab_size = tokenizer_vocab;
@@ -26,9 +41,20 @@ ModelConfig model_config_from_deck(const Deck& d, int tokenizer_vocab) {
 }
 
 std::unique_ptr<Tokenizer> tokenizer_from_deck(const Deck& d) {
-  std::string t = d.get_string("data.tokenizer");
-  if (t == "byte") return make_byte_tokenizer();
-  fail("data.tokenizer = '", t, "': only the byte-level tokenizer ('byte') is available in this build");
+  const std::string t = d.get_string("data.tokenizer");
+  try {
+    return make_tokenizer(t);
+  } catch (const Error& e) {
+    fail("data.tokenizer = '", t, "' (", d.where("data.tokenizer"), "): ", e.what());
+  }
+}
+
+ChatTemplate chat_template_from_deck(const Deck& d) {
+  try {
+    return resolve_chat_template(d.get_string("data.chat_template"), d.get_string("data.tokenizer"));
+  } catch (const Error& e) {
+    fail("data.chat_template (", d.where("data.chat_template"), "): ", e.what());
+  }
 }
 
 }  // namespace temper

@@ -14,6 +14,7 @@
 #include "train/grad_clip.h"
 #include "train/greedy_eval.h"
 #include "train/lr_schedule.h"
+#include "train/model_init.h"
 #include "train/model_setup.h"
 #include "train/model_state.h"
 #include "train/run_context.h"
@@ -49,13 +50,15 @@ int run_sft_phase(RunContext& ctx) {
                "SFT with sp > 1 or dp_shard > 1 is not available yet: use dp_replicate only");
 
   auto tok = tokenizer_from_deck(d);
-  ModelConfig cfg = model_config_from_deck(d, tok->vocab_size());
+  const InitialWeights init = resolve_initial_weights(d, tok->vocab_size());
+  const ModelConfig cfg = init.config;
   const std::vector<SftStage> stages = sft_stages(d);
   int64_t total_steps = 0;
   for (const auto& s : stages) total_steps += s.steps;
 
   Decoder model(cfg, k, DType::F32);
-  model.init_random(uint64_t(d.get_int("run.seed")));
+  apply_initial_weights(init, model, k, uint64_t(d.get_int("run.seed")));
+  if (ctx.is_root()) log_info("initial weights: ", init.description);
   model.set_checkpointing(checkpointing_from_name(d.get_string("model.activation_checkpointing")));
   if (ctx.is_root()) log_info(cfg.summary(stages.front().seq_len));
 
@@ -75,6 +78,7 @@ int run_sft_phase(RunContext& ctx) {
   dopt.micro_batch = int(d.get_int("data.micro_batch"));
   dopt.seed = uint64_t(d.get_int("data.shuffle_seed"));
   dopt.overlong = overlong_from_name(d.get_string("data.overlong"));
+  dopt.chat_template = chat_template_from_deck(d);
   std::unique_ptr<SftDataset> data;
   size_t data_stage = size_t(-1);
   auto open_stage = [&](size_t i) {

@@ -237,7 +237,7 @@ TEST(DeckErrors, AcrossKeys) {
   expect_deck_error("[sft]\nstage_steps = 1, 2\n", {"sft.stage_files is empty", "q.deck:2"});
   expect_deck_error("[sft]\nmin_lr = 0.1\nlr = 0.01\n", {"sft.min_lr = 0.1 (q.deck:2)", "sft.lr"});
   expect_deck_error("[run]\nwalltime = 100\nwalltime_margin = 100\n", {"run.walltime_margin", "q.deck:3"});
-  expect_deck_error("[rl]\nfilter = on\nfilter_low = 0.5\nfilter_high = 0.5\n", {"rl.filter_low", "q.deck:3"});
+  expect_deck_error("[rl]\nfilter = on\nfilter_low = 0.6\nfilter_high = 0.5\n", {"rl.filter_low", "q.deck:3"});
 }
 
 TEST(DeckErrors, Overrides) {

@@ -1,0 +1,368 @@
+// CUDA backend: sample_tokens, one thread block per row of logits [B, V].
+//
+// The contract (kernels.h) orders a row's tokens by descending z = logits / T,
+// ties by ascending id. Top-k keeps a prefix of that order, top-p a shorter
+// prefix, and the inverse-CDF draw picks one position in it. Every step is thus
+// "find the first position of the order at which a running sum reaches c", with
+// the sum counting tokens (top-k) or softmax mass exp(z - max) (top-p, draw).
+// No sort is needed: a radix select over the 32-bit order-preserving key of z
+// finds that position in four passes over the row (8 bits a pass: histograms of
+// count and mass per digit, restricted to the digits chosen so far), then one
+// pass in id order resolves the tokens whose z is exactly equal (ties).
+// Each prefix is named by its last position (key, id), so "prefix of a prefix"
+// is a comparison of positions, and the running sums at a position give the kept
+// mass for the next step.
+//
+// Arithmetic is f32 (exp relative to the row max); the CPU twin works in double,
+// so a choice can differ only where two cumulative masses are within rounding of
+// the threshold (near-ties). logp = z[token] - logsumexp(z) over the whole row;
+// greedy (temperature <= 0) takes the argmax (lowest id on ties) with logp at
+// temperature 1, as the CPU backend does. Rows containing NaN or +inf, rows of
+// only -inf and u outside [0, 1) are reported after the launch (one sync).
+#include <climits>
+
+#include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/cuda_kernels.h"
+
+namespace temper {
+
+namespace {
+
+constexpr int kThreads = 512;
+constexpr int kWarps = kThreads / 32;
+constexpr int kBuckets = 256;
+
+// Monotone map float -> uint32: a < b (as floats, -0 < +0) iff key(a) < key(b).
+__device__ __forceinline__ uint32_t order_key(float z) {
+  const uint32_t b = __float_as_uint(z);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+// A position of the order and the running sums through it (inclusive).
+struct Pos {
+  uint32_t key;
+  int32_t id;
+  float mass;
+  int32_t count;
+};
+
+// a at or before b in the order (descending key, ascending id).
+__device__ __forceinline__ bool at_or_before(const Pos& a, const Pos& b) {
+  return a.key > b.key || (a.key == b.key && a.id <= b.id);
+}
+
+struct Smem {
+  float hmass[kWarps][kBuckets];  // per-warp histograms (fewer atomic collisions)
+  int hcnt[kWarps][kBuckets];
+  float scan_m[kWarps];
+  int scan_c[kWarps];
+  float red[32];
+  uint32_t prefix;
+  float above_m;
+  int above_c;
+  int tie_count;
+  int found;
+  int last_tie, last_weighted;
+  Pos result, result_any;
+};
+
+template <typename T>
+struct Row {
+  const T* x;
+  int64_t V;
+  float inv_t;
+  float mx;  // max z of the row
+  __device__ __forceinline__ float z(int64_t j) const { return cuda::ld(x, j) * inv_t; }
+  __device__ __forceinline__ float mass(float zj) const { return expf(zj - mx); }
+};
+
+// What a search looks for: the first position whose running count reaches cc
+// (by_count), or whose running mass reaches cm (>= cm, or > cm when strict).
+struct Goal {
+  bool by_count;
+  bool strict;
+  int cc;
+  float cm;
+  __device__ __forceinline__ bool reached(float m, int c) const {
+    return by_count ? c >= cc : strict ? m > cm : m >= cm;
+  }
+};
+
+// Inclusive block-wide prefix sums (in thread order) of a float and an int;
+// also returns the block totals. All threads must call it.
+__device__ void block_scan(float& m, int& c, float& total_m, int& total_c, Smem& sm) {
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  for (int o = 1; o < 32; o <<= 1) {
+    const float tm = __shfl_up_sync(0xffffffffu, m, o);
+    const int tc = __shfl_up_sync(0xffffffffu, c, o);
+    if (lane >= o) {
+      m += tm;
+      c += tc;
+    }
+  }
+  if (lane == 31) {
+    sm.scan_m[w] = m;
+    sm.scan_c[w] = c;
+  }
+  __syncthreads();
+  float off_m = 0.0f, tot_m = 0.0f;
+  int off_c = 0, tot_c = 0;
+  for (int i = 0; i < kWarps; ++i) {
+    if (i < w) {
+      off_m += sm.scan_m[i];
+      off_c += sm.scan_c[i];
+    }
+    tot_m += sm.scan_m[i];
+    tot_c += sm.scan_c[i];
+  }
+  m += off_m;
+  c += off_c;
+  total_m = tot_m;
+  total_c = tot_c;
+  __syncthreads();  // scan_m/scan_c may be rewritten by the next call
+}
+
+// The first position of the row's order at which the goal is reached. Should
+// rounding keep the goal from being reached, the last position with positive
+// weight among the candidates is returned instead (the CPU twin's fallback).
+template <typename T>
+__device__ Pos find_position(const Row<T>& r, const Goal& g, Smem& sm) {
+  const int tid = threadIdx.x, w = tid >> 5;
+  if (tid == 0) {
+    sm.prefix = 0;
+    sm.above_m = 0.0f;
+    sm.above_c = 0;
+  }
+  __syncthreads();
+  for (int pass = 0; pass < 4; ++pass) {
+    const int shift = 24 - 8 * pass;
+    for (int i = tid; i < kWarps * kBuckets; i += blockDim.x) {
+      (&sm.hmass[0][0])[i] = 0.0f;
+      (&sm.hcnt[0][0])[i] = 0;
+    }
+    const uint32_t prefix = sm.prefix;
+    __syncthreads();
+    for (int64_t j = tid; j < r.V; j += blockDim.x) {
+      const float zj = r.z(j);
+      const uint32_t key = order_key(zj);
+      if (pass > 0 && (key >> (shift + 8)) != (prefix >> (shift + 8))) continue;
+      const int d = int((key >> shift) & 0xffu);
+      atomicAdd(&sm.hmass[w][d], r.mass(zj));
+      atomicAdd(&sm.hcnt[w][d], 1);
+    }
+    __syncthreads();
+    if (tid < kBuckets) {
+      float m = 0.0f;
+      int c = 0;
+      for (int i = 0; i < kWarps; ++i) {
+        m += sm.hmass[i][tid];
+        c += sm.hcnt[i][tid];
+      }
+      sm.hmass[0][tid] = m;
+      sm.hcnt[0][tid] = c;
+    }
+    __syncthreads();
+    if (tid == 0) {  // walk the digits from the top; 256 steps
+      float above_m = sm.above_m;
+      int above_c = sm.above_c;
+      int pick = -1, last = -1;
+      float last_above_m = above_m;
+      int last_above_c = above_c;
+      for (int d = kBuckets - 1; d >= 0; --d) {
+        const int c = sm.hcnt[0][d];
+        if (c == 0) continue;
+        const float m = sm.hmass[0][d];
+        if (g.reached(above_m + m, above_c + c)) {
+          pick = d;
+          break;
+        }
+        if (g.by_count || m > 0.0f || last < 0) {
+          last = d;
+          last_above_m = above_m;
+          last_above_c = above_c;
+        }
+        above_m += m;
+        above_c += c;
+      }
+      if (pick < 0) {  // not reached (rounding): the last bucket with weight
+        pick = last;
+        above_m = last_above_m;
+        above_c = last_above_c;
+      }
+      sm.prefix = prefix | (uint32_t(pick) << shift);
+      sm.above_m = above_m;
+      sm.above_c = above_c;
+      sm.tie_count = sm.hcnt[0][pick];
+    }
+    __syncthreads();
+  }
+  const uint32_t K = sm.prefix;
+  const float above_m = sm.above_m;
+  const int above_c = sm.above_c;
+  if (sm.tie_count == 1) {  // the common case: z is unique
+    for (int64_t j = tid; j < r.V; j += blockDim.x) {
+      const float zj = r.z(j);
+      if (order_key(zj) == K) sm.result = Pos{K, int32_t(j), above_m + r.mass(zj), above_c + 1};
+    }
+    __syncthreads();
+    return sm.result;
+  }
+  // Several tokens share z: walk them in id order, a block-wide chunk at a time.
+  if (tid == 0) {
+    sm.found = INT_MAX;
+    sm.last_tie = -1;
+    sm.last_weighted = -1;
+  }
+  __syncthreads();
+  float run_m = above_m;
+  int run_c = above_c;
+  for (int64_t base = 0; base < r.V; base += blockDim.x) {
+    const int64_t j = base + tid;
+    bool is_tie = false;
+    float m = 0.0f;
+    if (j < r.V) {
+      const float zj = r.z(j);
+      if (order_key(zj) == K) {
+        is_tie = true;
+        m = r.mass(zj);
+      }
+    }
+    const bool weighted = is_tie && (g.by_count || m > 0.0f);
+    int c = is_tie ? 1 : 0;
+    float tot_m;
+    int tot_c;
+    block_scan(m, c, tot_m, tot_c, sm);
+    if (is_tie && g.reached(run_m + m, run_c + c)) atomicMin(&sm.found, int(j));
+    if (is_tie) atomicMax(&sm.last_tie, int(j));
+    if (weighted) atomicMax(&sm.last_weighted, int(j));
+    __syncthreads();
+    if (sm.found != INT_MAX) {
+      if (j == sm.found) sm.result = Pos{K, int32_t(j), run_m + m, run_c + c};
+      __syncthreads();
+      return sm.result;
+    }
+    // Fallbacks, should the goal not be reached: the last tie with weight, else the last tie.
+    if (j == sm.last_weighted) sm.result = Pos{K, int32_t(j), run_m + m, run_c + c};
+    if (j == sm.last_tie) sm.result_any = Pos{K, int32_t(j), run_m + m, run_c + c};
+    run_m += tot_m;
+    run_c += tot_c;
+    __syncthreads();
+  }
+  return sm.last_weighted >= 0 ? sm.result : sm.result_any;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float* logp, const T* logits, const float* u,
+                                                          int64_t V, float inv_t, bool greedy, int top_k, float top_p,
+                                                          int* bad) {
+  __shared__ Smem sm;
+  __shared__ int arg_min;
+  const int64_t b = blockIdx.x;
+  Row<T> r{logits + b * V, V, inv_t, -INFINITY};
+
+  // Pass 1: max, argmax (lowest id), sum of exp(z - max), finiteness.
+  float m = -INFINITY, s = 0.0f;
+  int arg = INT_MAX;
+  bool finite = true;
+  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
+    const float x = cuda::ld(r.x, j);
+    if (isnan(x) || x == INFINITY) finite = false;
+    const float zj = x * inv_t;
+    if (zj > m) {
+      s = (m == -INFINITY ? 0.0f : s * expf(m - zj)) + 1.0f;
+      m = zj;
+      arg = int(j);
+    } else if (zj != -INFINITY) {
+      s += expf(zj - m);
+    }
+  }
+  const float M = cuda::block_max(m, sm.red);
+  __syncthreads();
+  const float S = cuda::block_sum(m == -INFINITY ? 0.0f : s * expf(m - M), sm.red);
+  const bool all_finite = __syncthreads_and(finite);
+  if (threadIdx.x == 0) arg_min = INT_MAX;
+  __syncthreads();
+  if (m == M && arg != INT_MAX) atomicMin(&arg_min, arg);
+  __syncthreads();
+  if (!all_finite || M == -INFINITY) {
+    if (threadIdx.x == 0) {
+      atomicMin(&bad[0], int(b));
+      tokens[b] = 0;
+      logp[b] = __int_as_float(0x7fc00000);
+    }
+    return;
+  }
+  const float lse = M + logf(S);
+  if (greedy) {
+    if (threadIdx.x == 0) {
+      tokens[b] = arg_min;
+      logp[b] = r.z(arg_min) - lse;
+    }
+    return;
+  }
+  const float ub = u[b];
+  if (!(ub >= 0.0f && ub < 1.0f)) {
+    if (threadIdx.x == 0) {
+      atomicMin(&bad[1], int(b));
+      tokens[b] = 0;
+      logp[b] = __int_as_float(0x7fc00000);
+    }
+    return;
+  }
+  r.mx = M;
+
+  Pos lim{0u, int32_t(V - 1), S, int32_t(V)};  // the whole order
+  if (top_k > 0 && top_k < V) lim = find_position(r, Goal{true, false, top_k, 0.0f}, sm);
+  if (top_p < 1.0f) {
+    const Pos p = find_position(r, Goal{false, false, 0, top_p * lim.mass}, sm);
+    if (at_or_before(p, lim)) lim = p;
+  }
+  Pos d = find_position(r, Goal{false, true, 0, ub * lim.mass}, sm);
+  if (!at_or_before(d, lim)) d = lim;
+  if (threadIdx.x == 0) {
+    tokens[b] = d.id;
+    logp[b] = r.z(d.id) - lse;
+  }
+}
+
+}  // namespace
+
+void CudaKernels::sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logits, const Tensor& u,
+                                float temperature, int top_k, float top_p) {
+  const char* op = "sample_tokens";
+  cuda::check_on_device(op, {{"tokens", &tokens}, {"logp", &logp}, {"logits", &logits}, {"u", &u}});
+  TEMPER_CHECK(logits.dtype() == DType::BF16 || logits.dtype() == DType::F32, op, ": 'logits' has dtype ",
+               dtype_name(logits.dtype()), ", the cuda backend expects bf16 or f32");
+  TEMPER_CHECK(logits.ndim() == 2 && logits.dim(1) > 0, op, ": 'logits' must be [B, V] with V > 0, got ",
+               shape_str(logits.shape()));
+  const int64_t B = logits.dim(0), V = logits.dim(1);
+  TEMPER_CHECK(V < INT_MAX, op, ": vocabulary of ", V, " tokens is too large");
+  TEMPER_CHECK(B < INT_MAX, op, ": ", B, " rows are too many for one launch");
+  cuda::check_i32(op, "tokens", tokens, B);
+  cuda::check_dtype(op, "logp", logp, DType::F32);
+  cuda::check_shape(op, "logp", logp, {B});
+  cuda::check_dtype(op, "u", u, DType::F32);
+  cuda::check_shape(op, "u", u, {B});
+  TEMPER_CHECK(!std::isnan(temperature) && !std::isnan(top_p), op, ": temperature and top_p must be numbers");
+  if (B == 0) return;
+  const bool greedy = temperature <= 0.0f;
+  const float inv_t = greedy ? 1.0f : 1.0f / temperature;
+  Tensor bad = alloc({2}, DType::I32);
+  TEMPER_CUDA_CHECK(cudaMemsetAsync(bad.raw(), 0x7f, bad.nbytes(), stream_));  // 0x7f7f7f7f: no bad row
+  const unsigned grid = static_cast<unsigned>(B);
+  if (logits.dtype() == DType::BF16)
+    sample_kernel<<<grid, kThreads, 0, stream_>>>(cuda::i32(tokens), cuda::f32(logp), cuda::bf(logits), cuda::f32(u),
+                                                  V, inv_t, greedy, top_k, top_p, cuda::i32(bad));
+  else
+    sample_kernel<<<grid, kThreads, 0, stream_>>>(cuda::i32(tokens), cuda::f32(logp), cuda::f32(logits),
+                                                  cuda::f32(u), V, inv_t, greedy, top_k, top_p, cuda::i32(bad));
+  TEMPER_CUDA_CHECK_LAUNCH();
+  int host_bad[2] = {INT_MAX, INT_MAX};
+  TEMPER_CUDA_CHECK(cudaMemcpyAsync(host_bad, bad.raw(), sizeof(host_bad), cudaMemcpyDeviceToHost, stream_));
+  synchronize();
+  TEMPER_CHECK(host_bad[0] >= B, op, ": logits row ", host_bad[0],
+               " has a NaN or +inf entry, or every entry is -inf (the model's output diverged)");
+  TEMPER_CHECK(host_bad[1] >= B, op, ": u[", host_bad[1], "] is outside [0, 1)");
+}
+
+}  // namespace temper

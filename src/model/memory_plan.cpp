@@ -1,0 +1,110 @@
+// MemoryPlan: the per-rank memory model (see the header).
+#include "model/memory_plan.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace temper {
+
+namespace {
+
+int64_t div_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+double gib(int64_t b) { return double(b) / double(int64_t(1) << 30); }
+
+}  // namespace
+
+int64_t MemoryPlan::activation_bytes(const ModelConfig& c, int64_t n, DType compute_dtype, DType stat_dtype) {
+  TEMPER_CHECK(n >= 0, "MemoryPlan: negative token count ", n);
+  const int64_t a = int64_t(dtype_size(compute_dtype)), s = int64_t(dtype_size(stat_dtype));
+  const int64_t C = c.d_model, H = c.n_heads, KVH = c.n_kv_heads, D = c.head_dim, F = c.ffn_dim, L = c.n_layers;
+  // Per token, in the order of Decoder::plan_buffers.
+  int64_t per_layer = C * a + s;                          // ln1, rstd1
+  if (c.qk_norm) per_layer += H * D * a + H * s + KVH * D * a + KVH * s;  // q_pre, q_rstd, k_pre, k_rstd
+  per_layer += H * D * a + 2 * KVH * D * a;                // q, k, v
+  per_layer += H * D * a + H * s;                          // attn, lse
+  per_layer += C * a + C * a + s;                          // x_mid, ln2, rstd2
+  per_layer += 2 * F * a + F * a;                          // gu, act
+  int64_t per_token = (L + 1) * C * a + L * per_layer;     // residual streams + blocks
+  per_token += C * a + s;                                  // final norm out, rstd
+  per_token += C * a + H * D * a + 2 * KVH * D * a + H * D * a;  // scratch: dln, dq, dk, dv, dattn
+  if (c.qk_norm) per_token += KVH * D * a;                 // dk_pre
+  per_token += 2 * F * a + F * a + C * a + s;              // dgu, dact, dres, logp_tmp
+  return n * per_token;
+}
+
+MemoryPlan::MemoryPlan(const ModelConfig& cfg, const MemoryPlanOptions& o) {
+  cfg.validate();
+  TEMPER_CHECK(o.shard >= 1 && o.sp >= 1, "MemoryPlan: shard and sp degrees must be >= 1, got shard ", o.shard,
+               ", sp ", o.sp);
+  TEMPER_CHECK(o.tokens >= 0 && o.kv_slots >= 0 && o.kv_length >= 0 && o.logits_rows >= 0,
+               "MemoryPlan: token, cache and chunk sizes must be >= 0");
+  const int64_t P = cfg.param_count();
+  const int64_t mb = int64_t(dtype_size(o.master_dtype)), cb = int64_t(dtype_size(o.compute_dtype));
+  const std::string shard_note = o.shard > 1 ? cat(" / shard ", o.shard) : std::string();
+
+  items_.push_back({"parameters (master)", div_up(P * mb, o.shard), cat(P, " x ", dtype_name(o.master_dtype), shard_note)});
+  if (o.compute_dtype != o.master_dtype) {
+    const int64_t shard = o.shard_compute ? o.shard : 1;
+    items_.push_back({"parameters (compute copy)", div_up(P * cb, shard),
+                      cat(P, " x ", dtype_name(o.compute_dtype), o.shard_compute ? shard_note : std::string())});
+  }
+  items_.push_back({"gradients", div_up(P * mb, o.shard), cat(P, " x ", dtype_name(o.master_dtype), shard_note)});
+  items_.push_back({"AdamW moments", div_up(2 * P * mb, o.shard), cat("2 x ", P, " x ", dtype_name(o.master_dtype), shard_note)});
+
+  const int64_t n = div_up(o.tokens, o.sp);
+  const std::string sp_note = o.sp > 1 ? cat(" (", o.tokens, " / sp ", o.sp, ")") : std::string();
+  items_.push_back({"activations", activation_bytes(cfg, n, o.compute_dtype, o.stat_dtype),
+                    cat(n, " tokens", sp_note, ", kept for backward + scratch")});
+  const int64_t V = cfg.vocab_size;
+  int64_t rows = o.logits_rows;
+  if (rows == 0) rows = std::min<int64_t>({4096, std::max<int64_t>(1, (int64_t(768) << 20) / (6 * V)), n});
+  rows = std::min(rows, n);
+  items_.push_back({"logits chunk", rows * V * o.logits_bytes_per_elem,
+                    cat(rows, " rows x ", V, " x ", o.logits_bytes_per_elem, " B")});
+  items_.push_back({"batch indices", n * 4 * 4, "tokens, targets, positions, logp (4 B each)"});
+  if (o.kv_slots > 0 && o.kv_length > 0) {
+    const int64_t kv = o.kv_slots * o.kv_length * cfg.n_layers * 2 * cfg.n_kv_heads * cfg.head_dim * cb;
+    items_.push_back({"KV cache", kv, cat(o.kv_slots, " slots x ", o.kv_length, " positions x ", cfg.n_layers,
+                                          " layers x 2 x ", cfg.n_kv_heads, " x ", cfg.head_dim, " x ",
+                                          dtype_name(o.compute_dtype))});
+  }
+}
+
+int64_t MemoryPlan::bytes(const std::string& name) const {
+  for (const auto& it : items_)
+    if (it.name == name) return it.bytes;
+  fail("MemoryPlan: no item named '", name, "'");
+}
+
+int64_t MemoryPlan::total() const {
+  int64_t t = 0;
+  for (const auto& it : items_) t += it.bytes;
+  return t;
+}
+
+std::string MemoryPlan::table(int64_t measured) const {
+  std::ostringstream os;
+  char line[256];
+  const int64_t tot = total();
+  std::snprintf(line, sizeof line, "%-26s %10s %6s  %s\n", "memory item", "GiB", "%", "detail");
+  os << line;
+  for (const auto& it : items_) {
+    std::snprintf(line, sizeof line, "%-26s %10.3f %5.1f%%  %s\n", it.name.c_str(), gib(it.bytes),
+                  tot > 0 ? 100.0 * double(it.bytes) / double(tot) : 0.0, it.note.c_str());
+    os << line;
+  }
+  std::snprintf(line, sizeof line, "%-26s %10.3f\n", "total (planned)", gib(tot));
+  os << line;
+  if (measured >= 0) {
+    std::snprintf(line, sizeof line, "%-26s %10.3f  (%+.3f GiB vs plan: allocator rounding, workspaces)\n",
+                  "measured peak", gib(measured), gib(measured - tot));
+    os << line;
+  }
+  return os.str();
+}
+
+}  // namespace temper

@@ -1,0 +1,72 @@
+// MemoryPlan: how many bytes one rank needs to train (and generate with) a
+// decoder, item by item, before anything is allocated. Used to print a table
+// at startup and by the benchmark, next to the measured peak of the backend.
+//
+// Items (P = ModelConfig::param_count(), tied embeddings counted once):
+//   parameters (master)     P * master bytes                    / shard
+//   parameters (compute)    P * compute bytes, when the backend computes in
+//                           another dtype than the master (bf16 on cuda); whole
+//                           on every rank (gathered), unless shard_compute
+//   gradients               P * grad bytes                      / shard
+//   AdamW moments           2 * P * 4 bytes (f32 m and v)       / shard
+//   activations             Decoder::activation_bytes(tokens / sp): every
+//                           buffer the decoder keeps for backward plus its
+//                           backward scratch (the same walk as decoder.cpp)
+//   logits chunk            rows * V * logits_bytes_per_elem: the output head's
+//                           per-chunk logits (+ their gradient)
+//   batch indices           4 i32 vectors of the micro-batch's tokens
+//   KV cache                slots * length * L * 2 * KVH * D * compute bytes
+// Degrees: `shard` (dp_shard, ZeRO-style sharding of master weights, gradients
+// and optimizer state) divides those items; `sp` (sequence parallelism) divides
+// the tokens a rank holds activations for. Both must be >= 1; items are
+// rounded up to whole bytes per rank.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+
+namespace temper {
+
+struct MemoryPlanOptions {
+  int64_t tokens = 0;                 // tokens of one micro-batch (before sp)
+  DType master_dtype = DType::F32;    // parameters as the optimizer holds them
+  DType compute_dtype = DType::BF16;  // activations and forward parameters (the backend's act dtype)
+  DType stat_dtype = DType::F32;      // rstd / lse / logp (f64 when the master is f64)
+  int shard = 1;                      // dp_shard degree
+  int sp = 1;                         // sequence-parallel degree
+  bool shard_compute = false;         // the compute copy is sharded too (no whole gathered copy)
+  // Output head chunk: rows at a time (0: the CUDA backend's rule, min(4096,
+  // 768 MiB / (6 V), tokens)) and bytes per logit (6: f32 logits + bf16 gradient).
+  int64_t logits_rows = 0;
+  int64_t logits_bytes_per_elem = 6;
+  int64_t kv_slots = 0, kv_length = 0;  // generation cache (0: none)
+};
+
+struct MemoryItem {
+  std::string name;
+  int64_t bytes = 0;
+  std::string note;
+};
+
+class MemoryPlan {
+ public:
+  MemoryPlan(const ModelConfig& cfg, const MemoryPlanOptions& opt);
+
+  const std::vector<MemoryItem>& items() const { return items_; }
+  int64_t bytes(const std::string& name) const;  // throws on an unknown item name
+  int64_t total() const;
+  // A table in GiB with each item's share; with measured >= 0, adds the measured
+  // peak and the difference (fragmentation, workspaces, allocator rounding).
+  std::string table(int64_t measured_bytes = -1) const;
+
+  // The decoder's activation bytes for n tokens, by the walk of Decoder::plan_buffers.
+  static int64_t activation_bytes(const ModelConfig& cfg, int64_t n_tokens, DType compute_dtype, DType stat_dtype);
+
+ private:
+  std::vector<MemoryItem> items_;
+};
+
+}  // namespace temper

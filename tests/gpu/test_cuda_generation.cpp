@@ -1,0 +1,269 @@
+// CUDA generation ops vs the CPU backend: kv_cache_write (exact, both the
+// 16-byte and the element path, untouched cache rows keep their values) and
+// sample_tokens (greedy, temperature, top-k, top-p and their mix, bf16 ties,
+// V up to 151936). Sampling choices must equal the CPU twin's; where they
+// differ the test accepts only a near-tie: the draw's target lies within
+// rounding of the boundary between the two tokens' CDF intervals, computed here
+// in double from the contract. Without a GPU every test skips.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "gpu_test_util.h"
+
+namespace temper::gpu_test {
+namespace {
+
+constexpr DType BF16 = DType::BF16, F32 = DType::F32, I32 = DType::I32;
+
+// The contract of Kernels::sample_tokens in double: kept tokens in order with
+// their CDF intervals [lo, hi) in units of the kept mass, and logp of any token.
+struct RefRow {
+  std::vector<int32_t> kept;
+  std::vector<double> lo, hi;
+  double target = 0.0, lse = 0.0, inv_t = 1.0;
+};
+
+RefRow reference_row(const float* x, int64_t V, float temperature, int top_k, float top_p, double u) {
+  RefRow r;
+  r.inv_t = temperature <= 0.0f ? 1.0 : 1.0 / double(temperature);
+  std::vector<double> z(static_cast<size_t>(V));
+  double mx = -INFINITY;
+  for (int64_t j = 0; j < V; ++j) mx = std::max(mx, z[size_t(j)] = double(x[j]) * r.inv_t);
+  double sum = 0.0;
+  for (double v : z) sum += std::exp(v - mx);
+  r.lse = mx + std::log(sum);
+  std::vector<int32_t> order(static_cast<size_t>(V));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return z[size_t(a)] > z[size_t(b)]; });
+  int64_t kept = (top_k > 0 && top_k < V) ? top_k : V;
+  double total = 0.0;
+  for (int64_t i = 0; i < kept; ++i) total += std::exp(z[size_t(order[size_t(i)])] - mx);
+  if (top_p < 1.0f) {
+    double cum = 0.0;
+    int64_t m = 0;
+    while (m < kept) {
+      cum += std::exp(z[size_t(order[size_t(m)])] - mx);
+      ++m;
+      if (cum >= double(top_p) * total) break;
+    }
+    kept = std::max<int64_t>(m, 1);
+    total = 0.0;
+    for (int64_t i = 0; i < kept; ++i) total += std::exp(z[size_t(order[size_t(i)])] - mx);
+  }
+  double cum = 0.0;
+  for (int64_t i = 0; i < kept; ++i) {
+    const int32_t t = order[size_t(i)];
+    r.kept.push_back(t);
+    r.lo.push_back(cum / total);
+    cum += std::exp(z[size_t(t)] - mx);
+    r.hi.push_back(cum / total);
+  }
+  r.target = u;
+  return r;
+}
+
+class CudaGenerationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TEMPER_REQUIRE_GPU();
+    g = cuda_backend();
+  }
+  Tensor host(const Tensor& d) { return to_host(*g, d); }
+
+  // Runs both backends on the same logits (host f32, bf16-representable when
+  // `as_bf16`) and checks tokens (equal, or a near-tie) and logp.
+  void check_sampling(const Tensor& logits, const std::vector<float>& u, float temperature, int top_k, float top_p,
+                      bool as_bf16, const std::string& tag) {
+    const int64_t B = logits.dim(0), V = logits.dim(1);
+    Tensor hu = Tensor::empty({B}, F32);
+    std::copy(u.begin(), u.end(), hu.data<float>());
+    Tensor tok = to_dev(*g, host_i32(std::vector<int32_t>(size_t(B), -7)), I32);
+    Tensor lp = poisoned(*g, {B}, F32);
+    g->sample_tokens(tok, lp, to_dev(*g, logits, as_bf16 ? BF16 : F32), to_dev(*g, hu, F32), temperature, top_k,
+                     top_p);
+    Tensor rtok = Tensor::empty({B}, I32), rlp = Tensor::empty({B}, F32);
+    cpu->sample_tokens(rtok, rlp, logits, hu, temperature, top_k, top_p);
+    Tensor gtok = host(tok), glp = host(lp);
+    int64_t differ = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const int32_t got = gtok.data<int32_t>()[b], want = rtok.data<int32_t>()[b];
+      ASSERT_GE(got, 0) << tag << " row " << b;
+      ASSERT_LT(got, V) << tag << " row " << b;
+      const RefRow ref = reference_row(logits.data<float>() + b * V, V, temperature, top_k, top_p, u[size_t(b)]);
+      const double z_got = double(logits.data<float>()[b * V + got]) * ref.inv_t;
+      EXPECT_NEAR(glp.data<float>()[b], z_got - ref.lse, 2e-4 * std::max(1.0, std::fabs(ref.lse)))
+          << tag << " logp row " << b;
+      if (got == want) continue;
+      ++differ;
+      if (temperature <= 0.0f) {  // greedy: only an exact tie of values is acceptable
+        EXPECT_EQ(logits.data<float>()[b * V + got], logits.data<float>()[b * V + want]) << tag << " row " << b;
+        continue;
+      }
+      auto it = std::find(ref.kept.begin(), ref.kept.end(), got);
+      ASSERT_NE(it, ref.kept.end()) << tag << " row " << b << ": token " << got << " is not in the kept set (CPU drew "
+                                    << want << ")";
+      const size_t i = size_t(it - ref.kept.begin());
+      const double slack = 1e-5;
+      EXPECT_TRUE(ref.target >= ref.lo[i] - slack && ref.target < ref.hi[i] + slack)
+          << tag << " row " << b << ": GPU drew " << got << " with CDF interval [" << ref.lo[i] << ", " << ref.hi[i]
+          << ") for u = " << ref.target << "; CPU drew " << want;
+    }
+    EXPECT_LE(differ, std::max<int64_t>(1, B / 50)) << tag << ": too many near-tie disagreements";
+  }
+
+  Tensor random_logits(int64_t B, int64_t V, double scale, bool bf16) {
+    Tensor t = Tensor::empty({B, V}, F32);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const float x = float(scale * rng.normal());
+      t.data<float>()[i] = bf16 ? round_bf16(x) : x;
+    }
+    return t;
+  }
+  std::vector<float> uniforms(int64_t B) {
+    std::vector<float> u(static_cast<size_t>(B));
+    for (auto& x : u) x = std::min(float(rng.uniform()), std::nextafter(1.0f, 0.0f));  // float rounding may reach 1
+    return u;
+  }
+
+  Kernels* g = nullptr;
+  std::unique_ptr<Kernels> cpu = make_cpu_kernels();
+  Rng rng{7};
+};
+
+TEST_F(CudaGenerationTest, KvCacheWrite) {
+  struct Case {
+    int64_t S, T, KVH, D, N;
+  };
+  // D = 64, 128: 16-byte path; KVH*D = 18: element path.
+  for (const Case& c : {Case{3, 17, 2, 64, 9}, Case{2, 40, 2, 128, 40}, Case{4, 5, 3, 6, 7}}) {
+    const std::string tag = "S=" + std::to_string(c.S) + " T=" + std::to_string(c.T) + " KVH=" +
+                            std::to_string(c.KVH) + " D=" + std::to_string(c.D);
+    Tensor kc0 = host_rand({c.S, c.T, c.KVH, c.D}, rng), vc0 = host_rand({c.S, c.T, c.KVH, c.D}, rng);
+    Tensor k = host_rand({c.N, c.KVH, c.D}, rng), v = host_rand({c.N, c.KVH, c.D}, rng);
+    // distinct (slot, pos) pairs: a shuffled subset of all cells
+    std::vector<int32_t> cells(static_cast<size_t>(c.S * c.T));
+    std::iota(cells.begin(), cells.end(), 0);
+    for (size_t i = cells.size() - 1; i > 0; --i) std::swap(cells[i], cells[size_t(rng.below(i + 1))]);
+    std::vector<int32_t> slot(static_cast<size_t>(c.N)), pos(static_cast<size_t>(c.N));
+    for (int64_t n = 0; n < c.N; ++n) {
+      slot[size_t(n)] = cells[size_t(n)] / int32_t(c.T);
+      pos[size_t(n)] = cells[size_t(n)] % int32_t(c.T);
+    }
+    Tensor kc = to_dev(*g, kc0, BF16), vc = to_dev(*g, vc0, BF16);
+    g->kv_cache_write(kc, vc, to_dev(*g, k, BF16), to_dev(*g, v, BF16), to_dev(*g, host_i32(slot), I32),
+                      to_dev(*g, host_i32(pos), I32));
+    Tensor rkc = host_clone(kc0), rvc = host_clone(vc0);
+    cpu->kv_cache_write(rkc, rvc, k, v, host_i32(slot), host_i32(pos));
+    expect_close(host(kc), rkc, 0.0, 0.0, "kcache " + tag);
+    expect_close(host(vc), rvc, 0.0, 0.0, "vcache " + tag);
+  }
+}
+
+TEST_F(CudaGenerationTest, KvCacheWriteRejectsBadShapes) {
+  Tensor kc = g->alloc({2, 8, 2, 64}, BF16), vc = g->alloc({2, 8, 2, 64}, BF16);
+  Tensor k = g->alloc({3, 2, 64}, BF16), v = g->alloc({3, 2, 64}, BF16), kbad = g->alloc({3, 1, 64}, BF16);
+  Tensor idx = to_dev(*g, host_i32({0, 1, 0}), I32), idx2 = to_dev(*g, host_i32({0, 1}), I32);
+  EXPECT_THROW(g->kv_cache_write(kc, vc, kbad, v, idx, idx), Error);
+  EXPECT_THROW(g->kv_cache_write(kc, vc, k, v, idx2, idx), Error);
+  Tensor k32 = g->alloc({3, 2, 64}, F32);
+  EXPECT_THROW(g->kv_cache_write(kc, vc, k32, v, idx, idx), Error);
+}
+
+TEST_F(CudaGenerationTest, GreedyMatchesArgmaxLowestIdOnTies) {
+  for (int64_t V : {5, 1000, 151936}) {
+    const int64_t B = 6;
+    Tensor x = random_logits(B, V, 3.0, true);
+    // row 1: the max appears twice (lowest id must win); row 2: -inf entries
+    float* r1 = x.data<float>() + V;
+    const float big = 40.0f;
+    r1[V - 1] = big;
+    r1[V / 2] = big;
+    float* r2 = x.data<float>() + 2 * V;
+    for (int64_t j = 0; j < V; j += 2) r2[j] = -INFINITY;
+    for (bool as_bf16 : {true, false})
+      check_sampling(x, uniforms(B), 0.0f, 0, 1.0f, as_bf16, "greedy V=" + std::to_string(V));
+    check_sampling(x, uniforms(B), 0.8f, 1, 1.0f, true, "top_k=1 V=" + std::to_string(V));
+    check_sampling(x, uniforms(B), 1.0f, 0, 0.0f, true, "top_p=0 V=" + std::to_string(V));
+  }
+}
+
+TEST_F(CudaGenerationTest, SamplingMatchesCpu) {
+  struct Case {
+    float temperature;
+    int top_k;
+    float top_p;
+  };
+  const Case cases[] = {{1.0f, 0, 1.0f}, {0.7f, 0, 1.0f}, {1.0f, 50, 1.0f}, {1.0f, 0, 0.9f},
+                        {0.6f, 20, 0.95f}, {1.3f, 1000, 0.5f}, {1.0f, 200000, 1.0f}};
+  for (int64_t V : {7, 4099, 151936}) {
+    const int64_t B = V > 10000 ? 24 : 64;
+    for (bool as_bf16 : {true, false}) {
+      Tensor x = random_logits(B, V, V > 10 ? 2.5 : 1.0, as_bf16);
+      for (const Case& c : cases) {
+        const std::string tag = "V=" + std::to_string(V) + (as_bf16 ? " bf16" : " f32") + " T=" +
+                                std::to_string(c.temperature) + " top_k=" + std::to_string(c.top_k) +
+                                " top_p=" + std::to_string(c.top_p);
+        check_sampling(x, uniforms(B), c.temperature, c.top_k, c.top_p, as_bf16, tag);
+      }
+    }
+  }
+}
+
+TEST_F(CudaGenerationTest, DrawFollowsTheDistribution) {
+  // One row repeated with u on a fine grid: token frequencies equal the kept,
+  // renormalised softmax to within one grid step per token.
+  const int64_t V = 6, B = 2000;
+  const float row[V] = {1.0f, 3.0f, 2.0f, 3.0f, -1.0f, 0.5f};  // a tie at ids 1 and 3
+  Tensor x = Tensor::empty({B, V}, F32);
+  std::vector<float> u(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy(row, row + V, x.data<float>() + b * V);
+    u[size_t(b)] = float((double(b) + 0.5) / double(B));
+  }
+  for (int top_k : {0, 3}) {
+    const float top_p = 0.9f;
+    Tensor hu = Tensor::empty({B}, F32);
+    std::copy(u.begin(), u.end(), hu.data<float>());
+    Tensor tok = g->alloc({B}, I32), lp = g->alloc({B}, F32);
+    g->sample_tokens(tok, lp, to_dev(*g, x, F32), to_dev(*g, hu, F32), 1.0f, top_k, top_p);
+    Tensor t = host(tok);
+    const RefRow ref = reference_row(row, V, 1.0f, top_k, top_p, 0.0);
+    std::vector<int64_t> count(size_t(V), 0);
+    for (int64_t b = 0; b < B; ++b) ++count[size_t(t.data<int32_t>()[b])];
+    std::vector<double> want(size_t(V), 0.0);
+    for (size_t i = 0; i < ref.kept.size(); ++i) want[size_t(ref.kept[i])] = ref.hi[i] - ref.lo[i];
+    for (int64_t j = 0; j < V; ++j)
+      EXPECT_NEAR(double(count[size_t(j)]) / double(B), want[size_t(j)], 1.5 / double(B))
+          << "token " << j << " top_k " << top_k;
+    // the tie: id 1 comes before id 3 in the order, so u near 0 draws id 1
+    EXPECT_EQ(t.data<int32_t>()[0], 1);
+  }
+}
+
+TEST_F(CudaGenerationTest, BadInputsThrow) {
+  const int64_t V = 300;
+  Tensor x = random_logits(3, V, 1.0, false);
+  Tensor tok = g->alloc({3}, I32), lp = g->alloc({3}, F32);
+  Tensor hu = Tensor::empty({3}, F32);
+  hu.data<float>()[0] = 0.1f;
+  hu.data<float>()[1] = 0.5f;
+  hu.data<float>()[2] = 0.9f;
+  Tensor xn = host_clone(x);
+  xn.data<float>()[V + 17] = NAN;
+  EXPECT_THROW(g->sample_tokens(tok, lp, to_dev(*g, xn, F32), to_dev(*g, hu, F32), 1.0f, 0, 1.0f), Error);
+  Tensor xi = host_clone(x);
+  for (int64_t j = 0; j < V; ++j) xi.data<float>()[2 * V + j] = -INFINITY;
+  EXPECT_THROW(g->sample_tokens(tok, lp, to_dev(*g, xi, F32), to_dev(*g, hu, F32), 0.0f, 0, 1.0f), Error);
+  Tensor hu_bad = host_clone(hu);
+  hu_bad.data<float>()[1] = 1.0f;
+  EXPECT_THROW(g->sample_tokens(tok, lp, to_dev(*g, x, F32), to_dev(*g, hu_bad, F32), 1.0f, 0, 1.0f), Error);
+  Tensor tok_wrong = g->alloc({2}, I32);
+  EXPECT_THROW(g->sample_tokens(tok_wrong, lp, to_dev(*g, x, F32), to_dev(*g, hu, F32), 1.0f, 0, 1.0f), Error);
+  // the backend stays usable after a reported error
+  g->sample_tokens(tok, lp, to_dev(*g, x, F32), to_dev(*g, hu, F32), 1.0f, 0, 1.0f);
+  EXPECT_TRUE(std::isfinite(host(lp).data<float>()[0]));
+}
+
+}  // namespace
+}  // namespace temper::gpu_test
