@@ -45,6 +45,7 @@ def read_metrics(path):
     if not os.path.isfile(path):
         raise InputError(f"metrics file not found: {path}")
     series = {k: ([], []) for k in ALIASES}
+    series["heldout_accuracy"] = ([], [])
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -54,6 +55,11 @@ def read_metrics(path):
             except ValueError as e:
                 raise InputError(f"{path}:{lineno}: not JSON ({e})")
             if not isinstance(r, dict) or "step" not in r:
+                continue
+            if "event" in r:  # eval events: held-out accuracy; other events are not curves
+                if str(r["event"]).startswith("eval") and isinstance(r.get("accuracy"), (int, float)):
+                    series["heldout_accuracy"][0].append(r["step"])
+                    series["heldout_accuracy"][1].append(float(r["accuracy"]))
                 continue
             for name, keys in ALIASES.items():
                 v = next((r[k] for k in keys if k in r), None)
@@ -103,7 +109,7 @@ def read_dumps(directory):
 
 PLOTS = [  # file name, title, series
     ("reward.png", "reward (mean over kept samples)", ["reward"]),
-    ("accuracy.png", "accuracy", ["accuracy"]),
+    ("accuracy.png", "accuracy (training samples; held-out greedy)", ["accuracy", "heldout_accuracy"]),
     ("response_length.png", "response length (tokens)", ["response_length"]),
     ("clip_frac.png", "clip fraction", ["clip_frac"]),
     ("kept_discarded.png", "samples kept / discarded", ["kept", "discarded"]),
@@ -114,7 +120,7 @@ def plot(sources, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for fname, title, names in PLOTS:
-        lines = [(src, name, s[name]) for src, s in sources for name in names if s[name][0]]
+        lines = [(src, name, s[name]) for src, s in sources for name in names if name in s and s[name][0]]
         if not lines:
             continue
         fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -3,8 +3,10 @@
 // per step; forward + backward + global grad-norm clip + AdamW + refresh of the
 // bf16 compute copy; warmup steps, then timed steps (synchronised wall time).
 // Prints a table (tokens/s, step ms, MFU, peak memory, the memory plan's
-// estimate, the loss) and one JSON line per row for scripts; --profile adds the
-// per-op breakdown of one extra step (ProfilingKernels), --memory the plan table.
+// estimate, the loss of the first step at init, about ln V) and one JSON line
+// per row for scripts; --profile adds the per-op breakdown of one extra step
+// (ProfilingKernels), --memory the plan table. The model is built once per shape
+// (Decoder's own random init; --seed picks the tokens) and reused across lengths.
 //
 // MFU = ModelConfig::flops_per_token(seq) * tokens/s / peak, i.e.
 //   6 * (L * (q,k,v,o,gate_up,down weights) + V*C head) + 6 * L * H * D * (seq + 1)
@@ -127,90 +129,129 @@ double gib(double b) { return b / double(int64_t(1) << 30); }
 CudaKernels* as_cuda(Kernels& k) { return dynamic_cast<CudaKernels*>(&k); }
 #endif
 
-Row run_one(Kernels& base, const Args& a, const std::string& shape, int64_t seq) {
-  Row row;
-  row.shape = shape;
-  row.seq = seq;
-  const ModelConfig cfg = shape_config(shape);
-  row.params = cfg.param_count();
-#ifdef TEMPER_HAVE_CUDA
-  if (auto* c = as_cuda(base)) c->allocator().release_cached();  // this row's peak only
-#endif
-  MemoryPlanOptions mo;
-  mo.tokens = seq;
-  mo.compute_dtype = base.act_dtype();
-  const MemoryPlan plan(cfg, mo);
-  row.plan_gib = gib(double(plan.total()));
-  try {
-    ProfilingKernels k(base, false);
-    Decoder model(cfg, k, DType::F32);
-    model.init_random(a.seed);
-    AdamWConfig oc;
-    oc.weight_decay = 0.1;
-    AdamW opt(k, param_refs(model), oc);
-    Rng rng(mix64(a.seed, uint64_t(seq)));
-    std::vector<int32_t> doc(static_cast<size_t>(seq));
-    for (auto& t : doc) t = int32_t(rng.below(uint64_t(cfg.vocab_size)));
-    std::vector<int32_t> targets(doc.begin() + 1, doc.end());
-    targets.push_back(-1);
-    Batch b = make_lm_batch(k, {doc}, cfg.vocab_size);
-    Tensor dlogp = sft_dlogp(k, targets, double(seq - 1), DType::F32);
-    Tensor logp = k.alloc({seq}, DType::F32);
-    auto step = [&]() {
-      model.zero_grad();
-      model.forward(b, logp);
-      model.backward(b, dlogp);
-      const double norm = grad_norm(k, opt.params());
-      opt.step(1e-5, clip_scale(norm, 1.0));
-      model.refresh_compute();
-      k.synchronize();
-    };
-    using Clock = std::chrono::steady_clock;
-    for (int i = 0; i < a.warmup; ++i) step();
-    std::vector<double> ms;
-    for (int i = 0; i < a.steps; ++i) {
-      const auto t0 = Clock::now();
-      step();
-      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-    }
-    double sum = 0;
-    for (double x : ms) sum += x;
-    row.step_ms = sum / double(ms.size());
-    row.step_ms_min = *std::min_element(ms.begin(), ms.end());
-    row.tokens_per_s = double(seq) / (row.step_ms / 1e3);
-    row.mfu = cfg.flops_per_token(seq) * row.tokens_per_s / (a.peak_tflops * 1e12);
-    // loss of the last forward (before its update): mean -logp over the seq-1 loss tokens
-    double nll = 0;
-    for (double v : to_host_f64(k, logp)) nll -= v;
-    row.loss = nll / double(seq - 1);
-#ifdef TEMPER_HAVE_CUDA
-    if (auto* c = as_cuda(base)) row.peak_gib = gib(double(c->reserved_bytes()));
-#endif
-    if (a.memory) {
-      int64_t measured = row.peak_gib >= 0 ? int64_t(row.peak_gib * double(int64_t(1) << 30)) : -1;
-      std::printf("\nmemory plan, %s seq %lld:\n%s", shape.c_str(), static_cast<long long>(seq),
-                  plan.table(measured).c_str());
-    }
-    if (a.profile) {
-      k.reset();
-      k.set_enabled(true);
-      step();
-      k.set_enabled(false);
-      std::printf("\n%s", k.report(cat("per-op time of one step, ", shape, " seq ", seq, " (", base.name(),
-                                       ", synchronised per op)"))
-                              .c_str());
-    }
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    row.status = msg.find("out of memory") != std::string::npos || msg.find("cudaMalloc") != std::string::npos
-                     ? "OOM"
-                     : "error";
-    std::fprintf(stderr, "bench_train: %s seq %lld: %s\n", shape.c_str(), static_cast<long long>(seq), msg.c_str());
-  }
+void release_cache(Kernels& base) {
 #ifdef TEMPER_HAVE_CUDA
   if (auto* c = as_cuda(base)) c->allocator().release_cached();
+#else
+  (void)base;
 #endif
-  return row;
+}
+
+std::string status_of(const Error& e) {
+  const std::string msg = e.what();
+  return msg.find("out of memory") != std::string::npos || msg.find("cudaMalloc") != std::string::npos ? "OOM"
+                                                                                                       : "error";
+}
+
+// All rows of one shape. The model and optimizer are built once per shape (the
+// random init runs on the host and takes tens of seconds for these sizes) and
+// the sequence lengths run in ascending order. Before a row is timed, one step
+// at its length grows the activation buffers and the allocator's cache is
+// released, so the row's peak is its own (parameters, optimizer, activations,
+// transients of one step at that length).
+std::vector<Row> run_shape(Kernels& base, const Args& a, const std::string& shape, std::vector<int64_t> seqs) {
+  std::sort(seqs.begin(), seqs.end());
+  const ModelConfig cfg = shape_config(shape);
+  std::vector<Row> rows;
+  for (int64_t seq : seqs) {
+    Row r;
+    r.shape = shape;
+    r.seq = seq;
+    r.params = cfg.param_count();
+    MemoryPlanOptions mo;
+    mo.tokens = seq;
+    mo.compute_dtype = base.act_dtype();
+    r.plan_gib = gib(double(MemoryPlan(cfg, mo).total()));
+    rows.push_back(r);
+  }
+  release_cache(base);
+  std::unique_ptr<ProfilingKernels> k;
+  std::unique_ptr<Decoder> model;
+  std::unique_ptr<AdamW> opt;
+  double init_loss = NAN;
+  try {
+    k = std::make_unique<ProfilingKernels>(base, false);
+    model = std::make_unique<Decoder>(cfg, *k, DType::F32);  // random init (seed 0) in the constructor
+    AdamWConfig oc;
+    oc.weight_decay = 0.1;
+    opt = std::make_unique<AdamW>(*k, param_refs(*model), oc);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bench_train: %s: %s\n", shape.c_str(), e.what());
+    for (Row& r : rows) r.status = status_of(e);
+    return rows;
+  }
+  for (Row& row : rows) {
+    const int64_t seq = row.seq;
+    try {
+      Rng rng(mix64(a.seed, uint64_t(seq)));
+      std::vector<int32_t> doc(static_cast<size_t>(seq));
+      for (auto& t : doc) t = int32_t(rng.below(uint64_t(cfg.vocab_size)));
+      std::vector<int32_t> targets(doc.begin() + 1, doc.end());
+      targets.push_back(-1);
+      Batch b = make_lm_batch(*k, {doc}, cfg.vocab_size);
+      Tensor dlogp = sft_dlogp(*k, targets, double(seq - 1), DType::F32);
+      Tensor logp = k->alloc({seq}, DType::F32);
+      auto step = [&]() {
+        model->zero_grad();
+        model->forward(b, logp);
+        model->backward(b, dlogp);
+        const double norm = grad_norm(*k, opt->params());
+        opt->step(1e-5, clip_scale(norm, 1.0));
+        model->refresh_compute();
+        k->synchronize();
+      };
+      step();  // buffers for this length
+      if (std::isnan(init_loss)) {  // the shape's first step: loss at init (about ln V)
+        double nll = 0;
+        for (double v : to_host_f64(*k, logp)) nll -= v;
+        init_loss = nll / double(seq - 1);
+      }
+      release_cache(base);
+      using Clock = std::chrono::steady_clock;
+      for (int i = 0; i < a.warmup; ++i) step();
+      std::vector<double> ms;
+      for (int i = 0; i < a.steps; ++i) {
+        const auto t0 = Clock::now();
+        step();
+        ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      }
+      double sum = 0;
+      for (double x : ms) sum += x;
+      row.step_ms = sum / double(ms.size());
+      row.step_ms_min = *std::min_element(ms.begin(), ms.end());
+      row.tokens_per_s = double(seq) / (row.step_ms / 1e3);
+      row.mfu = cfg.flops_per_token(seq) * row.tokens_per_s / (a.peak_tflops * 1e12);
+      row.loss = init_loss;
+#ifdef TEMPER_HAVE_CUDA
+      if (auto* c = as_cuda(base)) row.peak_gib = gib(double(c->reserved_bytes()));
+#endif
+      if (a.memory) {
+        MemoryPlanOptions mo;
+        mo.tokens = seq;
+        mo.compute_dtype = base.act_dtype();
+        const int64_t measured = row.peak_gib >= 0 ? int64_t(row.peak_gib * double(int64_t(1) << 30)) : -1;
+        std::printf("\nmemory plan, %s seq %lld:\n%s", shape.c_str(), static_cast<long long>(seq),
+                    MemoryPlan(cfg, mo).table(measured).c_str());
+      }
+      if (a.profile) {
+        k->reset();
+        k->set_enabled(true);
+        step();
+        k->set_enabled(false);
+        std::printf("\n%s", k->report(cat("per-op time of one step, ", shape, " seq ", seq, " (", base.name(),
+                                          ", synchronised per op)"))
+                                .c_str());
+      }
+    } catch (const Error& e) {
+      row.status = status_of(e);
+      std::fprintf(stderr, "bench_train: %s seq %lld: %s\n", shape.c_str(), static_cast<long long>(seq), e.what());
+    }
+    std::fflush(stdout);
+  }
+  opt.reset();
+  model.reset();
+  release_cache(base);
+  return rows;
 }
 
 }  // namespace
@@ -239,9 +280,8 @@ int main(int argc, char** argv) {
 
     std::vector<Row> rows;
     for (const auto& s : a.shapes)
-      for (int64_t seq : a.seqs) {
-        rows.push_back(run_one(*k, a, s, seq));
-        const Row& r = rows.back();
+      for (const Row& r : run_shape(*k, a, s, a.seqs)) {
+        rows.push_back(r);
         nlohmann::json j = {{"impl", "temper"},         {"backend", k->name()},  {"shape", r.shape},
                             {"seq", r.seq},              {"status", r.status},    {"tokens_per_s", r.tokens_per_s},
                             {"step_ms", r.step_ms},      {"step_ms_min", r.step_ms_min}, {"mfu", r.mfu},
@@ -252,7 +292,7 @@ int main(int argc, char** argv) {
       }
     std::printf("\ntemper (%s), %d warmup + %d timed steps, one packed sequence per step, MFU vs %.0f TFLOP/s\n",
                 k->name().c_str(), a.warmup, a.steps, a.peak_tflops);
-    std::printf("| shape | seq | tokens/s | step ms | MFU %% | peak GiB | plan GiB | loss |\n");
+    std::printf("| shape | seq | tokens/s | step ms | MFU %% | peak GiB | plan GiB | init loss |\n");
     std::printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (const Row& r : rows) {
       if (r.status != "ok") {

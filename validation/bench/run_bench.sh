@@ -46,7 +46,7 @@ key = lambda r: (r["shape"], r["seq"])
 temper = {key(r): r for r in rows if r["impl"] == "temper"}
 def fmt(r, f, scale=1.0, nd=0):
     return "" if r is None or r["status"] != "ok" or r.get(f, -1) is None or r.get(f, -1) < 0 else f"{r[f] * scale:.{nd}f}"
-print("| shape | seq | implementation | tokens/s | step ms | MFU % | peak GiB | loss | temper / this |")
+print("| shape | seq | implementation | tokens/s | step ms | MFU % | peak GiB | init loss | temper / this |")
 print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for k in sorted({key(r) for r in rows}, key=lambda k: (k[0], k[1])):
     t = temper.get(k)

@@ -6,7 +6,8 @@ packed sequence of `seq` random tokens per step (one document), the usual
 bf16 baseline: bf16 parameters and gradients, attn_implementation="sdpa"
 (flash kernel for the causal mask), transformers' own shifted cross-entropy,
 global grad-norm clip at 1.0, fused AdamW. --checkpointing turns on
-gradient_checkpointing_enable() (non-reentrant). Out-of-memory rows print
+gradient_checkpointing_enable() (non-reentrant). One extra untimed step
+(as bench_train does) gives the loss at init. Out-of-memory rows print
 "OOM" and the run goes on.
 
 Prints one JSON line per row (same keys as bench_train) and a markdown table
@@ -80,21 +81,21 @@ def run_one(torch, transformers, name, seq, args):
             opt.zero_grad(set_to_none=True)
             return out.loss
 
+        first = step()  # an extra warmup step; its loss is the loss at init (about ln V)
         for _ in range(args.warmup):
             step()
         torch.cuda.synchronize()
         times = []
-        loss = None
         for _ in range(args.steps):
             t0 = time.perf_counter()
-            loss = step()
+            step()
             torch.cuda.synchronize()
             times.append((time.perf_counter() - t0) * 1e3)
         row["step_ms"] = sum(times) / len(times)
         row["step_ms_min"] = min(times)
         row["tokens_per_s"] = seq / (row["step_ms"] / 1e3)
         row["mfu"] = flops_per_token(s, seq) * row["tokens_per_s"] / (args.peak_tflops * 1e12)
-        row["loss"] = float(loss.item())
+        row["loss"] = float(first.item())
         row["peak_gib"] = torch.cuda.max_memory_reserved() / 2**30
         row["allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
     except torch.OutOfMemoryError as e:
@@ -136,7 +137,7 @@ def main():
     impl = rows[0]["impl"] if rows else "pytorch"
     print(f"\n{impl} (torch {torch.__version__}, transformers {transformers.__version__}), {args.warmup} warmup + "
           f"{args.steps} timed steps, one packed sequence per step, MFU vs {args.peak_tflops:.0f} TFLOP/s")
-    print("| shape | seq | tokens/s | step ms | MFU % | peak GiB | allocated GiB | loss |")
+    print("| shape | seq | tokens/s | step ms | MFU % | peak GiB | allocated GiB | init loss |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         if r["status"] != "ok":
