@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -135,6 +136,13 @@ class Kernels {
   // param -= lr * (mhat / (sqrt(vhat) + eps) + wd * param)
   virtual void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) = 0;
   virtual double sum_squares(const Tensor& x) = 0;  // in double, returned to the host
+  // The sum over several tensors, added in the order given; backends may do it in
+  // one host round trip (the default calls sum_squares on each).
+  virtual double sum_squares_many(const std::vector<const Tensor*>& xs) {
+    double s = 0;
+    for (const Tensor* x : xs) s += sum_squares(*x);
+    return s;
+  }
 };
 
 // The reference backend (always built).

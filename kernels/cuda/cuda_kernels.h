@@ -106,6 +106,7 @@ class CudaKernels final : public Kernels {
   // adamw.cu
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
   double sum_squares(const Tensor& x) override;
+  double sum_squares_many(const std::vector<const Tensor*>& xs) override;
 
   // matmul.cu: row-major C[M,N] = alpha * op(A) @ op(B) + beta * C through
   // cublasGemmEx (f32 compute). A and B are bf16; C is bf16 or f32 (ctype).
@@ -120,6 +121,7 @@ class CudaKernels final : public Kernels {
 
  private:
   int device_ = 0;
+  int sm_count_ = 1;  // multiprocessors, for grid sizing
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   std::shared_ptr<cuda::CachingAllocator> pool_;

@@ -303,11 +303,26 @@ void Decoder::backward(const Batch& b, const Tensor& dlogp) {
   const int64_t n = b.n_tokens;
   TEMPER_CHECK(acts_for_n_ == n && n > 0, "Decoder::backward: no activations for this batch of ", n,
                " tokens; call forward with the same batch first (logits_at overwrites them)");
+  Tensor logp = buf_.logp_tmp.rows(0, n);
+  backward_from_head(b, dlogp, logp);
+}
+
+void Decoder::forward_backward(const Batch& b, const Tensor& dlogp, Tensor& logp) {
+  run_forward(b);
+  const int64_t n = b.n_tokens;
+  if (!logp.defined() || logp.numel() != n || logp.dtype() != stat_dtype_ || logp.device() != k_.device())
+    logp = k_.alloc({n}, stat_dtype_);
+  acts_for_n_ = n;
+  backward_from_head(b, dlogp, logp);
+}
+
+void Decoder::backward_from_head(const Batch& b, const Tensor& dlogp, Tensor& logp) {
+  const int64_t n = b.n_tokens;
   TEMPER_CHECK(dlogp.defined() && dlogp.numel() == n && dlogp.dtype() == stat_dtype_,
                "Decoder::backward: dlogp must be ", dtype_name(stat_dtype_), "[", n, "], got ",
                dlogp.defined() ? dtype_name(dlogp.dtype()) : "undefined", " ", shape_str(dlogp.shape()));
   BlockScratch s = first_rows(buf_.scratch, n);
-  Tensor dres = buf_.dres.rows(0, n), logp = buf_.logp_tmp.rows(0, n);
+  Tensor dres = buf_.dres.rows(0, n);
   Tensor lnf = buf_.lnf.rows(0, n), dlnf = s.dln;
   k_.lm_head_logprobs_backward(logp, &dlnf, head_->grad, lnf, head_->compute, b.targets, dlogp);
   k_.rmsnorm_backward(dres, false, final_norm_->grad, dlnf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n),

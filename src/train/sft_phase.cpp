@@ -159,10 +159,9 @@ int run_sft_phase(RunContext& ctx) {
       Batch b = make_batch(k, pb.tokens, pb.targets, pb.positions, pb.cu_seqlens, cfg.vocab_size);
       b.max_seqlen = pb.max_seqlen;
       Tensor logp = k.alloc({b.n_tokens}, DType::F32);
-      model.forward(b, logp);
-      for (double v : to_host_f64(k, logp)) local_loss -= v;
       Tensor dlogp = sft_dlogp(k, pb.targets, double(std::max<int64_t>(loss_tokens, 1)), DType::F32);
-      model.backward(b, dlogp);
+      model.forward_backward(b, dlogp, logp);  // one output-head pass
+      for (double v : to_host_f64(k, logp)) local_loss -= v;
     }
     allreduce_grads(model, rep);
     const double loss = rep.allreduce_sum(local_loss) / double(std::max<int64_t>(loss_tokens, 1));
