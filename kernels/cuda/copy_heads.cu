@@ -23,11 +23,7 @@ void CudaKernels::copy_heads(Tensor& dst, int64_t dst_head, const Tensor& src, i
                              bool accumulate) {
   const char* op = "copy_heads";
   cuda::check_on_device(op, {{"dst", &dst}, {"src", &src}});
-  TEMPER_CHECK(dst.ndim() == 3 && src.ndim() == 3 && src.dim(0) == dst.dim(0) && src.dim(2) == dst.dim(2) &&
-                   dst.dtype() == src.dtype() && count >= 0 && dst_head >= 0 && src_head >= 0 &&
-                   dst_head + count <= dst.dim(1) && src_head + count <= src.dim(1),
-               op, ": dst ", shape_str(dst.shape()), " heads [", dst_head, ", +", count, ") from src ",
-               shape_str(src.shape()), " heads [", src_head, ", +", count, ")");
+  check_copy_heads(dst, dst_head, src, src_head, count);
   const int64_t N = dst.dim(0), Hd = dst.dim(1), Hs = src.dim(1), D = dst.dim(2);
   if (N == 0 || count == 0 || D == 0) return;
   const size_t es = dtype_size(dst.dtype());

@@ -16,6 +16,7 @@
 #include "model/batch.h"
 #include "model/decoder.h"
 #include "parallel/mesh.h"
+#include "parallel/mpi_comm.h"
 #include "parallel/ulysses.h"
 #include "train/model_state.h"
 
@@ -23,11 +24,7 @@ using namespace temper;
 
 namespace {
 
-int world_size() {
-  int s = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
+int world_size() { return MpiComm::dup(MPI_COMM_WORLD, "world")->size(); }
 
 ModelConfig attn_config(int H, int KVH, int D) {
   ModelConfig c;
@@ -120,6 +117,8 @@ TEST(Ulysses, LayoutsExactRoundTripAndTranspose) {
       EXPECT_NEAR(lhs, rhs, 1e-12 * std::fabs(rhs)) << "H " << H << " KVH " << KVH << " kv " << kv;
     }
   }
+  Tensor a = k->alloc({2, 3, D}, DType::F64), b = k->alloc({2, 2, D}, DType::F64);
+  EXPECT_THROW(k->copy_heads(a, 2, b, 0, 2, false), Error);  // dst heads [2, 4) of 3
 }
 
 TEST(Ulysses, HeadsNotDivisibleBySpIsAClearError) {
