@@ -20,6 +20,17 @@ Ulysses::Ulysses(Comm& sp, const ModelConfig& cfg)
   KVl_ = kvx / P_;
 }
 
+int64_t Ulysses::scratch_bytes(const ModelConfig& cfg, int64_t n_local, int sp, DType act) {
+  const int64_t kvx = std::lcm(int64_t(cfg.n_kv_heads), int64_t(sp));
+  return n_local * cfg.head_dim * (5 * int64_t(cfg.n_heads) + 4 * kvx) * int64_t(dtype_size(act));
+}
+
+int64_t Ulysses::allocated_bytes() const {
+  int64_t b = 0;
+  for (const Tensor& t : bufs_) b += t.defined() ? int64_t(t.nbytes()) : 0;
+  return b;
+}
+
 Tensor Ulysses::buffer(Kernels& k, Slot s, const Shape& shape, DType dt) {
   Tensor& b = bufs_[s];
   const int64_t n = shape_numel(shape);

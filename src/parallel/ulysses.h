@@ -66,6 +66,12 @@ class Ulysses final : public AttentionCore {
   void seq_to_heads(Kernels& k, Tensor& dst, const Tensor& src, int64_t heads, int replicas);
   void heads_to_seq(Kernels& k, Tensor& dst, const Tensor& src, int64_t heads, int replicas);
 
+  // Bytes of the scratch buffers (reused by every block) for n_local tokens per rank of
+  // activation dtype `act`: n D (5 H + 4 KVHx) elements (staging, q, out, dout, dq at
+  // n H D each; k, v, dk, dv at n KVHx D each). allocated_bytes() is what is held now.
+  static int64_t scratch_bytes(const ModelConfig& cfg, int64_t n_local, int sp, DType act);
+  int64_t allocated_bytes() const;
+
   int seq_parallel() const override { return P_; }
   void forward(Kernels& k, Tensor& out, Tensor& lse, const Tensor& q, const Tensor& kk, const Tensor& v,
                const Batch& b) override;

@@ -264,6 +264,7 @@ void model_equals_one_rank(int sp, Checkpointing ckpt) {
     const double want = g < N0 ? ref_logp.data<double>()[g] : 0.0;
     EXPECT_NEAR(logp.data<double>()[t], want, 1e-12 * (1 + std::fabs(want))) << what << " token " << g;
   }
+  EXPECT_EQ(u.allocated_bytes(), Ulysses::scratch_bytes(c, n, sp, DType::F64)) << what;
   allreduce_grads(m, mesh.sp());
   allreduce_grads(m, mesh.replicate());
   loss = mesh.replicate().allreduce_sum(mesh.sp().allreduce_sum(loss));
