@@ -271,8 +271,9 @@ void Decoder::check_batch(const Batch& b) const {
   check(b.positions, "positions", n);
   check(b.cu_seqlens, "cu_seqlens", -1);
   TEMPER_CHECK(b.cu_seqlens.numel() >= 2, "Decoder: batch.cu_seqlens needs at least 2 entries");
-  TEMPER_CHECK(b.max_seqlen > 0 && b.max_seqlen <= n, "Decoder: batch.max_seqlen ", b.max_seqlen,
-               " must be in [1, n_tokens=", n, "]");
+  const int64_t seq = b.attention ? n * b.attention->seq_parallel() : n;  // tokens attention sees
+  TEMPER_CHECK(b.max_seqlen > 0 && b.max_seqlen <= seq, "Decoder: batch.max_seqlen ", b.max_seqlen,
+               " must be in [1, ", seq, "] (the tokens of the whole sequence)");
 }
 
 void Decoder::run_forward(const Batch& b) {
