@@ -49,6 +49,9 @@ class Kernels {
   // dst <- src: any pair of devices; f32/f64/bf16 converted when dtypes differ.
   virtual void copy(Tensor& dst, const Tensor& src) = 0;
   virtual void synchronize() {}
+  // The backend's native stream as an opaque handle (cudaStream_t on cuda), for
+  // communicators that queue work behind the kernels; null where there is none.
+  virtual void* native_stream() { return nullptr; }
 
   // ---- embedding: out[N,C] = wte[tokens[n], :] ------------------------------
   virtual void embedding_forward(Tensor& out, const Tensor& tokens /*i32[N]*/, const Tensor& wte /*[V,C]*/) = 0;

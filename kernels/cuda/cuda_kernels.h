@@ -37,6 +37,7 @@ class CudaKernels final : public Kernels {
 
   int device_index() const { return device_; }
   cudaStream_t stream() const { return stream_; }
+  void* native_stream() override { return stream_; }
   cuda::CachingAllocator& allocator() { return *pool_; }
 
   // memory.cu

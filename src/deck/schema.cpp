@@ -104,6 +104,12 @@ Builder build_schema() {
   b.k("ranks_per_node", Int, "0", "ranks per node; 0 = detect from the MPI shared-memory split")
       .at_least(0);
   b.k("allow_cross_node", Bool, "false", "allow sp and dp_shard groups to span nodes");
+  b.k("device_comm", Str, "auto",
+      "communicators for device tensors with backend = cuda: auto (NCCL on the axes of more than one rank), "
+      "nccl (NCCL on every axis, also of one rank), mpi (none; multi-rank cuda runs then fail)")
+      .one_of({"auto", "nccl", "mpi"});
+  b.k("comm_timeout", Float, "600", "seconds a collective may take before the job aborts naming it (NCCL)")
+      .above(0);
 
   b.section("data", "training data, tokenizer and batching");
   b.k("train_files", List, "", "JSONL training files, comma-separated (used when sft.stage_files is empty)");
