@@ -104,6 +104,9 @@ Builder build_schema() {
   b.k("ranks_per_node", Int, "0", "ranks per node; 0 = detect from the MPI shared-memory split")
       .at_least(0);
   b.k("allow_cross_node", Bool, "false", "allow sp and dp_shard groups to span nodes");
+  b.k("device_memory_gib", Float, "80",
+      "memory of one device in GiB; the memory plan (temper plan, and the start of training) warns above it")
+      .above(0);
 
   b.section("data", "training data, tokenizer and batching");
   b.k("train_files", List, "", "JSONL training files, comma-separated (used when sft.stage_files is empty)");

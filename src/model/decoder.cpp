@@ -160,7 +160,8 @@ void Decoder::set_checkpointing(Checkpointing c) {
 }
 
 void Decoder::zero_grad() {
-  for (auto& p : params_) k_.zero(p.grad);
+  for (auto& p : params_)
+    if (p.grad.defined()) k_.zero(p.grad);
 }
 
 int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
@@ -280,13 +281,18 @@ void Decoder::run_forward(const Batch& b) {
   const int64_t n = b.n_tokens;
   ensure_capacity(n);
   acts_for_n_ = -1;
+  if (hooks_) hooks_->before_forward(LayerParamHooks::kEmbed);
   Tensor x0 = buf_.resid[0].rows(0, n);
   k_.embedding_forward(x0, b.tokens, embed_->compute);
+  if (hooks_) hooks_->after_forward(LayerParamHooks::kEmbed);
   for (int l = 0; l < cfg_.n_layers; ++l) {
     BlockActs a = block_view(l, n);
+    if (hooks_) hooks_->before_forward(l);
     block_forward(k_, cfg_, blocks_[size_t(l)], a, b);
+    if (hooks_) hooks_->after_forward(l);
   }
   Tensor lnf = buf_.lnf.rows(0, n), rstdf = buf_.rstdf.rows(0, n);
+  if (hooks_) hooks_->before_forward(LayerParamHooks::kHead);
   k_.rmsnorm_forward(lnf, rstdf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n), final_norm_->compute, cfg_.norm_eps);
 }
 
@@ -296,6 +302,7 @@ void Decoder::forward(const Batch& b, Tensor& logp) {
   if (!logp.defined() || logp.numel() != n || logp.dtype() != stat_dtype_ || logp.device() != k_.device())
     logp = k_.alloc({n}, stat_dtype_);
   k_.lm_head_logprobs(logp, buf_.lnf.rows(0, n), head_->compute, b.targets);
+  if (hooks_) hooks_->after_forward(LayerParamHooks::kHead);
   acts_for_n_ = n;
 }
 
@@ -309,12 +316,15 @@ void Decoder::backward(const Batch& b, const Tensor& dlogp) {
   BlockScratch s = first_rows(buf_.scratch, n);
   Tensor dres = buf_.dres.rows(0, n), logp = buf_.logp_tmp.rows(0, n);
   Tensor lnf = buf_.lnf.rows(0, n), dlnf = s.dln;
+  if (hooks_) hooks_->before_backward(LayerParamHooks::kHead);
   k_.lm_head_logprobs_backward(logp, &dlnf, head_->grad, lnf, head_->compute, b.targets, dlogp);
   k_.rmsnorm_backward(dres, false, final_norm_->grad, dlnf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n),
                       final_norm_->compute, buf_.rstdf.rows(0, n));
+  if (hooks_) hooks_->after_backward(LayerParamHooks::kHead);
   for (int l = cfg_.n_layers - 1; l >= 0; --l) {
     BlockActs a = block_view(l, n);
     const BlockWeights& w = blocks_[size_t(l)];
+    if (hooks_) hooks_->before_backward(l);
     if (ckpt_ == Checkpointing::Full) {
       a.x_out = s.dln;  // the recomputed output is not needed; dln is free until block_backward
       block_forward(k_, cfg_, w, a, b);
@@ -324,8 +334,11 @@ void Decoder::backward(const Batch& b, const Tensor& dlogp) {
       k_.swiglu_forward(a.act, a.gu);
     }
     block_backward(k_, cfg_, w, a, s, dres, b);
+    if (hooks_) hooks_->after_backward(l);
   }
+  if (hooks_) hooks_->before_backward(LayerParamHooks::kEmbed);
   k_.embedding_backward(embed_->grad, dres, b.tokens);
+  if (hooks_) hooks_->after_backward(LayerParamHooks::kEmbed);
 }
 
 void Decoder::logits_at(const Batch& b, const std::vector<int64_t>& token_index, Tensor& logits) {
@@ -345,6 +358,7 @@ void Decoder::logits_at(const Batch& b, const std::vector<int64_t>& token_index,
       logits.device() != k_.device())
     logits = k_.alloc({rows, V}, compute_dtype_);
   k_.matmul_forward(logits, sel, head_->compute, nullptr);
+  if (hooks_) hooks_->after_forward(LayerParamHooks::kHead);
 }
 
 }  // namespace temper

@@ -35,6 +35,22 @@ enum class Checkpointing { None, Selective, Full };
 Checkpointing checkpointing_from_name(const std::string& name);  // none | selective | full
 const char* checkpointing_name(Checkpointing c);
 
+// Optional per-layer parameter hooks (parallel/dp_shard uses them: all-gather a
+// layer's sharded parameters just before it runs, reduce-scatter its gradients
+// right after its backward). Layer ids: 0..L-1 are the blocks, kEmbed the input
+// embedding, kHead the final norm + output head (+ the embedding again when tied).
+// Forward: kEmbed, blocks 0..L-1, kHead (after_forward(kHead) once the head ran,
+// in forward and in logits_at). Backward: kHead, blocks L-1..0, kEmbed.
+class LayerParamHooks {
+ public:
+  static constexpr int kEmbed = -1, kHead = -2;
+  virtual ~LayerParamHooks() = default;
+  virtual void before_forward(int layer) = 0;
+  virtual void after_forward(int layer) = 0;
+  virtual void before_backward(int layer) = 0;
+  virtual void after_backward(int layer) = 0;
+};
+
 class Decoder {
  public:
   // param_dtype: F32 (training: the master copy) or F64 (tests on the CPU backend:
@@ -73,7 +89,10 @@ class Decoder {
   // given token indices of the batch (decoding without a KV cache). Overwrites the
   // kept activations: run forward again before backward.
   void logits_at(const Batch& b, const std::vector<int64_t>& token_index, Tensor& logits);
-  void zero_grad();
+  void zero_grad();  // skips gradients a LayerParamHooks has released
+  // nullptr (default): parameters stay resident. The hooks outlive their use here.
+  void set_param_hooks(LayerParamHooks* h) { hooks_ = h; }
+  LayerParamHooks* param_hooks() const { return hooks_; }
 
   // Changes what forward keeps (frees the activation buffers; the next forward
   // reallocates). Gradients are identical under every policy.
@@ -116,6 +135,7 @@ class Decoder {
   int64_t capacity_ = 0;
   int64_t allocated_bytes_ = 0;
   int64_t acts_for_n_ = -1;
+  LayerParamHooks* hooks_ = nullptr;
   Checkpointing ckpt_ = Checkpointing::None;  // token count of the batch whose activations are kept (-1: none)
 };
 

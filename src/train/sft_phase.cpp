@@ -10,6 +10,7 @@
 #include "data/sft_dataset.h"
 #include "model/batch.h"
 #include "model/decoder.h"
+#include "parallel/dp_shard.h"
 #include "train/adamw.h"
 #include "train/grad_clip.h"
 #include "train/greedy_eval.h"
@@ -17,6 +18,7 @@
 #include "train/model_init.h"
 #include "train/model_setup.h"
 #include "train/model_state.h"
+#include "train/plan_command.h"
 #include "train/run_context.h"
 
 namespace temper {
@@ -46,8 +48,8 @@ int run_sft_phase(RunContext& ctx) {
   Kernels& k = ctx.kernels();
   Mesh& mesh = ctx.mesh();
   Comm& rep = mesh.replicate();
-  TEMPER_CHECK(mesh.shape().sp == 1 && mesh.shape().dp_shard == 1,
-               "SFT with sp > 1 or dp_shard > 1 is not available yet: use dp_replicate only");
+  Comm& shard = mesh.shard();
+  TEMPER_CHECK(mesh.shape().sp == 1, "SFT with sp > 1 is not available yet: use dp_shard and dp_replicate");
 
   auto tok = tokenizer_from_deck(d);
   const InitialWeights init = resolve_initial_weights(d, tok->vocab_size());
@@ -60,14 +62,17 @@ int run_sft_phase(RunContext& ctx) {
   apply_initial_weights(init, model, k, uint64_t(d.get_int("run.seed")));
   if (ctx.is_root()) log_info("initial weights: ", init.description);
   model.set_checkpointing(checkpointing_from_name(d.get_string("model.activation_checkpointing")));
-  if (ctx.is_root()) log_info(cfg.summary(stages.front().seq_len));
+  if (ctx.is_root()) log_info(plan_from_deck(d, cfg).text);  // model summary + per-rank memory plan
 
   AdamWConfig ocfg;
   ocfg.beta1 = d.get_float("sft.beta1");
   ocfg.beta2 = d.get_float("sft.beta2");
   ocfg.eps = d.get_float("sft.adam_eps");
   ocfg.weight_decay = d.get_float("sft.weight_decay");
-  AdamW opt(k, param_refs(model), ocfg);
+  // dp_shard > 1: ZeRO-3 sharding (parallel/dp_shard.h); the optimizer steps the shards.
+  std::unique_ptr<DpShard> sharded;
+  if (shard.size() > 1) sharded = std::make_unique<DpShard>(model, k, shard, &mesh.sp());
+  AdamW opt(k, sharded ? sharded->param_refs() : param_refs(model), ocfg);
   LrSchedule sched{d.get_float("sft.lr"), d.get_float("sft.min_lr"), d.get_int("sft.warmup_steps"), total_steps};
   const int64_t grad_accum = d.get_int("sft.grad_accum");
   const double clip = d.get_float("sft.grad_clip");
@@ -96,9 +101,13 @@ int run_sft_phase(RunContext& ctx) {
   if (auto st = ctx.resume_state()) {
     TEMPER_CHECK(st->phase == "sft", "checkpoint phase is '", st->phase, "', this run is 'sft'");
     step = st->step;
-    load_model_state(model, k, st->tensors);
-    model.refresh_compute();
-    opt.load(st->tensors, step);
+    if (sharded) {  // the checkpoint holds full tensors (any mesh): take this rank's slices
+      opt.load(sharded->load_state(st->tensors), step);
+    } else {
+      load_model_state(model, k, st->tensors);
+      model.refresh_compute();
+      opt.load(st->tensors, step);
+    }
     auto pos = nlohmann::json::parse(st->strings.at("data_position"));
     open_stage(pos.at("stage").get<size_t>());
     data->restore(pos.at("loader").dump());
@@ -107,8 +116,14 @@ int run_sft_phase(RunContext& ctx) {
     CheckpointState s;
     s.step = step;
     s.phase = "sft";
-    save_model_state(model, k, s.tensors);
-    opt.save(s.tensors);
+    if (sharded) {  // gathered into full logical tensors; only the writing rank keeps them
+      std::map<std::string, Tensor> moments;
+      opt.save(moments);
+      sharded->save_state(moments, s.tensors, ctx.is_root());
+    } else {
+      save_model_state(model, k, s.tensors);
+      opt.save(s.tensors);
+    }
     nlohmann::json pos;
     pos["stage"] = data_stage;
     pos["loader"] = nlohmann::json::parse(data->state());
@@ -120,7 +135,9 @@ int run_sft_phase(RunContext& ctx) {
   GreedyEval evaluator(d, *tok, mesh.world());
   auto evaluate = [&](const char* tag) {
     if (!evaluator.enabled()) return;
+    if (sharded) sharded->gather_all();  // generation reads whole parameters
     auto r = evaluator.run(model, k, cat(tag, "_step", step));
+    if (sharded) sharded->release_all();
     if (ctx.is_root())
       log_info("eval ", tag, " at step ", step, ": exact match ", r.correct, "/", r.total, " = ",
                100.0 * r.accuracy(), " % (", format_duration(r.seconds), ")");
@@ -128,7 +145,8 @@ int run_sft_phase(RunContext& ctx) {
   if (step == 0) evaluate("before");
 
   Progress progress(total_steps, step, ctx.metrics_path(), int(d.get_int("log.every")));
-  const int R = rep.size(), r = rep.rank();
+  // Data parallel over dp_shard x dp_replicate: R ranks, this one is r.
+  const int R = rep.size() * shard.size(), r = rep.rank() * shard.size() + shard.rank();
   std::vector<PackedBatch> mine;
   while (step < total_steps) {
     if (ctx.stop_requested(progress.elapsed())) {
@@ -150,10 +168,11 @@ int run_sft_phase(RunContext& ctx) {
       local_tokens += int64_t(b.tokens.size());
       local_loss_tokens += b.loss_tokens;
     }
-    const int64_t loss_tokens = rep.allreduce_sum_i64(local_loss_tokens);
-    const int64_t tokens = rep.allreduce_sum_i64(local_tokens);
+    const int64_t loss_tokens = rep.allreduce_sum_i64(shard.allreduce_sum_i64(local_loss_tokens));
+    const int64_t tokens = rep.allreduce_sum_i64(shard.allreduce_sum_i64(local_tokens));
 
-    model.zero_grad();
+    if (sharded) sharded->zero_grad();
+    else model.zero_grad();
     double local_loss = 0;
     for (const auto& pb : mine) {
       Batch b = make_batch(k, pb.tokens, pb.targets, pb.positions, pb.cu_seqlens, cfg.vocab_size);
@@ -164,9 +183,10 @@ int run_sft_phase(RunContext& ctx) {
       Tensor dlogp = sft_dlogp(k, pb.targets, double(std::max<int64_t>(loss_tokens, 1)), DType::F32);
       model.backward(b, dlogp);
     }
-    allreduce_grads(model, rep);
-    const double loss = rep.allreduce_sum(local_loss) / double(std::max<int64_t>(loss_tokens, 1));
-    const double norm = grad_norm(k, opt.params());
+    if (sharded) sharded->reduce_over(rep);  // the shards were reduce-scattered in backward
+    else allreduce_grads(model, rep);
+    const double loss = rep.allreduce_sum(shard.allreduce_sum(local_loss)) / double(std::max<int64_t>(loss_tokens, 1));
+    const double norm = grad_norm(k, opt.params(), sharded ? &shard : nullptr);
     const double lr = sched.at(step + 1);
     opt.step(lr, clip_scale(norm, clip));
     model.refresh_compute();
