@@ -31,21 +31,14 @@
 #include "train/adamw.h"
 #include "train/grad_clip.h"
 #include "train/model_state.h"
+#include "mpi/mpi_util.h"
 
 using namespace temper;
 
 namespace {
 
-int world_size() {
-  int s;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
-int world_rank() {
-  int r;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
+using temper_mpi_test::world_rank;
+using temper_mpi_test::world_size;
 
 ModelConfig small_config(bool tied) {
   ModelConfig c;
