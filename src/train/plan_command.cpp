@@ -10,7 +10,7 @@
 
 namespace temper {
 
-DeckPlan plan_from_deck(const Deck& d, const ModelConfig& cfg) {
+DeckPlan plan_from_deck(const Deck& d, const ModelConfig& cfg, int replicate) {
   DeckPlan p;
   MemoryPlanOptions& o = p.options;
   const bool cuda = d.get_string("run.backend") == "cuda";
@@ -19,7 +19,7 @@ DeckPlan plan_from_deck(const Deck& d, const ModelConfig& cfg) {
   o.stat_dtype = DType::F32;
   o.sp = int(d.get_int("parallel.sp"));
   o.shard = int(d.get_int("parallel.dp_shard"));
-  o.replicate = int(d.get_int("parallel.dp_replicate"));
+  o.replicate = replicate >= 0 ? replicate : int(d.get_int("parallel.dp_replicate"));
   o.shard_compute = o.shard > 1;  // parallel/dp_shard gathers parameters layer by layer
   o.checkpointing = checkpointing_from_name(d.get_string("model.activation_checkpointing"));
   const std::string phase = d.get_string("run.phase");

@@ -25,7 +25,8 @@ struct DeckPlan {
 // rl.micro_batch_tokens; eval none) with the KV cache of the phase's generation
 // (rl/eval: rl.max_batch slots, sft: the greedy evaluation's 16 when
 // data.eval_file is set; data.seq_len positions).
-DeckPlan plan_from_deck(const Deck& deck, const ModelConfig& cfg);
+// replicate >= 0 overrides parallel.dp_replicate (a running job passes its resolved mesh's).
+DeckPlan plan_from_deck(const Deck& deck, const ModelConfig& cfg, int replicate = -1);
 
 // temper plan DECK [--section.key=value ...]: prints the plan (rank 0); exit 0.
 int run_plan_command(const std::vector<std::string>& args, int rank);

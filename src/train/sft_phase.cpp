@@ -62,7 +62,7 @@ int run_sft_phase(RunContext& ctx) {
   apply_initial_weights(init, model, k, uint64_t(d.get_int("run.seed")));
   if (ctx.is_root()) log_info("initial weights: ", init.description);
   model.set_checkpointing(checkpointing_from_name(d.get_string("model.activation_checkpointing")));
-  if (ctx.is_root()) log_info(plan_from_deck(d, cfg).text);  // model summary + per-rank memory plan
+  if (ctx.is_root()) log_info(plan_from_deck(d, cfg, mesh.shape().dp_replicate).text);  // model summary + per-rank memory plan
 
   AdamWConfig ocfg;
   ocfg.beta1 = d.get_float("sft.beta1");
