@@ -45,6 +45,12 @@ void Deck::check_consistency() {
                  "; change one of them or set model.head_dim");
   TEMPER_CHECK(heads % kv == 0, pre, shown(*this, "model.n_kv_heads"), " does not divide ",
                shown(*this, "model.n_heads"));
+  const auto parts = get_list("model.recompute");
+  TEMPER_CHECK(!parts.empty(), pre, "model.recompute (", where("model.recompute"),
+               ") is empty: name attention and/or mlp");
+  for (const auto& part : parts)
+    TEMPER_CHECK(part == "attention" || part == "mlp", pre, shown(*this, "model.recompute"), ": '", part,
+                 "' is not a part that can be recomputed (attention, mlp)");
   TEMPER_CHECK(get_float("sft.min_lr") <= get_float("sft.lr"), pre, shown(*this, "sft.min_lr"),
                " is larger than ", shown(*this, "sft.lr"));
   const int64_t walltime = get_int("run.walltime");

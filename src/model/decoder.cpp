@@ -150,9 +150,25 @@ const char* checkpointing_name(Checkpointing c) {
   return "?";
 }
 
-void Decoder::set_checkpointing(Checkpointing c) {
-  if (c == ckpt_) return;
+RecomputeParts recompute_parts_from_names(const std::vector<std::string>& names) {
+  TEMPER_CHECK(!names.empty(), "recompute parts: name at least one of attention, mlp");
+  RecomputeParts p{false, false};
+  for (const auto& n : names) {
+    if (n == "attention") p.attention = true;
+    else if (n == "mlp") p.mlp = true;
+    else fail("recompute part '", n, "' is not one of attention, mlp");
+  }
+  return p;
+}
+
+std::string recompute_parts_name(RecomputeParts p) {
+  return p.attention && p.mlp ? "attention,mlp" : p.attention ? "attention" : p.mlp ? "mlp" : "";
+}
+
+void Decoder::set_checkpointing(Checkpointing c, RecomputeParts parts) {
+  if (c == ckpt_ && parts.attention == parts_.attention && parts.mlp == parts_.mlp) return;
   ckpt_ = c;
+  parts_ = parts;
   buf_ = Buffers();
   allocated_bytes_ = 0;
   capacity_ = 0;
@@ -176,8 +192,8 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   buf.resid.assign(size_t(L + 1), Tensor());
   buf.blocks.assign(size_t(L), BlockActs());
   for (auto& r : buf.resid) add(r, {n, C}, act);
-  // The per-block tensors of one block; `mlp` false leaves gu/act to the caller.
-  auto add_block = [&](BlockActs& a, bool mlp) {
+  // The per-block tensors of one block; `mlp` / `attn` false leave gu/act / attn/lse to the caller.
+  auto add_block = [&](BlockActs& a, bool mlp, bool attn) {
     add(a.ln1, {n, C}, act);
     add(a.rstd1, {n}, st);
     if (cfg_.qk_norm) {
@@ -189,8 +205,10 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
     add(a.q, {n, H, D}, act);
     add(a.k, {n, KVH, D}, act);
     add(a.v, {n, KVH, D}, act);
-    add(a.attn, {n, H, D}, act);
-    add(a.lse, {n, H}, st);
+    if (attn) {
+      add(a.attn, {n, H, D}, act);
+      add(a.lse, {n, H}, st);
+    }
     add(a.x_mid, {n, C}, act);
     add(a.ln2, {n, C}, act);
     add(a.rstd2, {n}, st);
@@ -201,20 +219,31 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   };
   buf.work = BlockActs();
   if (ckpt_ == Checkpointing::Full) {
-    add_block(buf.work, true);  // one work area; blocks keep only their input (resid)
+    add_block(buf.work, true, true);  // one work area; blocks keep only their input (resid)
   } else if (ckpt_ == Checkpointing::Selective) {
-    add(buf.work.gu, {n, 2 * F}, act);  // shared MLP activations, recomputed in backward
-    add(buf.work.act, {n, F}, act);
+    if (parts_.mlp) {
+      add(buf.work.gu, {n, 2 * F}, act);  // shared MLP activations, recomputed in backward
+      add(buf.work.act, {n, F}, act);
+    }
+    if (parts_.attention) {
+      add(buf.work.attn, {n, H, D}, act);  // shared attention core output, recomputed in backward
+      add(buf.work.lse, {n, H}, st);
+    }
   }
   for (int l = 0; l < L; ++l) {
     BlockActs& a = buf.blocks[size_t(l)];
     if (ckpt_ == Checkpointing::Full) {
       a = buf.work;
     } else {
-      add_block(a, ckpt_ == Checkpointing::None);
-      if (ckpt_ == Checkpointing::Selective) {
+      const bool sel = ckpt_ == Checkpointing::Selective;
+      add_block(a, !(sel && parts_.mlp), !(sel && parts_.attention));
+      if (sel && parts_.mlp) {
         a.gu = buf.work.gu;
         a.act = buf.work.act;
+      }
+      if (sel && parts_.attention) {
+        a.attn = buf.work.attn;
+        a.lse = buf.work.lse;
       }
     }
     a.x_in = buf.resid[size_t(l)];
@@ -330,8 +359,11 @@ void Decoder::backward(const Batch& b, const Tensor& dlogp) {
       block_forward(k_, cfg_, w, a, b);
       a.x_out = block_view(l, n).x_out;
     } else if (ckpt_ == Checkpointing::Selective) {
-      k_.matmul_forward(a.gu, a.ln2, w.gate_up->compute, nullptr);
-      k_.swiglu_forward(a.act, a.gu);
+      if (parts_.attention) attention_core_forward(k_, a, b);
+      if (parts_.mlp) {
+        k_.matmul_forward(a.gu, a.ln2, w.gate_up->compute, nullptr);
+        k_.swiglu_forward(a.act, a.gu);
+      }
     }
     block_backward(k_, cfg_, w, a, s, dres, b);
     if (hooks_) hooks_->after_backward(l);

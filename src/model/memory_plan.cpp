@@ -18,7 +18,7 @@ double gib(int64_t b) { return double(b) / double(int64_t(1) << 30); }
 }  // namespace
 
 int64_t MemoryPlan::activation_bytes(const ModelConfig& c, int64_t n, DType compute_dtype, DType stat_dtype,
-                                     Checkpointing policy) {
+                                     Checkpointing policy, RecomputeParts parts) {
   TEMPER_CHECK(n >= 0, "MemoryPlan: negative token count ", n);
   const int64_t a = int64_t(dtype_size(compute_dtype)), s = int64_t(dtype_size(stat_dtype));
   const int64_t C = c.d_model, H = c.n_heads, KVH = c.n_kv_heads, D = c.head_dim, F = c.ffn_dim, L = c.n_layers;
@@ -26,14 +26,16 @@ int64_t MemoryPlan::activation_bytes(const ModelConfig& c, int64_t n, DType comp
   int64_t block = C * a + s;                                            // ln1, rstd1
   if (c.qk_norm) block += H * D * a + H * s + KVH * D * a + KVH * s;    // q_pre, q_rstd, k_pre, k_rstd
   block += H * D * a + 2 * KVH * D * a;                                 // q, k, v
-  block += H * D * a + H * s;                                           // attn, lse
+  const int64_t attn = H * D * a + H * s;                               // attn, lse
   block += C * a + C * a + s;                                           // x_mid, ln2, rstd2
   const int64_t mlp = 2 * F * a + F * a;                                // gu, act
   int64_t per_token = (L + 1) * C * a;                                  // residual streams
   switch (policy) {
-    case Checkpointing::None: per_token += L * (block + mlp); break;
-    case Checkpointing::Selective: per_token += L * block + mlp; break;  // gu/act: one shared area
-    case Checkpointing::Full: per_token += block + mlp; break;           // one block work area
+    case Checkpointing::None: per_token += L * (block + attn + mlp); break;
+    case Checkpointing::Selective:  // the recomputed parts: one shared area instead of one per layer
+      per_token += L * block + (parts.attention ? attn : L * attn) + (parts.mlp ? mlp : L * mlp);
+      break;
+    case Checkpointing::Full: per_token += block + attn + mlp; break;   // one block work area
   }
   per_token += C * a + s;                                               // final norm out, rstd
   per_token += C * a + H * D * a + 2 * KVH * D * a + H * D * a;         // scratch: dln, dq, dk, dv, dattn
@@ -77,9 +79,11 @@ MemoryPlan::MemoryPlan(const ModelConfig& cfg, const MemoryPlanOptions& o) {
 
   const int64_t n = div_up(o.tokens, o.sp);
   const std::string sp_note = o.sp > 1 ? cat(" (", o.tokens, " / sp ", o.sp, ")") : std::string();
-  items_.push_back({"activations", activation_bytes(cfg, n, o.compute_dtype, o.stat_dtype, o.checkpointing),
-                    cat(n, " tokens", sp_note, ", checkpointing ", checkpointing_name(o.checkpointing),
-                        ": kept for backward + scratch")});
+  const std::string policy =
+      o.checkpointing == Checkpointing::Selective
+          ? cat("selective (", recompute_parts_name(o.recompute), ")") : std::string(checkpointing_name(o.checkpointing));
+  items_.push_back({"activations", activation_bytes(cfg, n, o.compute_dtype, o.stat_dtype, o.checkpointing, o.recompute),
+                    cat(n, " tokens", sp_note, ", checkpointing ", policy, ": kept for backward + scratch")});
   const int64_t V = cfg.vocab_size;
   int64_t rows = o.logits_rows;
   if (rows == 0) rows = std::min<int64_t>({4096, std::max<int64_t>(1, (int64_t(768) << 20) / (6 * V)), n});

@@ -48,6 +48,7 @@ struct MemoryPlanOptions {
   int sp = 1;                         // sequence-parallel degree
   int replicate = 1;                  // dp_replicate degree (0: fill the world); per-rank bytes do not depend on it
   Checkpointing checkpointing = Checkpointing::None;  // what the forward keeps (model.activation_checkpointing)
+  RecomputeParts recompute;                           // what selective recomputes (model.recompute)
   bool shard_compute = false;         // ZeRO-3: compute parameters gathered per layer (parallel/dp_shard), not resident
   // Output head chunk: rows at a time (0: the CUDA backend's rule, min(4096,
   // 768 MiB / (6 V), tokens)) and bytes per logit (6: f32 logits + bf16 gradient).
@@ -75,7 +76,7 @@ class MemoryPlan {
 
   // The decoder's activation bytes for n tokens, by the walk of Decoder::plan_buffers.
   static int64_t activation_bytes(const ModelConfig& cfg, int64_t n_tokens, DType compute_dtype, DType stat_dtype,
-                                  Checkpointing policy = Checkpointing::None);
+                                  Checkpointing policy = Checkpointing::None, RecomputeParts parts = {});
   // One line: the mesh degrees and the policy this plan is for.
   std::string header() const { return header_; }
 

@@ -21,7 +21,8 @@ DeckPlan plan_from_deck(const Deck& d, const ModelConfig& cfg, int replicate) {
   o.shard = int(d.get_int("parallel.dp_shard"));
   o.replicate = replicate >= 0 ? replicate : int(d.get_int("parallel.dp_replicate"));
   o.shard_compute = o.shard > 1;  // parallel/dp_shard gathers parameters layer by layer
-  o.checkpointing = checkpointing_from_name(d.get_string("model.activation_checkpointing"));
+  o.checkpointing = checkpointing_from_deck(d);
+  o.recompute = recompute_parts_from_deck(d);
   const std::string phase = d.get_string("run.phase");
   int64_t seq = d.get_int("data.seq_len");
   for (int64_t s : d.get_int_list("sft.stage_seq_len")) seq = std::max(seq, s);

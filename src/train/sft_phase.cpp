@@ -61,7 +61,7 @@ int run_sft_phase(RunContext& ctx) {
   Decoder model(cfg, k, DType::F32);
   apply_initial_weights(init, model, k, uint64_t(d.get_int("run.seed")));
   if (ctx.is_root()) log_info("initial weights: ", init.description);
-  model.set_checkpointing(checkpointing_from_name(d.get_string("model.activation_checkpointing")));
+  model.set_checkpointing(checkpointing_from_deck(d), recompute_parts_from_deck(d));
   if (ctx.is_root()) log_info(plan_from_deck(d, cfg, mesh.shape().dp_replicate).text);  // model summary + per-rank memory plan
 
   AdamWConfig ocfg;

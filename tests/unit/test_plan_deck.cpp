@@ -61,6 +61,20 @@ TEST(PlanDeck, KeysReachThePlan) {
   EXPECT_NE(rl.text.find("KV cache"), std::string::npos);
 }
 
+TEST(PlanDeck, RecomputePartsReachThePlanAndBadPartsAreRefused) {
+  const DeckPlan mlp = plan_of({"--model.activation_checkpointing=selective"});
+  const DeckPlan both = plan_of({"--model.activation_checkpointing=selective", "--model.recompute=attention,mlp"});
+  EXPECT_TRUE(both.options.recompute.attention && both.options.recompute.mlp);
+  EXPECT_LT(both.total_bytes, mlp.total_bytes);
+  try {
+    Deck::load(kDeck, {"--model.recompute=attention,norms"});
+    FAIL() << "a bad part was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'norms' is not a part that can be recomputed"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(PlanDeck, SubcommandPrintsTheTable) {
   const std::string cmd = std::string(TEMPER_BIN) + " plan " + kDeck + " --parallel.dp_shard=1 2>&1";
   FILE* f = popen(cmd.c_str(), "r");
