@@ -32,6 +32,7 @@
 #include "train/grad_clip.h"
 #include "train/model_state.h"
 #include "mpi/mpi_util.h"
+#include "unit/model_util.h"
 
 using namespace temper;
 
@@ -40,22 +41,8 @@ namespace {
 using temper_mpi_test::world_rank;
 using temper_mpi_test::world_size;
 
-ModelConfig small_config(bool tied) {
-  ModelConfig c;
-  c.vocab_size = 61;
-  c.d_model = 21;  // 21, 61 x 21 (odd), 6 (q/k norm), 12 (k/v bias), 21 x 24: padding at shard 2 and 4
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 6;
-  c.ffn_dim = 30;
-  c.rope_theta = 100.0f;
-  c.init_std = 0.2f;
-  c.qk_norm = true;
-  c.qkv_bias = true;
-  c.tie_embeddings = tied;
-  return c;
-}
+// d_model 21: 21, 61 x 21 (odd), 6 (q/k norm), 12 (k/v bias), 21 x 24 need padding at shard 2 and 4
+ModelConfig small_config(bool tied) { return temper_test::small_model({61, 21, 2, 4, 2, 6, 30}, true, true, tied, 0.2f); }
 
 constexpr int kMicro = 4;  // micro-batches per global batch (divisible by every DP degree used)
 constexpr double kClip = 0.05;  // small: the clip is active, so the global norm matters

@@ -12,25 +12,13 @@
 #include "model/batch.h"
 #include "model/decoder.h"
 #include "model/memory_plan.h"
+#include "unit/model_util.h"
 
 namespace temper {
 namespace {
 
 ModelConfig config(bool qk_norm) {
-  ModelConfig c;
-  c.vocab_size = 41;
-  c.d_model = 16;
-  c.n_layers = 3;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 4;
-  c.ffn_dim = 20;
-  c.rope_theta = 100.0f;
-  c.init_std = 0.3f;
-  c.qk_norm = qk_norm;
-  c.qkv_bias = !qk_norm;
-  c.tie_embeddings = qk_norm;
-  return c;
+  return temper_test::small_model({41, 16, 3, 4, 2, 4, 20}, qk_norm, !qk_norm, qk_norm, 0.3f);
 }
 
 TEST(ModelRecompute, EveryPartCombinationIsBitIdentical) {
