@@ -8,7 +8,7 @@
 namespace temper {
 
 const std::vector<std::string>& known_subcommands() {
-  static const std::vector<std::string> words = {"generate-tasks", "print-deck", "export", "help"};
+  static const std::vector<std::string> words = {"generate-tasks", "print-deck", "export", "plan", "help"};
   return words;
 }
 
@@ -20,7 +20,9 @@ std::string usage_text() {
   for (const auto& w : known_subcommands()) s += " " + w;
   return s + "\n"
              "  temper export --checkpoint PATH|DIR --out DIR [--dtype bf16|f32] [--tokenizer DIR] [--max-shard-mb N]\n"
-             "      writes a Hugging Face model directory (config.json, safetensors, tokenizer files)\n";
+             "      writes a Hugging Face model directory (config.json, safetensors, tokenizer files)\n"
+             "  temper plan DECK [--section.key=value ...]\n"
+             "      prints the per-rank memory plan of the deck's training run (nothing is trained)\n";
 }
 
 CommandLine parse_command_line(int argc, char** argv) {

@@ -50,6 +50,12 @@ void Deck::check_consistency() {
     TEMPER_CHECK(heads % get_int("parallel.sp") == 0, pre, shown(*this, "parallel.sp"), " does not divide ",
                  shown(*this, "model.n_heads"), ": Ulysses sequence parallelism gives every SP rank n_heads / sp "
                  "whole attention heads");
+  const auto parts = get_list("model.recompute");
+  TEMPER_CHECK(!parts.empty(), pre, "model.recompute (", where("model.recompute"),
+               ") is empty: name attention and/or mlp");
+  for (const auto& part : parts)
+    TEMPER_CHECK(part == "attention" || part == "mlp", pre, shown(*this, "model.recompute"), ": '", part,
+                 "' is not a part that can be recomputed (attention, mlp)");
   TEMPER_CHECK(get_float("sft.min_lr") <= get_float("sft.lr"), pre, shown(*this, "sft.min_lr"),
                " is larger than ", shown(*this, "sft.lr"));
   const int64_t walltime = get_int("run.walltime");

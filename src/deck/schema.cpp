@@ -91,9 +91,13 @@ Builder build_schema() {
   b.k("init", Str, "random",
       "initial weights: 'random', 'hf:DIR' (Hugging Face safetensors + config.json) or a checkpoint path");
   b.k("activation_checkpointing", Str, "none",
-      "what training recomputes instead of keeping: none; selective (MLP gate|up and SwiGLU outputs); "
+      "what training recomputes instead of keeping: none; selective (the parts in model.recompute); "
       "full (whole blocks from their input)").one_of({"none", "selective", "full"})
-      .alias({"checkpointing", "recompute"});
+      .alias({"checkpointing"});
+  b.k("recompute", List, "mlp",
+      "with activation_checkpointing = selective, the parts recomputed in backward: mlp (gate|up and SwiGLU "
+      "outputs), attention (the attention core's output and log-sum-exp, from the kept q, k, v); e.g. 'attention, mlp'")
+      .alias({"recompute_parts"});
   b.k("init_std", Float, "0.02", "standard deviation of the random initialisation").above(0);
 
   b.section("parallel", "process mesh: world = sp x dp_shard x dp_replicate");
@@ -109,6 +113,9 @@ Builder build_schema() {
       "nccl (NCCL on every axis, also of one rank), mpi (none; multi-rank cuda runs then fail)")
       .one_of({"auto", "nccl", "mpi"});
   b.k("comm_timeout", Float, "600", "seconds a collective may take before the job aborts naming it (NCCL)")
+      .above(0);
+  b.k("device_memory_gib", Float, "80",
+      "memory of one device in GiB; the memory plan (temper plan, and the start of training) warns above it")
       .above(0);
 
   b.section("data", "training data, tokenizer and batching");

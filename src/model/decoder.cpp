@@ -150,9 +150,25 @@ const char* checkpointing_name(Checkpointing c) {
   return "?";
 }
 
-void Decoder::set_checkpointing(Checkpointing c) {
-  if (c == ckpt_) return;
+RecomputeParts recompute_parts_from_names(const std::vector<std::string>& names) {
+  TEMPER_CHECK(!names.empty(), "recompute parts: name at least one of attention, mlp");
+  RecomputeParts p{false, false};
+  for (const auto& n : names) {
+    if (n == "attention") p.attention = true;
+    else if (n == "mlp") p.mlp = true;
+    else fail("recompute part '", n, "' is not one of attention, mlp");
+  }
+  return p;
+}
+
+std::string recompute_parts_name(RecomputeParts p) {
+  return p.attention && p.mlp ? "attention,mlp" : p.attention ? "attention" : p.mlp ? "mlp" : "";
+}
+
+void Decoder::set_checkpointing(Checkpointing c, RecomputeParts parts) {
+  if (c == ckpt_ && parts.attention == parts_.attention && parts.mlp == parts_.mlp) return;
   ckpt_ = c;
+  parts_ = parts;
   buf_ = Buffers();
   allocated_bytes_ = 0;
   capacity_ = 0;
@@ -160,7 +176,8 @@ void Decoder::set_checkpointing(Checkpointing c) {
 }
 
 void Decoder::zero_grad() {
-  for (auto& p : params_) k_.zero(p.grad);
+  for (auto& p : params_)
+    if (p.grad.defined()) k_.zero(p.grad);
 }
 
 int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
@@ -175,8 +192,8 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   buf.resid.assign(size_t(L + 1), Tensor());
   buf.blocks.assign(size_t(L), BlockActs());
   for (auto& r : buf.resid) add(r, {n, C}, act);
-  // The per-block tensors of one block; `mlp` false leaves gu/act to the caller.
-  auto add_block = [&](BlockActs& a, bool mlp) {
+  // The per-block tensors of one block; `mlp` / `attn` false leave gu/act / attn/lse to the caller.
+  auto add_block = [&](BlockActs& a, bool mlp, bool attn) {
     add(a.ln1, {n, C}, act);
     add(a.rstd1, {n}, st);
     if (cfg_.qk_norm) {
@@ -188,8 +205,10 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
     add(a.q, {n, H, D}, act);
     add(a.k, {n, KVH, D}, act);
     add(a.v, {n, KVH, D}, act);
-    add(a.attn, {n, H, D}, act);
-    add(a.lse, {n, H}, st);
+    if (attn) {
+      add(a.attn, {n, H, D}, act);
+      add(a.lse, {n, H}, st);
+    }
     add(a.x_mid, {n, C}, act);
     add(a.ln2, {n, C}, act);
     add(a.rstd2, {n}, st);
@@ -200,20 +219,31 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   };
   buf.work = BlockActs();
   if (ckpt_ == Checkpointing::Full) {
-    add_block(buf.work, true);  // one work area; blocks keep only their input (resid)
+    add_block(buf.work, true, true);  // one work area; blocks keep only their input (resid)
   } else if (ckpt_ == Checkpointing::Selective) {
-    add(buf.work.gu, {n, 2 * F}, act);  // shared MLP activations, recomputed in backward
-    add(buf.work.act, {n, F}, act);
+    if (parts_.mlp) {
+      add(buf.work.gu, {n, 2 * F}, act);  // shared MLP activations, recomputed in backward
+      add(buf.work.act, {n, F}, act);
+    }
+    if (parts_.attention) {
+      add(buf.work.attn, {n, H, D}, act);  // shared attention core output, recomputed in backward
+      add(buf.work.lse, {n, H}, st);
+    }
   }
   for (int l = 0; l < L; ++l) {
     BlockActs& a = buf.blocks[size_t(l)];
     if (ckpt_ == Checkpointing::Full) {
       a = buf.work;
     } else {
-      add_block(a, ckpt_ == Checkpointing::None);
-      if (ckpt_ == Checkpointing::Selective) {
+      const bool sel = ckpt_ == Checkpointing::Selective;
+      add_block(a, !(sel && parts_.mlp), !(sel && parts_.attention));
+      if (sel && parts_.mlp) {
         a.gu = buf.work.gu;
         a.act = buf.work.act;
+      }
+      if (sel && parts_.attention) {
+        a.attn = buf.work.attn;
+        a.lse = buf.work.lse;
       }
     }
     a.x_in = buf.resid[size_t(l)];
@@ -281,13 +311,18 @@ void Decoder::run_forward(const Batch& b) {
   const int64_t n = b.n_tokens;
   ensure_capacity(n);
   acts_for_n_ = -1;
+  if (hooks_) hooks_->before_forward(LayerParamHooks::kEmbed);
   Tensor x0 = buf_.resid[0].rows(0, n);
   k_.embedding_forward(x0, b.tokens, embed_->compute);
+  if (hooks_) hooks_->after_forward(LayerParamHooks::kEmbed);
   for (int l = 0; l < cfg_.n_layers; ++l) {
     BlockActs a = block_view(l, n);
+    if (hooks_) hooks_->before_forward(l);
     block_forward(k_, cfg_, blocks_[size_t(l)], a, b);
+    if (hooks_) hooks_->after_forward(l);
   }
   Tensor lnf = buf_.lnf.rows(0, n), rstdf = buf_.rstdf.rows(0, n);
+  if (hooks_) hooks_->before_forward(LayerParamHooks::kHead);
   k_.rmsnorm_forward(lnf, rstdf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n), final_norm_->compute, cfg_.norm_eps);
 }
 
@@ -297,6 +332,7 @@ void Decoder::forward(const Batch& b, Tensor& logp) {
   if (!logp.defined() || logp.numel() != n || logp.dtype() != stat_dtype_ || logp.device() != k_.device())
     logp = k_.alloc({n}, stat_dtype_);
   k_.lm_head_logprobs(logp, buf_.lnf.rows(0, n), head_->compute, b.targets);
+  if (hooks_) hooks_->after_forward(LayerParamHooks::kHead);
   acts_for_n_ = n;
 }
 
@@ -325,23 +361,32 @@ void Decoder::backward_from_head(const Batch& b, const Tensor& dlogp, Tensor& lo
   BlockScratch s = first_rows(buf_.scratch, n);
   Tensor dres = buf_.dres.rows(0, n);
   Tensor lnf = buf_.lnf.rows(0, n), dlnf = s.dln;
+  if (hooks_) hooks_->before_backward(LayerParamHooks::kHead);
   k_.lm_head_logprobs_backward(logp, &dlnf, head_->grad, lnf, head_->compute, b.targets, dlogp);
   k_.rmsnorm_backward(dres, false, final_norm_->grad, dlnf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n),
                       final_norm_->compute, buf_.rstdf.rows(0, n));
+  if (hooks_) hooks_->after_backward(LayerParamHooks::kHead);
   for (int l = cfg_.n_layers - 1; l >= 0; --l) {
     BlockActs a = block_view(l, n);
     const BlockWeights& w = blocks_[size_t(l)];
+    if (hooks_) hooks_->before_backward(l);
     if (ckpt_ == Checkpointing::Full) {
       a.x_out = s.dln;  // the recomputed output is not needed; dln is free until block_backward
       block_forward(k_, cfg_, w, a, b);
       a.x_out = block_view(l, n).x_out;
     } else if (ckpt_ == Checkpointing::Selective) {
-      k_.matmul_forward(a.gu, a.ln2, w.gate_up->compute, nullptr);
-      k_.swiglu_forward(a.act, a.gu);
+      if (parts_.attention) attention_core_forward(k_, a, b);
+      if (parts_.mlp) {
+        k_.matmul_forward(a.gu, a.ln2, w.gate_up->compute, nullptr);
+        k_.swiglu_forward(a.act, a.gu);
+      }
     }
     block_backward(k_, cfg_, w, a, s, dres, b);
+    if (hooks_) hooks_->after_backward(l);
   }
+  if (hooks_) hooks_->before_backward(LayerParamHooks::kEmbed);
   k_.embedding_backward(embed_->grad, dres, b.tokens);
+  if (hooks_) hooks_->after_backward(LayerParamHooks::kEmbed);
 }
 
 void Decoder::logits_at(const Batch& b, const std::vector<int64_t>& token_index, Tensor& logits) {
@@ -361,6 +406,7 @@ void Decoder::logits_at(const Batch& b, const std::vector<int64_t>& token_index,
       logits.device() != k_.device())
     logits = k_.alloc({rows, V}, compute_dtype_);
   k_.matmul_forward(logits, sel, head_->compute, nullptr);
+  if (hooks_) hooks_->after_forward(LayerParamHooks::kHead);
 }
 
 }  // namespace temper

@@ -63,13 +63,10 @@ void block_forward(Kernels& k, const ModelConfig& c, const BlockWeights& w, Bloc
     k.rmsnorm_forward(qo, qr, a.q_pre.reshape({N * H, D}), w.q_norm->compute, c.norm_eps);
     k.rmsnorm_forward(ko, kr, a.k_pre.reshape({N * KVH, D}), w.k_norm->compute, c.norm_eps);
   }
-  Tensor q = a.q, kk = a.k, attn = a.attn, lse = a.lse;
+  Tensor q = a.q, kk = a.k;
   k.rope_forward(q, b.positions, c.rope_theta);
   k.rope_forward(kk, b.positions, c.rope_theta);
-  if (b.attention)
-    b.attention->forward(k, attn, lse, a.q, a.k, a.v, b);
-  else
-    k.attention_forward(attn, lse, a.q, a.k, a.v, b.cu_seqlens, b.max_seqlen);
+  attention_core_forward(k, a, b);
   Tensor x_mid = a.x_mid;
   k.matmul_forward(x_mid, a.attn.reshape({N, H * D}), w.o->compute, nullptr);
   k.add_inplace(x_mid, a.x_in);
@@ -79,6 +76,13 @@ void block_forward(Kernels& k, const ModelConfig& c, const BlockWeights& w, Bloc
   k.swiglu_forward(a.act, a.gu);
   k.matmul_forward(a.x_out, a.act, w.down->compute, nullptr);
   k.add_inplace(a.x_out, a.x_mid);
+}
+
+void attention_core_forward(Kernels& k, BlockActs& a, const Batch& b) {
+  if (b.attention)  // e.g. Ulysses sequence parallelism
+    b.attention->forward(k, a.attn, a.lse, a.q, a.k, a.v, b);
+  else
+    k.attention_forward(a.attn, a.lse, a.q, a.k, a.v, b.cu_seqlens, b.max_seqlen);
 }
 
 void block_backward(Kernels& k, const ModelConfig& c, const BlockWeights& w, const BlockActs& a,

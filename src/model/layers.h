@@ -80,6 +80,10 @@ class AttentionCore {
 
 void block_forward(Kernels& k, const ModelConfig& c, const BlockWeights& w, BlockActs& a, const Batch& b);
 
+// The attention core of block_forward: a.attn, a.lse from the post-RoPE a.q, a.k, a.v
+// (also what selective checkpointing recomputes in backward).
+void attention_core_forward(Kernels& k, BlockActs& a, const Batch& b);
+
 // dres holds dL/dx_out on entry and dL/dx_in on exit; weight gradients accumulate.
 void block_backward(Kernels& k, const ModelConfig& c, const BlockWeights& w, const BlockActs& a,
                     BlockScratch& s, Tensor& dres, const Batch& b);

@@ -40,6 +40,18 @@ ModelConfig model_config_from_deck(const Deck& d, int tokenizer_vocab) {
   return c;
 }
 
+Checkpointing checkpointing_from_deck(const Deck& d) {
+  return checkpointing_from_name(d.get_string("model.activation_checkpointing"));
+}
+
+RecomputeParts recompute_parts_from_deck(const Deck& d) {
+  try {
+    return recompute_parts_from_names(d.get_list("model.recompute"));
+  } catch (const Error& e) {
+    fail("model.recompute (", d.where("model.recompute"), "): ", e.what());
+  }
+}
+
 std::unique_ptr<Tokenizer> tokenizer_from_deck(const Deck& d) {
   const std::string t = d.get_string("data.tokenizer");
   try {
