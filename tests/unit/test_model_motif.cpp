@@ -15,6 +15,7 @@
 #include "model/config.h"
 #include "model/decoder.h"
 #include "model/inference.h"
+#include "model/memory_plan.h"
 
 namespace temper {
 namespace {
@@ -205,6 +206,20 @@ TEST(MotifModel, CountsFlopsAndInit) {
   c.diff_lambda_init = 0.5f;
   EXPECT_EQ(c.lambda_init(7), 0.5f);
   EXPECT_NE(c.summary().find("grouped_differential"), std::string::npos);
+}
+
+TEST(MotifModel, MemoryPlanMatchesDecoderBuffers) {
+  auto k = make_cpu_kernels();
+  for (const Shape_& s : {kGda, Shape_{AttentionKind::Differential, 4, 4, 2, MlpActivation::SwiGLU, "diff"},
+                          Shape_{AttentionKind::Standard, 4, 0, 2, MlpActivation::PolyNorm, "std"}}) {
+    const ModelConfig c = motif_config(s);
+    for (DType dt : {DType::F32, DType::F64}) {
+      Decoder m(c, *k, dt);
+      for (int64_t n : {1, 37})
+        EXPECT_EQ(MemoryPlan::activation_bytes(c, n, m.compute_dtype(), m.stat_dtype()), m.activation_bytes(n))
+            << s.name;
+    }
+  }
 }
 
 TEST(MotifModel, ConfigErrors) {
