@@ -27,17 +27,6 @@ class CudaMotifTest : public ::testing::Test {
   Tensor bf(const Tensor& h) { return to_dev(*g, h, BF16); }
   Tensor f32(const Tensor& h) { return to_dev(*g, h, F32); }
   Tensor host(const Tensor& d) { return to_host(*g, d); }
-  void close_scaled(const Tensor& got, const Tensor& ref, const std::string& what) {
-    expect_close(got, ref, 1e-2 * std::max(max_abs(ref), 1e-3), kRtol, what);
-  }
-  void close_delta(const Tensor& got, const Tensor& ref, const Tensor& before, const std::string& what) {
-    Tensor dg = host_clone(got), dr = host_clone(ref);
-    for (int64_t i = 0; i < before.numel(); ++i) {
-      dg.data<float>()[i] -= before.data<float>()[i];
-      dr.data<float>()[i] -= before.data<float>()[i];
-    }
-    expect_close(dg, dr, 1e-2 * std::max(max_abs(dr), 1e-6), kRtol, what);
-  }
   Kernels* g = nullptr;
   std::unique_ptr<Kernels> cpu = make_cpu_kernels();
   Rng rng{909};
@@ -53,7 +42,7 @@ TEST_F(CudaMotifTest, PolyNormMatchesCpu) {
       Tensor d_gu = bf(gu), d_coef = bf(coef);
       g->polynorm_forward(out, rstd, d_gu, d_coef, 1e-6f);
       cpu->polynorm_forward(ref, rrstd, gu, coef, 1e-6f);
-      close_scaled(host(out), ref, "polynorm_forward " + tag);
+      expect_close_scaled(host(out), ref, kRtol, "polynorm_forward " + tag);
       expect_close(host(rstd), rrstd, 0.0, 1e-3, "polynorm rstd " + tag);
       Tensor dout = host_rand({N, F}, rng);
       Tensor c0 = host_rand({4}, rng);
@@ -61,8 +50,8 @@ TEST_F(CudaMotifTest, PolyNormMatchesCpu) {
       Tensor rdgu = Tensor::empty({N, 2 * F}, F32), rdcoef = host_clone(c0);
       g->polynorm_backward(dgu, dcoef, bf(dout), d_gu, d_coef, rstd);
       cpu->polynorm_backward(rdgu, rdcoef, dout, gu, coef, rrstd);
-      close_scaled(host(dgu), rdgu, "polynorm_backward dgu " + tag);
-      close_delta(host(dcoef), rdcoef, c0, "polynorm_backward dcoef " + tag);
+      expect_close_scaled(host(dgu), rdgu, kRtol, "polynorm_backward dgu " + tag);
+      expect_close_delta(host(dcoef), rdcoef, c0, kRtol, "polynorm_backward dcoef " + tag);
     }
 }
 
@@ -82,7 +71,7 @@ TEST_F(CudaMotifTest, DiffCombineMatchesCpu) {
     Tensor ref = Tensor::empty({c.N, c.H, c.D}, F32), rrstd = Tensor::empty({c.N, c.H}, F32);
     g->diff_attn_combine_forward(out, rstd, d_a1, d_a2, d_lam, d_w, lambda_init, 1e-6f);
     cpu->diff_attn_combine_forward(ref, rrstd, a1, a2, lam, w, lambda_init, 1e-6f);
-    close_scaled(host(out), ref, "diff_attn_combine_forward " + tag);
+    expect_close_scaled(host(out), ref, kRtol, "diff_attn_combine_forward " + tag);
     expect_close(host(rstd), rrstd, 0.0, 1e-3, "combine rstd " + tag);
     Tensor dout = host_rand({c.N, c.H, c.D}, rng);
     Tensor l0 = host_rand({4, c.D}, rng), w0 = host_rand({c.D}, rng);
@@ -92,10 +81,10 @@ TEST_F(CudaMotifTest, DiffCombineMatchesCpu) {
     Tensor rdlam = host_clone(l0), rdw = host_clone(w0);
     g->diff_attn_combine_backward(da1, da2, dlam, dw, bf(dout), d_a1, d_a2, d_lam, d_w, rstd, lambda_init);
     cpu->diff_attn_combine_backward(rda1, rda2, rdlam, rdw, dout, a1, a2, lam, w, rrstd, lambda_init);
-    close_scaled(host(da1), rda1, "combine da1 " + tag);
-    close_scaled(host(da2), rda2, "combine da2 " + tag);
-    close_delta(host(dlam), rdlam, l0, "combine dlam " + tag);
-    close_delta(host(dw), rdw, w0, "combine dweight " + tag);
+    expect_close_scaled(host(da1), rda1, kRtol, "combine da1 " + tag);
+    expect_close_scaled(host(da2), rda2, kRtol, "combine da2 " + tag);
+    expect_close_delta(host(dlam), rdlam, l0, kRtol, "combine dlam " + tag);
+    expect_close_delta(host(dw), rdw, w0, kRtol, "combine dweight " + tag);
   }
 }
 
@@ -156,7 +145,10 @@ TEST_F(CudaMotifTest, WholeGdaPolyNormModelMatchesCpu) {
       num += (gg[i] - gc[i]) * (gg[i] - gc[i]);
       den += gc[i] * gc[i];
     }
-    EXPECT_LT(std::sqrt(num / std::max(den, 1e-30)), 0.05) << mc.params()[j].name << " relative gradient error";
+    // bf16 activations: ~1e-2 expected; the small vectors (norm weights, lambda, PolyNorm
+    // coefficients) sum over every token and get a looser bound. A wrong formula gives ~1.
+    const double tol = gc.size() >= 256 ? 0.05 : 0.1;
+    EXPECT_LT(std::sqrt(num / std::max(den, 1e-30)), tol) << mc.params()[j].name << " relative gradient error";
     EXPECT_GT(den, 0.0) << mc.params()[j].name;
   }
   Tensor logits_g, logits_c;

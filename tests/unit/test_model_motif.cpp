@@ -16,6 +16,7 @@
 #include "model/decoder.h"
 #include "model/inference.h"
 #include "model/memory_plan.h"
+#include "unit/model_test_util.h"
 
 namespace temper {
 namespace {
@@ -45,32 +46,6 @@ ModelConfig motif_config(const Shape_& s) {
   return c;
 }
 
-std::vector<int32_t> random_doc(Rng& rng, int len, int vocab) {
-  std::vector<int32_t> d(static_cast<size_t>(len));
-  for (auto& t : d) t = int32_t(rng.below(uint64_t(vocab)));
-  return d;
-}
-
-// Norm weights, lambda vectors and PolyNorm coefficients moved off their init values.
-void randomize_small_params(Decoder& m, uint64_t seed) {
-  Rng rng(seed);
-  for (auto& p : m.params()) {
-    if (p.decay) continue;
-    double* v = p.value.data<double>();
-    for (int64_t i = 0; i < p.value.numel(); ++i) v[i] += 0.2 * rng.normal();
-  }
-  m.refresh_compute();
-}
-
-double weighted_logp(Kernels& k, Decoder& m, const Batch& b, const std::vector<double>& r) {
-  Tensor logp;
-  m.forward(b, logp);
-  std::vector<double> lp = to_host_f64(k, logp);
-  double s = 0;
-  for (size_t i = 0; i < lp.size(); ++i) s += r[i] * lp[i];
-  return s;
-}
-
 class MotifGrad : public ::testing::TestWithParam<Shape_> {};
 
 TEST_P(MotifGrad, FiniteDifferenceEveryParameterF64) {
@@ -78,37 +53,12 @@ TEST_P(MotifGrad, FiniteDifferenceEveryParameterF64) {
   ModelConfig cfg = motif_config(GetParam());
   Decoder m(cfg, *k, DType::F64);
   m.init_random(7);
-  randomize_small_params(m, 8);
+  randomize_norms_and_biases(m, 8);
   Rng rng(3);
   Batch b = make_lm_batch(*k, {random_doc(rng, 7, 37), random_doc(rng, 9, 37), random_doc(rng, 5, 37)}, 37);
   std::vector<double> r(size_t(b.n_tokens));
   for (auto& x : r) x = rng.uniform() * 2.0 - 0.5;
-  m.zero_grad();
-  Tensor logp;
-  m.forward(b, logp);
-  m.backward(b, to_device(*k, r, DType::F64));
-  const double h = 1e-5;
-  for (auto& p : m.params()) {
-    std::vector<double> g = to_host_f64(*k, p.grad);
-    double gnorm = 0;
-    for (double x : g) gnorm += x * x;
-    EXPECT_GT(gnorm, 1e-12) << p.name << " has an all-zero gradient";
-    double* v = p.value.data<double>();
-    for (int s = 0; s < 4; ++s) {
-      const int64_t i = int64_t(rng.below(uint64_t(p.value.numel())));
-      const double v0 = v[i];
-      v[i] = v0 + h;
-      m.refresh_compute();
-      const double lp = weighted_logp(*k, m, b, r);
-      v[i] = v0 - h;
-      m.refresh_compute();
-      const double lm = weighted_logp(*k, m, b, r);
-      v[i] = v0;
-      m.refresh_compute();
-      const double fd = (lp - lm) / (2 * h);
-      EXPECT_NEAR(g[size_t(i)], fd, 1e-6 * (std::fabs(fd) + std::fabs(g[size_t(i)])) + 1e-9) << p.name << "[" << i << "]";
-    }
-  }
+  EXPECT_EQ(check_every_param_fd(*k, m, b, r, rng), 4 * int(m.params().size()));
   // 13 standard tensors per layer minus 3 biases/2 qk norms, + q2, k2, lambda, head_norm (+ polynorm)
   const size_t per_layer = 8 + (cfg.differential() ? 4 : 0) + (cfg.mlp_activation == MlpActivation::PolyNorm ? 1 : 0);
   EXPECT_EQ(m.params().size(), 3 + 2 * per_layer);
@@ -137,7 +87,7 @@ TEST(MotifModel, CheckpointingGivesIdenticalGradients) {
   for (Checkpointing pol : {Checkpointing::None, Checkpointing::Selective, Checkpointing::Full}) {
     Decoder m(cfg, *k, DType::F64);
     m.init_random(3);
-    randomize_small_params(m, 4);
+    randomize_norms_and_biases(m, 4);
     m.set_checkpointing(pol);
     m.zero_grad();
     Tensor logp;
@@ -160,7 +110,7 @@ TEST(MotifModel, CachedInferenceMatchesDecoder) {
   auto k = make_cpu_kernels();
   Decoder m(motif_config(kGda), *k, DType::F64);
   m.init_random(2);
-  randomize_small_params(m, 9);
+  randomize_norms_and_biases(m, 9);
   Rng rng(6);
   std::vector<std::vector<int32_t>> prompts = {random_doc(rng, 7, 37), random_doc(rng, 3, 37)};
   InferenceEngine e(m, *k, 2, 16, /*max_step_tokens=*/4);  // chunked prefill
