@@ -80,6 +80,10 @@ struct CombineCase {
   int64_t N, H, G, D;
 };
 
+void PrintTo(const CombineCase& c, std::ostream* os) {
+  *os << "N" << c.N << " H" << c.H << " G" << c.G << " D" << c.D;
+}
+
 class CpuDiffCombine : public CpuMotif, public ::testing::WithParamInterface<CombineCase> {};
 
 TEST_P(CpuDiffCombine, ForwardAndGradients) {

@@ -28,6 +28,8 @@ struct Shape_ {
   const char* name;
 };
 
+void PrintTo(const Shape_& s, std::ostream* os) { *os << s.name; }  // readable ctest names
+
 ModelConfig motif_config(const Shape_& s) {
   ModelConfig c;
   c.vocab_size = 37;
