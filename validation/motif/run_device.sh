@@ -4,7 +4,7 @@
 # reference, and the GDA vs plain attention throughput table at 4K / 16K tokens.
 # Builds nothing: BUILD_DIR is a -DTEMPER_CUDA=ON build holding bench_motif and
 # tests/test_cuda_motif.
-#   validation/motif/run_device.sh BUILD_DIR        (writes logs to $OUT when set)
+#   validation/motif/run_device.sh BUILD_DIR   (logs to $OUT when set; PYTHON picks the interpreter with torch)
 set -u
 B=${1:?usage: run_device.sh BUILD_DIR}
 H=$(cd "$(dirname "$0")" && pwd)
@@ -18,7 +18,7 @@ T=$B/tests/test_cuda_motif; [ -x "$T" ] || T=$B/test_cuda_motif
 for be in cpu cuda; do
   stamp "PyTorch reference vs temper $be dump"
   mkdir -p "$O/dump_$be"
-  "$B/bench_motif" dump "$O/dump_$be" "$be" && python3 "$H/torch_reference.py" "$O/dump_$be" --dtype float64 \
+  "$B/bench_motif" dump "$O/dump_$be" "$be" && ${PYTHON:-python3} "$H/torch_reference.py" "$O/dump_$be" --dtype float64 \
     | tee "$O/torch_reference_$be.log"
 done
 stamp "throughput: GDA vs plain attention"
