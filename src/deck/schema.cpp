@@ -99,6 +99,24 @@ Builder build_schema() {
       "outputs), attention (the attention core's output and log-sum-exp, from the kept q, k, v); e.g. 'attention, mlp'")
       .alias({"recompute_parts"});
   b.k("init_std", Float, "0.02", "standard deviation of the random initialisation").above(0);
+  b.k("attention", Str, "standard",
+      "attention of every layer: standard (GQA); differential (Diff Transformer: every head has a "
+      "noise-control head, out = RMSNorm(A1 - lambda A2) (1 - lambda_init)); grouped_differential (Motif 2 "
+      "GDA: fewer noise-control heads, each shared by n_heads/noise-heads signal heads)")
+      .one_of({"standard", "differential", "grouped_differential"});
+  b.k("gda_ratio", Int, "4",
+      "grouped_differential: signal heads per noise-control head (n_heads / gda_ratio noise heads; "
+      "e.g. 3 or 4); ignored when gda_noise_heads is set").above(0);
+  b.k("gda_noise_heads", Int, "0",
+      "grouped_differential: number of noise-control heads; 0 = n_heads / gda_ratio. Must divide n_heads "
+      "and be a multiple of n_kv_heads").at_least(0);
+  b.k("diff_lambda_init", Float, "-1",
+      "differential attention lambda_init; negative = 0.8 - 0.6 exp(-0.3 (layer - 1)) per 1-based layer")
+      .below(1);
+  b.k("mlp_activation", Str, "swiglu",
+      "MLP activation on the gate|up projection: swiglu (silu(gate) * up) or polynorm "
+      "((w0 N(g^3) + w1 N(g^2) + w2 N(g) + b) * up, N = RMS normalisation over the hidden dimension)")
+      .one_of({"swiglu", "polynorm"});
 
   b.section("parallel", "process mesh: world = sp x dp_shard x dp_replicate");
   b.k("sp", Int, "1", "sequence-parallel (Ulysses) group size")

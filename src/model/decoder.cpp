@@ -6,12 +6,13 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "model/polynorm.h"
 
 namespace temper {
 
 namespace {
 // How init_random fills a tensor, decided from its role (not parsed from its name).
-enum class Init : uint8_t { Normal, NormalResidualOut, One, Zero };
+enum class Init : uint8_t { Normal, NormalResidualOut, One, Zero, Lambda, PolyNormCoef };
 
 Init init_of(const std::string& name) {
   auto ends_with = [&](const char* s) {
@@ -19,6 +20,8 @@ Init init_of(const std::string& name) {
     return name.size() >= suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
   };
   if (ends_with("norm.weight")) return Init::One;
+  if (ends_with("attn.lambda")) return Init::Lambda;      // normal(0, 0.1), as in the Diff Transformer
+  if (ends_with("mlp.polynorm")) return Init::PolyNormCoef;  // 1/3, 1/3, 1/3, 0
   if (ends_with(".bias")) return Init::Zero;
   if (ends_with("attn.o.weight") || ends_with("mlp.down.weight")) return Init::NormalResidualOut;
   return Init::Normal;
@@ -37,7 +40,7 @@ Decoder::Decoder(const ModelConfig& cfg, Kernels& k, DType param_dtype) : cfg_(c
 
   const int64_t V = cfg_.vocab_size, C = cfg_.d_model, H = cfg_.n_heads, KVH = cfg_.n_kv_heads,
                 D = cfg_.head_dim, F = cfg_.ffn_dim, L = cfg_.n_layers;
-  params_.reserve(size_t(3 + 13 * L));  // pointers into params_ stay valid: never reallocated
+  params_.reserve(size_t(3 + 18 * L));  // pointers into params_ stay valid: never reallocated
   embed_ = &add_param("embed", {V, C}, true);
   blocks_.resize(size_t(L));
   for (int64_t l = 0; l < L; ++l) {
@@ -56,10 +59,18 @@ Decoder::Decoder(const ModelConfig& cfg, Kernels& k, DType param_dtype) : cfg_(c
       w.q_norm = &add_param(p + "attn.q_norm.weight", {D}, false);
       w.k_norm = &add_param(p + "attn.k_norm.weight", {D}, false);
     }
+    if (cfg_.differential()) {
+      w.q2 = &add_param(p + "attn.q2.weight", {int64_t(cfg_.n_noise_heads) * D, C}, true);
+      w.k2 = &add_param(p + "attn.k2.weight", {KVH * D, C}, true);
+      w.lambda = &add_param(p + "attn.lambda", {4, D}, false);
+      w.head_norm = &add_param(p + "attn.head_norm.weight", {D}, false);
+      w.lambda_init = cfg_.lambda_init(int(l));
+    }
     w.o = &add_param(p + "attn.o.weight", {C, H * D}, true);
     w.mlp_norm = &add_param(p + "mlp_norm.weight", {C}, false);
     w.gate_up = &add_param(p + "mlp.gate_up.weight", {2 * F, C}, true);
     w.down = &add_param(p + "mlp.down.weight", {C, F}, true);
+    if (cfg_.mlp_activation == MlpActivation::PolyNorm) w.polynorm = &add_param(p + "mlp.polynorm", {4}, false);
   }
   final_norm_ = &add_param("final_norm.weight", {C}, false);
   head_ = cfg_.tie_embeddings ? embed_ : &add_param("lm_head.weight", {V, C}, true);
@@ -109,8 +120,11 @@ void Decoder::init_random(uint64_t seed) {
       h.resize(size_t(p.value.numel()));
       Rng rng(mix64(seed, uint64_t(i)));
       const Init kind = init_of(p.name);
-      for (double& x : h) {
+      for (size_t j = 0; j < h.size(); ++j) {
+        double& x = h[j];
         switch (kind) {
+          case Init::Lambda: x = 0.1 * rng.normal(); break;
+          case Init::PolyNormCoef: x = j < 3 ? 1.0 / 3.0 : 0.0; break;
           case Init::One: x = 1.0; break;
           case Init::Zero: x = 0.0; break;
           case Init::Normal: x = std * rng.normal(); break;
@@ -167,6 +181,9 @@ std::string recompute_parts_name(RecomputeParts p) {
 
 void Decoder::set_checkpointing(Checkpointing c, RecomputeParts parts) {
   if (c == ckpt_ && parts.attention == parts_.attention && parts.mlp == parts_.mlp) return;
+  TEMPER_CHECK(!(c == Checkpointing::Selective && parts.attention && cfg_.differential()),
+               "selective recomputation of the attention core is available for standard attention only "
+               "(model.attention = differential / grouped_differential keeps it: use model.recompute = mlp)");
   ckpt_ = c;
   parts_ = parts;
   buf_ = Buffers();
@@ -182,6 +199,7 @@ void Decoder::zero_grad() {
 
 int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   const int64_t C = cfg_.d_model, H = cfg_.n_heads, KVH = cfg_.n_kv_heads, D = cfg_.head_dim, F = cfg_.ffn_dim;
+  const int64_t G = cfg_.n_noise_heads;
   const int L = cfg_.n_layers;
   const DType act = compute_dtype_, st = stat_dtype_;
   int64_t bytes = 0;
@@ -192,6 +210,11 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   buf.resid.assign(size_t(L + 1), Tensor());
   buf.blocks.assign(size_t(L), BlockActs());
   for (auto& r : buf.resid) add(r, {n, C}, act);
+  auto add_mlp = [&](BlockActs& a) {
+    add(a.gu, {n, 2 * F}, act);
+    add(a.act, {n, F}, act);
+    if (cfg_.mlp_activation == MlpActivation::PolyNorm) add(a.act_rstd, {n, 3}, st);
+  };
   // The per-block tensors of one block; `mlp` / `attn` false leave gu/act / attn/lse to the caller.
   auto add_block = [&](BlockActs& a, bool mlp, bool attn) {
     add(a.ln1, {n, C}, act);
@@ -212,19 +235,21 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
     add(a.x_mid, {n, C}, act);
     add(a.ln2, {n, C}, act);
     add(a.rstd2, {n}, st);
-    if (mlp) {
-      add(a.gu, {n, 2 * F}, act);
-      add(a.act, {n, F}, act);
+    if (cfg_.differential()) {
+      add(a.q2, {n, G, D}, act);
+      add(a.k2, {n, KVH, D}, act);
+      add(a.attn_sig, {n, H, D}, act);
+      add(a.attn_noise, {n, G, D}, act);
+      add(a.lse2, {n, G}, st);
+      add(a.head_rstd, {n, H}, st);
     }
+    if (mlp) add_mlp(a);
   };
   buf.work = BlockActs();
   if (ckpt_ == Checkpointing::Full) {
     add_block(buf.work, true, true);  // one work area; blocks keep only their input (resid)
   } else if (ckpt_ == Checkpointing::Selective) {
-    if (parts_.mlp) {
-      add(buf.work.gu, {n, 2 * F}, act);  // shared MLP activations, recomputed in backward
-      add(buf.work.act, {n, F}, act);
-    }
+    if (parts_.mlp) add_mlp(buf.work);  // shared MLP activations, recomputed in backward
     if (parts_.attention) {
       add(buf.work.attn, {n, H, D}, act);  // shared attention core output, recomputed in backward
       add(buf.work.lse, {n, H}, st);
@@ -240,6 +265,7 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
       if (sel && parts_.mlp) {
         a.gu = buf.work.gu;
         a.act = buf.work.act;
+        a.act_rstd = buf.work.act_rstd;
       }
       if (sel && parts_.attention) {
         a.attn = buf.work.attn;
@@ -258,6 +284,13 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   add(s.dv, {n, KVH, D}, act);
   add(s.dattn, {n, H, D}, act);
   if (cfg_.qk_norm) add(s.dk_pre, {n, KVH, D}, act);
+  if (cfg_.differential()) {
+    add(s.da_sig, {n, H, D}, act);
+    add(s.da_noise, {n, G, D}, act);
+    add(s.dq2, {n, G, D}, act);
+    add(s.dk2, {n, KVH, D}, act);
+    add(s.dv2, {n, KVH, D}, act);
+  }
   add(s.dgu, {n, 2 * F}, act);
   add(s.dact, {n, F}, act);
   add(buf.dres, {n, C}, act);
@@ -378,7 +411,7 @@ void Decoder::backward_from_head(const Batch& b, const Tensor& dlogp, Tensor& lo
       if (parts_.attention) attention_core_forward(k_, a, b);
       if (parts_.mlp) {
         k_.matmul_forward(a.gu, a.ln2, w.gate_up->compute, nullptr);
-        k_.swiglu_forward(a.act, a.gu);
+        mlp_activation_forward(k_, cfg_, w, a);
       }
     }
     block_backward(k_, cfg_, w, a, s, dres, b);

@@ -13,6 +13,11 @@
 //   layers.{i}.mlp.down.weight          [C, F]
 //   final_norm.weight                   [C]      (model.norm)
 //   lm_head.weight                      [V, C]   only when embeddings are untied
+// Motif architecture (model/differential_attention.h, model/polynorm.h):
+//   layers.{i}.attn.{q2,k2}.weight      [G*D|KVH*D, C]  noise-control q/k (differential attention)
+//   layers.{i}.attn.lambda              [4, D]   rows lq1, lk1, lq2, lk2 (differential attention)
+//   layers.{i}.attn.head_norm.weight    [D]      per-head RMSNorm of the combined output
+//   layers.{i}.mlp.polynorm             [4]      w0, w1, w2, b (mlp_activation = polynorm)
 #pragma once
 #include <cstdint>
 #include <string>

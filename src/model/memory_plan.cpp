@@ -28,7 +28,11 @@ int64_t MemoryPlan::activation_bytes(const ModelConfig& c, int64_t n, DType comp
   block += H * D * a + 2 * KVH * D * a;                                 // q, k, v
   const int64_t attn = H * D * a + H * s;                               // attn, lse
   block += C * a + C * a + s;                                           // x_mid, ln2, rstd2
-  const int64_t mlp = 2 * F * a + F * a;                                // gu, act
+  const int64_t G = c.n_noise_heads;
+  if (c.differential())  // q2, k2, attn_sig, attn_noise, lse2, head_rstd (model/differential_attention.h)
+    block += G * D * a + KVH * D * a + H * D * a + G * D * a + G * s + H * s;
+  int64_t mlp = 2 * F * a + F * a;                                      // gu, act
+  if (c.mlp_activation == MlpActivation::PolyNorm) mlp += 3 * s;        // PolyNorm rstd
   int64_t per_token = (L + 1) * C * a;                                  // residual streams
   switch (policy) {
     case Checkpointing::None: per_token += L * (block + attn + mlp); break;
@@ -40,6 +44,7 @@ int64_t MemoryPlan::activation_bytes(const ModelConfig& c, int64_t n, DType comp
   per_token += C * a + s;                                               // final norm out, rstd
   per_token += C * a + H * D * a + 2 * KVH * D * a + H * D * a;         // scratch: dln, dq, dk, dv, dattn
   if (c.qk_norm) per_token += KVH * D * a;                              // dk_pre
+  if (c.differential()) per_token += H * D * a + 2 * G * D * a + 2 * KVH * D * a;  // da_sig, da_noise, dq2, dk2, dv2
   per_token += 2 * F * a + F * a + C * a + s;                           // dgu, dact, dres, logp_tmp
   return n * per_token;
 }
@@ -92,9 +97,10 @@ MemoryPlan::MemoryPlan(const ModelConfig& cfg, const MemoryPlanOptions& o) {
                     cat(rows, " rows x ", V, " x ", o.logits_bytes_per_elem, " B")});
   items_.push_back({"batch indices", n * 4 * 4, "tokens, targets, positions, logp (4 B each)"});
   if (o.kv_slots > 0 && o.kv_length > 0) {
-    const int64_t kv = o.kv_slots * o.kv_length * cfg.n_layers * 2 * cfg.n_kv_heads * cfg.head_dim * cb;
+    const int64_t caches = cfg.differential() ? 3 : 2;  // K, V (+ K2 of differential attention)
+    const int64_t kv = o.kv_slots * o.kv_length * cfg.n_layers * caches * cfg.n_kv_heads * cfg.head_dim * cb;
     items_.push_back({"KV cache", kv, cat(o.kv_slots, " slots x ", o.kv_length, " positions x ", cfg.n_layers,
-                                          " layers x 2 x ", cfg.n_kv_heads, " x ", cfg.head_dim, " x ",
+                                          " layers x ", caches, " x ", cfg.n_kv_heads, " x ", cfg.head_dim, " x ",
                                           dtype_name(o.compute_dtype))});
   } else {
     items_.push_back({"KV cache", 0, "none (no generation in this phase)"});

@@ -401,6 +401,9 @@ int run_rl_phase(RunContext& ctx) {
   }
   evaluate("final");
   if (root) log_info("rl done: ", step, " steps; groups dropped for zero variance ", refill.total_dropped());
+  if (root && k.device_memory_reserved() >= 0)
+    log_info("device memory: measured peak ", double(k.device_memory_reserved()) / double(int64_t(1) << 30),
+             " GiB on rank 0");
   return 0;
 }
 

@@ -213,6 +213,9 @@ int run_sft_phase(RunContext& ctx) {
   if (ctx.is_root()) {
     const auto& st = data->stats();
     log_info("sft done: ", step, " steps; documents truncated ", st.truncated, ", split ", st.split);
+    if (k.device_memory_reserved() >= 0)
+      log_info("device memory: measured peak ", double(k.device_memory_reserved()) / double(int64_t(1) << 30),
+               " GiB on rank 0 (the plan at the start lists the items)");
   }
   return 0;
 }
