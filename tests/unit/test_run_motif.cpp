@@ -97,5 +97,12 @@ TEST(RunMotif, BadHeadCountsAreDeckErrors) {
   r = run_cmd(motif_cmd(d, "--sft.steps=1 --model.qk_norm=true"));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("cannot be combined"), std::string::npos) << r.output;
+  // Ulysses wraps standard attention only, and the differential core is not recomputed
+  r = run_cmd(motif_cmd(d, "--sft.steps=1 --parallel.sp=2"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("cannot be combined with parallel.sp = 2"), std::string::npos) << r.output;
+  r = run_cmd(motif_cmd(d, "--sft.steps=1 --model.activation_checkpointing=selective --model.recompute=attention"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("may name mlp only"), std::string::npos) << r.output;
   fs::remove_all(d);
 }
