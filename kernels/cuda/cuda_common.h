@@ -99,6 +99,25 @@ __device__ inline float block_max(float x, float* scratch) {
   return warp_max(v);
 }
 
+// 8 bf16 <-> 8 floats through one 16-byte access (the pointer 16-byte aligned).
+__device__ __forceinline__ void load8(float* f, const __nv_bfloat16* p) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 t = __bfloat1622float2(h[j]);
+    f[2 * j] = t.x;
+    f[2 * j + 1] = t.y;
+  }
+}
+__device__ __forceinline__ void store8(__nv_bfloat16* p, const float* f) {
+  uint4 u;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) h[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
+  *reinterpret_cast<uint4*>(p) = u;
+}
+
 // Pointers of an activation tensor (bf16 on this backend).
 inline __nv_bfloat16* bf(const Tensor& t) { return static_cast<__nv_bfloat16*>(t.raw()); }
 inline float* f32(const Tensor& t) { return static_cast<float*>(t.raw()); }

@@ -74,25 +74,6 @@ __global__ void rmsnorm_bwd_weight_kernel(float* dw, const __nv_bfloat16* g, con
   }
 }
 
-// 8 bf16 <-> 8 floats through one 16-byte access.
-__device__ __forceinline__ void load8(float* f, const __nv_bfloat16* p) {
-  const uint4 u = *reinterpret_cast<const uint4*>(p);
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const float2 t = __bfloat1622float2(h[j]);
-    f[2 * j] = t.x;
-    f[2 * j + 1] = t.y;
-  }
-}
-__device__ __forceinline__ void store8(__nv_bfloat16* p, const float* f) {
-  uint4 u;
-  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) h[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
-  *reinterpret_cast<uint4*>(p) = u;
-}
-
 // VEC: C % 8 == 0 and every row 16-byte aligned. sdw: C floats of shared memory.
 template <bool VEC>
 __global__ void rmsnorm_bwd_fused_kernel(__nv_bfloat16* dx, bool accumulate, float* dw, const __nv_bfloat16* g,
@@ -109,9 +90,9 @@ __global__ void rmsnorm_bwd_fused_kernel(__nv_bfloat16* dx, bool accumulate, flo
     if (VEC) {
       for (int c = lane * 8; c < C; c += 256) {
         float wf[8], gf[8], xf[8];
-        load8(wf, w + c);
-        load8(gf, g + base + c);
-        load8(xf, x + base + c);
+        cuda::load8(wf, w + c);
+        cuda::load8(gf, g + base + c);
+        cuda::load8(xf, x + base + c);
 #pragma unroll
         for (int j = 0; j < 8; ++j) dot += wf[j] * gf[j] * xf[j];
       }
@@ -124,17 +105,17 @@ __global__ void rmsnorm_bwd_fused_kernel(__nv_bfloat16* dx, bool accumulate, flo
     if (VEC) {
       for (int c = lane * 8; c < C; c += 256) {
         float wf[8], gf[8], xf[8], o[8];
-        load8(wf, w + c);
-        load8(gf, g + base + c);
-        load8(xf, x + base + c);
-        if (accumulate) load8(o, dx + base + c);
+        cuda::load8(wf, w + c);
+        cuda::load8(gf, g + base + c);
+        cuda::load8(xf, x + base + c);
+        if (accumulate) cuda::load8(o, dx + base + c);
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const float v = s * wf[j] * gf[j] - k * xf[j];
           o[j] = accumulate ? o[j] + v : v;
           atomicAdd(&sdw[c + j], gf[j] * xf[j] * s);
         }
-        store8(dx + base + c, o);
+        cuda::store8(dx + base + c, o);
       }
     } else {
       for (int c = lane; c < C; c += 32) {

@@ -36,34 +36,16 @@ __global__ void swiglu_bwd_kernel(__nv_bfloat16* dgu, const __nv_bfloat16* dout,
 }
 
 // 8 columns per thread with 16-byte accesses (F % 8 == 0, pointers 16-byte aligned).
-__device__ __forceinline__ void ld8(float* f, const __nv_bfloat16* p) {
-  const uint4 u = *reinterpret_cast<const uint4*>(p);
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const float2 t = __bfloat1622float2(h[j]);
-    f[2 * j] = t.x;
-    f[2 * j + 1] = t.y;
-  }
-}
-__device__ __forceinline__ void st8(__nv_bfloat16* p, const float* f) {
-  uint4 u;
-  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) h[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
-  *reinterpret_cast<uint4*>(p) = u;
-}
-
 __global__ void swiglu_fwd_vec8(__nv_bfloat16* out, const __nv_bfloat16* gu, int64_t rows, int64_t F) {
   const int64_t F8 = F / 8, total = rows * F8;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / F8, f = (i - r * F8) * 8;
     float g[8], u[8], o[8];
-    ld8(g, gu + r * 2 * F + f);
-    ld8(u, gu + r * 2 * F + F + f);
+    cuda::load8(g, gu + r * 2 * F + f);
+    cuda::load8(u, gu + r * 2 * F + F + f);
 #pragma unroll
     for (int j = 0; j < 8; ++j) o[j] = g[j] * sigmoidf(g[j]) * u[j];
-    st8(out + r * F + f, o);
+    cuda::store8(out + r * F + f, o);
   }
 }
 
@@ -73,17 +55,17 @@ __global__ void swiglu_bwd_vec8(__nv_bfloat16* dgu, const __nv_bfloat16* dout, c
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / F8, f = (i - r * F8) * 8;
     float g[8], u[8], dy[8], dg[8], du[8];
-    ld8(g, gu + r * 2 * F + f);
-    ld8(u, gu + r * 2 * F + F + f);
-    ld8(dy, dout + r * F + f);
+    cuda::load8(g, gu + r * 2 * F + f);
+    cuda::load8(u, gu + r * 2 * F + F + f);
+    cuda::load8(dy, dout + r * F + f);
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const float sg = sigmoidf(g[j]);
       dg[j] = dy[j] * u[j] * sg * (1.0f + g[j] * (1.0f - sg));
       du[j] = dy[j] * g[j] * sg;
     }
-    st8(dgu + r * 2 * F + f, dg);
-    st8(dgu + r * 2 * F + F + f, du);
+    cuda::store8(dgu + r * 2 * F + f, dg);
+    cuda::store8(dgu + r * 2 * F + F + f, du);
   }
 }
 

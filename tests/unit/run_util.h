@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace temper_test {
 
@@ -55,6 +56,19 @@ inline std::string read_file(const std::filesystem::path& p) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// The "loss" of every step line of a metrics JSONL file, in order.
+inline std::vector<double> step_losses(const std::filesystem::path& metrics) {
+  std::vector<double> out;
+  std::istringstream in(read_file(metrics));
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto p = line.find("\"loss\":");
+    if (p != std::string::npos && line.find("\"step\":") != std::string::npos)
+      out.push_back(std::stod(line.substr(p + 7)));
+  }
+  return out;
 }
 
 }  // namespace temper_test

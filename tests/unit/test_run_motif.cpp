@@ -34,18 +34,6 @@ std::string motif_cmd(const fs::path& out, const std::string& extra) {
          " --log.every=1 --checkpoint.keep_last=0 " + extra;
 }
 
-std::vector<double> losses(const fs::path& metrics) {
-  std::vector<double> out;
-  std::istringstream in(read_file(metrics));
-  std::string line;
-  while (std::getline(in, line)) {
-    auto p = line.find("\"loss\":");
-    if (p != std::string::npos && line.find("\"step\":") != std::string::npos)
-      out.push_back(std::stod(line.substr(p + 7)));
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST(RunMotif, TrainsCheckpointsAndResumesBitExact) {
@@ -55,7 +43,7 @@ TEST(RunMotif, TrainsCheckpointsAndResumesBitExact) {
   auto r = run_cmd(motif_cmd(a, "--sft.steps=6 --checkpoint.every=3" + eval));
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("grouped_differential attention (2 noise heads)"), std::string::npos) << r.output;
-  const auto la = losses(a / "metrics.rank0.jsonl");
+  const auto la = step_losses(a / "metrics.rank0.jsonl");
   ASSERT_EQ(la.size(), 6u);
   EXPECT_NE(r.output.find("eval final at step 6"), std::string::npos) << r.output;
   EXPECT_LT(la.back(), la.front() - 0.15) << "the loss did not fall: " << la.front() << " -> " << la.back();

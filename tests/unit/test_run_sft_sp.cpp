@@ -24,19 +24,6 @@ std::string sft_cmd(const fs::path& data, const fs::path& out, const std::string
          " --checkpoint.every=0 --checkpoint.keep_last=0 --checkpoint.resume=never " + extra;
 }
 
-// "loss" of every step line of a metrics file, in order.
-std::vector<double> losses(const fs::path& metrics) {
-  std::vector<double> out;
-  std::istringstream in(read_file(metrics));
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto p = line.find("\"loss\":");
-    if (p != std::string::npos && line.find("\"step\":") != std::string::npos)
-      out.push_back(std::stod(line.substr(p + 7)));
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST(RunSftSp, SpRunsEqualOneRank) {
@@ -47,8 +34,8 @@ TEST(RunSftSp, SpRunsEqualOneRank) {
   ASSERT_EQ(r.status, 0) << r.output;
   r = run_cmd(sft_cmd(data, two, "--sft.steps=4 --parallel.sp=2", 2));
   ASSERT_EQ(r.status, 0) << r.output;
-  auto l1 = losses(one / "metrics.rank0.jsonl"), l2 = losses(two / "metrics.rank0.jsonl"),
-       l2b = losses(two / "metrics.rank1.jsonl");
+  auto l1 = step_losses(one / "metrics.rank0.jsonl"), l2 = step_losses(two / "metrics.rank0.jsonl"),
+       l2b = step_losses(two / "metrics.rank1.jsonl");
   ASSERT_EQ(l1.size(), 4u);
   ASSERT_EQ(l2.size(), 4u);
   for (size_t i = 0; i < l1.size(); ++i) {
@@ -61,7 +48,7 @@ TEST(RunSftSp, SpRunsEqualOneRank) {
   ASSERT_EQ(r.status, 0) << r.output;
   r = run_cmd(sft_cmd(data, four, "--sft.steps=3 --parallel.sp=2", 4));
   ASSERT_EQ(r.status, 0) << r.output;
-  auto la = losses(acc / "metrics.rank0.jsonl"), l4 = losses(four / "metrics.rank0.jsonl");
+  auto la = step_losses(acc / "metrics.rank0.jsonl"), l4 = step_losses(four / "metrics.rank0.jsonl");
   ASSERT_EQ(la.size(), 3u);
   ASSERT_EQ(l4.size(), 3u);
   for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(l4[i], la[i], 1e-5 * la[i]) << "4 ranks, step " << i + 1;
@@ -91,7 +78,7 @@ TEST(RunSftSp, EveryMeshOnFourRanksEqualsOneRank) {
     auto out = fresh_dir("sftmesh_ref" + std::to_string(dp));
     r = run_cmd(sft_cmd(data, out, model + "--sft.grad_accum=" + std::to_string(dp), 1));
     ASSERT_EQ(r.status, 0) << r.output;
-    ref[dp] = losses(out / "metrics.rank0.jsonl");
+    ref[dp] = step_losses(out / "metrics.rank0.jsonl");
     ASSERT_EQ(ref[dp].size(), 3u);
     fs::remove_all(out);
   }
@@ -108,7 +95,7 @@ TEST(RunSftSp, EveryMeshOnFourRanksEqualsOneRank) {
                             " --parallel.dp_replicate=" + std::to_string(m.rep),
                         4));
     ASSERT_EQ(r.status, 0) << tag << "\n" << r.output;
-    auto l = losses(out / "metrics.rank0.jsonl");
+    auto l = step_losses(out / "metrics.rank0.jsonl");
     const auto& want = ref[m.shard * m.rep];
     ASSERT_EQ(l.size(), want.size()) << tag;
     for (size_t i = 0; i < l.size(); ++i) EXPECT_NEAR(l[i], want[i], 2e-5 * want[i]) << tag << ", step " << i + 1;
