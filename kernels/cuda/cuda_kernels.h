@@ -81,6 +81,11 @@ class CudaKernels final : public Kernels {
   // elementwise.cu
   void add_inplace(Tensor& y, const Tensor& x) override;
   void scale_inplace(Tensor& y, float s) override;
+  void axpby(Tensor& y, double a, const Tensor& x, double b) override;
+
+  // attention_max_logit.cu (QK-clip): q, k bf16, out f32[H]
+  void attention_max_logit(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& cu_seqlens,
+                           int max_seqlen) override;
 
   // lm_head.cu
   void lm_head_logprobs(Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) override;

@@ -161,6 +161,20 @@ void Decoder::set_checkpointing(Checkpointing c) {
 
 void Decoder::zero_grad() {
   for (auto& p : params_) k_.zero(p.grad);
+  reset_max_logits();
+}
+
+void Decoder::set_record_max_logits(bool on) {
+  max_logits_.clear();
+  if (!on) return;
+  for (int l = 0; l < cfg_.n_layers; ++l) max_logits_.push_back(k_.alloc({cfg_.n_heads}, stat_dtype_));
+  reset_max_logits();
+}
+
+void Decoder::reset_max_logits() {
+  if (max_logits_.empty()) return;
+  Tensor minus_inf = to_device(k_, std::vector<double>(size_t(cfg_.n_heads), -INFINITY), stat_dtype_);
+  for (auto& t : max_logits_) k_.copy(t, minus_inf);
 }
 
 int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
@@ -285,6 +299,7 @@ void Decoder::run_forward(const Batch& b) {
   for (int l = 0; l < cfg_.n_layers; ++l) {
     BlockActs a = block_view(l, n);
     block_forward(k_, cfg_, blocks_[size_t(l)], a, b);
+    if (!max_logits_.empty()) k_.attention_max_logit(max_logits_[size_t(l)], a.q, a.k, b.cu_seqlens, b.max_seqlen);
   }
   Tensor lnf = buf_.lnf.rows(0, n), rstdf = buf_.rstdf.rows(0, n);
   k_.rmsnorm_forward(lnf, rstdf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n), final_norm_->compute, cfg_.norm_eps);

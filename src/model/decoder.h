@@ -75,6 +75,12 @@ class Decoder {
   void logits_at(const Batch& b, const std::vector<int64_t>& token_index, Tensor& logits);
   void zero_grad();
 
+  // QK-clip (train/qk_clip.h): while on, forward records per layer the largest
+  // pre-softmax logit of each query head (Kernels::attention_max_logit on the
+  // post-RoPE q, k), max-accumulated until zero_grad() resets it to -inf.
+  void set_record_max_logits(bool on);
+  const std::vector<Tensor>& max_logits() const { return max_logits_; }  // L x stat_dtype[H]; empty when off
+
   // Changes what forward keeps (frees the activation buffers; the next forward
   // reallocates). Gradients are identical under every policy.
   void set_checkpointing(Checkpointing c);
@@ -116,6 +122,8 @@ class Decoder {
   int64_t capacity_ = 0;
   int64_t allocated_bytes_ = 0;
   int64_t acts_for_n_ = -1;
+  std::vector<Tensor> max_logits_;  // QK-clip records (set_record_max_logits)
+  void reset_max_logits();
   Checkpointing ckpt_ = Checkpointing::None;  // token count of the batch whose activations are kept (-1: none)
 };
 

@@ -11,6 +11,7 @@
 #include "model/batch.h"
 #include "model/decoder.h"
 #include "train/adamw.h"
+#include "train/optimizer.h"
 #include "train/grad_clip.h"
 #include "train/greedy_eval.h"
 #include "train/lr_schedule.h"
@@ -62,12 +63,8 @@ int run_sft_phase(RunContext& ctx) {
   model.set_checkpointing(checkpointing_from_name(d.get_string("model.activation_checkpointing")));
   if (ctx.is_root()) log_info(cfg.summary(stages.front().seq_len));
 
-  AdamWConfig ocfg;
-  ocfg.beta1 = d.get_float("sft.beta1");
-  ocfg.beta2 = d.get_float("sft.beta2");
-  ocfg.eps = d.get_float("sft.adam_eps");
-  ocfg.weight_decay = d.get_float("sft.weight_decay");
-  AdamW opt(k, param_refs(model), ocfg);
+  std::unique_ptr<Optimizer> optp = make_optimizer(d, "sft", model, k, mesh.world());
+  Optimizer& opt = *optp;
   LrSchedule sched{d.get_float("sft.lr"), d.get_float("sft.min_lr"), d.get_int("sft.warmup_steps"), total_steps};
   const int64_t grad_accum = d.get_int("sft.grad_accum");
   const double clip = d.get_float("sft.grad_clip");
@@ -171,7 +168,9 @@ int run_sft_phase(RunContext& ctx) {
     opt.step(lr, clip_scale(norm, clip));
     model.refresh_compute();
     ++step;
-    progress.step(step, tokens, {{"loss", loss}, {"lr", lr}, {"gnorm", norm}, {"loss_tokens", double(loss_tokens)}});
+    std::map<std::string, double> metrics{{"loss", loss}, {"lr", lr}, {"gnorm", norm}, {"loss_tokens", double(loss_tokens)}};
+    for (const auto& [key, v] : opt.last_metrics()) metrics[key] = v;
+    progress.step(step, tokens, metrics);
     TEMPER_CHECK(std::isfinite(loss), "loss is not finite at step ", step, " (lower sft.lr?)");
     if (eval_every > 0 && step % eval_every == 0 && step < total_steps) evaluate("step");
     if ((ckpt_every > 0 && step % ckpt_every == 0) || step == total_steps) save();

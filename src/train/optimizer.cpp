@@ -1,0 +1,105 @@
+// The optimizer factory (see optimizer.h): AdamW, Muon, and the QK-clip wrapper.
+#include "train/optimizer.h"
+
+#include "core/log.h"
+#include "deck/deck.h"
+#include "model/decoder.h"
+#include "parallel/comm.h"
+#include "train/model_state.h"
+#include "train/muon.h"
+#include "train/qk_clip.h"
+
+namespace temper {
+
+namespace {
+
+class AdamWOptimizer final : public Optimizer {
+ public:
+  AdamWOptimizer(Kernels& k, std::vector<ParamRef> params, AdamWConfig cfg) : opt_(k, std::move(params), cfg) {}
+  std::string name() const override { return "adamw"; }
+  void step(double lr, double grad_scale) override { opt_.step(lr, grad_scale); }
+  int64_t steps_taken() const override { return opt_.steps_taken(); }
+  void save(std::map<std::string, Tensor>& out) const override { opt_.save(out); }
+  void load(const std::map<std::string, Tensor>& in, int64_t steps) override { opt_.load(in, steps); }
+  const std::vector<ParamRef>& params() const override { return opt_.params(); }
+
+ private:
+  AdamW opt_;
+};
+
+// Any optimizer followed by QK-clip on the model it updates.
+class QkClipped final : public Optimizer {
+ public:
+  QkClipped(std::unique_ptr<Optimizer> inner, Decoder& model, Kernels& k, Comm& comm, double tau)
+      : inner_(std::move(inner)), model_(model), k_(k), comm_(comm), tau_(tau) {
+    model_.set_record_max_logits(true);
+  }
+  std::string name() const override { return inner_->name() + "+qk_clip"; }
+  void step(double lr, double grad_scale) override {
+    inner_->step(lr, grad_scale);
+    last_ = qk_clip(model_, k_, gathered_max_logits(model_, k_, &comm_), tau_);
+  }
+  int64_t steps_taken() const override { return inner_->steps_taken(); }
+  void save(std::map<std::string, Tensor>& out) const override { inner_->save(out); }
+  void load(const std::map<std::string, Tensor>& in, int64_t steps) override { inner_->load(in, steps); }
+  const std::vector<ParamRef>& params() const override { return inner_->params(); }
+  std::map<std::string, double> last_metrics() const override {
+    return {{"max_logit", last_.max_logit}, {"qk_clipped", double(last_.heads_clipped)}};
+  }
+
+ private:
+  std::unique_ptr<Optimizer> inner_;
+  Decoder& model_;
+  Kernels& k_;
+  Comm& comm_;
+  double tau_;
+  QkClipStats last_;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_adamw(Kernels& k, std::vector<ParamRef> params, AdamWConfig cfg) {
+  return std::make_unique<AdamWOptimizer>(k, std::move(params), cfg);
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const Deck& d, const std::string& section, Decoder& model, Kernels& k,
+                                          Comm& world) {
+  AdamWConfig acfg;
+  acfg.beta1 = d.get_float("sft.beta1");
+  acfg.beta2 = d.get_float("sft.beta2");
+  acfg.eps = d.get_float("sft.adam_eps");
+  acfg.weight_decay = d.get_float(section + ".weight_decay");
+  const std::string kind = d.get_string(section + ".optimizer");
+  std::unique_ptr<Optimizer> opt;
+  if (kind == "adamw") {
+    opt = make_adamw(k, param_refs(model), acfg);
+  } else if (kind == "muon") {
+    MuonConfig mc;
+    mc.momentum = d.get_float("sft.muon_momentum");
+    mc.nesterov = d.get_bool("sft.muon_nesterov");
+    mc.ns_steps = int(d.get_int("sft.muon_ns_steps"));
+    mc.update_scale = d.get_float("sft.muon_update_scale");
+    mc.weight_decay = acfg.weight_decay;
+    mc.adamw = acfg;
+    std::vector<MuonParam> ps;
+    for (auto& r : param_refs(model)) {
+      const Shape shape = r.value.shape();
+      const bool m = muon_eligible(r.name, shape);
+      ps.push_back({std::move(r), shape, m});
+    }
+    opt = std::make_unique<Muon>(k, std::move(ps), mc);
+  } else {
+    fail(d.source(), ": ", section, ".optimizer = '", kind, "' (", d.where(section + ".optimizer"),
+         ") is not one of adamw, muon");
+  }
+  const double tau = d.get_float(section + ".qk_clip_tau");
+  if (tau > 0) {
+    if (model.config().qk_norm && world.rank() == 0)
+      log_warn(section, ".qk_clip_tau with model.qk_norm: the per-head RMSNorm undoes the W_q/W_k rescale, so "
+               "QK-clip does not change the logits of this model (the norm weights are not touched)");
+    opt = std::make_unique<QkClipped>(std::move(opt), model, k, world, tau);
+  }
+  return opt;
+}
+
+}  // namespace temper
