@@ -8,7 +8,7 @@
 namespace temper {
 
 const std::vector<std::string>& known_subcommands() {
-  static const std::vector<std::string> words = {"generate-tasks", "print-deck", "export", "help"};
+  static const std::vector<std::string> words = {"generate-tasks", "print-deck", "export", "upscale", "help"};
   return words;
 }
 
