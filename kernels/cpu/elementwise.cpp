@@ -4,11 +4,19 @@
 
 namespace temper {
 
-void CpuKernels::add_inplace(Tensor& y, const Tensor& x) {
-  const char* op = "add_inplace";
+namespace {
+// y and x of one float dtype and one element count; returns the dtype.
+DType same_float_numel(const char* op, const Tensor& y, const Tensor& x) {
   DType dt = cpu::common_float_dtype(op, {{"y", &y}, {"x", &x}});
   TEMPER_CHECK(y.numel() == x.numel(), op, ": 'y' has shape ", shape_str(y.shape()), " but 'x' has ",
                shape_str(x.shape()));
+  return dt;
+}
+}  // namespace
+
+void CpuKernels::add_inplace(Tensor& y, const Tensor& x) {
+  const char* op = "add_inplace";
+  DType dt = same_float_numel(op, y, x);
   const int64_t n = y.numel();
   cpu::dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
@@ -33,9 +41,7 @@ void CpuKernels::scale_inplace(Tensor& y, float s) {
 
 void CpuKernels::axpby(Tensor& y, double a, const Tensor& x, double b) {
   const char* op = "axpby";
-  DType dt = cpu::common_float_dtype(op, {{"y", &y}, {"x", &x}});
-  TEMPER_CHECK(y.numel() == x.numel(), op, ": 'y' has shape ", shape_str(y.shape()), " but 'x' has ",
-               shape_str(x.shape()));
+  DType dt = same_float_numel(op, y, x);
   const int64_t n = y.numel();
   cpu::dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);

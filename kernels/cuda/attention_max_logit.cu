@@ -55,14 +55,8 @@ void CudaKernels::attention_max_logit(Tensor& out, const Tensor& q, const Tensor
   cuda::check_dtype(op, "q", q, DType::BF16);
   cuda::check_dtype(op, "k", k, DType::BF16);
   cuda::check_dtype(op, "out", out, DType::F32);
-  TEMPER_CHECK(q.ndim() == 3, op, ": 'q' must be [N, H, D], got ", shape_str(q.shape()));
-  const int64_t N = q.dim(0), H = q.dim(1), D = q.dim(2);
-  TEMPER_CHECK(k.ndim() == 3 && k.dim(0) == N && k.dim(2) == D, op, ": 'k' has shape ", shape_str(k.shape()),
-               ", expected [", N, ", KVH, ", D, "] to match 'q' ", shape_str(q.shape()));
-  const int64_t KVH = k.dim(1);
-  TEMPER_CHECK(KVH > 0 && H % KVH == 0 && D > 0, op, ": query heads H = ", H, " must be a multiple of kv heads KVH = ",
-               KVH, " (and D > 0)");
-  cuda::check_shape(op, "out", out, {H});
+  const QkDims dims = max_logit_dims(op, out, q, k);
+  const int64_t N = dims.N, H = dims.H, KVH = dims.KVH, D = dims.D;
   TEMPER_CHECK(cu_seqlens.numel() >= 2, op, ": 'cu_seqlens' must have S+1 >= 2 elements");
   cuda::check_i32(op, "cu_seqlens", cu_seqlens, cu_seqlens.numel());
   TEMPER_CHECK(max_seqlen >= 0, op, ": max_seqlen must be >= 0");

@@ -20,7 +20,9 @@ std::string usage_text() {
   for (const auto& w : known_subcommands()) s += " " + w;
   return s + "\n"
              "  temper export --checkpoint PATH|DIR --out DIR [--dtype bf16|f32] [--tokenizer DIR] [--max-shard-mb N]\n"
-             "      writes a Hugging Face model directory (config.json, safetensors, tokenizer files)\n";
+             "      writes a Hugging Face model directory (config.json, safetensors, tokenizer files)\n"
+             "  temper upscale --checkpoint PATH|DIR --out DIR [--width-factor F] [--depth N | --insert-layers i,j]\n"
+             "      a wider (hypercloned) and/or deeper (identity layers) model computing the same function\n";
 }
 
 CommandLine parse_command_line(int argc, char** argv) {
