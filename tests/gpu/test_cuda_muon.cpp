@@ -33,7 +33,7 @@ TEST_F(CudaMuonTest, AxpbyMatchesCpu) {
         g->axpby(dev_y, a, dev_x, -1.7);
         Tensor ref = host_clone(y);
         cpu->axpby(ref, a, x, -1.7);
-        expect_close(to_host(*g, dev_y), ref, 1e-6, dy == BF16 ? 1e-2 : 1e-6,
+        expect_close(gpu_test::to_host(*g, dev_y), ref, 1e-6, dy == BF16 ? 1e-2 : 1e-6,
                      std::string("axpby y ") + dtype_name(dy) + " x " + dtype_name(dx) + " a " + std::to_string(a));
       }
 }
@@ -52,7 +52,7 @@ TEST_F(CudaMuonTest, AttentionMaxLogitMatchesCpu) {
     Tensor dev = to_dev(*g, ref, F32);
     cpu->attention_max_logit(ref, q, k, cu, max_len);
     g->attention_max_logit(dev, to_dev(*g, q, BF16), to_dev(*g, k, BF16), to_dev(*g, cu, DType::I32), max_len);
-    expect_close(to_host(*g, dev), ref, 1e-4, 1e-4, "attention_max_logit N=" + std::to_string(N));
+    expect_close(gpu_test::to_host(*g, dev), ref, 1e-4, 1e-4, "attention_max_logit N=" + std::to_string(N));
   }
 }
 
@@ -65,7 +65,7 @@ TEST_F(CudaMuonTest, NewtonSchulzMatchesCpu) {
     newton_schulz(*g, to_dev(*g, gh, F32), dev_out, 5, BF16);
     // bf16 GEMMs: entries of O are ~1/sqrt(max(m, n)); compare relative to that scale
     const double scale = max_abs(ref);
-    expect_close(to_host(*g, dev_out), ref, 0.05 * scale, 0.05, "newton_schulz " + std::to_string(m) + "x" +
+    expect_close(gpu_test::to_host(*g, dev_out), ref, 0.05 * scale, 0.05, "newton_schulz " + std::to_string(m) + "x" +
                  std::to_string(n));
   }
 }
@@ -88,7 +88,7 @@ TEST_F(CudaMuonTest, MuonStepMatchesCpu) {
   }
   for (size_t i = 0; i < spec.size(); ++i) {
     // compare the change of the weights (the update), not the weights themselves
-    Tensor dc = host_clone(pc[i].ref.value), dg = to_host(*g, pg[i].ref.value);
+    Tensor dc = host_clone(pc[i].ref.value), dg = gpu_test::to_host(*g, pg[i].ref.value);
     cpu->axpby(dc, 1.0, w0[i], -1.0);
     cpu->axpby(dg, 1.0, w0[i], -1.0);
     expect_close(dg, dc, 0.05 * max_abs(dc), 0.05, "muon update of " + spec[i].first);
