@@ -95,8 +95,8 @@ std::unique_ptr<Optimizer> make_optimizer(const Deck& d, const std::string& sect
   const double tau = d.get_float(section + ".qk_clip_tau");
   if (tau > 0) {
     if (model.config().qk_norm && world.rank() == 0)
-      log_warn(section, ".qk_clip_tau with model.qk_norm: the per-head RMSNorm undoes the W_q/W_k rescale, so "
-               "QK-clip does not change the logits of this model (the norm weights are not touched)");
+      log_warn(section, ".qk_clip_tau with model.qk_norm: the per-head RMSNorm would undo a W_q/W_k rescale, so "
+               "QK-clip only reports max_logit here and changes no weight (the shared norm weights are not touched)");
     opt = std::make_unique<QkClipped>(std::move(opt), model, k, world, tau);
   }
   return opt;

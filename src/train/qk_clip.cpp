@@ -55,6 +55,7 @@ QkClipStats qk_clip(Decoder& model, Kernels& k, const std::vector<std::vector<do
         ++st.heads_clipped;
       }
     }
+    if (c.qk_norm) continue;  // measured only: the per-head RMSNorm would undo any rescale
     for (int64_t g = 0; g < KVH; ++g) {
       double gmin = 1.0;
       for (int64_t h = g * group; h < (g + 1) * group; ++h) gmin = std::min(gmin, gamma[size_t(h)]);

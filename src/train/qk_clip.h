@@ -10,9 +10,10 @@
 // head's maximum becomes exactly tau, a head at or below tau keeps its logits
 // (with one query head per kv head this is Kimi's sqrt(gamma) on both sides).
 // Biases are scaled with their rows so q and k scale exactly. With qk_norm the
-// per-head RMSNorm divides the scale out again, so the rescale does not change
-// the logits there; the norm weights are shared by all heads and are not touched
-// (make_optimizer warns).
+// per-head RMSNorm divides any scale of W_q / W_k out again (repeated rescaling
+// would only shrink W_k towards the norm's eps), and the norm weights are shared
+// by all heads, so they cannot clip one head: there QK-clip only measures (max
+// logit, heads above tau) and changes no weight; make_optimizer warns.
 #pragma once
 #include <vector>
 
@@ -32,8 +33,9 @@ struct QkClipStats {
 // reduced (max) over `comm` when given: [layer][head], -inf where nothing was recorded.
 std::vector<std::vector<double>> gathered_max_logits(Decoder& model, Kernels& k, Comm* comm);
 
-// Rescales W_q, W_k (and biases) of the model's master weights as above; call
-// model.refresh_compute() afterwards. tau must be > 0.
+// Rescales W_q, W_k (and biases) of the model's master weights as above (not with
+// qk_norm: measures only); call model.refresh_compute() afterwards. tau must be > 0.
+// heads_clipped counts the heads above tau.
 QkClipStats qk_clip(Decoder& model, Kernels& k, const std::vector<std::vector<double>>& max_logits, double tau);
 
 }  // namespace temper

@@ -335,3 +335,28 @@ TEST(QkClip, ClippedHeadsReachTauExactlyAndOthersKeepTheirLogits) {
   EXPECT_EQ(values(model.param("layers.0.attn.q.weight").value), q0);
   EXPECT_THROW(qk_clip(model, *k, after, 0.0), Error);
 }
+
+TEST(QkClip, WithQkNormItMeasuresButChangesNoWeight) {
+  auto k = make_cpu_kernels();
+  ModelConfig c;
+  c.vocab_size = 31;
+  c.d_model = 16;
+  c.n_layers = 1;
+  c.n_heads = 2;
+  c.n_kv_heads = 1;
+  c.head_dim = 8;
+  c.ffn_dim = 24;
+  c.qk_norm = true;
+  Decoder model(c, *k, DType::F64);
+  model.set_record_max_logits(true);
+  Batch b = make_lm_batch(*k, {{1, 5, 9, 3, 7, 2}}, c.vocab_size);
+  Tensor logp;
+  model.zero_grad();
+  model.forward(b, logp);
+  const auto S = gathered_max_logits(model, *k, nullptr);
+  const Mat q0 = values(model.param("layers.0.attn.q.weight").value), k0 = values(model.param("layers.0.attn.k.weight").value);
+  const QkClipStats st = qk_clip(model, *k, S, 1e-6);
+  EXPECT_EQ(st.heads_clipped, 2);
+  EXPECT_EQ(values(model.param("layers.0.attn.q.weight").value), q0);
+  EXPECT_EQ(values(model.param("layers.0.attn.k.weight").value), k0);
+}
