@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -105,6 +106,34 @@ class Kernels {
   // Used by the Muon optimizer (momentum, Newton-Schulz polynomial, update).
   virtual void axpby(Tensor& y, double a, const Tensor& x, double b) = 0;
 
+  // ---- head blocks (sequence-parallel layouts, parallel/ulysses) ------------
+  // dst[t, dst_head + i, :] = src[t, src_head + i, :] (+= when accumulate) for t < N,
+  // i < count; dst [N, Hd, D], src [N, Hs, D] of one dtype. The default runs one copy
+  // (or add) per token through the ops above; a backend may override it with one
+  // strided kernel.
+  virtual void copy_heads(Tensor& dst, int64_t dst_head, const Tensor& src, int64_t src_head, int64_t count,
+                          bool accumulate) {
+    check_copy_heads(dst, dst_head, src, src_head, count);
+    const int64_t N = dst.dim(0), Hd = dst.dim(1), Hs = src.dim(1), D = dst.dim(2);
+    const Tensor d2 = dst.reshape({N * Hd, D}), s2 = src.reshape({N * Hs, D});
+    for (int64_t t = 0; t < N && count > 0; ++t) {
+      Tensor to = d2.rows(t * Hd + dst_head, t * Hd + dst_head + count);
+      const Tensor from = s2.rows(t * Hs + src_head, t * Hs + src_head + count);
+      if (accumulate) add_inplace(to, from);
+      else copy(to, from);
+    }
+  }
+  // Throws unless dst, src are [N, *, D] of one dtype and both head ranges fit.
+  static void check_copy_heads(const Tensor& dst, int64_t dst_head, const Tensor& src, int64_t src_head,
+                               int64_t count) {
+    TEMPER_CHECK(dst.ndim() == 3 && src.ndim() == 3 && src.dim(0) == dst.dim(0) && src.dim(2) == dst.dim(2) &&
+                     dst.dtype() == src.dtype() && count >= 0 && dst_head >= 0 && src_head >= 0 &&
+                     dst_head + count <= dst.dim(1) && src_head + count <= src.dim(1),
+                 "copy_heads: dst ", dtype_name(dst.dtype()), shape_str(dst.shape()), " heads [", dst_head, ", +",
+                 count, ") from src ", dtype_name(src.dtype()), shape_str(src.shape()), " heads [", src_head, ", +",
+                 count, ")");
+  }
+
   // ---- output head + log-probabilities, chunked over tokens ----------------
   // logits = x[N,C] @ W[V,C]^T are never materialised for all N at once.
   // logp[n] = log softmax(logits[n])[targets[n]] (f32[N]); targets < 0 give 0.
@@ -145,6 +174,13 @@ class Kernels {
   // param -= lr * (mhat / (sqrt(vhat) + eps) + wd * param)
   virtual void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) = 0;
   virtual double sum_squares(const Tensor& x) = 0;  // in double, returned to the host
+  // The sum over several tensors, added in the order given; backends may do it in
+  // one host round trip (the default calls sum_squares on each).
+  virtual double sum_squares_many(const std::vector<const Tensor*>& xs) {
+    double s = 0;
+    for (const Tensor* x : xs) s += sum_squares(*x);
+    return s;
+  }
 };
 
 // The reference backend (always built).

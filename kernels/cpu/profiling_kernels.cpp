@@ -155,4 +155,10 @@ double ProfilingKernels::sum_squares(const Tensor& x) {
   return r;
 }
 
+double ProfilingKernels::sum_squares_many(const std::vector<const Tensor*>& xs) {
+  double r = 0;
+  timed("sum_squares", [&] { r = inner_.sum_squares_many(xs); });
+  return r;
+}
+
 }  // namespace temper

@@ -78,6 +78,7 @@ class ProfilingKernels final : public Kernels {
                      int top_k, float top_p) override;
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
   double sum_squares(const Tensor& x) override;
+  double sum_squares_many(const std::vector<const Tensor*>& xs) override;
 
  private:
   template <typename F>

@@ -87,6 +87,10 @@ class CudaKernels final : public Kernels {
   void attention_max_logit(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& cu_seqlens,
                            int max_seqlen) override;
 
+  // copy_heads.cu (sequence-parallel layouts)
+  void copy_heads(Tensor& dst, int64_t dst_head, const Tensor& src, int64_t src_head, int64_t count,
+                  bool accumulate) override;
+
   // lm_head.cu
   void lm_head_logprobs(Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) override;
   void lm_head_logprobs_backward(Tensor& logp, Tensor* dx, Tensor& dW, const Tensor& x, const Tensor& W,
@@ -111,6 +115,7 @@ class CudaKernels final : public Kernels {
   // adamw.cu
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
   double sum_squares(const Tensor& x) override;
+  double sum_squares_many(const std::vector<const Tensor*>& xs) override;
 
   // matmul.cu: row-major C[M,N] = alpha * op(A) @ op(B) + beta * C through
   // cublasGemmEx (f32 compute). A and B are bf16; C is bf16 or f32 (ctype).
@@ -125,6 +130,7 @@ class CudaKernels final : public Kernels {
 
  private:
   int device_ = 0;
+  int sm_count_ = 1;  // multiprocessors, for grid sizing
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   std::shared_ptr<cuda::CachingAllocator> pool_;

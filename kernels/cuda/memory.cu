@@ -32,6 +32,7 @@ CudaKernels::CudaKernels(int device_index) : device_(device_index) {
   TEMPER_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
   TEMPER_CHECK(prop.major >= 8, "cuda device ", device_, " (", prop.name, ") has compute capability ", prop.major, ".",
                prop.minor, "; the cuda backend needs bf16 support (8.0 or newer; built for 9.0a)");
+  sm_count_ = prop.multiProcessorCount;
   TEMPER_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   TEMPER_CUBLAS_CHECK(cublasCreate(&cublas_));
   TEMPER_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
@@ -84,6 +85,25 @@ __global__ void convert_kernel(void* dst, int dkind, const void* src, int skind,
     store_any(dst, dkind, i, load_any(src, skind, i));
 }
 
+// f32 -> bf16 and bf16 -> f32, 4 elements per thread (the compute-copy refresh
+// after every optimizer step goes through here).
+__global__ void f32_to_bf16_vec4(__nv_bfloat162* dst, const float4* src, int64_t n4) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
+    const float4 x = src[i];
+    dst[2 * i] = __floats2bfloat162_rn(x.x, x.y);
+    dst[2 * i + 1] = __floats2bfloat162_rn(x.z, x.w);
+  }
+}
+
+__global__ void bf16_to_f32_vec4(float4* dst, const __nv_bfloat162* src, int64_t n4) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n4; i += int64_t(gridDim.x) * blockDim.x) {
+    const float2 a = __bfloat1622float2(src[2 * i]), b = __bfloat1622float2(src[2 * i + 1]);
+    dst[i] = make_float4(a.x, a.y, b.x, b.y);
+  }
+}
+
+bool aligned(const void* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
 void host_convert(void* dst, DType dd, const void* src, DType sd, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     double x = sd == DType::F32   ? double(static_cast<const float*>(src)[i])
@@ -127,6 +147,19 @@ void CudaKernels::copy(Tensor& dst, const Tensor& src) {
   }
   auto convert = [&](void* d, DType dd, const void* s, DType sd) {
     const int threads = 256;
+    const bool pair = (dd == DType::BF16 && sd == DType::F32) || (dd == DType::F32 && sd == DType::BF16);
+    if (pair && n % 4 == 0 && aligned(d, 16) && aligned(s, 16)) {
+      const int64_t n4 = n / 4;
+      const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((n4 + threads - 1) / threads, 8192));
+      if (dd == DType::BF16)
+        f32_to_bf16_vec4<<<blocks, threads, 0, stream_>>>(static_cast<__nv_bfloat162*>(d),
+                                                          static_cast<const float4*>(s), n4);
+      else
+        bf16_to_f32_vec4<<<blocks, threads, 0, stream_>>>(static_cast<float4*>(d),
+                                                          static_cast<const __nv_bfloat162*>(s), n4);
+      TEMPER_CUDA_CHECK_LAUNCH();
+      return;
+    }
     const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((n + threads - 1) / threads, 65535));
     convert_kernel<<<blocks, threads, 0, stream_>>>(d, kind_of(dd), s, kind_of(sd), n);
     TEMPER_CUDA_CHECK_LAUNCH();

@@ -1,8 +1,14 @@
 // CUDA backend: RMSNorm over the last dimension, one warp per row, f32 math.
 //   y = x * r * w,  r = 1/sqrt(mean(x^2) + eps)            (rstd f32)
 //   dx = r * w * g - x * r^3 / C * sum_j w_j g_j x_j         (bf16, = or +=)
-//   dw += sum_rows g * x * r                                  (f32; column
-//   blocks reduce 256 rows each in shared memory, then atomicAdd)
+//   dw += sum_rows g * x * r                                  (f32)
+// The backward is one kernel when C fits in shared memory: each warp walks rows
+// (16-byte loads when C % 8 == 0), writes dx and adds its dw terms into a
+// per-block f32 row in shared memory, which is added to dw once per block.
+// Otherwise two kernels (dx per row; dw by column blocks with atomics).
+#include <algorithm>
+#include <cstdint>
+
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -68,6 +74,82 @@ __global__ void rmsnorm_bwd_weight_kernel(float* dw, const __nv_bfloat16* g, con
   }
 }
 
+// 8 bf16 <-> 8 floats through one 16-byte access.
+__device__ __forceinline__ void load8(float* f, const __nv_bfloat16* p) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 t = __bfloat1622float2(h[j]);
+    f[2 * j] = t.x;
+    f[2 * j + 1] = t.y;
+  }
+}
+__device__ __forceinline__ void store8(__nv_bfloat16* p, const float* f) {
+  uint4 u;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) h[j] = __floats2bfloat162_rn(f[2 * j], f[2 * j + 1]);
+  *reinterpret_cast<uint4*>(p) = u;
+}
+
+// VEC: C % 8 == 0 and every row 16-byte aligned. sdw: C floats of shared memory.
+template <bool VEC>
+__global__ void rmsnorm_bwd_fused_kernel(__nv_bfloat16* dx, bool accumulate, float* dw, const __nv_bfloat16* g,
+                                         const __nv_bfloat16* x, const __nv_bfloat16* w, const float* rstd,
+                                         int64_t rows, int C) {
+  extern __shared__ float sdw[];
+  for (int c = threadIdx.x; c < C; c += blockDim.x) sdw[c] = 0.0f;
+  __syncthreads();
+  const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
+  for (int64_t row = blockIdx.x * int64_t(nw) + (threadIdx.x >> 5); row < rows; row += int64_t(gridDim.x) * nw) {
+    const int64_t base = row * C;
+    const float s = rstd[row];
+    float dot = 0.0f;
+    if (VEC) {
+      for (int c = lane * 8; c < C; c += 256) {
+        float wf[8], gf[8], xf[8];
+        load8(wf, w + c);
+        load8(gf, g + base + c);
+        load8(xf, x + base + c);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) dot += wf[j] * gf[j] * xf[j];
+      }
+    } else {
+      for (int c = lane; c < C; c += 32)
+        dot += __bfloat162float(w[c]) * __bfloat162float(g[base + c]) * __bfloat162float(x[base + c]);
+    }
+    dot = cuda::warp_sum(dot);
+    const float k = s * s * s * dot / float(C);
+    if (VEC) {
+      for (int c = lane * 8; c < C; c += 256) {
+        float wf[8], gf[8], xf[8], o[8];
+        load8(wf, w + c);
+        load8(gf, g + base + c);
+        load8(xf, x + base + c);
+        if (accumulate) load8(o, dx + base + c);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const float v = s * wf[j] * gf[j] - k * xf[j];
+          o[j] = accumulate ? o[j] + v : v;
+          atomicAdd(&sdw[c + j], gf[j] * xf[j] * s);
+        }
+        store8(dx + base + c, o);
+      }
+    } else {
+      for (int c = lane; c < C; c += 32) {
+        const float gv = __bfloat162float(g[base + c]), xv = __bfloat162float(x[base + c]);
+        float v = s * __bfloat162float(w[c]) * gv - k * xv;
+        if (accumulate) v += __bfloat162float(dx[base + c]);
+        dx[base + c] = __float2bfloat16_rn(v);
+        atomicAdd(&sdw[c], gv * xv * s);
+      }
+    }
+  }
+  __syncthreads();
+  for (int c = threadIdx.x; c < C; c += blockDim.x) atomicAdd(dw + c, sdw[c]);
+}
+
 int64_t norm_width(const char* op, const Tensor& inp, const Tensor& weight) {
   TEMPER_CHECK(weight.ndim() == 1, op, ": 'weight' must be 1-D [C], got ", shape_str(weight.shape()));
   const int64_t C = weight.dim(0);
@@ -112,6 +194,20 @@ void CudaKernels::rmsnorm_backward(Tensor& dinp, bool accumulate, Tensor& dweigh
   cuda::check_shape(op, "dweight", dweight, weight.shape());
   TEMPER_CHECK(rstd.numel() == rows, op, ": 'rstd' has ", rstd.numel(), " elements, expected ", rows);
   if (rows == 0) return;
+  const size_t smem = size_t(C) * sizeof(float);
+  if (smem <= 48 * 1024) {
+    const bool vec = C % 8 == 0 && reinterpret_cast<uintptr_t>(dinp.raw()) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(dout.raw()) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(inp.raw()) % 16 == 0 &&
+                     reinterpret_cast<uintptr_t>(weight.raw()) % 16 == 0;
+    const int64_t want = (rows + kWarps - 1) / kWarps;
+    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(want, 2 * int64_t(sm_count_)));
+    auto kern = vec ? rmsnorm_bwd_fused_kernel<true> : rmsnorm_bwd_fused_kernel<false>;
+    kern<<<blocks, 32 * kWarps, smem, stream_>>>(cuda::bf(dinp), accumulate, cuda::f32(dweight), cuda::bf(dout),
+                                                 cuda::bf(inp), cuda::bf(weight), cuda::f32(rstd), rows, int(C));
+    TEMPER_CUDA_CHECK_LAUNCH();
+    return;
+  }
   rmsnorm_bwd_input_kernel<<<cuda::grid_for(rows, kWarps, op), 32 * kWarps, 0, stream_>>>(
       cuda::bf(dinp), accumulate, cuda::bf(dout), cuda::bf(inp), cuda::bf(weight), cuda::f32(rstd), rows, C);
   TEMPER_CUDA_CHECK_LAUNCH();

@@ -45,6 +45,16 @@ void Deck::check_consistency() {
                  "; change one of them or set model.head_dim");
   TEMPER_CHECK(heads % kv == 0, pre, shown(*this, "model.n_kv_heads"), " does not divide ",
                shown(*this, "model.n_heads"));
+  // Ulysses (SFT) gives each SP rank whole heads (a model from hf:/checkpoint is checked when loaded).
+  if (get_string("run.phase") == "sft" && get_string("model.init") == "random")
+    TEMPER_CHECK(heads % get_int("parallel.sp") == 0, pre, shown(*this, "parallel.sp"), " does not divide ",
+                 shown(*this, "model.n_heads"), ": Ulysses sequence parallelism gives every SP rank n_heads / sp "
+                 "whole attention heads");
+  // QK-clip measures logits on the local attention; Ulysses runs attention elsewhere.
+  if (get_string("run.phase") == "sft" && get_int("parallel.sp") > 1)
+    TEMPER_CHECK(get_float("sft.qk_clip_tau") == 0, pre, shown(*this, "sft.qk_clip_tau"),
+                 " is not available with ", shown(*this, "parallel.sp"), " (QK-clip needs the whole sequence's "
+                 "logits on one rank)");
   TEMPER_CHECK(get_float("sft.min_lr") <= get_float("sft.lr"), pre, shown(*this, "sft.min_lr"),
                " is larger than ", shown(*this, "sft.lr"));
   const int64_t walltime = get_int("run.walltime");

@@ -9,6 +9,8 @@
 
 namespace temper {
 
+class AttentionCore;  // model/layers.h
+
 // All tensors are i32 on the backend's device. Documents are packed back to back:
 // document s spans tokens [cu_seqlens[s], cu_seqlens[s+1]); positions usually
 // restart at 0 per document; targets[n] < 0 means "no loss on token n".
@@ -19,6 +21,11 @@ struct Batch {
   Tensor cu_seqlens;  // i32[S+1], cu[0] = 0, cu[S] = N
   int max_seqlen = 0;
   int64_t n_tokens = 0;
+  // Set by sequence parallelism (parallel/ulysses): tokens/targets/positions are then this
+  // rank's contiguous slice of a sequence split over the SP group (n_tokens local), while
+  // cu_seqlens and max_seqlen describe the whole sequence; blocks run their attention
+  // core through it. Null: the batch is whole and attention is local.
+  AttentionCore* attention = nullptr;
 };
 
 // Checks the host vectors (equal lengths, cu_seqlens from 0 to N and non-decreasing,

@@ -285,8 +285,9 @@ void Decoder::check_batch(const Batch& b) const {
   check(b.positions, "positions", n);
   check(b.cu_seqlens, "cu_seqlens", -1);
   TEMPER_CHECK(b.cu_seqlens.numel() >= 2, "Decoder: batch.cu_seqlens needs at least 2 entries");
-  TEMPER_CHECK(b.max_seqlen > 0 && b.max_seqlen <= n, "Decoder: batch.max_seqlen ", b.max_seqlen,
-               " must be in [1, n_tokens=", n, "]");
+  const int64_t seq = b.attention ? n * b.attention->seq_parallel() : n;  // tokens attention sees
+  TEMPER_CHECK(b.max_seqlen > 0 && b.max_seqlen <= seq, "Decoder: batch.max_seqlen ", b.max_seqlen,
+               " must be in [1, ", seq, "] (the tokens of the whole sequence)");
 }
 
 void Decoder::run_forward(const Batch& b) {
@@ -299,7 +300,10 @@ void Decoder::run_forward(const Batch& b) {
   for (int l = 0; l < cfg_.n_layers; ++l) {
     BlockActs a = block_view(l, n);
     block_forward(k_, cfg_, blocks_[size_t(l)], a, b);
-    if (!max_logits_.empty()) k_.attention_max_logit(max_logits_[size_t(l)], a.q, a.k, b.cu_seqlens, b.max_seqlen);
+    if (!max_logits_.empty()) {
+      TEMPER_CHECK(!b.attention, "QK-clip: max logits cannot be recorded under sequence parallelism (parallel.sp > 1)");
+      k_.attention_max_logit(max_logits_[size_t(l)], a.q, a.k, b.cu_seqlens, b.max_seqlen);
+    }
   }
   Tensor lnf = buf_.lnf.rows(0, n), rstdf = buf_.rstdf.rows(0, n);
   k_.rmsnorm_forward(lnf, rstdf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n), final_norm_->compute, cfg_.norm_eps);
@@ -318,11 +322,26 @@ void Decoder::backward(const Batch& b, const Tensor& dlogp) {
   const int64_t n = b.n_tokens;
   TEMPER_CHECK(acts_for_n_ == n && n > 0, "Decoder::backward: no activations for this batch of ", n,
                " tokens; call forward with the same batch first (logits_at overwrites them)");
+  Tensor logp = buf_.logp_tmp.rows(0, n);
+  backward_from_head(b, dlogp, logp);
+}
+
+void Decoder::forward_backward(const Batch& b, const Tensor& dlogp, Tensor& logp) {
+  run_forward(b);
+  const int64_t n = b.n_tokens;
+  if (!logp.defined() || logp.numel() != n || logp.dtype() != stat_dtype_ || logp.device() != k_.device())
+    logp = k_.alloc({n}, stat_dtype_);
+  acts_for_n_ = n;
+  backward_from_head(b, dlogp, logp);
+}
+
+void Decoder::backward_from_head(const Batch& b, const Tensor& dlogp, Tensor& logp) {
+  const int64_t n = b.n_tokens;
   TEMPER_CHECK(dlogp.defined() && dlogp.numel() == n && dlogp.dtype() == stat_dtype_,
                "Decoder::backward: dlogp must be ", dtype_name(stat_dtype_), "[", n, "], got ",
                dlogp.defined() ? dtype_name(dlogp.dtype()) : "undefined", " ", shape_str(dlogp.shape()));
   BlockScratch s = first_rows(buf_.scratch, n);
-  Tensor dres = buf_.dres.rows(0, n), logp = buf_.logp_tmp.rows(0, n);
+  Tensor dres = buf_.dres.rows(0, n);
   Tensor lnf = buf_.lnf.rows(0, n), dlnf = s.dln;
   k_.lm_head_logprobs_backward(logp, &dlnf, head_->grad, lnf, head_->compute, b.targets, dlogp);
   k_.rmsnorm_backward(dres, false, final_norm_->grad, dlnf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n),

@@ -69,6 +69,11 @@ class Decoder {
   // Backward of L = sum_n dlogp[n] * logp[n]; call after forward with the same batch.
   // Gradients accumulate; activations stay valid, so backward may be repeated.
   void backward(const Batch& b, const Tensor& dlogp);
+  // forward + backward in one pass when dlogp is known before the forward (SFT:
+  // it depends only on the targets). The output head then runs once, computing
+  // logp and its gradients in the same chunked pass (forward's separate head pass
+  // is skipped). Same logp, gradients and kept activations as forward + backward.
+  void forward_backward(const Batch& b, const Tensor& dlogp, Tensor& logp);
   // logits [rows, V] (compute_dtype; allocated when undefined or mis-shaped) of the
   // given token indices of the batch (decoding without a KV cache). Overwrites the
   // kept activations: run forward again before backward.
@@ -107,6 +112,7 @@ class Decoder {
   void ensure_capacity(int64_t n);
   void check_batch(const Batch& b) const;
   void run_forward(const Batch& b);  // embedding, blocks, final norm into buffers
+  void backward_from_head(const Batch& b, const Tensor& dlogp, Tensor& logp);  // logp written by the head
   NamedParam& add_param(const std::string& name, const Shape& shape, bool decay);
   BlockActs block_view(int l, int64_t n) const;
 

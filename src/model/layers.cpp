@@ -66,7 +66,10 @@ void block_forward(Kernels& k, const ModelConfig& c, const BlockWeights& w, Bloc
   Tensor q = a.q, kk = a.k, attn = a.attn, lse = a.lse;
   k.rope_forward(q, b.positions, c.rope_theta);
   k.rope_forward(kk, b.positions, c.rope_theta);
-  k.attention_forward(attn, lse, a.q, a.k, a.v, b.cu_seqlens, b.max_seqlen);
+  if (b.attention)
+    b.attention->forward(k, attn, lse, a.q, a.k, a.v, b);
+  else
+    k.attention_forward(attn, lse, a.q, a.k, a.v, b.cu_seqlens, b.max_seqlen);
   Tensor x_mid = a.x_mid;
   k.matmul_forward(x_mid, a.attn.reshape({N, H * D}), w.o->compute, nullptr);
   k.add_inplace(x_mid, a.x_in);
@@ -89,7 +92,10 @@ void block_backward(Kernels& k, const ModelConfig& c, const BlockWeights& w, con
   // attention half: x_mid = x_in + o(attn(rope(qk_norm(q(ln1))), ...))
   Tensor dattn2 = s.dattn.reshape({N, H * D});
   k.matmul_backward(&dattn2, false, w.o->grad, nullptr, dres, a.attn.reshape({N, H * D}), w.o->compute);
-  k.attention_backward(s.dq, s.dk, s.dv, s.dattn, a.attn, a.lse, a.q, a.k, a.v, b.cu_seqlens, b.max_seqlen);
+  if (b.attention)
+    b.attention->backward(k, s.dq, s.dk, s.dv, s.dattn, a.attn, a.lse, a.q, a.k, a.v, b);
+  else
+    k.attention_backward(s.dq, s.dk, s.dv, s.dattn, a.attn, a.lse, a.q, a.k, a.v, b.cu_seqlens, b.max_seqlen);
   k.rope_backward(s.dq, b.positions, c.rope_theta);
   k.rope_backward(s.dk, b.positions, c.rope_theta);
   Tensor dq_lin = s.dq, dk_lin = s.dk;

@@ -64,6 +64,20 @@ struct BlockScratch {
   Tensor dact;    // [N, F]
 };
 
+// The attention core of a block (q, k after RoPE -> attn, before the o projection), when
+// it is not the local k.attention_forward/backward: parallel/ulysses runs it over an SP
+// group. It reaches the blocks through Batch::attention. Tensors as in BlockActs
+// (lse: the layout the implementation documents, same element count).
+class AttentionCore {
+ public:
+  virtual ~AttentionCore() = default;
+  virtual int seq_parallel() const = 0;  // ranks sharing the sequence (global tokens = n * this)
+  virtual void forward(Kernels& k, Tensor& out, Tensor& lse, const Tensor& q, const Tensor& kk, const Tensor& v,
+                       const Batch& b) = 0;
+  virtual void backward(Kernels& k, Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& out,
+                        const Tensor& lse, const Tensor& q, const Tensor& kk, const Tensor& v, const Batch& b) = 0;
+};
+
 void block_forward(Kernels& k, const ModelConfig& c, const BlockWeights& w, BlockActs& a, const Batch& b);
 
 // dres holds dL/dx_out on entry and dL/dx_in on exit; weight gradients accumulate.

@@ -7,8 +7,10 @@
 namespace temper {
 
 double grad_norm(Kernels& k, const std::vector<ParamRef>& params, Comm* shard_comm) {
-  double ss = 0;
-  for (const auto& p : params) ss += k.sum_squares(p.grad);
+  std::vector<const Tensor*> grads;
+  grads.reserve(params.size());
+  for (const auto& p : params) grads.push_back(&p.grad);
+  double ss = k.sum_squares_many(grads);
   if (shard_comm) ss = shard_comm->allreduce_sum(ss);
   return std::sqrt(ss);
 }

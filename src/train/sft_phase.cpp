@@ -10,6 +10,7 @@
 #include "data/sft_dataset.h"
 #include "model/batch.h"
 #include "model/decoder.h"
+#include "parallel/ulysses.h"
 #include "train/adamw.h"
 #include "train/optimizer.h"
 #include "train/grad_clip.h"
@@ -47,8 +48,8 @@ int run_sft_phase(RunContext& ctx) {
   Kernels& k = ctx.kernels();
   Mesh& mesh = ctx.mesh();
   Comm& rep = mesh.replicate();
-  TEMPER_CHECK(mesh.shape().sp == 1 && mesh.shape().dp_shard == 1,
-               "SFT with sp > 1 or dp_shard > 1 is not available yet: use dp_replicate only");
+  Comm& spc = mesh.sp();
+  TEMPER_CHECK(mesh.shape().dp_shard == 1, "SFT with dp_shard > 1 is not available yet: use sp and dp_replicate");
 
   auto tok = tokenizer_from_deck(d);
   const InitialWeights init = resolve_initial_weights(d, tok->vocab_size());
@@ -58,6 +59,8 @@ int run_sft_phase(RunContext& ctx) {
   for (const auto& s : stages) total_steps += s.steps;
 
   Decoder model(cfg, k, DType::F32);
+  // sp > 1: every rank of an SP group reads the same micro-batches and keeps its N/sp tokens.
+  std::unique_ptr<Ulysses> ulysses = spc.size() > 1 ? std::make_unique<Ulysses>(spc, cfg) : nullptr;
   apply_initial_weights(init, model, k, uint64_t(d.get_int("run.seed")));
   if (ctx.is_root()) log_info("initial weights: ", init.description);
   model.set_checkpointing(checkpointing_from_name(d.get_string("model.activation_checkpointing")));
@@ -143,23 +146,32 @@ int run_sft_phase(RunContext& ctx) {
       if (i % R == r) mine.push_back(std::move(b));
     }
     int64_t local_tokens = 0, local_loss_tokens = 0;
-    for (const auto& b : mine) {
+    for (auto& b : mine) {
       local_tokens += int64_t(b.tokens.size());
       local_loss_tokens += b.loss_tokens;
+      if (ulysses) pad_sequence(b.tokens, b.targets, b.positions, b.cu_seqlens, ulysses->size());
     }
+    // Loss tokens of the global batch: each SP group counts its micro-batches once.
     const int64_t loss_tokens = rep.allreduce_sum_i64(local_loss_tokens);
     const int64_t tokens = rep.allreduce_sum_i64(local_tokens);
 
     model.zero_grad();
     double local_loss = 0;
     for (const auto& pb : mine) {
-      Batch b = make_batch(k, pb.tokens, pb.targets, pb.positions, pb.cu_seqlens, cfg.vocab_size);
-      b.max_seqlen = pb.max_seqlen;
-      Tensor logp = k.alloc({b.n_tokens}, DType::F32);
-      model.forward(b, logp);
-      for (double v : to_host_f64(k, logp)) local_loss -= v;
+      Batch whole = make_batch(k, pb.tokens, pb.targets, pb.positions, pb.cu_seqlens, cfg.vocab_size);
       Tensor dlogp = sft_dlogp(k, pb.targets, double(std::max<int64_t>(loss_tokens, 1)), DType::F32);
-      model.backward(b, dlogp);
+      Batch b = whole;
+      if (ulysses) {  // this rank's tokens; the output head and loss stay on them
+        b = ulysses->shard(whole);
+        dlogp = dlogp.rows(int64_t(ulysses->rank()) * b.n_tokens, int64_t(ulysses->rank() + 1) * b.n_tokens);
+      }
+      Tensor logp = k.alloc({b.n_tokens}, DType::F32);
+      model.forward_backward(b, dlogp, logp);  // one output-head pass
+      for (double v : to_host_f64(k, logp)) local_loss -= v;
+    }
+    if (ulysses) {
+      allreduce_grads(model, spc);  // each SP rank holds its tokens' share of every gradient
+      local_loss = spc.allreduce_sum(local_loss);
     }
     allreduce_grads(model, rep);
     const double loss = rep.allreduce_sum(local_loss) / double(std::max<int64_t>(loss_tokens, 1));

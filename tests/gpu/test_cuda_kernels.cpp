@@ -126,7 +126,7 @@ TEST_F(CudaKernelsTest, Embedding) {
 
 TEST_F(CudaKernelsTest, RmsNorm) {
   for (int64_t N : {1, 37, 300})
-    for (int64_t C : {64, 96, 256, 1000}) {
+    for (int64_t C : {64, 96, 256, 1000, 13, 13000}) {  // vectorised, scalar and two-kernel paths
       const std::string tag = "N=" + std::to_string(N) + " C=" + std::to_string(C);
       Tensor x = rand({N, C}), w = rand({C});
       Tensor out = poisoned(*g, {N, C}, BF16), rstd = poisoned(*g, {N}, F32);

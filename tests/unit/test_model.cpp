@@ -427,6 +427,36 @@ TEST(Model, F32TracksF64AndSftLossDecreases) {
   EXPECT_LT(last, 0.6 * first);
 }
 
+TEST(Model, ForwardBackwardEqualsForwardThenBackward) {
+  auto k = make_cpu_kernels();
+  for (bool tied : {true, false}) {
+    ModelConfig c = small_config(tied);
+    Decoder a(c, *k, DType::F64), b(c, *k, DType::F64);
+    a.init_random(8);
+    b.init_random(8);
+    Rng rng(5);
+    std::vector<std::vector<int32_t>> docs = {random_doc(rng, 9, 37), random_doc(rng, 4, 37)};
+    Batch bt = make_lm_batch(*k, docs, c.vocab_size);
+    std::vector<int32_t> tg;
+    for (auto& d : docs)
+      for (size_t i = 0; i < d.size(); ++i) tg.push_back(i + 1 < d.size() ? d[i + 1] : -1);
+    Tensor dlogp = sft_dlogp(*k, tg, double(count_loss_tokens(tg)), DType::F64);
+    Tensor la, lb;
+    a.zero_grad();
+    b.zero_grad();
+    a.forward(bt, la);
+    a.backward(bt, dlogp);
+    b.forward_backward(bt, dlogp, lb);
+    EXPECT_EQ(to_host_f64(*k, la), to_host_f64(*k, lb));
+    for (size_t i = 0; i < a.params().size(); ++i) {
+      auto ga = to_host_f64(*k, a.params()[i].grad), gb = to_host_f64(*k, b.params()[i].grad);
+      for (size_t j = 0; j < ga.size(); ++j) ASSERT_NEAR(ga[j], gb[j], 1e-14) << a.params()[i].name;
+    }
+    b.backward(bt, dlogp);  // activations stay valid: backward may follow (gradients accumulate)
+    EXPECT_NEAR(to_host_f64(*k, b.params()[0].grad)[0], 2 * to_host_f64(*k, a.params()[0].grad)[0], 1e-12);
+  }
+}
+
 TEST(Model, BatchErrors) {
   auto k = make_cpu_kernels();
   EXPECT_THROW(make_batch(*k, {1, 2, 3}, {2, 3, -1}, {0, 1, 2}, {0, 2}), Error);        // cu does not end at N

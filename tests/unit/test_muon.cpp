@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "deck/deck.h"
 #include "kernels/kernels.h"
 #include "model/batch.h"
 #include "model/decoder.h"
@@ -359,4 +360,14 @@ TEST(QkClip, WithQkNormItMeasuresButChangesNoWeight) {
   EXPECT_EQ(st.heads_clipped, 2);
   EXPECT_EQ(values(model.param("layers.0.attn.q.weight").value), q0);
   EXPECT_EQ(values(model.param("layers.0.attn.k.weight").value), k0);
+}
+
+TEST(QkClip, DeckRefusesItWithSequenceParallelism) {
+  try {
+    Deck::defaults({"--parallel.sp=2", "--sft.qk_clip_tau=5"});
+    FAIL() << "qk_clip with sp 2 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sft.qk_clip_tau"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(Deck::defaults({"--parallel.sp=2", "--sft.optimizer=muon"}));
 }

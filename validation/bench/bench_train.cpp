@@ -15,6 +15,7 @@
 //
 //   bench_train [--backend cuda|cpu] [--shapes qwen2-0.5b,qwen2-1.5b] [--seqs 4096,16384]
 //               [--warmup 2] [--steps 5] [--peak-tflops 989] [--profile] [--memory] [--seed 1]
+//               [--checkpointing none|selective|full]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -52,6 +53,7 @@ struct Args {
   double peak_tflops = 989.0;
   bool profile = false, memory = false;
   uint64_t seed = 1;
+  std::string checkpointing = "none";  // none | selective | full (Decoder activation checkpointing)
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -79,12 +81,14 @@ Args parse(int argc, char** argv) {
     else if (k == "--steps") a.steps = std::stoi(value());
     else if (k == "--peak-tflops") a.peak_tflops = std::stod(value());
     else if (k == "--seed") a.seed = std::stoull(value());
+    else if (k == "--checkpointing") a.checkpointing = value();
     else if (k == "--profile") a.profile = true;
     else if (k == "--memory") a.memory = true;
     else if (k == "--help" || k == "-h") {
       std::printf(
           "bench_train [--backend cuda|cpu] [--shapes qwen2-0.5b,qwen2-1.5b,tiny] [--seqs 4096,16384]\n"
-          "            [--warmup 2] [--steps 5] [--peak-tflops 989] [--profile] [--memory] [--seed 1]\n");
+          "            [--warmup 2] [--steps 5] [--peak-tflops 989] [--profile] [--memory] [--seed 1]\n"
+          "            [--checkpointing none|selective|full]\n");
       std::exit(0);
     } else
       fail("bench_train: unknown argument '", k, "' (see --help)");
@@ -172,6 +176,7 @@ std::vector<Row> run_shape(Kernels& base, const Args& a, const std::string& shap
   try {
     k = std::make_unique<ProfilingKernels>(base, false);
     model = std::make_unique<Decoder>(cfg, *k, DType::F32);  // random init (seed 0) in the constructor
+    model->set_checkpointing(checkpointing_from_name(a.checkpointing));
     AdamWConfig oc;
     oc.weight_decay = 0.1;
     opt = std::make_unique<AdamW>(*k, param_refs(*model), oc);
@@ -193,8 +198,7 @@ std::vector<Row> run_shape(Kernels& base, const Args& a, const std::string& shap
       Tensor logp = k->alloc({seq}, DType::F32);
       auto step = [&]() {
         model->zero_grad();
-        model->forward(b, logp);
-        model->backward(b, dlogp);
+        model->forward_backward(b, dlogp, logp);
         const double norm = grad_norm(*k, opt->params());
         opt->step(1e-5, clip_scale(norm, 1.0));
         model->refresh_compute();
