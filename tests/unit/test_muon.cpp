@@ -114,6 +114,19 @@ Mat reference_ns(Mat G, int64_t m, int64_t n, int steps) {
   return tall ? tr(G, m, n) : G;
 }
 
+// vocab 31, d_model 16, ffn 24
+ModelConfig tiny_model(int layers, int heads, int kv_heads, int head_dim) {
+  ModelConfig c;
+  c.vocab_size = 31;
+  c.d_model = 16;
+  c.n_layers = layers;
+  c.n_heads = heads;
+  c.n_kv_heads = kv_heads;
+  c.head_dim = head_dim;
+  c.ffn_dim = 24;
+  return c;
+}
+
 double phi5(double x) {
   for (int i = 0; i < 5; ++i) x = 3.4445 * x - 4.7750 * x * x * x + 2.0315 * x * x * x * x * x;
   return x;
@@ -277,14 +290,7 @@ TEST(AttentionMaxLogit, MatchesBruteForceWithGqaAndDocuments) {
 
 TEST(QkClip, ClippedHeadsReachTauExactlyAndOthersKeepTheirLogits) {
   auto k = make_cpu_kernels();
-  ModelConfig c;
-  c.vocab_size = 31;
-  c.d_model = 16;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 4;
-  c.ffn_dim = 24;
+  ModelConfig c = tiny_model(2, 4, 2, 4);
   c.qkv_bias = true;
   c.init_std = 0.5;
   Decoder model(c, *k, DType::F64);
@@ -339,14 +345,7 @@ TEST(QkClip, ClippedHeadsReachTauExactlyAndOthersKeepTheirLogits) {
 
 TEST(QkClip, WithQkNormItMeasuresButChangesNoWeight) {
   auto k = make_cpu_kernels();
-  ModelConfig c;
-  c.vocab_size = 31;
-  c.d_model = 16;
-  c.n_layers = 1;
-  c.n_heads = 2;
-  c.n_kv_heads = 1;
-  c.head_dim = 8;
-  c.ffn_dim = 24;
+  ModelConfig c = tiny_model(1, 2, 1, 8);
   c.qk_norm = true;
   Decoder model(c, *k, DType::F64);
   model.set_record_max_logits(true);
