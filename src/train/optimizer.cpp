@@ -62,32 +62,47 @@ std::unique_ptr<Optimizer> make_adamw(Kernels& k, std::vector<ParamRef> params, 
   return std::make_unique<AdamWOptimizer>(k, std::move(params), cfg);
 }
 
-std::unique_ptr<Optimizer> make_optimizer(const Deck& d, const std::string& section, Decoder& model, Kernels& k,
-                                          Comm& world) {
+namespace {
+AdamWConfig adamw_config(const Deck& d, const std::string& section) {
   AdamWConfig acfg;
   acfg.beta1 = d.get_float("sft.beta1");
   acfg.beta2 = d.get_float("sft.beta2");
   acfg.eps = d.get_float("sft.adam_eps");
   acfg.weight_decay = d.get_float(section + ".weight_decay");
+  return acfg;
+}
+}  // namespace
+
+std::unique_ptr<Optimizer> make_muon(const Deck& d, const std::string& section, std::vector<ParamRef> refs,
+                                     const std::map<std::string, Shape>& shapes, Kernels& k, Comm* shard) {
+  MuonConfig mc;
+  mc.momentum = d.get_float("sft.muon_momentum");
+  mc.nesterov = d.get_bool("sft.muon_nesterov");
+  mc.ns_steps = int(d.get_int("sft.muon_ns_steps"));
+  mc.update_scale = d.get_float("sft.muon_update_scale");
+  mc.adamw = adamw_config(d, section);
+  mc.weight_decay = mc.adamw.weight_decay;
+  std::vector<MuonParam> ps;
+  for (auto& r : refs) {
+    auto it = shapes.find(r.name);
+    TEMPER_CHECK(it != shapes.end(), "make_muon: no shape given for parameter '", r.name, "'");
+    const Shape shape = it->second;
+    const bool m = muon_eligible(r.name, shape);
+    ps.push_back({std::move(r), shape, m});
+  }
+  return std::make_unique<Muon>(k, std::move(ps), mc, shard);
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const Deck& d, const std::string& section, Decoder& model, Kernels& k,
+                                          Comm& world) {
   const std::string kind = d.get_string(section + ".optimizer");
   std::unique_ptr<Optimizer> opt;
   if (kind == "adamw") {
-    opt = make_adamw(k, param_refs(model), acfg);
+    opt = make_adamw(k, param_refs(model), adamw_config(d, section));
   } else if (kind == "muon") {
-    MuonConfig mc;
-    mc.momentum = d.get_float("sft.muon_momentum");
-    mc.nesterov = d.get_bool("sft.muon_nesterov");
-    mc.ns_steps = int(d.get_int("sft.muon_ns_steps"));
-    mc.update_scale = d.get_float("sft.muon_update_scale");
-    mc.weight_decay = acfg.weight_decay;
-    mc.adamw = acfg;
-    std::vector<MuonParam> ps;
-    for (auto& r : param_refs(model)) {
-      const Shape shape = r.value.shape();
-      const bool m = muon_eligible(r.name, shape);
-      ps.push_back({std::move(r), shape, m});
-    }
-    opt = std::make_unique<Muon>(k, std::move(ps), mc);
+    std::map<std::string, Shape> shapes;
+    for (const auto& p : model.params()) shapes[p.name] = p.value.shape();
+    opt = make_muon(d, section, param_refs(model), shapes, k, nullptr);
   } else {
     fail(d.source(), ": ", section, ".optimizer = '", kind, "' (", d.where(section + ".optimizer"),
          ") is not one of adamw, muon");

@@ -36,6 +36,12 @@ class Optimizer {
 // AdamW behind the Optimizer interface.
 std::unique_ptr<Optimizer> make_adamw(Kernels& k, std::vector<ParamRef> params, AdamWConfig cfg);
 
+// Muon (train/muon.h) with the deck's muon_* / Adam keys over the given references:
+// whole tensors (shard null), or DP-shard's flat 1/S slices over `shard` (Parallel
+// Muon; e.g. DpShard::param_refs()). shapes: every parameter's full shape by name.
+std::unique_ptr<Optimizer> make_muon(const Deck& d, const std::string& section, std::vector<ParamRef> refs,
+                                     const std::map<std::string, Shape>& shapes, Kernels& k, Comm* shard);
+
 // From the deck: `<section>.optimizer` (adamw | muon), `<section>.weight_decay`,
 // `<section>.qk_clip_tau`; Adam betas/eps and the muon_* keys from [sft].
 // section is "sft" or "rl". `world` reduces QK-clip's max logits over all ranks.

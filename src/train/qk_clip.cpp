@@ -31,17 +31,38 @@ std::vector<std::vector<double>> gathered_max_logits(Decoder& model, Kernels& k,
 }
 
 QkClipStats qk_clip(Decoder& model, Kernels& k, const std::vector<std::vector<double>>& S, double tau) {
-  const ModelConfig& c = model.config();
+  return qk_clip(model.config(), S, tau, [&](const std::string& name, int64_t row_begin, int64_t row_end, double s) {
+    Tensor rows = model.param(name).value.rows(row_begin, row_end);
+    k.axpby(rows, 0.0, rows, s);
+  });
+}
+
+QkRowScaler sliced_row_scaler(Kernels& k, const std::map<std::string, ParamRef>& slices,
+                              const std::map<std::string, Shape>& shapes, int rank, int S) {
+  return [&k, &slices, &shapes, rank, S](const std::string& name, int64_t row_begin, int64_t row_end, double s) {
+    auto sl = slices.find(name);
+    auto sh = shapes.find(name);
+    TEMPER_CHECK(sl != slices.end() && sh != shapes.end(), "qk_clip: no slice or shape for '", name, "'");
+    const int64_t numel = shape_numel(sh->second), cols = numel / sh->second[0], L = (numel + S - 1) / S;
+    TEMPER_CHECK(sl->second.value.numel() == L, "qk_clip: the slice of '", name, "' has ",
+                 sl->second.value.numel(), " elements, expected ", L);
+    // the flat range [row_begin * cols, row_end * cols) intersected with this rank's [rank L, (rank + 1) L)
+    const int64_t a = std::max(row_begin * cols, rank * L), b = std::min(row_end * cols, (rank + 1) * L);
+    if (a >= b) return;
+    Tensor flat = sl->second.value.reshape({L}).rows(a - rank * L, b - rank * L);
+    k.axpby(flat, 0.0, flat, s);
+  };
+}
+
+QkClipStats qk_clip(const ModelConfig& c, const std::vector<std::vector<double>>& S, double tau,
+                    const QkRowScaler& scale) {
   TEMPER_CHECK(tau > 0 && std::isfinite(tau), "qk_clip: tau must be a positive number, got ", tau);
   TEMPER_CHECK(int(S.size()) == c.n_layers, "qk_clip: max logits for ", S.size(), " layers, the model has ",
                c.n_layers);
   const int64_t H = c.n_heads, KVH = c.n_kv_heads, D = c.head_dim, group = H / KVH;
   QkClipStats st;
   st.max_logit = -std::numeric_limits<double>::infinity();
-  auto scale_rows = [&](const std::string& name, int64_t head, double s) {
-    Tensor rows = model.param(name).value.rows(head * D, (head + 1) * D);
-    k.axpby(rows, 0.0, rows, s);
-  };
+  auto scale_rows = [&](const std::string& name, int64_t head, double s) { scale(name, head * D, (head + 1) * D, s); };
   for (int l = 0; l < c.n_layers; ++l) {
     TEMPER_CHECK(int64_t(S[size_t(l)].size()) == H, "qk_clip: layer ", l, " has ", S[size_t(l)].size(),
                  " max logits, the model has ", H, " heads");

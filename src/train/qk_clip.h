@@ -15,9 +15,14 @@
 // by all heads, so they cannot clip one head: there QK-clip only measures (max
 // logit, heads above tau) and changes no weight; make_optimizer warns.
 #pragma once
+#include <functional>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "model/config.h"
+#include "train/adamw.h"
 
 namespace temper {
 
@@ -37,5 +42,18 @@ std::vector<std::vector<double>> gathered_max_logits(Decoder& model, Kernels& k,
 // qk_norm: measures only); call model.refresh_compute() afterwards. tau must be > 0.
 // heads_clipped counts the heads above tau.
 QkClipStats qk_clip(Decoder& model, Kernels& k, const std::vector<std::vector<double>>& max_logits, double tau);
+
+// The same on weights held elsewhere: scale(name, row_begin, row_end, s) multiplies
+// rows [row_begin, row_end) of parameter `name` (a W_q / W_k matrix or a bias) by s.
+using QkRowScaler = std::function<void(const std::string& name, int64_t row_begin, int64_t row_end, double s)>;
+QkClipStats qk_clip(const ModelConfig& c, const std::vector<std::vector<double>>& max_logits, double tau,
+                    const QkRowScaler& scale);
+
+// A scaler for DP-shard's layout: each parameter as this rank's flat slice of
+// ceil(numel / S) elements (slices: by name; shapes: the full shapes). Only the
+// part of the rows that falls into this rank's slice is scaled (no communication).
+// slices and shapes are kept by reference: they must outlive the scaler.
+QkRowScaler sliced_row_scaler(Kernels& k, const std::map<std::string, ParamRef>& slices,
+                              const std::map<std::string, Shape>& shapes, int rank, int S);
 
 }  // namespace temper

@@ -15,6 +15,8 @@
 #include "kernels/kernels.h"
 #include "parallel/mpi_comm.h"
 #include "train/muon.h"
+#include "train/qk_clip.h"
+#include "model/config.h"
 
 using namespace temper;
 
@@ -122,5 +124,51 @@ TEST(ParallelMuon, WrongSliceLengthIsRefused) {
     FAIL() << "accepted a whole tensor as a slice";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("flat slice"), std::string::npos) << e.what();
+  }
+}
+
+// QK-clip on DP-shard slices (each rank scales the part of the rows it holds)
+// equals QK-clip on whole tensors.
+TEST(ParallelMuon, QkClipOnSlicesEqualsQkClipOnWholeTensors) {
+  auto comm = MpiComm::dup(MPI_COMM_WORLD, "dp_shard");
+  const int S = comm->size(), r = comm->rank();
+  auto k = make_cpu_kernels();
+  ModelConfig c;
+  c.vocab_size = 11;
+  c.d_model = 5;
+  c.n_layers = 2;
+  c.n_heads = 6;  // q rows of a head (15 elements) straddle slice boundaries for S = 2 (k) and 4 (q, k)
+  c.n_kv_heads = 3;
+  c.head_dim = 3;
+  c.ffn_dim = 7;
+  c.qkv_bias = true;
+  std::map<std::string, Tensor> whole;
+  std::map<std::string, ParamRef> slices;
+  std::map<std::string, Shape> shapes;
+  uint32_t seed = 50;
+  for (int l = 0; l < c.n_layers; ++l)
+    for (auto [suffix, shape] : {std::pair<std::string, Shape>{"q.weight", {18, 5}}, {"k.weight", {9, 5}},
+                                 {"q.bias", {18}}, {"k.bias", {9}}}) {
+      const std::string name = "layers." + std::to_string(l) + ".attn." + suffix;
+      const auto v = randn(shape_numel(shape), seed++);
+      whole[name] = host(v, shape);
+      const auto piece = slice(v, r, S);
+      slices[name] = {name, host(piece, {int64_t(piece.size())}), Tensor(), true};
+      shapes[name] = shape;
+    }
+  const std::vector<std::vector<double>> logits = {{9.0, 2.0, 1.0, 12.0, 3.0, 7.0},
+                                                     {0.5, 3.5, 4.0, 1.0, 2.0, 2.5}};
+  const QkClipStats a = qk_clip(c, logits, 3.0, [&](const std::string& name, int64_t b, int64_t e, double s) {
+    Tensor rows = whole.at(name).rows(b, e);
+    k->axpby(rows, 0.0, rows, s);
+  });
+  const QkClipStats b = qk_clip(c, logits, 3.0, sliced_row_scaler(*k, slices, shapes, r, S));
+  EXPECT_EQ(a.heads_clipped, 5);
+  EXPECT_EQ(b.heads_clipped, 5);
+  for (const auto& [name, t] : whole) {
+    const std::vector<float> all(t.data<float>(), t.data<float>() + t.numel());
+    const auto want = slice(all, r, S);
+    const float* got = slices.at(name).value.data<float>();
+    for (size_t e = 0; e < want.size(); ++e) ASSERT_EQ(got[e], want[e]) << name << " element " << e << " rank " << r;
   }
 }
