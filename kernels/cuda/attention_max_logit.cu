@@ -1,9 +1,13 @@
 // CUDA backend: the largest pre-softmax attention logit per query head
 // (QK-clip), out[h] = max(out[h], max_{j <= i in i's document} q_i,h . k_j,g / sqrt(D)).
-// A plain kernel, not a fused one: one block of 128 threads per (query token,
-// head) holds q_i in shared memory, its threads stride over the keys of the
-// document, and the block maximum goes to out[h] with an atomic float max.
-// O(N^2 H D) like attention itself; it runs only when qk_clip is on.
+// The scores go through tensor-core GEMMs, a chunk of query rows at a time:
+// for query rows [i0, i1) and head h, S = Q[i0:i1, h] K[0:i1, g]^T (f32, cuBLAS
+// through CudaKernels::gemm, strided views of q and k), then one block per row
+// takes the maximum over the keys of its own document at or before it and
+// merges it into out[h] with an atomic float max. Chunks keep the f32 score
+// buffer under kScoreElems; keys after i1 are never computed (causal).
+#include <algorithm>
+
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -11,7 +15,8 @@ namespace temper {
 
 namespace {
 
-constexpr int kThreads = 128;
+constexpr int kThreads = 256;
+constexpr int64_t kScoreElems = int64_t(1) << 25;  // 128 MiB of f32 scores per chunk
 
 // Float max through integer atomics: non-negative floats order like signed
 // ints, negative ones reversed like unsigned ints.
@@ -22,29 +27,21 @@ __device__ void atomic_max_float(float* addr, float v) {
     atomicMin(reinterpret_cast<unsigned*>(addr), __float_as_uint(v));
 }
 
-__global__ void max_logit_kernel(float* out, const __nv_bfloat16* q, const __nv_bfloat16* k, const int32_t* cu,
-                                 int64_t S, int64_t H, int64_t KVH, int64_t D, float scale) {
-  extern __shared__ float qs[];
+// Row r of scores [rows, ldc] is query i0 + r; keys j in [doc begin, i].
+__global__ void row_max_kernel(float* out_h, const float* scores, int64_t ldc, int64_t i0, const int32_t* cu,
+                               int64_t S, float scale) {
   __shared__ float scratch[32];
-  const int64_t i = blockIdx.x, h = blockIdx.y, g = h / (H / KVH);
-  for (int64_t e = threadIdx.x; e < D; e += blockDim.x) qs[e] = __bfloat162float(q[(i * H + h) * D + e]);
-  // the document of token i: the last s with cu[s] <= i (binary search)
-  int64_t lo = 0, hi = S;  // cu[lo] <= i < cu[hi]
+  const int64_t r = blockIdx.x, i = i0 + r;
+  int64_t lo = 0, hi = S;  // the document of i: cu[lo] <= i < cu[hi]
   while (hi - lo > 1) {
     const int64_t mid = (lo + hi) / 2;
     if (cu[mid] <= i) lo = mid; else hi = mid;
   }
-  const int64_t begin = cu[lo];
-  __syncthreads();
+  const float* row = scores + r * ldc;
   float best = -INFINITY;
-  for (int64_t j = begin + threadIdx.x; j <= i; j += blockDim.x) {
-    const __nv_bfloat16* kj = k + (j * KVH + g) * D;
-    float acc = 0.0f;
-    for (int64_t e = 0; e < D; ++e) acc += qs[e] * __bfloat162float(kj[e]);
-    best = fmaxf(best, acc * scale);
-  }
+  for (int64_t j = cu[lo] + threadIdx.x; j <= i; j += blockDim.x) best = fmaxf(best, row[j]);
   best = cuda::block_max(best, scratch);
-  if (threadIdx.x == 0) atomic_max_float(out + h, best);
+  if (threadIdx.x == 0) atomic_max_float(out_h, best * scale);
 }
 
 }  // namespace
@@ -60,13 +57,24 @@ void CudaKernels::attention_max_logit(Tensor& out, const Tensor& q, const Tensor
   TEMPER_CHECK(cu_seqlens.numel() >= 2, op, ": 'cu_seqlens' must have S+1 >= 2 elements");
   cuda::check_i32(op, "cu_seqlens", cu_seqlens, cu_seqlens.numel());
   TEMPER_CHECK(max_seqlen >= 0, op, ": max_seqlen must be >= 0");
-  TEMPER_CHECK(H <= 65535, op, ": ", H, " heads are more than one grid dimension holds");
   if (N == 0) return;
-  dim3 grid(static_cast<unsigned>(N), static_cast<unsigned>(H));
-  max_logit_kernel<<<grid, kThreads, size_t(D) * sizeof(float), stream_>>>(
-      cuda::f32(out), cuda::bf(q), cuda::bf(k), cuda::i32(cu_seqlens), cu_seqlens.numel() - 1, H, KVH, D,
-      1.0f / sqrtf(float(D)));
-  TEMPER_CUDA_CHECK_LAUNCH();
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(N, kScoreElems / N));
+  Tensor scores = alloc({chunk * N}, DType::F32);
+  const float scale = 1.0f / sqrtf(float(D));
+  const auto* qb = static_cast<const __nv_bfloat16*>(q.raw());
+  const auto* kb = static_cast<const __nv_bfloat16*>(k.raw());
+  for (int64_t i0 = 0; i0 < N; i0 += chunk) {
+    const int64_t i1 = std::min(N, i0 + chunk), rows = i1 - i0;
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t g = h / (H / KVH);
+      // scores[rows, i1] = Q[i0:i1, h, :] @ K[0:i1, g, :]^T
+      gemm(false, true, rows, i1, D, 1.0f, qb + (i0 * H + h) * D, H * D, kb + g * D, KVH * D, 0.0f, scores.raw(),
+           DType::F32, i1);
+      row_max_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream_>>>(
+          cuda::f32(out) + h, cuda::f32(scores), i1, i0, cuda::i32(cu_seqlens), cu_seqlens.numel() - 1, scale);
+      TEMPER_CUDA_CHECK_LAUNCH();
+    }
+  }
 }
 
 }  // namespace temper
