@@ -41,7 +41,9 @@ TEST_F(CudaMuonTest, AxpbyMatchesCpu) {
 TEST_F(CudaMuonTest, AttentionMaxLogitMatchesCpu) {
   Rng rng{12};
   struct Case { std::vector<int32_t> cu; int64_t H, KVH, D; };
-  for (const Case& cs : {Case{{0, 40, 40, 97}, 4, 2, 32}, Case{{0, 300}, 6, 1, 64}, Case{{0, 1, 9}, 3, 3, 17}}) {
+  // the last case has more tokens than one score chunk (2^25 / N rows): two GEMM chunks
+  for (const Case& cs : {Case{{0, 40, 40, 97}, 4, 2, 32}, Case{{0, 300}, 6, 1, 64}, Case{{0, 1, 9}, 3, 3, 17},
+                         Case{{0, 2500, 6000}, 2, 1, 64}}) {
     const int64_t N = cs.cu.back();
     Tensor q = host_rand({N, cs.H, cs.D}, rng), k = host_rand({N, cs.KVH, cs.D}, rng);
     Tensor cu = host_i32(cs.cu);
@@ -65,7 +67,7 @@ TEST_F(CudaMuonTest, NewtonSchulzMatchesCpu) {
     newton_schulz(*g, to_dev(*g, gh, F32), dev_out, 5, BF16);
     // bf16 GEMMs: entries of O are ~1/sqrt(max(m, n)); compare relative to that scale
     const double scale = max_abs(ref);
-    expect_close(gpu_test::to_host(*g, dev_out), ref, 0.05 * scale, 0.05, "newton_schulz " + std::to_string(m) + "x" +
+    expect_close(gpu_test::to_host(*g, dev_out), ref, 0.08 * scale, 0.08, "newton_schulz " + std::to_string(m) + "x" +
                  std::to_string(n));
   }
 }
@@ -91,7 +93,7 @@ TEST_F(CudaMuonTest, MuonStepMatchesCpu) {
     Tensor dc = host_clone(pc[i].ref.value), dg = gpu_test::to_host(*g, pg[i].ref.value);
     cpu->axpby(dc, 1.0, w0[i], -1.0);
     cpu->axpby(dg, 1.0, w0[i], -1.0);
-    expect_close(dg, dc, 0.05 * max_abs(dc), 0.05, "muon update of " + spec[i].first);
+    expect_close(dg, dc, 0.08 * max_abs(dc), 0.08, "muon update of " + spec[i].first);
   }
 }
 
