@@ -49,6 +49,12 @@ class Kernels {
   // dst <- src: any pair of devices; f32/f64/bf16 converted when dtypes differ.
   virtual void copy(Tensor& dst, const Tensor& src) = 0;
   virtual void synchronize() {}
+  // The backend's native stream as an opaque handle (cudaStream_t on cuda), for
+  // communicators that queue work behind the kernels; null where there is none.
+  virtual void* native_stream() { return nullptr; }
+  // Bytes this backend holds from its device allocator (its high-water mark when
+  // the allocator caches, as the cuda one does); -1 where it is not tracked (cpu).
+  virtual int64_t device_memory_reserved() const { return -1; }
 
   // ---- embedding: out[N,C] = wte[tokens[n], :] ------------------------------
   virtual void embedding_forward(Tensor& out, const Tensor& tokens /*i32[N]*/, const Tensor& wte /*[V,C]*/) = 0;
@@ -98,6 +104,32 @@ class Kernels {
   // gu[N, 2F]: columns [0,F) gate, [F,2F) up; out[N,F] = silu(gate) * up
   virtual void swiglu_forward(Tensor& out, const Tensor& gu) = 0;
   virtual void swiglu_backward(Tensor& dgu, const Tensor& dout, const Tensor& gu) = 0;
+
+  // ---- PolyNorm on a fused gate|up projection (Zhuo et al. 2024; Motif) -----
+  // gu[N, 2F]: columns [0,F) gate x, [F,2F) up u; coef[4] = (w0, w1, w2, b);
+  // N(z) = z / sqrt(mean_F(z^2) + eps) over the F columns of one row;
+  //   out[N,F] = (w0 N(x^3) + w1 N(x^2) + w2 N(x) + b) * u
+  // rstd [N,3] (stat dtype) = the three 1/sqrt(...) factors of x^3, x^2, x.
+  virtual void polynorm_forward(Tensor& out, Tensor& rstd, const Tensor& gu, const Tensor& coef, float eps) = 0;
+  // dgu overwritten; dcoef[4] accumulates.
+  virtual void polynorm_backward(Tensor& dgu, Tensor& dcoef, const Tensor& dout, const Tensor& gu,
+                                 const Tensor& coef, const Tensor& rstd) = 0;
+
+  // ---- differential attention: combining signal and noise maps (Ye et al. 2024,
+  // grouped as in Motif 2's GDA) ------------------------------------------------
+  // a1[N,H,D]: signal heads softmax(Q1 K1^T/sqrt(D)) V; a2[N,G,D]: noise-control
+  // heads softmax(Q2 K2^T/sqrt(D)) V, H % G == 0, signal head h uses noise head
+  // h / (H/G). lam[4,D] rows (lq1, lk1, lq2, lk2), weight[D] the per-head norm:
+  //   lambda = exp(lq1 . lk1) - exp(lq2 . lk2) + lambda_init
+  //   y[n,h] = a1[n,h] - lambda * a2[n, h/(H/G)]
+  //   out[n,h] = (1 - lambda_init) * weight * y[n,h] * rstd[n,h],
+  //   rstd[n,h] = 1/sqrt(mean_D(y^2) + eps)  (stat dtype [N,H])
+  virtual void diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2,
+                                         const Tensor& lam, const Tensor& weight, float lambda_init, float eps) = 0;
+  // da1, da2 overwritten; dlam, dweight accumulate (f32 like other weight grads).
+  virtual void diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight,
+                                          const Tensor& dout, const Tensor& a1, const Tensor& a2, const Tensor& lam,
+                                          const Tensor& weight, const Tensor& rstd, float lambda_init) = 0;
 
   // ---- elementwise ----------------------------------------------------------
   virtual void add_inplace(Tensor& y, const Tensor& x) = 0;  // y += x

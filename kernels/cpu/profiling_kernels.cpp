@@ -114,6 +114,27 @@ void ProfilingKernels::swiglu_forward(Tensor& out, const Tensor& gu) {
 void ProfilingKernels::swiglu_backward(Tensor& dgu, const Tensor& dout, const Tensor& gu) {
   timed("swiglu_backward", [&] { inner_.swiglu_backward(dgu, dout, gu); });
 }
+void ProfilingKernels::polynorm_forward(Tensor& out, Tensor& rstd, const Tensor& gu, const Tensor& coef, float eps) {
+  timed("polynorm_forward", [&] { inner_.polynorm_forward(out, rstd, gu, coef, eps); });
+}
+void ProfilingKernels::polynorm_backward(Tensor& dgu, Tensor& dcoef, const Tensor& dout, const Tensor& gu,
+                                         const Tensor& coef, const Tensor& rstd) {
+  timed("polynorm_backward", [&] { inner_.polynorm_backward(dgu, dcoef, dout, gu, coef, rstd); });
+}
+void ProfilingKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2,
+                                                 const Tensor& lam, const Tensor& weight, float lambda_init,
+                                                 float eps) {
+  timed("diff_attn_combine_forward",
+        [&] { inner_.diff_attn_combine_forward(out, rstd, a1, a2, lam, weight, lambda_init, eps); });
+}
+void ProfilingKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight,
+                                                  const Tensor& dout, const Tensor& a1, const Tensor& a2,
+                                                  const Tensor& lam, const Tensor& weight, const Tensor& rstd,
+                                                  float lambda_init) {
+  timed("diff_attn_combine_backward", [&] {
+    inner_.diff_attn_combine_backward(da1, da2, dlam, dweight, dout, a1, a2, lam, weight, rstd, lambda_init);
+  });
+}
 void ProfilingKernels::add_inplace(Tensor& y, const Tensor& x) {
   timed("add_inplace", [&] { inner_.add_inplace(y, x); });
 }

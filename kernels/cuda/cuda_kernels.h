@@ -37,6 +37,7 @@ class CudaKernels final : public Kernels {
 
   int device_index() const { return device_; }
   cudaStream_t stream() const { return stream_; }
+  void* native_stream() override { return stream_; }
   cuda::CachingAllocator& allocator() { return *pool_; }
 
   // memory.cu
@@ -78,6 +79,16 @@ class CudaKernels final : public Kernels {
   void swiglu_forward(Tensor& out, const Tensor& gu) override;
   void swiglu_backward(Tensor& dgu, const Tensor& dout, const Tensor& gu) override;
 
+  // polynorm.cu, differential_attention.cu
+  void polynorm_forward(Tensor& out, Tensor& rstd, const Tensor& gu, const Tensor& coef, float eps) override;
+  void polynorm_backward(Tensor& dgu, Tensor& dcoef, const Tensor& dout, const Tensor& gu, const Tensor& coef,
+                         const Tensor& rstd) override;
+  void diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2, const Tensor& lam,
+                                 const Tensor& weight, float lambda_init, float eps) override;
+  void diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight, const Tensor& dout,
+                                  const Tensor& a1, const Tensor& a2, const Tensor& lam, const Tensor& weight,
+                                  const Tensor& rstd, float lambda_init) override;
+
   // elementwise.cu
   void add_inplace(Tensor& y, const Tensor& x) override;
   void scale_inplace(Tensor& y, float s) override;
@@ -111,6 +122,7 @@ class CudaKernels final : public Kernels {
   // step's high-water mark (torch.cuda.max_memory_reserved's counterpart).
   size_t in_use_bytes() const;
   size_t reserved_bytes() const;
+  int64_t device_memory_reserved() const override { return int64_t(reserved_bytes()); }
 
   // adamw.cu
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;

@@ -1,5 +1,6 @@
 // Checks across keys (head counts, learning rates, curriculum stages, task
 // mix) run after a deck is read, and the structured views built on them.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <set>
@@ -50,11 +51,48 @@ void Deck::check_consistency() {
     TEMPER_CHECK(heads % get_int("parallel.sp") == 0, pre, shown(*this, "parallel.sp"), " does not divide ",
                  shown(*this, "model.n_heads"), ": Ulysses sequence parallelism gives every SP rank n_heads / sp "
                  "whole attention heads");
+  for (const char* key : {"sft.qk_clip_tau", "rl.qk_clip_tau"})
+    TEMPER_CHECK(get_float(key) == 0 || get_string("model.attention") == "standard", pre, shown(*this, key),
+                 " needs model.attention = standard (QK-clip rescales W_q/W_k of one softmax), not ",
+                 shown(*this, "model.attention"));
   // QK-clip measures logits on the local attention; Ulysses runs attention elsewhere.
   if (get_string("run.phase") == "sft" && get_int("parallel.sp") > 1)
     TEMPER_CHECK(get_float("sft.qk_clip_tau") == 0, pre, shown(*this, "sft.qk_clip_tau"),
                  " is not available with ", shown(*this, "parallel.sp"), " (QK-clip needs the whole sequence's "
                  "logits on one rank)");
+  const auto parts = get_list("model.recompute");
+  TEMPER_CHECK(!parts.empty(), pre, "model.recompute (", where("model.recompute"),
+               ") is empty: name attention and/or mlp");
+  for (const auto& part : parts)
+    TEMPER_CHECK(part == "attention" || part == "mlp", pre, shown(*this, "model.recompute"), ": '", part,
+                 "' is not a part that can be recomputed (attention, mlp)");
+  if (get_string("model.attention") == "grouped_differential") {
+    // Motif 2 GDA: the noise-control heads, each shared by a group of signal heads.
+    const bool explicit_count = get_int("model.gda_noise_heads") > 0;
+    const int64_t ratio = get_int("model.gda_ratio");
+    const int64_t noise = explicit_count ? get_int("model.gda_noise_heads") : heads / ratio;
+    const std::string src = explicit_count ? shown(*this, "model.gda_noise_heads") : shown(*this, "model.gda_ratio");
+    if (!explicit_count)
+      TEMPER_CHECK(heads % ratio == 0 && noise > 0, pre, src, " does not divide ", shown(*this, "model.n_heads"));
+    TEMPER_CHECK(heads % noise == 0, pre, src, " gives ", noise, " noise-control heads, which do not divide ",
+                 shown(*this, "model.n_heads"));
+    TEMPER_CHECK(noise % kv == 0, pre, src, " gives ", noise, " noise-control heads, not a multiple of ",
+                 shown(*this, "model.n_kv_heads"), " (each noise head's signal heads must share one kv head)");
+  }
+  if (get_string("model.attention") != "standard") {
+    TEMPER_CHECK(get_int("parallel.sp") == 1, pre, "model.attention = ", get_string("model.attention"), " (",
+                 where("model.attention"), ") cannot be combined with ", shown(*this, "parallel.sp"),
+                 " (Ulysses sequence parallelism wraps standard attention only)");
+    const auto rp = get_list("model.recompute");
+    TEMPER_CHECK(get_string("model.activation_checkpointing") != "selective" ||
+                     std::find(rp.begin(), rp.end(), "attention") == rp.end(),
+                 pre, "model.attention = ", get_string("model.attention"), " (", where("model.attention"),
+                 ") keeps its attention core: ", shown(*this, "model.recompute"), " may name mlp only");
+  }
+  if (get_string("model.attention") != "standard")
+    TEMPER_CHECK(!get_bool("model.qk_norm") && !get_bool("model.qkv_bias"), pre, "model.attention = ",
+                 get_string("model.attention"), " (", where("model.attention"), ") cannot be combined with ",
+                 get_bool("model.qk_norm") ? shown(*this, "model.qk_norm") : shown(*this, "model.qkv_bias"));
   TEMPER_CHECK(get_float("sft.min_lr") <= get_float("sft.lr"), pre, shown(*this, "sft.min_lr"),
                " is larger than ", shown(*this, "sft.lr"));
   const int64_t walltime = get_int("run.walltime");

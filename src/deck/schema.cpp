@@ -91,10 +91,32 @@ Builder build_schema() {
   b.k("init", Str, "random",
       "initial weights: 'random', 'hf:DIR' (Hugging Face safetensors + config.json) or a checkpoint path");
   b.k("activation_checkpointing", Str, "none",
-      "what training recomputes instead of keeping: none; selective (MLP gate|up and SwiGLU outputs); "
+      "what training recomputes instead of keeping: none; selective (the parts in model.recompute); "
       "full (whole blocks from their input)").one_of({"none", "selective", "full"})
-      .alias({"checkpointing", "recompute"});
+      .alias({"checkpointing"});
+  b.k("recompute", List, "mlp",
+      "with activation_checkpointing = selective, the parts recomputed in backward: mlp (gate|up and SwiGLU "
+      "outputs), attention (the attention core's output and log-sum-exp, from the kept q, k, v); e.g. 'attention, mlp'")
+      .alias({"recompute_parts"});
   b.k("init_std", Float, "0.02", "standard deviation of the random initialisation").above(0);
+  b.k("attention", Str, "standard",
+      "attention of every layer: standard (GQA); differential (Diff Transformer: every head has a "
+      "noise-control head, out = RMSNorm(A1 - lambda A2) (1 - lambda_init)); grouped_differential (Motif 2 "
+      "GDA: fewer noise-control heads, each shared by n_heads/noise-heads signal heads)")
+      .one_of({"standard", "differential", "grouped_differential"});
+  b.k("gda_ratio", Int, "4",
+      "grouped_differential: signal heads per noise-control head (n_heads / gda_ratio noise heads; "
+      "e.g. 3 or 4); ignored when gda_noise_heads is set").above(0);
+  b.k("gda_noise_heads", Int, "0",
+      "grouped_differential: number of noise-control heads; 0 = n_heads / gda_ratio. Must divide n_heads "
+      "and be a multiple of n_kv_heads").at_least(0);
+  b.k("diff_lambda_init", Float, "-1",
+      "differential attention lambda_init; negative = 0.8 - 0.6 exp(-0.3 (layer - 1)) per 1-based layer")
+      .below(1);
+  b.k("mlp_activation", Str, "swiglu",
+      "MLP activation on the gate|up projection: swiglu (silu(gate) * up) or polynorm "
+      "((w0 N(g^3) + w1 N(g^2) + w2 N(g) + b) * up, N = RMS normalisation over the hidden dimension)")
+      .one_of({"swiglu", "polynorm"});
 
   b.section("parallel", "process mesh: world = sp x dp_shard x dp_replicate");
   b.k("sp", Int, "1", "sequence-parallel (Ulysses) group size")
@@ -104,6 +126,15 @@ Builder build_schema() {
   b.k("ranks_per_node", Int, "0", "ranks per node; 0 = detect from the MPI shared-memory split")
       .at_least(0);
   b.k("allow_cross_node", Bool, "false", "allow sp and dp_shard groups to span nodes");
+  b.k("device_comm", Str, "auto",
+      "communicators for device tensors with backend = cuda: auto (NCCL on the axes of more than one rank), "
+      "nccl (NCCL on every axis, also of one rank), mpi (none; multi-rank cuda runs then fail)")
+      .one_of({"auto", "nccl", "mpi"});
+  b.k("comm_timeout", Float, "600", "seconds a collective may take before the job aborts naming it (NCCL)")
+      .above(0);
+  b.k("device_memory_gib", Float, "80",
+      "memory of one device in GiB; the memory plan (temper plan, and the start of training) warns above it")
+      .above(0);
 
   b.section("data", "training data, tokenizer and batching");
   b.k("train_files", List, "", "JSONL training files, comma-separated (used when sft.stage_files is empty)");

@@ -1,6 +1,7 @@
 // ModelConfig checks, parameter counts, FLOPs per token and summary.
 #include "model/config.h"
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -9,6 +10,35 @@
 #include "core/error.h"
 
 namespace temper {
+
+AttentionKind attention_kind_from_name(const std::string& name) {
+  if (name == "standard") return AttentionKind::Standard;
+  if (name == "differential") return AttentionKind::Differential;
+  if (name == "grouped_differential") return AttentionKind::GroupedDifferential;
+  fail("attention '", name, "' is not one of standard, differential, grouped_differential");
+}
+
+const char* attention_kind_name(AttentionKind a) {
+  switch (a) {
+    case AttentionKind::Standard: return "standard";
+    case AttentionKind::Differential: return "differential";
+    case AttentionKind::GroupedDifferential: return "grouped_differential";
+  }
+  return "?";
+}
+
+MlpActivation mlp_activation_from_name(const std::string& name) {
+  if (name == "swiglu") return MlpActivation::SwiGLU;
+  if (name == "polynorm") return MlpActivation::PolyNorm;
+  fail("mlp_activation '", name, "' is not one of swiglu, polynorm");
+}
+
+const char* mlp_activation_name(MlpActivation a) { return a == MlpActivation::PolyNorm ? "polynorm" : "swiglu"; }
+
+float ModelConfig::lambda_init(int layer) const {
+  if (diff_lambda_init >= 0.0f) return diff_lambda_init;
+  return float(0.8 - 0.6 * std::exp(-0.3 * double(layer)));
+}
 
 void ModelConfig::validate() const {
   auto positive = [](const char* key, int64_t v) {
@@ -27,6 +57,26 @@ void ModelConfig::validate() const {
   TEMPER_CHECK(rope_theta > 0.0f, "model config: rope_theta must be positive, got ", rope_theta);
   TEMPER_CHECK(norm_eps > 0.0f, "model config: norm_eps must be positive, got ", norm_eps);
   TEMPER_CHECK(init_std > 0.0f, "model config: init_std must be positive, got ", init_std);
+  if (!differential()) {
+    TEMPER_CHECK(n_noise_heads == 0, "model config: n_noise_heads (", n_noise_heads,
+                 ") is only used by differential attention; attention is standard");
+    return;
+  }
+  TEMPER_CHECK(n_noise_heads > 0, "model config: differential attention needs n_noise_heads > 0, got ",
+               n_noise_heads);
+  if (attention == AttentionKind::Differential)
+    TEMPER_CHECK(n_noise_heads == n_heads, "model config: differential attention pairs every head with its own "
+                 "noise-control head (n_noise_heads = n_heads = ", n_heads, ", got ", n_noise_heads,
+                 "); use grouped_differential for unequal counts");
+  TEMPER_CHECK(n_heads % n_noise_heads == 0, "model config: n_heads (", n_heads,
+               ") must be a multiple of n_noise_heads (", n_noise_heads, ") for grouped differential attention");
+  TEMPER_CHECK(n_noise_heads % n_kv_heads == 0, "model config: n_noise_heads (", n_noise_heads,
+               ") must be a multiple of n_kv_heads (", n_kv_heads,
+               ") so that each noise-control head's signal heads share one key/value head");
+  TEMPER_CHECK(!qk_norm && !qkv_bias, "model config: differential attention does not support ",
+               qk_norm ? "qk_norm" : "qkv_bias", " (Motif has neither)");
+  TEMPER_CHECK(diff_lambda_init < 1.0f, "model config: diff_lambda_init must be below 1 (the output is scaled by "
+               "1 - lambda_init), got ", diff_lambda_init);
 }
 
 int64_t ModelConfig::embedding_params() const { return int64_t(vocab_size) * d_model; }
@@ -36,10 +86,13 @@ int64_t ModelConfig::attention_params_per_layer() const {
   int64_t n = q * C + 2 * kv * C + C * q;  // q, k, v, o weights
   if (qkv_bias) n += q + 2 * kv;
   if (qk_norm) n += 2 * int64_t(head_dim);
+  if (differential()) n += int64_t(n_noise_heads) * head_dim * C + kv * C + 5 * int64_t(head_dim);
   return n;
 }
 
-int64_t ModelConfig::mlp_params_per_layer() const { return 3 * int64_t(ffn_dim) * d_model; }
+int64_t ModelConfig::mlp_params_per_layer() const {
+  return 3 * int64_t(ffn_dim) * d_model + (mlp_activation == MlpActivation::PolyNorm ? 4 : 0);
+}
 
 int64_t ModelConfig::norm_params() const { return (2 * int64_t(n_layers) + 1) * d_model; }
 
@@ -53,9 +106,10 @@ int64_t ModelConfig::param_count() const {
 double ModelConfig::flops_per_token(int64_t seq_len) const {
   TEMPER_CHECK(seq_len > 0, "flops_per_token: seq_len must be positive, got ", seq_len);
   const double C = d_model, q = double(n_heads) * head_dim, kv = double(n_kv_heads) * head_dim;
-  const double per_layer = q * C + 2 * kv * C + C * q + 3.0 * ffn_dim * C;
+  const double noise = differential() ? double(n_noise_heads) * head_dim : 0.0;  // q2 rows, noise heads
+  const double per_layer = q * C + 2 * kv * C + C * q + 3.0 * ffn_dim * C + (differential() ? noise * C + kv * C : 0.0);
   const double p_mm = n_layers * per_layer + double(vocab_size) * C;
-  const double attn = 6.0 * n_layers * q * double(seq_len + 1);
+  const double attn = 6.0 * n_layers * (q + noise) * double(seq_len + 1);
   return 6.0 * p_mm + attn;
 }
 
@@ -76,7 +130,10 @@ std::string ModelConfig::summary(int64_t seq_len) const {
   os << "decoder: " << n_layers << " layers, d_model " << d_model << ", heads " << n_heads << " (kv "
      << n_kv_heads << ", dim " << head_dim << "), ffn " << ffn_dim << ", vocab " << vocab_size
      << ", rope_theta " << rope_theta << (qk_norm ? ", qk_norm" : "") << (qkv_bias ? ", qkv_bias" : "")
-     << (tie_embeddings ? ", tied embeddings" : ", untied head") << "\n";
+     << (tie_embeddings ? ", tied embeddings" : ", untied head");
+  if (differential()) os << ", " << attention_kind_name(attention) << " attention (" << n_noise_heads << " noise heads)";
+  if (mlp_activation != MlpActivation::SwiGLU) os << ", " << mlp_activation_name(mlp_activation) << " MLP";
+  os << "\n";
   os << "  params: embedding " << human(double(embedding_params())) << ", attention "
      << human(double(n_layers) * attention_params_per_layer()) << ", mlp "
      << human(double(n_layers) * mlp_params_per_layer()) << ", norms " << human(double(norm_params()))

@@ -6,12 +6,13 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "model/polynorm.h"
 
 namespace temper {
 
 namespace {
 // How init_random fills a tensor, decided from its role (not parsed from its name).
-enum class Init : uint8_t { Normal, NormalResidualOut, One, Zero };
+enum class Init : uint8_t { Normal, NormalResidualOut, One, Zero, Lambda, PolyNormCoef };
 
 Init init_of(const std::string& name) {
   auto ends_with = [&](const char* s) {
@@ -19,6 +20,8 @@ Init init_of(const std::string& name) {
     return name.size() >= suf.size() && name.compare(name.size() - suf.size(), suf.size(), suf) == 0;
   };
   if (ends_with("norm.weight")) return Init::One;
+  if (ends_with("attn.lambda")) return Init::Lambda;      // normal(0, 0.1), as in the Diff Transformer
+  if (ends_with("mlp.polynorm")) return Init::PolyNormCoef;  // 1/3, 1/3, 1/3, 0
   if (ends_with(".bias")) return Init::Zero;
   if (ends_with("attn.o.weight") || ends_with("mlp.down.weight")) return Init::NormalResidualOut;
   return Init::Normal;
@@ -37,7 +40,7 @@ Decoder::Decoder(const ModelConfig& cfg, Kernels& k, DType param_dtype) : cfg_(c
 
   const int64_t V = cfg_.vocab_size, C = cfg_.d_model, H = cfg_.n_heads, KVH = cfg_.n_kv_heads,
                 D = cfg_.head_dim, F = cfg_.ffn_dim, L = cfg_.n_layers;
-  params_.reserve(size_t(3 + 13 * L));  // pointers into params_ stay valid: never reallocated
+  params_.reserve(size_t(3 + 18 * L));  // pointers into params_ stay valid: never reallocated
   embed_ = &add_param("embed", {V, C}, true);
   blocks_.resize(size_t(L));
   for (int64_t l = 0; l < L; ++l) {
@@ -56,10 +59,18 @@ Decoder::Decoder(const ModelConfig& cfg, Kernels& k, DType param_dtype) : cfg_(c
       w.q_norm = &add_param(p + "attn.q_norm.weight", {D}, false);
       w.k_norm = &add_param(p + "attn.k_norm.weight", {D}, false);
     }
+    if (cfg_.differential()) {
+      w.q2 = &add_param(p + "attn.q2.weight", {int64_t(cfg_.n_noise_heads) * D, C}, true);
+      w.k2 = &add_param(p + "attn.k2.weight", {KVH * D, C}, true);
+      w.lambda = &add_param(p + "attn.lambda", {4, D}, false);
+      w.head_norm = &add_param(p + "attn.head_norm.weight", {D}, false);
+      w.lambda_init = cfg_.lambda_init(int(l));
+    }
     w.o = &add_param(p + "attn.o.weight", {C, H * D}, true);
     w.mlp_norm = &add_param(p + "mlp_norm.weight", {C}, false);
     w.gate_up = &add_param(p + "mlp.gate_up.weight", {2 * F, C}, true);
     w.down = &add_param(p + "mlp.down.weight", {C, F}, true);
+    if (cfg_.mlp_activation == MlpActivation::PolyNorm) w.polynorm = &add_param(p + "mlp.polynorm", {4}, false);
   }
   final_norm_ = &add_param("final_norm.weight", {C}, false);
   head_ = cfg_.tie_embeddings ? embed_ : &add_param("lm_head.weight", {V, C}, true);
@@ -109,8 +120,11 @@ void Decoder::init_random(uint64_t seed) {
       h.resize(size_t(p.value.numel()));
       Rng rng(mix64(seed, uint64_t(i)));
       const Init kind = init_of(p.name);
-      for (double& x : h) {
+      for (size_t j = 0; j < h.size(); ++j) {
+        double& x = h[j];
         switch (kind) {
+          case Init::Lambda: x = 0.1 * rng.normal(); break;
+          case Init::PolyNormCoef: x = j < 3 ? 1.0 / 3.0 : 0.0; break;
           case Init::One: x = 1.0; break;
           case Init::Zero: x = 0.0; break;
           case Init::Normal: x = std * rng.normal(); break;
@@ -150,9 +164,28 @@ const char* checkpointing_name(Checkpointing c) {
   return "?";
 }
 
-void Decoder::set_checkpointing(Checkpointing c) {
-  if (c == ckpt_) return;
+RecomputeParts recompute_parts_from_names(const std::vector<std::string>& names) {
+  TEMPER_CHECK(!names.empty(), "recompute parts: name at least one of attention, mlp");
+  RecomputeParts p{false, false};
+  for (const auto& n : names) {
+    if (n == "attention") p.attention = true;
+    else if (n == "mlp") p.mlp = true;
+    else fail("recompute part '", n, "' is not one of attention, mlp");
+  }
+  return p;
+}
+
+std::string recompute_parts_name(RecomputeParts p) {
+  return p.attention && p.mlp ? "attention,mlp" : p.attention ? "attention" : p.mlp ? "mlp" : "";
+}
+
+void Decoder::set_checkpointing(Checkpointing c, RecomputeParts parts) {
+  if (c == ckpt_ && parts.attention == parts_.attention && parts.mlp == parts_.mlp) return;
+  TEMPER_CHECK(!(c == Checkpointing::Selective && parts.attention && cfg_.differential()),
+               "selective recomputation of the attention core is available for standard attention only "
+               "(model.attention = differential / grouped_differential keeps it: use model.recompute = mlp)");
   ckpt_ = c;
+  parts_ = parts;
   buf_ = Buffers();
   allocated_bytes_ = 0;
   capacity_ = 0;
@@ -160,7 +193,8 @@ void Decoder::set_checkpointing(Checkpointing c) {
 }
 
 void Decoder::zero_grad() {
-  for (auto& p : params_) k_.zero(p.grad);
+  for (auto& p : params_)
+    if (p.grad.defined()) k_.zero(p.grad);
   reset_max_logits();
 }
 
@@ -179,6 +213,7 @@ void Decoder::reset_max_logits() {
 
 int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   const int64_t C = cfg_.d_model, H = cfg_.n_heads, KVH = cfg_.n_kv_heads, D = cfg_.head_dim, F = cfg_.ffn_dim;
+  const int64_t G = cfg_.n_noise_heads;
   const int L = cfg_.n_layers;
   const DType act = compute_dtype_, st = stat_dtype_;
   int64_t bytes = 0;
@@ -189,8 +224,13 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   buf.resid.assign(size_t(L + 1), Tensor());
   buf.blocks.assign(size_t(L), BlockActs());
   for (auto& r : buf.resid) add(r, {n, C}, act);
-  // The per-block tensors of one block; `mlp` false leaves gu/act to the caller.
-  auto add_block = [&](BlockActs& a, bool mlp) {
+  auto add_mlp = [&](BlockActs& a) {
+    add(a.gu, {n, 2 * F}, act);
+    add(a.act, {n, F}, act);
+    if (cfg_.mlp_activation == MlpActivation::PolyNorm) add(a.act_rstd, {n, 3}, st);
+  };
+  // The per-block tensors of one block; `mlp` / `attn` false leave gu/act / attn/lse to the caller.
+  auto add_block = [&](BlockActs& a, bool mlp, bool attn) {
     add(a.ln1, {n, C}, act);
     add(a.rstd1, {n}, st);
     if (cfg_.qk_norm) {
@@ -202,32 +242,48 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
     add(a.q, {n, H, D}, act);
     add(a.k, {n, KVH, D}, act);
     add(a.v, {n, KVH, D}, act);
-    add(a.attn, {n, H, D}, act);
-    add(a.lse, {n, H}, st);
+    if (attn) {
+      add(a.attn, {n, H, D}, act);
+      add(a.lse, {n, H}, st);
+    }
     add(a.x_mid, {n, C}, act);
     add(a.ln2, {n, C}, act);
     add(a.rstd2, {n}, st);
-    if (mlp) {
-      add(a.gu, {n, 2 * F}, act);
-      add(a.act, {n, F}, act);
+    if (cfg_.differential()) {
+      add(a.q2, {n, G, D}, act);
+      add(a.k2, {n, KVH, D}, act);
+      add(a.attn_sig, {n, H, D}, act);
+      add(a.attn_noise, {n, G, D}, act);
+      add(a.lse2, {n, G}, st);
+      add(a.head_rstd, {n, H}, st);
     }
+    if (mlp) add_mlp(a);
   };
   buf.work = BlockActs();
   if (ckpt_ == Checkpointing::Full) {
-    add_block(buf.work, true);  // one work area; blocks keep only their input (resid)
+    add_block(buf.work, true, true);  // one work area; blocks keep only their input (resid)
   } else if (ckpt_ == Checkpointing::Selective) {
-    add(buf.work.gu, {n, 2 * F}, act);  // shared MLP activations, recomputed in backward
-    add(buf.work.act, {n, F}, act);
+    if (parts_.mlp) add_mlp(buf.work);  // shared MLP activations, recomputed in backward
+    if (parts_.attention) {
+      add(buf.work.attn, {n, H, D}, act);  // shared attention core output, recomputed in backward
+      add(buf.work.lse, {n, H}, st);
+    }
   }
   for (int l = 0; l < L; ++l) {
     BlockActs& a = buf.blocks[size_t(l)];
     if (ckpt_ == Checkpointing::Full) {
       a = buf.work;
     } else {
-      add_block(a, ckpt_ == Checkpointing::None);
-      if (ckpt_ == Checkpointing::Selective) {
+      const bool sel = ckpt_ == Checkpointing::Selective;
+      add_block(a, !(sel && parts_.mlp), !(sel && parts_.attention));
+      if (sel && parts_.mlp) {
         a.gu = buf.work.gu;
         a.act = buf.work.act;
+        a.act_rstd = buf.work.act_rstd;
+      }
+      if (sel && parts_.attention) {
+        a.attn = buf.work.attn;
+        a.lse = buf.work.lse;
       }
     }
     a.x_in = buf.resid[size_t(l)];
@@ -242,6 +298,13 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   add(s.dv, {n, KVH, D}, act);
   add(s.dattn, {n, H, D}, act);
   if (cfg_.qk_norm) add(s.dk_pre, {n, KVH, D}, act);
+  if (cfg_.differential()) {
+    add(s.da_sig, {n, H, D}, act);
+    add(s.da_noise, {n, G, D}, act);
+    add(s.dq2, {n, G, D}, act);
+    add(s.dk2, {n, KVH, D}, act);
+    add(s.dv2, {n, KVH, D}, act);
+  }
   add(s.dgu, {n, 2 * F}, act);
   add(s.dact, {n, F}, act);
   add(buf.dres, {n, C}, act);
@@ -295,17 +358,22 @@ void Decoder::run_forward(const Batch& b) {
   const int64_t n = b.n_tokens;
   ensure_capacity(n);
   acts_for_n_ = -1;
+  if (hooks_) hooks_->before_forward(LayerParamHooks::kEmbed);
   Tensor x0 = buf_.resid[0].rows(0, n);
   k_.embedding_forward(x0, b.tokens, embed_->compute);
+  if (hooks_) hooks_->after_forward(LayerParamHooks::kEmbed);
   for (int l = 0; l < cfg_.n_layers; ++l) {
     BlockActs a = block_view(l, n);
+    if (hooks_) hooks_->before_forward(l);
     block_forward(k_, cfg_, blocks_[size_t(l)], a, b);
     if (!max_logits_.empty()) {
       TEMPER_CHECK(!b.attention, "QK-clip: max logits cannot be recorded under sequence parallelism (parallel.sp > 1)");
       k_.attention_max_logit(max_logits_[size_t(l)], a.q, a.k, b.cu_seqlens, b.max_seqlen);
     }
+    if (hooks_) hooks_->after_forward(l);
   }
   Tensor lnf = buf_.lnf.rows(0, n), rstdf = buf_.rstdf.rows(0, n);
+  if (hooks_) hooks_->before_forward(LayerParamHooks::kHead);
   k_.rmsnorm_forward(lnf, rstdf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n), final_norm_->compute, cfg_.norm_eps);
 }
 
@@ -315,6 +383,7 @@ void Decoder::forward(const Batch& b, Tensor& logp) {
   if (!logp.defined() || logp.numel() != n || logp.dtype() != stat_dtype_ || logp.device() != k_.device())
     logp = k_.alloc({n}, stat_dtype_);
   k_.lm_head_logprobs(logp, buf_.lnf.rows(0, n), head_->compute, b.targets);
+  if (hooks_) hooks_->after_forward(LayerParamHooks::kHead);
   acts_for_n_ = n;
 }
 
@@ -343,23 +412,32 @@ void Decoder::backward_from_head(const Batch& b, const Tensor& dlogp, Tensor& lo
   BlockScratch s = first_rows(buf_.scratch, n);
   Tensor dres = buf_.dres.rows(0, n);
   Tensor lnf = buf_.lnf.rows(0, n), dlnf = s.dln;
+  if (hooks_) hooks_->before_backward(LayerParamHooks::kHead);
   k_.lm_head_logprobs_backward(logp, &dlnf, head_->grad, lnf, head_->compute, b.targets, dlogp);
   k_.rmsnorm_backward(dres, false, final_norm_->grad, dlnf, buf_.resid[size_t(cfg_.n_layers)].rows(0, n),
                       final_norm_->compute, buf_.rstdf.rows(0, n));
+  if (hooks_) hooks_->after_backward(LayerParamHooks::kHead);
   for (int l = cfg_.n_layers - 1; l >= 0; --l) {
     BlockActs a = block_view(l, n);
     const BlockWeights& w = blocks_[size_t(l)];
+    if (hooks_) hooks_->before_backward(l);
     if (ckpt_ == Checkpointing::Full) {
       a.x_out = s.dln;  // the recomputed output is not needed; dln is free until block_backward
       block_forward(k_, cfg_, w, a, b);
       a.x_out = block_view(l, n).x_out;
     } else if (ckpt_ == Checkpointing::Selective) {
-      k_.matmul_forward(a.gu, a.ln2, w.gate_up->compute, nullptr);
-      k_.swiglu_forward(a.act, a.gu);
+      if (parts_.attention) attention_core_forward(k_, a, b);
+      if (parts_.mlp) {
+        k_.matmul_forward(a.gu, a.ln2, w.gate_up->compute, nullptr);
+        mlp_activation_forward(k_, cfg_, w, a);
+      }
     }
     block_backward(k_, cfg_, w, a, s, dres, b);
+    if (hooks_) hooks_->after_backward(l);
   }
+  if (hooks_) hooks_->before_backward(LayerParamHooks::kEmbed);
   k_.embedding_backward(embed_->grad, dres, b.tokens);
+  if (hooks_) hooks_->after_backward(LayerParamHooks::kEmbed);
 }
 
 void Decoder::logits_at(const Batch& b, const std::vector<int64_t>& token_index, Tensor& logits) {
@@ -379,6 +457,7 @@ void Decoder::logits_at(const Batch& b, const std::vector<int64_t>& token_index,
       logits.device() != k_.device())
     logits = k_.alloc({rows, V}, compute_dtype_);
   k_.matmul_forward(logits, sel, head_->compute, nullptr);
+  if (hooks_) hooks_->after_forward(LayerParamHooks::kHead);
 }
 
 }  // namespace temper

@@ -13,8 +13,14 @@
 //   layers.{i}.mlp.down.weight          [C, F]
 //   final_norm.weight                   [C]      (model.norm)
 //   lm_head.weight                      [V, C]   only when embeddings are untied
+// Motif architecture (model/differential_attention.h, model/polynorm.h):
+//   layers.{i}.attn.{q2,k2}.weight      [G*D|KVH*D, C]  noise-control q/k (differential attention)
+//   layers.{i}.attn.lambda              [4, D]   rows lq1, lk1, lq2, lk2 (differential attention)
+//   layers.{i}.attn.head_norm.weight    [D]      per-head RMSNorm of the combined output
+//   layers.{i}.mlp.polynorm             [4]      w0, w1, w2, b (mlp_activation = polynorm)
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -26,14 +32,42 @@ namespace temper {
 
 // What the forward keeps for the backward (deck: model.activation_checkpointing).
 //  none:      every block activation is kept (fastest, most memory).
-//  selective: the MLP's gate|up projection and SwiGLU output ([N, 3F] per layer, the
-//             largest part) are not kept; backward recomputes them from the kept
-//             MLP-norm output (one extra gate|up GEMM per layer).
+//  selective: the parts named by RecomputeParts (deck: model.recompute) are not kept
+//             per layer but recomputed in backward into one shared area:
+//             mlp       the gate|up projection and SwiGLU output ([N, 3F], the
+//                       largest part), from the kept MLP-norm output (one extra
+//                       gate|up GEMM per layer);
+//             attention the attention core's output and log-sum-exp ([N, H, D] +
+//                       [N, H]), from the kept post-RoPE q, k, v (one extra
+//                       attention forward per layer, as flash attention does).
 //  full:      only the residual stream entering each block is kept; backward
 //             recomputes the whole block forward into one shared work area.
 enum class Checkpointing { None, Selective, Full };
 Checkpointing checkpointing_from_name(const std::string& name);  // none | selective | full
 const char* checkpointing_name(Checkpointing c);
+
+struct RecomputeParts {
+  bool attention = false, mlp = true;
+};
+// From names like {"attention", "mlp"} (at least one; each of attention, mlp).
+RecomputeParts recompute_parts_from_names(const std::vector<std::string>& names);
+std::string recompute_parts_name(RecomputeParts p);  // "attention,mlp"
+
+// Optional per-layer parameter hooks (parallel/dp_shard uses them: all-gather a
+// layer's sharded parameters just before it runs, reduce-scatter its gradients
+// right after its backward). Layer ids: 0..L-1 are the blocks, kEmbed the input
+// embedding, kHead the final norm + output head (+ the embedding again when tied).
+// Forward: kEmbed, blocks 0..L-1, kHead (after_forward(kHead) once the head ran,
+// in forward and in logits_at). Backward: kHead, blocks L-1..0, kEmbed.
+class LayerParamHooks {
+ public:
+  static constexpr int kEmbed = -1, kHead = -2;
+  virtual ~LayerParamHooks() = default;
+  virtual void before_forward(int layer) = 0;
+  virtual void after_forward(int layer) = 0;
+  virtual void before_backward(int layer) = 0;
+  virtual void after_backward(int layer) = 0;
+};
 
 class Decoder {
  public:
@@ -78,7 +112,10 @@ class Decoder {
   // given token indices of the batch (decoding without a KV cache). Overwrites the
   // kept activations: run forward again before backward.
   void logits_at(const Batch& b, const std::vector<int64_t>& token_index, Tensor& logits);
-  void zero_grad();
+  void zero_grad();  // skips gradients a LayerParamHooks has released
+  // nullptr (default): parameters stay resident. The hooks outlive their use here.
+  void set_param_hooks(LayerParamHooks* h) { hooks_ = h; }
+  LayerParamHooks* param_hooks() const { return hooks_; }
 
   // QK-clip (train/qk_clip.h): while on, forward records per layer the largest
   // pre-softmax logit of each query head (Kernels::attention_max_logit on the
@@ -88,8 +125,9 @@ class Decoder {
 
   // Changes what forward keeps (frees the activation buffers; the next forward
   // reallocates). Gradients are identical under every policy.
-  void set_checkpointing(Checkpointing c);
+  void set_checkpointing(Checkpointing c, RecomputeParts parts = {});
   Checkpointing checkpointing() const { return ckpt_; }
+  RecomputeParts recompute_parts() const { return parts_; }
 
   // Bytes of activation buffers (kept + backward scratch) for n_tokens tokens; equals
   // allocated_activation_bytes() after a step with that many tokens.
@@ -128,6 +166,8 @@ class Decoder {
   int64_t capacity_ = 0;
   int64_t allocated_bytes_ = 0;
   int64_t acts_for_n_ = -1;
+  LayerParamHooks* hooks_ = nullptr;
+  RecomputeParts parts_;  // what selective recomputes
   std::vector<Tensor> max_logits_;  // QK-clip records (set_record_max_logits)
   void reset_max_logits();
   Checkpointing ckpt_ = Checkpointing::None;  // token count of the batch whose activations are kept (-1: none)

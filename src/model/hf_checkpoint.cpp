@@ -126,6 +126,10 @@ std::string hf_architecture_for(const ModelConfig& c) {
 }
 
 std::vector<HfParamMap> hf_param_maps(const ModelConfig& c) {
+  TEMPER_CHECK(!c.differential() && c.mlp_activation == MlpActivation::SwiGLU,
+               "Hugging Face import/export supports Llama/Qwen2/Qwen3 shapes only; this model has ",
+               attention_kind_name(c.attention), " attention and a ", mlp_activation_name(c.mlp_activation),
+               " MLP (Motif-style checkpoints are saved and resumed as temper HDF5 checkpoints instead)");
   const int64_t V = c.vocab_size, C = c.d_model, H = c.n_heads, KVH = c.n_kv_heads, D = c.head_dim, F = c.ffn_dim;
   std::vector<HfParamMap> m;
   m.push_back({"embed", {V, C}, {"model.embed_tokens.weight"}});

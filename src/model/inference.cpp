@@ -4,7 +4,9 @@
 //   cache[slot, pos] = k, v; attn = attention_cached(q); x += attn W_o^T
 //   ln = rmsnorm(x); x += down(swiglu(ln W_gu^T))
 // then the final norm and output head on the requested rows only. x += y gives
-// the same values as the decoder's y + x (float addition commutes).
+// the same values as the decoder's y + x (float addition commutes). Differential
+// attention caches K2 too and combines the two cached attentions as in training;
+// PolyNorm replaces SwiGLU.
 #include "model/inference.h"
 
 #include <algorithm>
@@ -50,6 +52,14 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
     w.mlp_norm = compute_of(model, p + "mlp_norm.weight");
     w.gate_up = compute_of(model, p + "mlp.gate_up.weight");
     w.down = compute_of(model, p + "mlp.down.weight");
+    if (cfg_.differential()) {
+      w.q2 = compute_of(model, p + "attn.q2.weight");
+      w.k2 = compute_of(model, p + "attn.k2.weight");
+      w.lambda = compute_of(model, p + "attn.lambda");
+      w.head_norm = compute_of(model, p + "attn.head_norm.weight");
+      w.lambda_init = cfg_.lambda_init(l);
+    }
+    if (cfg_.mlp_activation == MlpActivation::PolyNorm) w.polynorm = compute_of(model, p + "mlp.polynorm");
     layers_.push_back(w);
   }
   embed_ = compute_of(model, "embed");
@@ -65,7 +75,17 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
   for (int l = 0; l < L; ++l) {
     kcache_.push_back(alloc({S, T, KVH, D}, act_));
     vcache_.push_back(alloc({S, T, KVH, D}, act_));
+    if (cfg_.differential()) k2cache_.push_back(alloc({S, T, KVH, D}, act_));
   }
+  if (cfg_.differential()) {
+    const int64_t G = cfg_.n_noise_heads;
+    q2_ = alloc({N, G, D}, act_);
+    k2_ = alloc({N, KVH, D}, act_);
+    attn_sig_ = alloc({N, H, D}, act_);
+    attn_noise_ = alloc({N, G, D}, act_);
+    head_rstd_ = alloc({N, H}, stat_);
+  }
+  if (cfg_.mlp_activation == MlpActivation::PolyNorm) act_rstd_ = alloc({N, 3}, stat_);
   x_ = alloc({N, C}, act_);
   ln_ = alloc({N, C}, act_);
   rstd_ = alloc({N}, stat_);
@@ -133,12 +153,31 @@ void InferenceEngine::forward_chunk(int64_t n, const std::vector<int64_t>& want,
     k_.rope_forward(q, pos, cfg_.rope_theta);
     k_.rope_forward(kk, pos, cfg_.rope_theta);
     k_.kv_cache_write(kcache_[l], vcache_[l], kk, v, slot, pos);
-    k_.attention_cached(attn, q, kcache_[l], vcache_[l], slot, pos);
+    if (cfg_.differential()) {  // model/differential_attention.h, against the cache
+      Tensor q2 = q2_.rows(0, n), k2 = k2_.rows(0, n), a1 = attn_sig_.rows(0, n), a2 = attn_noise_.rows(0, n);
+      Tensor hr = head_rstd_.rows(0, n);
+      Tensor q2_lin = q2.reshape({n, cfg_.n_noise_heads * D}), k2_lin = k2.reshape({n, KVH * D});
+      k_.matmul_forward(q2_lin, ln, *w.q2, nullptr);
+      k_.matmul_forward(k2_lin, ln, *w.k2, nullptr);
+      k_.rope_forward(q2, pos, cfg_.rope_theta);
+      k_.rope_forward(k2, pos, cfg_.rope_theta);
+      k_.kv_cache_write(k2cache_[l], vcache_[l], k2, v, slot, pos);  // v rewritten with the same values
+      k_.attention_cached(a1, q, kcache_[l], vcache_[l], slot, pos);
+      k_.attention_cached(a2, q2, k2cache_[l], vcache_[l], slot, pos);
+      k_.diff_attn_combine_forward(attn, hr, a1, a2, *w.lambda, *w.head_norm, w.lambda_init, cfg_.norm_eps);
+    } else {
+      k_.attention_cached(attn, q, kcache_[l], vcache_[l], slot, pos);
+    }
     k_.matmul_forward(proj, attn.reshape({n, H * D}), *w.o, nullptr);
     k_.add_inplace(x, proj);
     k_.rmsnorm_forward(ln, rstd, x, *w.mlp_norm, cfg_.norm_eps);
     k_.matmul_forward(gu, ln, *w.gate_up, nullptr);
-    k_.swiglu_forward(act, gu);
+    if (w.polynorm) {
+      Tensor ar = act_rstd_.rows(0, n);
+      k_.polynorm_forward(act, ar, gu, *w.polynorm, cfg_.norm_eps);
+    } else {
+      k_.swiglu_forward(act, gu);
+    }
     k_.matmul_forward(proj, act, *w.down, nullptr);
     k_.add_inplace(x, proj);
   }
@@ -243,7 +282,9 @@ void InferenceEngine::copy_slot(int dst, int src, int len) {
   if (dst != src && len > 0) {
     const int64_t T = max_len_, row = int64_t(cfg_.n_kv_heads) * cfg_.head_dim;
     for (size_t l = 0; l < kcache_.size(); ++l) {
-      for (Tensor* c : {&kcache_[l], &vcache_[l]}) {
+      std::vector<Tensor*> caches{&kcache_[l], &vcache_[l]};
+      if (!k2cache_.empty()) caches.push_back(&k2cache_[l]);
+      for (Tensor* c : caches) {
         Tensor d = c->rows(dst, dst + 1).reshape({T, row}).rows(0, len);
         k_.copy(d, c->rows(src, src + 1).reshape({T, row}).rows(0, len));
       }

@@ -37,6 +37,14 @@ struct BlockWeights {
   NamedParam* mlp_norm = nullptr;   // [C]
   NamedParam* gate_up = nullptr;    // [2F, C]: rows [0,F) gate, [F,2F) up
   NamedParam* down = nullptr;       // [C, F]
+  // Differential attention (model/differential_attention.h)
+  NamedParam* q2 = nullptr;         // [G*D, C]   noise-control queries
+  NamedParam* k2 = nullptr;         // [KVH*D, C] noise-control keys
+  NamedParam* lambda = nullptr;     // [4, D]     rows lq1, lk1, lq2, lk2
+  NamedParam* head_norm = nullptr;  // [D]        per-head RMSNorm weight of the combined output
+  float lambda_init = 0.0f;         // this layer's fixed lambda_init
+  // PolyNorm MLP activation (model/polynorm.h)
+  NamedParam* polynorm = nullptr;   // [4] w0, w1, w2, b
 };
 
 // Activations a block keeps for its backward (rows = tokens).
@@ -51,6 +59,11 @@ struct BlockActs {
   Tensor ln2, rstd2;    // [N, C], [N]
   Tensor gu, act;       // [N, 2F], [N, F]
   Tensor x_out;         // [N, C] residual stream leaving the block (next block's x_in)
+  // differential attention only: attn is the combined, normed output
+  Tensor q2, k2;              // [N, G, D], [N, KVH, D] after RoPE
+  Tensor attn_sig, attn_noise; // [N, H, D] softmax(Q1K1^T)V (lse in lse), [N, G, D] softmax(Q2K2^T)V
+  Tensor lse2, head_rstd;     // [N, G], [N, H]
+  Tensor act_rstd;            // [N, 3] PolyNorm only
 };
 
 // Gradient scratch shared by all blocks.
@@ -62,6 +75,10 @@ struct BlockScratch {
   Tensor dk_pre;  // [N, KVH, D] (qk_norm only)
   Tensor dgu;     // [N, 2F]
   Tensor dact;    // [N, F]
+  // differential attention only
+  Tensor da_sig, da_noise;  // [N, H, D], [N, G, D]
+  Tensor dq2;               // [N, G, D]
+  Tensor dk2, dv2;          // [N, KVH, D]
 };
 
 // The attention core of a block (q, k after RoPE -> attn, before the o projection), when
@@ -80,9 +97,21 @@ class AttentionCore {
 
 void block_forward(Kernels& k, const ModelConfig& c, const BlockWeights& w, BlockActs& a, const Batch& b);
 
+// The attention core of block_forward: a.attn, a.lse from the post-RoPE a.q, a.k, a.v
+// (also what selective checkpointing recomputes in backward).
+void attention_core_forward(Kernels& k, BlockActs& a, const Batch& b);
+
 // dres holds dL/dx_out on entry and dL/dx_in on exit; weight gradients accumulate.
 void block_backward(Kernels& k, const ModelConfig& c, const BlockWeights& w, const BlockActs& a,
                     BlockScratch& s, Tensor& dres, const Batch& b);
+
+// The standard (GQA) attention part of a block: ln1 -> q, k, v (+ bias, qk_norm,
+// RoPE) -> attn/lse; and its backward from s.dattn (dL/d attn) to s.dln (dL/d ln1,
+// overwritten), weight gradients accumulating. s.dattn may be overwritten.
+void standard_attention_forward(Kernels& k, const ModelConfig& c, const BlockWeights& w, BlockActs& a,
+                                const Batch& b);
+void standard_attention_backward(Kernels& k, const ModelConfig& c, const BlockWeights& w, const BlockActs& a,
+                                 BlockScratch& s, const Batch& b);
 
 // The first n rows of every defined tensor (views).
 BlockActs first_rows(const BlockActs& a, int64_t n);

@@ -6,20 +6,28 @@
 //   parameters (master)     P * master bytes                    / shard
 //   parameters (compute)    P * compute bytes, when the backend computes in
 //                           another dtype than the master (bf16 on cuda); whole
-//                           on every rank (gathered), unless shard_compute
+//                           on every rank, unless ZeRO-3 (shard > 1 with
+//                           shard_compute): then no resident copy, see below
 //   gradients               P * grad bytes                      / shard
 //   AdamW moments           2 * P * 4 bytes (f32 m and v)       / shard
-//   activations             Decoder::activation_bytes(tokens / sp): every
-//                           buffer the decoder keeps for backward plus its
-//                           backward scratch (the same walk as decoder.cpp)
+//   gathered layers         ZeRO-3 (shard > 1 with shard_compute): the largest
+//                           transient working set of parallel/dp_shard: two
+//                           blocks' compute parameters (the running one and the
+//                           prefetched next) + one block's full gradients, or the
+//                           head group (final norm + head) with its gradients,
+//                           or the embedding, whichever is largest
+//   activations             Decoder::activation_bytes(tokens / sp) under the
+//                           checkpointing policy: every buffer the decoder keeps
+//                           for backward plus its backward scratch (the same
+//                           walk as Decoder::plan_buffers)
 //   logits chunk            rows * V * logits_bytes_per_elem: the output head's
 //                           per-chunk logits (+ their gradient)
 //   batch indices           4 i32 vectors of the micro-batch's tokens
 //   KV cache                slots * length * L * 2 * KVH * D * compute bytes
 // Degrees: `shard` (dp_shard, ZeRO-style sharding of master weights, gradients
 // and optimizer state) divides those items; `sp` (sequence parallelism) divides
-// the tokens a rank holds activations for. Both must be >= 1; items are
-// rounded up to whole bytes per rank.
+// the tokens a rank holds activations for; `replicate` changes no per-rank
+// item (it is shown in the header line). Items are rounded up to whole bytes.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -27,6 +35,7 @@
 
 #include "core/tensor.h"
 #include "model/config.h"
+#include "model/decoder.h"  // Checkpointing
 
 namespace temper {
 
@@ -37,7 +46,10 @@ struct MemoryPlanOptions {
   DType stat_dtype = DType::F32;      // rstd / lse / logp (f64 when the master is f64)
   int shard = 1;                      // dp_shard degree
   int sp = 1;                         // sequence-parallel degree
-  bool shard_compute = false;         // the compute copy is sharded too (no whole gathered copy)
+  int replicate = 1;                  // dp_replicate degree (0: fill the world); per-rank bytes do not depend on it
+  Checkpointing checkpointing = Checkpointing::None;  // what the forward keeps (model.activation_checkpointing)
+  RecomputeParts recompute;                           // what selective recomputes (model.recompute)
+  bool shard_compute = false;         // ZeRO-3: compute parameters gathered per layer (parallel/dp_shard), not resident
   // Output head chunk: rows at a time (0: the CUDA backend's rule, min(4096,
   // 768 MiB / (6 V), tokens)) and bytes per logit (6: f32 logits + bf16 gradient).
   int64_t logits_rows = 0;
@@ -63,10 +75,14 @@ class MemoryPlan {
   std::string table(int64_t measured_bytes = -1) const;
 
   // The decoder's activation bytes for n tokens, by the walk of Decoder::plan_buffers.
-  static int64_t activation_bytes(const ModelConfig& cfg, int64_t n_tokens, DType compute_dtype, DType stat_dtype);
+  static int64_t activation_bytes(const ModelConfig& cfg, int64_t n_tokens, DType compute_dtype, DType stat_dtype,
+                                  Checkpointing policy = Checkpointing::None, RecomputeParts parts = {});
+  // One line: the mesh degrees and the policy this plan is for.
+  std::string header() const { return header_; }
 
  private:
   std::vector<MemoryItem> items_;
+  std::string header_;
 };
 
 }  // namespace temper

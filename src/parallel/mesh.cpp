@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "parallel/mpi_comm.h"
+#include "parallel/nccl_comm.h"
 
 namespace temper {
 
@@ -164,6 +165,24 @@ Mesh Mesh::build(MPI_Comm world, MeshShape shape, MeshOptions opt) {
   m.shard_ = split(r * shape.sp + s, d, "dp_shard");
   m.replicate_ = split(d * shape.sp + s, r, "dp_replicate");
   return m;
+}
+
+void Mesh::use_nccl(void* stream, double timeout_s, bool all) {
+  NcclOptions o;
+  o.device = local_rank_;
+  o.stream = stream;
+  o.timeout_s = timeout_s;
+  auto convert = [&](std::unique_ptr<Comm>& c) {
+    auto* m = dynamic_cast<MpiComm*>(c.get());
+    if (!m || (!all && m->size() == 1)) return;
+    std::unique_ptr<Comm> n = NcclComm::create(m->handle(), m->name(), o);
+    c = std::move(n);  // the MPI communicator is freed here; NcclComm holds its own duplicate
+    nccl_ = true;
+  };
+  // Every rank converts the axes in the same order (each creation is collective over its axis).
+  convert(sp_);
+  convert(shard_);
+  convert(replicate_);
 }
 
 std::string Mesh::rank_map() {

@@ -56,6 +56,16 @@ class Mesh {
   Comm& shard() { return *shard_; }
   Comm& replicate() { return *replicate_; }
 
+  // Replaces the sp / dp_shard / dp_replicate communicators by NCCL ones on the
+  // same ranks (collective over world), so that collectives on device tensors run
+  // on the GPU; host tensors and the host conveniences keep going through MPI.
+  // `all` = false converts only the axes with more than one rank. `stream` is
+  // the compute backend's stream (collectives queue behind the kernels that
+  // produced their inputs), `timeout_s` bounds every collective. Throws (on
+  // every rank) when this build or machine has no NCCL / GPU.
+  void use_nccl(void* stream, double timeout_s, bool all);
+  bool uses_nccl() const { return nccl_; }
+
   // Collective over world: every rank reports its host, node, local rank and
   // the ranks it actually holds in each communicator; the full table is
   // returned on every rank.
@@ -65,6 +75,7 @@ class Mesh {
   Mesh();
   int world_rank_ = 0, world_size_ = 1, g_ = 0, node_ = 0, local_rank_ = 0, n_nodes_ = 1, ranks_per_node_ = 1;
   bool emulated_ = false;
+  bool nccl_ = false;
   MeshShape shape_;
   std::unique_ptr<Comm> world_, sp_, shard_, replicate_;
 };

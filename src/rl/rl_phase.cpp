@@ -113,7 +113,7 @@ int run_rl_phase(RunContext& ctx) {
   InitialWeights w = resolve_initial_weights(d, tok->vocab_size());
   Decoder model(w.config, k, DType::F32);
   apply_initial_weights(w, model, k, seed);
-  model.set_checkpointing(checkpointing_from_name(d.get_string("model.activation_checkpointing")));
+  model.set_checkpointing(checkpointing_from_deck(d), recompute_parts_from_deck(d));
   std::unique_ptr<Decoder> ref;
   UpdateOptions uo;
   uo.algorithm = policy_algorithm_from_name(d.get_string("rl.algorithm"));
@@ -398,6 +398,9 @@ int run_rl_phase(RunContext& ctx) {
   }
   evaluate("final");
   if (root) log_info("rl done: ", step, " steps; groups dropped for zero variance ", refill.total_dropped());
+  if (root && k.device_memory_reserved() >= 0)
+    log_info("device memory: measured peak ", double(k.device_memory_reserved()) / double(int64_t(1) << 30),
+             " GiB on rank 0");
   return 0;
 }
 

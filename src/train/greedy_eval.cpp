@@ -136,7 +136,7 @@ EvalResult GreedyEval::run(Decoder& model, Kernels& k, const std::string& tag) {
     records.push_back(rec);
   }
   std::ofstream f(path);
-  for (const auto& rec : records) f << rec.dump() << "\n";
+  for (const auto& rec : records) f << rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   r.correct = comm_.allreduce_sum_i64(r.correct);
   r.total = comm_.allreduce_sum_i64(r.total);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

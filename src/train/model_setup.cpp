@@ -36,8 +36,29 @@ ModelConfig model_config_from_deck(const Deck& d, int tokenizer_vocab) {
   c.qk_norm = d.get_bool("model.qk_norm");
   c.qkv_bias = d.get_bool("model.qkv_bias");
   c.tie_embeddings = d.get_bool("model.tie_embeddings");
+  c.attention = attention_kind_from_name(d.get_string("model.attention"));
+  if (c.attention == AttentionKind::Differential) {
+    c.n_noise_heads = c.n_heads;
+  } else if (c.attention == AttentionKind::GroupedDifferential) {
+    c.n_noise_heads = int(d.get_int("model.gda_noise_heads"));
+    if (c.n_noise_heads == 0) c.n_noise_heads = c.n_heads / int(d.get_int("model.gda_ratio"));
+  }
+  c.diff_lambda_init = float(d.get_float("model.diff_lambda_init"));
+  c.mlp_activation = mlp_activation_from_name(d.get_string("model.mlp_activation"));
   c.validate();
   return c;
+}
+
+Checkpointing checkpointing_from_deck(const Deck& d) {
+  return checkpointing_from_name(d.get_string("model.activation_checkpointing"));
+}
+
+RecomputeParts recompute_parts_from_deck(const Deck& d) {
+  try {
+    return recompute_parts_from_names(d.get_list("model.recompute"));
+  } catch (const Error& e) {
+    fail("model.recompute (", d.where("model.recompute"), "): ", e.what());
+  }
 }
 
 std::unique_ptr<Tokenizer> tokenizer_from_deck(const Deck& d) {

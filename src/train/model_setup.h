@@ -5,6 +5,7 @@
 
 #include "deck/deck.h"
 #include "model/config.h"
+#include "model/decoder.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -15,5 +16,8 @@ ModelConfig model_config_from_deck(const Deck& deck, int tokenizer_vocab);
 std::unique_ptr<Tokenizer> tokenizer_from_deck(const Deck& deck);
 // data.chat_template, 'auto' resolved from the tokenizer (ChatML for 'byte').
 ChatTemplate chat_template_from_deck(const Deck& deck);
+// model.activation_checkpointing and model.recompute.
+Checkpointing checkpointing_from_deck(const Deck& deck);
+RecomputeParts recompute_parts_from_deck(const Deck& deck);
 
 }  // namespace temper

@@ -49,7 +49,9 @@ void newton_schulz(Kernels& k, const Tensor& g, Tensor& out, int steps, DType co
 }
 
 bool muon_eligible(const std::string& name, const Shape& shape) {
-  return shape.size() == 2 && name != "embed" && name != "lm_head.weight";
+  const std::string suffix = ".weight";  // weight matrices only (not e.g. differential attention's lambda [4, D])
+  const bool weight = name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return shape.size() == 2 && weight && name != "embed" && name != "lm_head.weight";
 }
 
 namespace {

@@ -65,7 +65,7 @@ struct MuonParam {
   bool muon = false; // true: Muon (must be 2-D); false: AdamW
 };
 
-// Which parameters the factory gives to Muon: 2-D, and not the embedding or the output head.
+// Which parameters the factory gives to Muon: 2-D '*.weight' matrices except the embedding and the output head.
 bool muon_eligible(const std::string& name, const Shape& shape);
 
 class Muon final : public Optimizer {

@@ -30,14 +30,26 @@ class AdamWOptimizer final : public Optimizer {
 // Any optimizer followed by QK-clip on the model it updates.
 class QkClipped final : public Optimizer {
  public:
-  QkClipped(std::unique_ptr<Optimizer> inner, Decoder& model, Kernels& k, Comm& comm, double tau)
+  // sharded: scale the W_q / W_k slices this rank holds; null: the model's whole tensors.
+  QkClipped(std::unique_ptr<Optimizer> inner, Decoder& model, Kernels& k, Comm& comm, double tau,
+            const ShardedParams* sharded)
       : inner_(std::move(inner)), model_(model), k_(k), comm_(comm), tau_(tau) {
     model_.set_record_max_logits(true);
+    if (sharded) {
+      shapes_ = sharded->shapes;
+      for (const auto& r : sharded->refs) slices_[r.name] = r;
+      scale_ = sliced_row_scaler(k_, slices_, shapes_, sharded->shard->rank(), sharded->shard->size());
+    } else {
+      scale_ = [this](const std::string& name, int64_t b, int64_t e, double s) {
+        Tensor rows = model_.param(name).value.rows(b, e);
+        k_.axpby(rows, 0.0, rows, s);
+      };
+    }
   }
   std::string name() const override { return inner_->name() + "+qk_clip"; }
   void step(double lr, double grad_scale) override {
     inner_->step(lr, grad_scale);
-    last_ = qk_clip(model_, k_, gathered_max_logits(model_, k_, &comm_), tau_);
+    last_ = qk_clip(model_.config(), gathered_max_logits(model_, k_, &comm_), tau_, scale_);
   }
   int64_t steps_taken() const override { return inner_->steps_taken(); }
   void save(std::map<std::string, Tensor>& out) const override { inner_->save(out); }
@@ -53,6 +65,9 @@ class QkClipped final : public Optimizer {
   Kernels& k_;
   Comm& comm_;
   double tau_;
+  std::map<std::string, ParamRef> slices_;
+  std::map<std::string, Shape> shapes_;
+  QkRowScaler scale_;
   QkClipStats last_;
 };
 
@@ -94,25 +109,30 @@ std::unique_ptr<Optimizer> make_muon(const Deck& d, const std::string& section, 
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const Deck& d, const std::string& section, Decoder& model, Kernels& k,
-                                          Comm& world) {
+                                          Comm& world, const ShardedParams* sharded) {
   const std::string kind = d.get_string(section + ".optimizer");
+  std::vector<ParamRef> refs = sharded ? sharded->refs : param_refs(model);
   std::unique_ptr<Optimizer> opt;
   if (kind == "adamw") {
-    opt = make_adamw(k, param_refs(model), adamw_config(d, section));
+    opt = make_adamw(k, std::move(refs), adamw_config(d, section));
   } else if (kind == "muon") {
     std::map<std::string, Shape> shapes;
-    for (const auto& p : model.params()) shapes[p.name] = p.value.shape();
-    opt = make_muon(d, section, param_refs(model), shapes, k, nullptr);
+    if (sharded) shapes = sharded->shapes;
+    else
+      for (const auto& p : model.params()) shapes[p.name] = p.value.shape();
+    opt = make_muon(d, section, std::move(refs), shapes, k, sharded ? sharded->shard : nullptr);
   } else {
     fail(d.source(), ": ", section, ".optimizer = '", kind, "' (", d.where(section + ".optimizer"),
          ") is not one of adamw, muon");
   }
   const double tau = d.get_float(section + ".qk_clip_tau");
   if (tau > 0) {
+    TEMPER_CHECK(!model.config().differential(), section, ".qk_clip_tau needs standard attention; this model has ",
+                 attention_kind_name(model.config().attention), " attention");
     if (model.config().qk_norm && world.rank() == 0)
       log_warn(section, ".qk_clip_tau with model.qk_norm: the per-head RMSNorm would undo a W_q/W_k rescale, so "
                "QK-clip only reports max_logit here and changes no weight (the shared norm weights are not touched)");
-    opt = std::make_unique<QkClipped>(std::move(opt), model, k, world, tau);
+    opt = std::make_unique<QkClipped>(std::move(opt), model, k, world, tau, sharded);
   }
   return opt;
 }

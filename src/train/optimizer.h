@@ -42,10 +42,20 @@ std::unique_ptr<Optimizer> make_adamw(Kernels& k, std::vector<ParamRef> params, 
 std::unique_ptr<Optimizer> make_muon(const Deck& d, const std::string& section, std::vector<ParamRef> refs,
                                      const std::map<std::string, Shape>& shapes, Kernels& k, Comm* shard);
 
+// Parameters held as DP-shard slices (parallel/dp_shard.h): the shard references,
+// every parameter's full shape by name, and the dp_shard communicator.
+struct ShardedParams {
+  std::vector<ParamRef> refs;
+  std::map<std::string, Shape> shapes;
+  Comm* shard = nullptr;
+};
+
 // From the deck: `<section>.optimizer` (adamw | muon), `<section>.weight_decay`,
 // `<section>.qk_clip_tau`; Adam betas/eps and the muon_* keys from [sft].
 // section is "sft" or "rl". `world` reduces QK-clip's max logits over all ranks.
+// With `sharded` the optimizer steps the slices (Muon: Parallel Muon over sharded->shard;
+// QK-clip scales the part of W_q/W_k each rank holds); else the model's whole tensors.
 std::unique_ptr<Optimizer> make_optimizer(const Deck& d, const std::string& section, Decoder& model, Kernels& k,
-                                          Comm& world);
+                                          Comm& world, const ShardedParams* sharded = nullptr);
 
 }  // namespace temper

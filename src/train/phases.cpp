@@ -12,6 +12,7 @@
 #include "io/checkpoint.h"
 #include "model/hf_checkpoint.h"
 #include "train/model_setup.h"
+#include "train/plan_command.h"
 #include "train/run_context.h"
 #include "train/sft_phase.h"
 #include "train/upscale.h"
@@ -138,6 +139,7 @@ int export_checkpoint(const std::vector<std::string>& args, int rank) {
 int run_subcommand(const CommandLine& cl, int rank) {
   if (cl.subcommand == "generate-tasks") return generate_tasks(cl.args, rank);
   if (cl.subcommand == "export") return export_checkpoint(cl.args, rank);
+  if (cl.subcommand == "plan") return run_plan_command(cl.args, rank);
   if (cl.subcommand == "upscale") return upscale_command(cl.args, rank);
   if (cl.subcommand == "help") {
     if (rank == 0) std::cout << usage_text() << "\n" << deck_help();

@@ -15,6 +15,19 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
   if (ckpt_dir.empty()) ckpt_dir = (fs::path(output_dir_) / "checkpoints").string();
   store_ = std::make_unique<CheckpointStore>(ckpt_dir, int(deck.get_int("checkpoint.keep_last")));
   kernels_ = make_kernels(deck.get_string("run.backend"), mesh.local_rank());
+  const std::string dc = deck.get_string("parallel.device_comm");
+  if (kernels_->device() == Device::CUDA && dc != "mpi") {
+    const auto sh = mesh.shape();
+    const bool multi = sh.sp > 1 || sh.dp_shard > 1 || sh.dp_replicate > 1;
+    if (dc == "nccl" || multi) {
+      mesh.use_nccl(kernels_->native_stream(), deck.get_float("parallel.comm_timeout"), dc == "nccl");
+      if (mesh.world_rank() == 0)
+        log_info("communicators: NCCL on the device (", dc == "nccl" ? "every axis" : "the axes of several ranks", ")");
+    }
+  } else {
+    TEMPER_CHECK(dc != "nccl", "parallel.device_comm = nccl needs run.backend = cuda (this run uses '",
+                 kernels_->name(), "')");
+  }
 }
 
 bool RunContext::stop_requested(double elapsed) {

@@ -10,6 +10,7 @@
 #include "data/sft_dataset.h"
 #include "model/batch.h"
 #include "model/decoder.h"
+#include "parallel/dp_shard.h"
 #include "parallel/ulysses.h"
 #include "train/adamw.h"
 #include "train/optimizer.h"
@@ -19,6 +20,7 @@
 #include "train/model_init.h"
 #include "train/model_setup.h"
 #include "train/model_state.h"
+#include "train/plan_command.h"
 #include "train/run_context.h"
 
 namespace temper {
@@ -49,7 +51,7 @@ int run_sft_phase(RunContext& ctx) {
   Mesh& mesh = ctx.mesh();
   Comm& rep = mesh.replicate();
   Comm& spc = mesh.sp();
-  TEMPER_CHECK(mesh.shape().dp_shard == 1, "SFT with dp_shard > 1 is not available yet: use sp and dp_replicate");
+  Comm& shard = mesh.shard();
 
   auto tok = tokenizer_from_deck(d);
   const InitialWeights init = resolve_initial_weights(d, tok->vocab_size());
@@ -63,10 +65,19 @@ int run_sft_phase(RunContext& ctx) {
   std::unique_ptr<Ulysses> ulysses = spc.size() > 1 ? std::make_unique<Ulysses>(spc, cfg) : nullptr;
   apply_initial_weights(init, model, k, uint64_t(d.get_int("run.seed")));
   if (ctx.is_root()) log_info("initial weights: ", init.description);
-  model.set_checkpointing(checkpointing_from_name(d.get_string("model.activation_checkpointing")));
-  if (ctx.is_root()) log_info(cfg.summary(stages.front().seq_len));
+  model.set_checkpointing(checkpointing_from_deck(d), recompute_parts_from_deck(d));
+  if (ctx.is_root()) log_info(plan_from_deck(d, cfg, mesh.shape().dp_replicate).text);  // model summary + per-rank memory plan
 
-  std::unique_ptr<Optimizer> optp = make_optimizer(d, "sft", model, k, mesh.world());
+  // dp_shard > 1: ZeRO-3 sharding (parallel/dp_shard.h); the optimizer steps the shards.
+  ShardedParams shards;
+  for (const auto& p : model.params()) shards.shapes[p.name] = p.value.shape();  // before DpShard releases them
+  std::unique_ptr<DpShard> sharded;
+  if (shard.size() > 1) {
+    sharded = std::make_unique<DpShard>(model, k, shard, &mesh.sp());
+    shards.refs = sharded->param_refs();
+    shards.shard = &shard;
+  }
+  std::unique_ptr<Optimizer> optp = make_optimizer(d, "sft", model, k, mesh.world(), sharded ? &shards : nullptr);
   Optimizer& opt = *optp;
   LrSchedule sched{d.get_float("sft.lr"), d.get_float("sft.min_lr"), d.get_int("sft.warmup_steps"), total_steps};
   const int64_t grad_accum = d.get_int("sft.grad_accum");
@@ -96,9 +107,18 @@ int run_sft_phase(RunContext& ctx) {
   if (auto st = ctx.resume_state()) {
     TEMPER_CHECK(st->phase == "sft", "checkpoint phase is '", st->phase, "', this run is 'sft'");
     step = st->step;
-    load_model_state(model, k, st->tensors);
-    model.refresh_compute();
-    opt.load(st->tensors, step);
+    if (sharded) {  // the checkpoint holds full tensors (any mesh): take this rank's slices
+      std::map<std::string, Tensor> mine;
+      opt.save(mine);  // the names of this optimizer's state
+      std::vector<std::string> keys;
+      for (const auto& kv : mine) keys.push_back(kv.first);
+      sharded->load_model(st->tensors);
+      opt.load(sharded->slice_moments(st->tensors, keys), step);
+    } else {
+      load_model_state(model, k, st->tensors);
+      model.refresh_compute();
+      opt.load(st->tensors, step);
+    }
     auto pos = nlohmann::json::parse(st->strings.at("data_position"));
     open_stage(pos.at("stage").get<size_t>());
     data->restore(pos.at("loader").dump());
@@ -107,8 +127,14 @@ int run_sft_phase(RunContext& ctx) {
     CheckpointState s;
     s.step = step;
     s.phase = "sft";
-    save_model_state(model, k, s.tensors);
-    opt.save(s.tensors);
+    if (sharded) {  // gathered into full logical tensors; only the writing rank keeps them
+      std::map<std::string, Tensor> moments;
+      opt.save(moments);
+      sharded->save_state(moments, s.tensors, ctx.is_root());
+    } else {
+      save_model_state(model, k, s.tensors);
+      opt.save(s.tensors);
+    }
     nlohmann::json pos;
     pos["stage"] = data_stage;
     pos["loader"] = nlohmann::json::parse(data->state());
@@ -120,7 +146,9 @@ int run_sft_phase(RunContext& ctx) {
   GreedyEval evaluator(d, *tok, mesh.world());
   auto evaluate = [&](const char* tag) {
     if (!evaluator.enabled()) return;
+    if (sharded) sharded->gather_all();  // generation reads whole parameters
     auto r = evaluator.run(model, k, cat(tag, "_step", step));
+    if (sharded) sharded->release_all();
     if (ctx.is_root())
       log_info("eval ", tag, " at step ", step, ": exact match ", r.correct, "/", r.total, " = ",
                100.0 * r.accuracy(), " % (", format_duration(r.seconds), ")");
@@ -128,7 +156,8 @@ int run_sft_phase(RunContext& ctx) {
   if (step == 0) evaluate("before");
 
   Progress progress(total_steps, step, ctx.metrics_path(), int(d.get_int("log.every")));
-  const int R = rep.size(), r = rep.rank();
+  // Data parallel over dp_shard x dp_replicate: R ranks, this one is r.
+  const int R = rep.size() * shard.size(), r = rep.rank() * shard.size() + shard.rank();
   std::vector<PackedBatch> mine;
   while (step < total_steps) {
     if (ctx.stop_requested(progress.elapsed())) {
@@ -152,10 +181,11 @@ int run_sft_phase(RunContext& ctx) {
       if (ulysses) pad_sequence(b.tokens, b.targets, b.positions, b.cu_seqlens, ulysses->size());
     }
     // Loss tokens of the global batch: each SP group counts its micro-batches once.
-    const int64_t loss_tokens = rep.allreduce_sum_i64(local_loss_tokens);
-    const int64_t tokens = rep.allreduce_sum_i64(local_tokens);
+    const int64_t loss_tokens = rep.allreduce_sum_i64(shard.allreduce_sum_i64(local_loss_tokens));
+    const int64_t tokens = rep.allreduce_sum_i64(shard.allreduce_sum_i64(local_tokens));
 
-    model.zero_grad();
+    if (sharded) sharded->zero_grad();
+    else model.zero_grad();
     double local_loss = 0;
     for (const auto& pb : mine) {
       Batch whole = make_batch(k, pb.tokens, pb.targets, pb.positions, pb.cu_seqlens, cfg.vocab_size);
@@ -170,12 +200,14 @@ int run_sft_phase(RunContext& ctx) {
       for (double v : to_host_f64(k, logp)) local_loss -= v;
     }
     if (ulysses) {
-      allreduce_grads(model, spc);  // each SP rank holds its tokens' share of every gradient
+      // each SP rank holds its tokens' share of every gradient (DpShard sums over sp itself)
+      if (!sharded) allreduce_grads(model, spc);
       local_loss = spc.allreduce_sum(local_loss);
     }
-    allreduce_grads(model, rep);
-    const double loss = rep.allreduce_sum(local_loss) / double(std::max<int64_t>(loss_tokens, 1));
-    const double norm = grad_norm(k, opt.params());
+    if (sharded) sharded->reduce_over(rep);  // the shards were reduce-scattered in backward
+    else allreduce_grads(model, rep);
+    const double loss = rep.allreduce_sum(shard.allreduce_sum(local_loss)) / double(std::max<int64_t>(loss_tokens, 1));
+    const double norm = grad_norm(k, opt.params(), sharded ? &shard : nullptr);
     const double lr = sched.at(step + 1);
     opt.step(lr, clip_scale(norm, clip));
     model.refresh_compute();
@@ -191,6 +223,9 @@ int run_sft_phase(RunContext& ctx) {
   if (ctx.is_root()) {
     const auto& st = data->stats();
     log_info("sft done: ", step, " steps; documents truncated ", st.truncated, ", split ", st.split);
+    if (k.device_memory_reserved() >= 0)
+      log_info("device memory: measured peak ", double(k.device_memory_reserved()) / double(int64_t(1) << 30),
+               " GiB on rank 0 (the plan at the start lists the items)");
   }
   return 0;
 }

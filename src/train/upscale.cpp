@@ -92,6 +92,9 @@ std::vector<int> inserted_layers(const ModelConfig& c, const UpscaleOptions& o) 
 
 UpscaledModel upscale_model(const ModelConfig& c, const std::map<std::string, Tensor>& ps, const UpscaleOptions& o) {
   c.validate();
+  TEMPER_CHECK(!c.differential() && c.mlp_activation == MlpActivation::SwiGLU,
+               "upscale: model.attention = ", attention_kind_name(c.attention), " with model.mlp_activation = ",
+               mlp_activation_name(c.mlp_activation), " is not supported (standard attention with SwiGLU only)");
   const int64_t f = o.width_factor;
   TEMPER_CHECK(f >= 1 && f <= 64, "upscale: --width-factor must be an integer in [1, 64], got ", o.width_factor);
   const std::vector<int> after = inserted_layers(c, o);

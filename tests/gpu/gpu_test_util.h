@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
+#include <string>
 #include <limits>
 #include <memory>
 #include <vector>
@@ -117,6 +119,22 @@ inline double max_abs(const Tensor& t) {
   double m = 0.0;
   for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::fabs(double(t.data<float>()[i])));
   return m;
+}
+
+// Tolerance scaled to the reference's magnitude (cancellation-prone bf16 outputs).
+inline void expect_close_scaled(const Tensor& got, const Tensor& ref, double rtol, const std::string& what) {
+  expect_close(got, ref, 1e-2 * std::max(max_abs(ref), 1e-3), rtol, what);
+}
+
+// Compares the increments (after - before) of an accumulated gradient.
+inline void expect_close_delta(const Tensor& got, const Tensor& ref, const Tensor& before, double rtol,
+                               const std::string& what) {
+  Tensor dg = host_clone(got), dr = host_clone(ref);
+  for (int64_t i = 0; i < before.numel(); ++i) {
+    dg.data<float>()[i] -= before.data<float>()[i];
+    dr.data<float>()[i] -= before.data<float>()[i];
+  }
+  expect_close(dg, dr, 1e-2 * std::max(max_abs(dr), 1e-6), rtol, what);
 }
 
 }  // namespace temper::gpu_test

@@ -31,16 +31,11 @@ class CudaKernelsTest : public ::testing::Test {
   }
   // Tolerance scaled to the reference's magnitude (cancellation-prone outputs).
   void close_bf16(const Tensor& got, const Tensor& ref, const std::string& what) {
-    expect_close(got, ref, 1e-2 * std::max(max_abs(ref), 1e-3), kRtol, what);
+    expect_close_scaled(got, ref, kRtol, what);
   }
   // Compares the increments of an accumulated gradient.
   void close_delta(const Tensor& got, const Tensor& ref, const Tensor& before, double rtol, const std::string& what) {
-    Tensor dg = host_clone(got), dr = host_clone(ref);
-    for (int64_t i = 0; i < before.numel(); ++i) {
-      dg.data<float>()[i] -= before.data<float>()[i];
-      dr.data<float>()[i] -= before.data<float>()[i];
-    }
-    expect_close(dg, dr, 1e-2 * std::max(max_abs(dr), 1e-6), rtol, what);
+    expect_close_delta(got, ref, before, rtol, what);
   }
 
   Kernels* g = nullptr;

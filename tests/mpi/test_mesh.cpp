@@ -11,21 +11,14 @@
 #include <tuple>
 
 #include "parallel/mesh.h"
+#include "mpi/mpi_util.h"
 
 using namespace temper;
 
 namespace {
 
-int world_size() {
-  int s;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
-int world_rank() {
-  int r;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
+using temper_mpi_test::world_rank;
+using temper_mpi_test::world_size;
 
 // Same string on every rank? (hash compared through min and max)
 bool same_on_all_ranks(const std::string& s) {

@@ -12,6 +12,7 @@
 #include "model/batch.h"
 #include "model/config.h"
 #include "model/decoder.h"
+#include "unit/model_test_util.h"
 
 namespace temper {
 namespace {
@@ -32,32 +33,6 @@ ModelConfig small_config(bool tied) {
   c.qkv_bias = true;
   c.tie_embeddings = tied;
   return c;
-}
-
-std::vector<int32_t> random_doc(Rng& rng, int len, int vocab) {
-  std::vector<int32_t> d(static_cast<size_t>(len));
-  for (auto& t : d) t = int32_t(rng.below(uint64_t(vocab)));
-  return d;
-}
-
-// Perturbs norm weights and biases away from 1 / 0 so their gradients are generic.
-void randomize_norms_and_biases(Decoder& m, uint64_t seed) {
-  Rng rng(seed);
-  for (auto& p : m.params()) {
-    if (p.decay) continue;
-    double* v = p.value.data<double>();
-    for (int64_t i = 0; i < p.value.numel(); ++i) v[i] += 0.2 * rng.normal();
-  }
-  m.refresh_compute();
-}
-
-double weighted_logp(Kernels& k, Decoder& m, const Batch& b, const std::vector<double>& r) {
-  Tensor logp;
-  m.forward(b, logp);
-  std::vector<double> lp = to_host_f64(k, logp);
-  double s = 0;
-  for (size_t i = 0; i < lp.size(); ++i) s += r[i] * lp[i];
-  return s;
 }
 
 class ModelGrad : public ::testing::TestWithParam<bool> {};
@@ -86,36 +61,7 @@ TEST_P(ModelGrad, FiniteDifferenceEveryParameterF64) {
   std::vector<double> r(tokens.size());
   for (auto& x : r) x = rng.uniform() * 2.0 - 0.5;  // non-uniform, mixed signs
 
-  m.zero_grad();
-  Tensor logp;
-  m.forward(b, logp);
-  m.backward(b, to_device(*k, r, DType::F64));
-
-  const double h = 1e-5;
-  int checked = 0;
-  for (auto& p : m.params()) {
-    std::vector<double> g = to_host_f64(*k, p.grad);
-    double gnorm = 0;
-    for (double x : g) gnorm += x * x;
-    EXPECT_GT(gnorm, 1e-12) << p.name << " has an all-zero gradient";
-    double* v = p.value.data<double>();
-    for (int s = 0; s < 4; ++s) {
-      int64_t i = int64_t(rng.below(uint64_t(p.value.numel())));
-      const double v0 = v[i];
-      v[i] = v0 + h;
-      m.refresh_compute();
-      double lp = weighted_logp(*k, m, b, r);
-      v[i] = v0 - h;
-      m.refresh_compute();
-      double lm = weighted_logp(*k, m, b, r);
-      v[i] = v0;
-      m.refresh_compute();
-      double fd = (lp - lm) / (2 * h);
-      EXPECT_NEAR(g[size_t(i)], fd, 1e-6 * (std::fabs(fd) + std::fabs(g[size_t(i)])) + 1e-9)
-          << p.name << "[" << i << "]";
-      ++checked;
-    }
-  }
+  const int checked = check_every_param_fd(*k, m, b, r, rng);
   EXPECT_EQ(checked, 4 * int(m.params().size()));
   EXPECT_EQ(m.params().size(), size_t(cfg.tie_embeddings ? 28 : 29));
 }

@@ -118,10 +118,76 @@ TEST(MemoryPlan, ShardAndSpDivideAsDocumented) {
   EXPECT_EQ(split.bytes("parameters (compute copy)"), base.bytes("parameters (compute copy)"));
   EXPECT_EQ(split.bytes("activations"), base.bytes("activations") / 2);  // linear in tokens
   EXPECT_EQ(split.bytes("logits chunk"), base.bytes("logits chunk"));    // rows fixed by the option
-  s.shard_compute = true;
-  EXPECT_EQ(MemoryPlan(c, s).bytes("parameters (compute copy)"), up(base.bytes("parameters (compute copy)"), 4));
+  s.shard_compute = true;  // ZeRO-3: no resident compute copy, a gathered working set instead
+  EXPECT_THROW(MemoryPlan(c, s).bytes("parameters (compute copy)"), Error);
+  EXPECT_GT(MemoryPlan(c, s).bytes("gathered layers"), 0);
   s.shard = 0;
   EXPECT_THROW(MemoryPlan(c, s), Error);
+}
+
+TEST(MemoryPlan, EveryCheckpointingPolicyEqualsTheDecoder) {
+  auto cpu = make_cpu_kernels();
+  for (bool qk : {false, true}) {
+    const ModelConfig c = tiny(qk, !qk, !qk);
+    Decoder dec(c, *cpu, DType::F32);
+    int64_t previous = -1;
+    for (Checkpointing pol : {Checkpointing::None, Checkpointing::Selective, Checkpointing::Full}) {
+      dec.set_checkpointing(pol);
+      for (int64_t n : {1, 13}) {
+        EXPECT_EQ(MemoryPlan::activation_bytes(c, n, dec.compute_dtype(), dec.stat_dtype(), pol), dec.activation_bytes(n))
+            << checkpointing_name(pol) << " n=" << n;
+      }
+      // and what a step really allocates under the policy
+      std::vector<int32_t> doc = {1, 5, 9, 2, 30, 4, 4, 8, 11};
+      Batch b = make_lm_batch(*cpu, {doc}, c.vocab_size);
+      Tensor logp;
+      dec.forward(b, logp);
+      const int64_t got = dec.allocated_activation_bytes();
+      EXPECT_EQ(got, MemoryPlan::activation_bytes(c, 9, dec.compute_dtype(), dec.stat_dtype(), pol));
+      if (previous >= 0) EXPECT_LT(got, previous) << checkpointing_name(pol) << " keeps less than the policy before";
+      previous = got;
+      MemoryPlanOptions o;
+      o.tokens = 9;
+      o.compute_dtype = DType::F32;
+      o.checkpointing = pol;
+      EXPECT_EQ(MemoryPlan(c, o).bytes("activations"), got);
+      EXPECT_NE(MemoryPlan(c, o).table().find(checkpointing_name(pol)), std::string::npos);
+    }
+  }
+}
+
+TEST(MemoryPlan, PerRankBytesScaleWithShardAndSp) {
+  const ModelConfig c = qwen2_1p5b();
+  MemoryPlanOptions o;
+  o.tokens = 32768;
+  o.checkpointing = Checkpointing::Full;
+  const MemoryPlan one(c, o);
+  for (int shard : {2, 4, 8})
+    for (int sp : {1, 2, 4}) {
+      MemoryPlanOptions s = o;
+      s.shard = shard;
+      s.sp = sp;
+      s.replicate = 3;
+      s.shard_compute = true;  // ZeRO-3: parameters gathered per layer
+      const MemoryPlan p(c, s);
+      for (const char* name : {"parameters (master)", "gradients", "AdamW moments"})
+        EXPECT_NEAR(double(p.bytes(name)), double(one.bytes(name)) / shard, 1.0) << name << " shard " << shard;
+      EXPECT_EQ(p.bytes("activations"), MemoryPlan::activation_bytes(c, o.tokens / sp, DType::BF16, DType::F32,
+                                                                      Checkpointing::Full));
+      // the gathered working set: at least two blocks of bf16 weights, far below the whole model
+      const int64_t layer = c.attention_params_per_layer() + c.mlp_params_per_layer();
+      EXPECT_GE(p.bytes("gathered layers"), 2 * layer * 2);
+      EXPECT_LT(p.bytes("gathered layers"), one.bytes("parameters (compute copy)") / 2);
+      EXPECT_THROW(p.bytes("parameters (compute copy)"), Error);
+      EXPECT_LT(p.total(), one.total());
+      EXPECT_NE(p.header().find(cat("sp ", sp, " x dp_shard ", shard, " x dp_replicate 3")), std::string::npos)
+          << p.header();
+    }
+  // replicate changes nothing per rank
+  MemoryPlanOptions r = o;
+  r.replicate = 16;
+  EXPECT_EQ(MemoryPlan(c, r).total(), one.total());
+  EXPECT_THROW(one.bytes("gathered layers"), Error);  // no sharding, no gathering
 }
 
 }  // namespace

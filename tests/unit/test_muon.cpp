@@ -257,6 +257,8 @@ TEST(Muon, BadInputIsRefusedWithClearMessages) {
   EXPECT_FALSE(muon_eligible("embed", {97, 8}));
   EXPECT_FALSE(muon_eligible("lm_head.weight", {97, 8}));
   EXPECT_FALSE(muon_eligible("final_norm.weight", {8}));
+  EXPECT_FALSE(muon_eligible("layers.0.attn.lambda", {4, 8}));  // differential attention's vectors
+  EXPECT_TRUE(muon_eligible("layers.0.attn.q2.weight", {8, 8}));
 }
 
 TEST(AttentionMaxLogit, MatchesBruteForceWithGqaAndDocuments) {

@@ -70,6 +70,12 @@ TEST(RunToy, BadInputGivesOneMessageAndExit2) {
   r = run_cmd(toy_cmd(dir / "o", "--parallel.sp=2"));
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find("mesh"), std::string::npos) << r.output;
+  r = run_cmd(toy_cmd(dir / "o", "--parallel.device_comm=nccl"));  // NCCL asked for on the cpu backend
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("parallel.device_comm = nccl needs run.backend = cuda"), std::string::npos) << r.output;
+  r = run_cmd(toy_cmd(dir / "o", "--parallel.device_comm=gloo"));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find("parallel.device_comm"), std::string::npos) << r.output;
   fs::remove_all(dir);
 }
 

@@ -165,6 +165,7 @@ std::vector<Row> run_shape(Kernels& base, const Args& a, const std::string& shap
     MemoryPlanOptions mo;
     mo.tokens = seq;
     mo.compute_dtype = base.act_dtype();
+    mo.checkpointing = checkpointing_from_name(a.checkpointing);
     r.plan_gib = gib(double(MemoryPlan(cfg, mo).total()));
     rows.push_back(r);
   }
@@ -233,6 +234,7 @@ std::vector<Row> run_shape(Kernels& base, const Args& a, const std::string& shap
         MemoryPlanOptions mo;
         mo.tokens = seq;
         mo.compute_dtype = base.act_dtype();
+        mo.checkpointing = checkpointing_from_name(a.checkpointing);
         const int64_t measured = row.peak_gib >= 0 ? int64_t(row.peak_gib * double(int64_t(1) << 30)) : -1;
         std::printf("\nmemory plan, %s seq %lld:\n%s", shape.c_str(), static_cast<long long>(seq),
                     MemoryPlan(cfg, mo).table(measured).c_str());

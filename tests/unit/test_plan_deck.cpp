@@ -1,0 +1,97 @@
+// temper plan: the deck's memory plan (train/plan_command). The 12.7B 64K deck
+// fits 80 GiB per rank; the same model without sharding or checkpointing, or on a
+// smaller device, warns; the policy and mesh keys reach the plan; the subcommand
+// prints the table and the warning.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+
+#include "deck/deck.h"
+#include "train/model_setup.h"
+#include "train/plan_command.h"
+
+namespace temper {
+namespace {
+
+const std::string kDeck = std::string(TEMPER_SOURCE_DIR) + "/input/motif_12b_64k.deck";
+
+DeckPlan plan_of(const std::vector<std::string>& overrides = {}) {
+  const Deck d = Deck::load(kDeck, overrides);
+  const ModelConfig cfg = model_config_from_deck(d, 300);
+  return plan_from_deck(d, cfg);
+}
+
+TEST(PlanDeck, TwelveBillionDeckFitsAnH100) {
+  const Deck d = Deck::load(kDeck);
+  const ModelConfig cfg = model_config_from_deck(d, 300);
+  EXPECT_NEAR(double(cfg.param_count()), 12.7e9, 0.05e9);
+  const DeckPlan p = plan_from_deck(d, cfg);
+  EXPECT_TRUE(p.fits) << p.text;
+  EXPECT_LE(double(p.total_bytes), 80.0 * double(int64_t(1) << 30));
+  EXPECT_EQ(p.options.sp, 2);
+  EXPECT_EQ(p.options.shard, 4);
+  EXPECT_EQ(p.options.tokens, 65536);
+  EXPECT_EQ(p.options.compute_dtype, DType::BF16);
+  EXPECT_NE(p.text.find("fits:"), std::string::npos) << p.text;
+  EXPECT_NE(p.text.find("sp 2 x dp_shard 4"), std::string::npos) << p.text;
+  EXPECT_NE(p.text.find("gathered layers"), std::string::npos) << p.text;
+}
+
+TEST(PlanDeck, TooBigWarns) {
+  for (auto ov : std::vector<std::vector<std::string>>{{"--parallel.dp_shard=1", "--parallel.sp=2"},
+                                                       {"--model.activation_checkpointing=none"},
+                                                       {"--parallel.device_memory_gib=40"}}) {
+    const DeckPlan p = plan_of(ov);
+    EXPECT_FALSE(p.fits) << ov[0];
+    EXPECT_NE(p.text.find("warning: the estimate"), std::string::npos) << p.text;
+  }
+}
+
+TEST(PlanDeck, KeysReachThePlan) {
+  const DeckPlan full = plan_of(), sel = plan_of({"--model.activation_checkpointing=selective"});
+  EXPECT_GT(sel.total_bytes, full.total_bytes);
+  const DeckPlan sp4 = plan_of({"--parallel.sp=4", "--parallel.dp_shard=2"});
+  EXPECT_EQ(sp4.options.sp, 4);
+  const DeckPlan cpu = plan_of({"--run.backend=cpu"});
+  EXPECT_EQ(cpu.options.compute_dtype, DType::F32);
+  const DeckPlan rl = plan_of({"--run.phase=rl", "--rl.micro_batch_tokens=4096", "--rl.max_batch=8"});
+  EXPECT_EQ(rl.options.tokens, 4096);
+  EXPECT_EQ(rl.options.kv_slots, 8);
+  EXPECT_NE(rl.text.find("KV cache"), std::string::npos);
+}
+
+TEST(PlanDeck, RecomputePartsReachThePlanAndBadPartsAreRefused) {
+  const DeckPlan mlp = plan_of({"--model.activation_checkpointing=selective"});
+  const DeckPlan both = plan_of({"--model.activation_checkpointing=selective", "--model.recompute=attention,mlp"});
+  EXPECT_TRUE(both.options.recompute.attention && both.options.recompute.mlp);
+  EXPECT_LT(both.total_bytes, mlp.total_bytes);
+  try {
+    Deck::load(kDeck, {"--model.recompute=attention,norms"});
+    FAIL() << "a bad part was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'norms' is not a part that can be recomputed"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(PlanDeck, SubcommandPrintsTheTable) {
+  const std::string cmd = std::string(TEMPER_BIN) + " plan " + kDeck + " --parallel.dp_shard=1 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string out;
+  char buf[512];
+  while (size_t n = fread(buf, 1, sizeof buf, f)) out.append(buf, n);
+  EXPECT_EQ(pclose(f), 0) << out;
+  for (const char* want : {"parameters (master)", "gradients", "AdamW moments", "activations", "logits chunk",
+                           "total (planned)", "does not fit the device memory"})
+    EXPECT_NE(out.find(want), std::string::npos) << want << "\n" << out;
+  FILE* g = popen((std::string(TEMPER_BIN) + " plan 2>&1").c_str(), "r");
+  out.clear();
+  while (size_t n = fread(buf, 1, sizeof buf, g)) out.append(buf, n);
+  EXPECT_NE(pclose(g), 0);
+  EXPECT_NE(out.find("plan: name a deck file"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace temper
