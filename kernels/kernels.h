@@ -93,6 +93,13 @@ class Kernels {
                                   const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& cu_seqlens, int max_seqlen) = 0;
 
+  // QK-clip support: the largest pre-softmax logit of each query head,
+  // out[h] = max(out[h], max over tokens i and j <= i of i's document of q_i,h . k_j,g(h) / sqrt(D)),
+  // GQA and cu_seqlens as in attention_forward. out f32[H] (f64 on the CPU f64 path);
+  // it accumulates (max), so the caller starts it at -inf.
+  virtual void attention_max_logit(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& cu_seqlens,
+                                   int max_seqlen) = 0;
+
   // ---- SwiGLU on a fused gate|up projection --------------------------------
   // gu[N, 2F]: columns [0,F) gate, [F,2F) up; out[N,F] = silu(gate) * up
   virtual void swiglu_forward(Tensor& out, const Tensor& gu) = 0;
@@ -127,6 +134,9 @@ class Kernels {
   // ---- elementwise ----------------------------------------------------------
   virtual void add_inplace(Tensor& y, const Tensor& x) = 0;  // y += x
   virtual void scale_inplace(Tensor& y, float s) = 0;        // y *= s
+  // y = a * y + b * x (dtypes as add_inplace; a == 0 ignores y's old contents).
+  // Used by the Muon optimizer (momentum, Newton-Schulz polynomial, update).
+  virtual void axpby(Tensor& y, double a, const Tensor& x, double b) = 0;
 
   // ---- head blocks (sequence-parallel layouts, parallel/ulysses) ------------
   // dst[t, dst_head + i, :] = src[t, src_head + i, :] (+= when accumulate) for t < N,

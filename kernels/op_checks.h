@@ -48,4 +48,21 @@ inline HeadDims head_dims(const char* op, const Tensor& logp, const Tensor& x, c
   return d;
 }
 
+struct QkDims {
+  int64_t N, H, KVH, D;
+};
+
+// attention_max_logit: q[N, H, D], k[N, KVH, D] with H % KVH == 0, out[H].
+inline QkDims max_logit_dims(const char* op, const Tensor& out, const Tensor& q, const Tensor& k) {
+  TEMPER_CHECK(q.ndim() == 3, op, ": 'q' must be [N, H, D], got ", shape_str(q.shape()));
+  QkDims d{q.dim(0), q.dim(1), 0, q.dim(2)};
+  TEMPER_CHECK(k.ndim() == 3 && k.dim(0) == d.N && k.dim(2) == d.D, op, ": 'k' has shape ", shape_str(k.shape()),
+               ", expected [", d.N, ", KVH, ", d.D, "] to match 'q' ", shape_str(q.shape()));
+  d.KVH = k.dim(1);
+  TEMPER_CHECK(d.KVH > 0 && d.H % d.KVH == 0 && d.D > 0, op, ": query heads H = ", d.H,
+               " must be a multiple of kv heads KVH = ", d.KVH, " (and D > 0)");
+  check_shape(op, "out", out, {d.H});
+  return d;
+}
+
 }  // namespace temper

@@ -54,6 +54,10 @@ class CpuKernels final : public Kernels {
                           const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                           const Tensor& cu_seqlens, int max_seqlen) override;
 
+  // attention_max_logit.cpp
+  void attention_max_logit(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& cu_seqlens,
+                           int max_seqlen) override;
+
   // swiglu.cpp
   void swiglu_forward(Tensor& out, const Tensor& gu) override;
   void swiglu_backward(Tensor& dgu, const Tensor& dout, const Tensor& gu) override;
@@ -71,6 +75,7 @@ class CpuKernels final : public Kernels {
   // elementwise.cpp
   void add_inplace(Tensor& y, const Tensor& x) override;
   void scale_inplace(Tensor& y, float s) override;
+  void axpby(Tensor& y, double a, const Tensor& x, double b) override;
 
   // lm_head.cpp
   void lm_head_logprobs(Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) override;

@@ -141,6 +141,13 @@ void ProfilingKernels::add_inplace(Tensor& y, const Tensor& x) {
 void ProfilingKernels::scale_inplace(Tensor& y, float s) {
   timed("scale_inplace", [&] { inner_.scale_inplace(y, s); });
 }
+void ProfilingKernels::axpby(Tensor& y, double a, const Tensor& x, double b) {
+  timed("axpby", [&] { inner_.axpby(y, a, x, b); });
+}
+void ProfilingKernels::attention_max_logit(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& cu_seqlens,
+                                           int max_seqlen) {
+  timed("attention_max_logit", [&] { inner_.attention_max_logit(out, q, k, cu_seqlens, max_seqlen); });
+}
 void ProfilingKernels::lm_head_logprobs(Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) {
   timed("lm_head_logprobs", [&] { inner_.lm_head_logprobs(logp, x, W, targets); });
 }

@@ -72,6 +72,9 @@ class ProfilingKernels final : public Kernels {
                                   const Tensor& rstd, float lambda_init) override;
   void add_inplace(Tensor& y, const Tensor& x) override;
   void scale_inplace(Tensor& y, float s) override;
+  void axpby(Tensor& y, double a, const Tensor& x, double b) override;
+  void attention_max_logit(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& cu_seqlens,
+                           int max_seqlen) override;
   void lm_head_logprobs(Tensor& logp, const Tensor& x, const Tensor& W, const Tensor& targets) override;
   void lm_head_logprobs_backward(Tensor& logp, Tensor* dx, Tensor& dW, const Tensor& x, const Tensor& W,
                                  const Tensor& targets, const Tensor& dlogp) override;

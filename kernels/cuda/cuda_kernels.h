@@ -92,6 +92,11 @@ class CudaKernels final : public Kernels {
   // elementwise.cu
   void add_inplace(Tensor& y, const Tensor& x) override;
   void scale_inplace(Tensor& y, float s) override;
+  void axpby(Tensor& y, double a, const Tensor& x, double b) override;
+
+  // attention_max_logit.cu (QK-clip): q, k bf16, out f32[H]
+  void attention_max_logit(Tensor& out, const Tensor& q, const Tensor& k, const Tensor& cu_seqlens,
+                           int max_seqlen) override;
 
   // copy_heads.cu (sequence-parallel layouts)
   void copy_heads(Tensor& dst, int64_t dst_head, const Tensor& src, int64_t src_head, int64_t count,

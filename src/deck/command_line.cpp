@@ -8,7 +8,7 @@
 namespace temper {
 
 const std::vector<std::string>& known_subcommands() {
-  static const std::vector<std::string> words = {"generate-tasks", "print-deck", "export", "plan", "help"};
+  static const std::vector<std::string> words = {"generate-tasks", "print-deck", "export", "plan", "upscale", "help"};
   return words;
 }
 
@@ -22,7 +22,9 @@ std::string usage_text() {
              "  temper export --checkpoint PATH|DIR --out DIR [--dtype bf16|f32] [--tokenizer DIR] [--max-shard-mb N]\n"
              "      writes a Hugging Face model directory (config.json, safetensors, tokenizer files)\n"
              "  temper plan DECK [--section.key=value ...]\n"
-             "      prints the per-rank memory plan of the deck's training run (nothing is trained)\n";
+             "      prints the per-rank memory plan of the deck's training run (nothing is trained)\n"
+             "  temper upscale --checkpoint PATH|DIR --out DIR [--width-factor F] [--depth N | --insert-layers i,j]\n"
+             "      a wider (hypercloned) and/or deeper (identity layers) model computing the same function\n";
 }
 
 CommandLine parse_command_line(int argc, char** argv) {

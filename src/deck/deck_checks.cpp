@@ -51,6 +51,15 @@ void Deck::check_consistency() {
     TEMPER_CHECK(heads % get_int("parallel.sp") == 0, pre, shown(*this, "parallel.sp"), " does not divide ",
                  shown(*this, "model.n_heads"), ": Ulysses sequence parallelism gives every SP rank n_heads / sp "
                  "whole attention heads");
+  for (const char* key : {"sft.qk_clip_tau", "rl.qk_clip_tau"})
+    TEMPER_CHECK(get_float(key) == 0 || get_string("model.attention") == "standard", pre, shown(*this, key),
+                 " needs model.attention = standard (QK-clip rescales W_q/W_k of one softmax), not ",
+                 shown(*this, "model.attention"));
+  // QK-clip measures logits on the local attention; Ulysses runs attention elsewhere.
+  if (get_string("run.phase") == "sft" && get_int("parallel.sp") > 1)
+    TEMPER_CHECK(get_float("sft.qk_clip_tau") == 0, pre, shown(*this, "sft.qk_clip_tau"),
+                 " is not available with ", shown(*this, "parallel.sp"), " (QK-clip needs the whole sequence's "
+                 "logits on one rank)");
   const auto parts = get_list("model.recompute");
   TEMPER_CHECK(!parts.empty(), pre, "model.recompute (", where("model.recompute"),
                ") is empty: name attention and/or mlp");

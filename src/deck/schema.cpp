@@ -158,8 +158,19 @@ Builder build_schema() {
       .alias({"max_steps", "num_steps", "train_steps"});
   b.k("grad_accum", Int, "1", "micro-steps per optimizer step").above(0)
       .alias({"gradient_accumulation_steps", "accum_steps"});
-  b.k("optimizer", Str, "adamw", "optimizer of the matrices (muon applies to 2-D weights only)")
+  b.k("optimizer", Str, "adamw",
+      "adamw, or muon: Newton-Schulz-orthogonalised momentum for the 2-D hidden matrices, AdamW for "
+      "embeddings, output head, norms and biases (same lr: Muon's update RMS is matched to AdamW's)")
       .one_of({"adamw", "muon"});
+  b.k("muon_momentum", Float, "0.95", "Muon momentum (also used by rl.optimizer = muon)").at_least(0).below(1);
+  b.k("muon_nesterov", Bool, "true", "Muon: Nesterov momentum (orthogonalise g + mu m instead of m)");
+  b.k("muon_ns_steps", Int, "5", "Muon: quintic Newton-Schulz iterations").within(1, 20);
+  b.k("muon_update_scale", Float, "0.2",
+      "Muon: update = lr * this * sqrt(max(rows, cols)) * orthogonalised momentum (RMS this * lr, like AdamW's)")
+      .above(0);
+  b.k("qk_clip_tau", Float, "0",
+      "QK-clip (MuonClip): after each step, heads whose max pre-softmax logit exceeded this get W_q, W_k "
+      "rescaled so it becomes this; 0 = off").at_least(0);
   b.k("lr", Float, "3e-4", "peak learning rate").at_least(0).alias({"learning_rate"});
   b.k("min_lr", Float, "3e-5", "learning rate at the end of the cosine decay").at_least(0)
       .alias({"final_lr", "lr_min"});
@@ -221,6 +232,9 @@ Builder build_schema() {
   b.k("stop_strings", List, "", "extra strings that end a response (besides the end-of-turn token)");
   b.k("grad_clip", Float, "1.0", "clip the global gradient norm to this; 0 = off").at_least(0);
   b.k("weight_decay", Float, "0.0", "AdamW decoupled weight decay (betas and eps from [sft])").at_least(0);
+  b.k("optimizer", Str, "adamw", "adamw or muon (as sft.optimizer; muon_* keys and betas from [sft])")
+      .one_of({"adamw", "muon"});
+  b.k("qk_clip_tau", Float, "0", "QK-clip threshold as sft.qk_clip_tau; 0 = off").at_least(0);
   b.k("warmup_steps", Int, "0", "linear learning-rate warm-up steps").at_least(0);
   b.k("eval_file", Str, "", "held-out prompts (RL prompt JSONL) scored before, every eval_every, and at the end");
   b.k("eval_every", Int, "0", "evaluate every this many RL steps; 0 = before and after only").at_least(0);

@@ -195,6 +195,20 @@ void Decoder::set_checkpointing(Checkpointing c, RecomputeParts parts) {
 void Decoder::zero_grad() {
   for (auto& p : params_)
     if (p.grad.defined()) k_.zero(p.grad);
+  reset_max_logits();
+}
+
+void Decoder::set_record_max_logits(bool on) {
+  max_logits_.clear();
+  if (!on) return;
+  for (int l = 0; l < cfg_.n_layers; ++l) max_logits_.push_back(k_.alloc({cfg_.n_heads}, stat_dtype_));
+  reset_max_logits();
+}
+
+void Decoder::reset_max_logits() {
+  if (max_logits_.empty()) return;
+  Tensor minus_inf = to_device(k_, std::vector<double>(size_t(cfg_.n_heads), -INFINITY), stat_dtype_);
+  for (auto& t : max_logits_) k_.copy(t, minus_inf);
 }
 
 int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
@@ -352,6 +366,10 @@ void Decoder::run_forward(const Batch& b) {
     BlockActs a = block_view(l, n);
     if (hooks_) hooks_->before_forward(l);
     block_forward(k_, cfg_, blocks_[size_t(l)], a, b);
+    if (!max_logits_.empty()) {
+      TEMPER_CHECK(!b.attention, "QK-clip: max logits cannot be recorded under sequence parallelism (parallel.sp > 1)");
+      k_.attention_max_logit(max_logits_[size_t(l)], a.q, a.k, b.cu_seqlens, b.max_seqlen);
+    }
     if (hooks_) hooks_->after_forward(l);
   }
   Tensor lnf = buf_.lnf.rows(0, n), rstdf = buf_.rstdf.rows(0, n);

@@ -117,6 +117,12 @@ class Decoder {
   void set_param_hooks(LayerParamHooks* h) { hooks_ = h; }
   LayerParamHooks* param_hooks() const { return hooks_; }
 
+  // QK-clip (train/qk_clip.h): while on, forward records per layer the largest
+  // pre-softmax logit of each query head (Kernels::attention_max_logit on the
+  // post-RoPE q, k), max-accumulated until zero_grad() resets it to -inf.
+  void set_record_max_logits(bool on);
+  const std::vector<Tensor>& max_logits() const { return max_logits_; }  // L x stat_dtype[H]; empty when off
+
   // Changes what forward keeps (frees the activation buffers; the next forward
   // reallocates). Gradients are identical under every policy.
   void set_checkpointing(Checkpointing c, RecomputeParts parts = {});
@@ -162,6 +168,8 @@ class Decoder {
   int64_t acts_for_n_ = -1;
   LayerParamHooks* hooks_ = nullptr;
   RecomputeParts parts_;  // what selective recomputes
+  std::vector<Tensor> max_logits_;  // QK-clip records (set_record_max_logits)
+  void reset_max_logits();
   Checkpointing ckpt_ = Checkpointing::None;  // token count of the batch whose activations are kept (-1: none)
 };
 

@@ -238,6 +238,18 @@ std::map<std::string, Tensor> DpShard::load_state(const std::map<std::string, Te
   return moments;
 }
 
+std::map<std::string, Tensor> DpShard::slice_moments(const std::map<std::string, Tensor>& in,
+                                                     const std::vector<std::string>& keys) const {
+  std::map<std::string, Tensor> moments;
+  for (const auto& key : keys) {
+    auto it = in.find(key);
+    TEMPER_CHECK(it != in.end(), "checkpoint has no optimizer state '", key,
+                 "' (was it written with another sft.optimizer?)");
+    moments[key] = slice_host(piece_of_moment(key), it->second, key);
+  }
+  return moments;
+}
+
 int64_t DpShard::shard_numel(const std::string& name) const {
   for (const auto& x : pieces_)
     if (x.p->name == name) return x.len;

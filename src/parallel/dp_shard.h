@@ -93,6 +93,10 @@ class DpShard : public LayerParamHooks {
                                            const std::vector<std::string>& moment_kinds = {"m", "v"});
   // Master shards from full logical host values model/<name> only (initial weights).
   void load_model(const std::map<std::string, Tensor>& in);
+  // This rank's shards of the full logical tensors named by `keys`
+  // (optim/<kind>/<name>, any kinds, e.g. Muon's muon_m next to AdamW's m, v).
+  std::map<std::string, Tensor> slice_moments(const std::map<std::string, Tensor>& in,
+                                              const std::vector<std::string>& keys) const;
 
   int shard_count() const { return S_; }
   int64_t shard_numel(const std::string& name) const;  // len of one parameter's shard

@@ -27,7 +27,7 @@ void response_logp(Decoder& m, Kernels& k, const std::vector<RlMicroBatch>& mbs,
 
 }  // namespace
 
-UpdateStats policy_update(Decoder& model, Decoder* ref, Kernels& k, AdamW& opt, Comm& comm,
+UpdateStats policy_update(Decoder& model, Decoder* ref, Kernels& k, Optimizer& opt, Comm& comm,
                           const std::vector<UpdateSample>& samples, const UpdateOptions& uo, double lr) {
   const auto t0 = std::chrono::steady_clock::now();
   UpdateStats st;

@@ -13,6 +13,7 @@
 #include "parallel/comm.h"
 #include "rl/policy_loss.h"
 #include "train/adamw.h"
+#include "train/optimizer.h"
 
 namespace temper {
 
@@ -50,7 +51,7 @@ struct UpdateStats {
 // Collective over `comm` (every rank calls it, possibly with no samples). `ref` is
 // the frozen reference policy for the KL term (nullptr when loss.kl_coef == 0).
 // lr for each optimizer step comes from lr_at(optimizer step index).
-UpdateStats policy_update(Decoder& model, Decoder* ref, Kernels& k, AdamW& opt, Comm& comm,
+UpdateStats policy_update(Decoder& model, Decoder* ref, Kernels& k, Optimizer& opt, Comm& comm,
                           const std::vector<UpdateSample>& samples, const UpdateOptions& opt_u, double lr);
 
 }  // namespace temper

@@ -23,6 +23,7 @@
 #include "train/lr_schedule.h"
 #include "train/model_init.h"
 #include "train/model_setup.h"
+#include "train/optimizer.h"
 #include "train/model_state.h"
 #include "train/run_context.h"
 
@@ -128,12 +129,8 @@ int run_rl_phase(RunContext& ctx) {
   if (root) log_info("rl: ", policy_algorithm_name(uo.algorithm), " from ", w.description, "\n",
                      w.config.summary(int(d.get_int("rl.max_new_tokens"))));
 
-  AdamWConfig ocfg;
-  ocfg.beta1 = d.get_float("sft.beta1");
-  ocfg.beta2 = d.get_float("sft.beta2");
-  ocfg.eps = d.get_float("sft.adam_eps");
-  ocfg.weight_decay = d.get_float("rl.weight_decay");
-  AdamW opt(k, param_refs(model), ocfg);
+  std::unique_ptr<Optimizer> optp = make_optimizer(d, "rl", model, k, mesh.world());
+  Optimizer& opt = *optp;
   const int64_t total_steps = d.get_int("rl.steps");
   const double lr = d.get_float("rl.lr");
   LrSchedule sched{lr, lr, d.get_int("rl.warmup_steps"), std::max<int64_t>(total_steps, 1)};

@@ -15,6 +15,7 @@
 #include "train/plan_command.h"
 #include "train/run_context.h"
 #include "train/sft_phase.h"
+#include "train/upscale.h"
 
 namespace temper {
 
@@ -139,6 +140,7 @@ int run_subcommand(const CommandLine& cl, int rank) {
   if (cl.subcommand == "generate-tasks") return generate_tasks(cl.args, rank);
   if (cl.subcommand == "export") return export_checkpoint(cl.args, rank);
   if (cl.subcommand == "plan") return run_plan_command(cl.args, rank);
+  if (cl.subcommand == "upscale") return upscale_command(cl.args, rank);
   if (cl.subcommand == "help") {
     if (rank == 0) std::cout << usage_text() << "\n" << deck_help();
     return 0;

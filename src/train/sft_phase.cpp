@@ -13,6 +13,7 @@
 #include "parallel/dp_shard.h"
 #include "parallel/ulysses.h"
 #include "train/adamw.h"
+#include "train/optimizer.h"
 #include "train/grad_clip.h"
 #include "train/greedy_eval.h"
 #include "train/lr_schedule.h"
@@ -67,15 +68,17 @@ int run_sft_phase(RunContext& ctx) {
   model.set_checkpointing(checkpointing_from_deck(d), recompute_parts_from_deck(d));
   if (ctx.is_root()) log_info(plan_from_deck(d, cfg, mesh.shape().dp_replicate).text);  // model summary + per-rank memory plan
 
-  AdamWConfig ocfg;
-  ocfg.beta1 = d.get_float("sft.beta1");
-  ocfg.beta2 = d.get_float("sft.beta2");
-  ocfg.eps = d.get_float("sft.adam_eps");
-  ocfg.weight_decay = d.get_float("sft.weight_decay");
   // dp_shard > 1: ZeRO-3 sharding (parallel/dp_shard.h); the optimizer steps the shards.
+  ShardedParams shards;
+  for (const auto& p : model.params()) shards.shapes[p.name] = p.value.shape();  // before DpShard releases them
   std::unique_ptr<DpShard> sharded;
-  if (shard.size() > 1) sharded = std::make_unique<DpShard>(model, k, shard, &mesh.sp());
-  AdamW opt(k, sharded ? sharded->param_refs() : param_refs(model), ocfg);
+  if (shard.size() > 1) {
+    sharded = std::make_unique<DpShard>(model, k, shard, &mesh.sp());
+    shards.refs = sharded->param_refs();
+    shards.shard = &shard;
+  }
+  std::unique_ptr<Optimizer> optp = make_optimizer(d, "sft", model, k, mesh.world(), sharded ? &shards : nullptr);
+  Optimizer& opt = *optp;
   LrSchedule sched{d.get_float("sft.lr"), d.get_float("sft.min_lr"), d.get_int("sft.warmup_steps"), total_steps};
   const int64_t grad_accum = d.get_int("sft.grad_accum");
   const double clip = d.get_float("sft.grad_clip");
@@ -105,7 +108,12 @@ int run_sft_phase(RunContext& ctx) {
     TEMPER_CHECK(st->phase == "sft", "checkpoint phase is '", st->phase, "', this run is 'sft'");
     step = st->step;
     if (sharded) {  // the checkpoint holds full tensors (any mesh): take this rank's slices
-      opt.load(sharded->load_state(st->tensors), step);
+      std::map<std::string, Tensor> mine;
+      opt.save(mine);  // the names of this optimizer's state
+      std::vector<std::string> keys;
+      for (const auto& kv : mine) keys.push_back(kv.first);
+      sharded->load_model(st->tensors);
+      opt.load(sharded->slice_moments(st->tensors, keys), step);
     } else {
       load_model_state(model, k, st->tensors);
       model.refresh_compute();
@@ -204,7 +212,9 @@ int run_sft_phase(RunContext& ctx) {
     opt.step(lr, clip_scale(norm, clip));
     model.refresh_compute();
     ++step;
-    progress.step(step, tokens, {{"loss", loss}, {"lr", lr}, {"gnorm", norm}, {"loss_tokens", double(loss_tokens)}});
+    std::map<std::string, double> metrics{{"loss", loss}, {"lr", lr}, {"gnorm", norm}, {"loss_tokens", double(loss_tokens)}};
+    for (const auto& [key, v] : opt.last_metrics()) metrics[key] = v;
+    progress.step(step, tokens, metrics);
     TEMPER_CHECK(std::isfinite(loss), "loss is not finite at step ", step, " (lower sft.lr?)");
     if (eval_every > 0 && step % eval_every == 0 && step < total_steps) evaluate("step");
     if ((ckpt_every > 0 && step % ckpt_every == 0) || step == total_steps) save();

@@ -1,0 +1,61 @@
+// The optimizer interface the training phases hold, and the factory that builds
+// one from the deck: AdamW for everything, or Muon for the 2-D hidden matrices
+// with AdamW for the rest (train/muon.h), optionally followed by QK-clip
+// (train/qk_clip.h) after every step (MuonClip).
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "train/adamw.h"
+
+namespace temper {
+
+class Comm;
+class Deck;
+class Decoder;
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  virtual std::string name() const = 0;  // "adamw", "muon", "muon+qk_clip", ...
+  // One update with learning rate lr; grad_scale multiplies every gradient first.
+  virtual void step(double lr, double grad_scale) = 0;
+  virtual int64_t steps_taken() const = 0;
+  // Checkpoint support: host copies of the state under "optim/...".
+  virtual void save(std::map<std::string, Tensor>& out) const = 0;
+  // Throws naming a missing or mismatched tensor (e.g. a checkpoint of another optimizer).
+  virtual void load(const std::map<std::string, Tensor>& in, int64_t steps_taken) = 0;
+  virtual const std::vector<ParamRef>& params() const = 0;
+  // Numbers for the metrics line after a step (e.g. QK-clip's max logit); may be empty.
+  virtual std::map<std::string, double> last_metrics() const { return {}; }
+};
+
+// AdamW behind the Optimizer interface.
+std::unique_ptr<Optimizer> make_adamw(Kernels& k, std::vector<ParamRef> params, AdamWConfig cfg);
+
+// Muon (train/muon.h) with the deck's muon_* / Adam keys over the given references:
+// whole tensors (shard null), or DP-shard's flat 1/S slices over `shard` (Parallel
+// Muon; e.g. DpShard::param_refs()). shapes: every parameter's full shape by name.
+std::unique_ptr<Optimizer> make_muon(const Deck& d, const std::string& section, std::vector<ParamRef> refs,
+                                     const std::map<std::string, Shape>& shapes, Kernels& k, Comm* shard);
+
+// Parameters held as DP-shard slices (parallel/dp_shard.h): the shard references,
+// every parameter's full shape by name, and the dp_shard communicator.
+struct ShardedParams {
+  std::vector<ParamRef> refs;
+  std::map<std::string, Shape> shapes;
+  Comm* shard = nullptr;
+};
+
+// From the deck: `<section>.optimizer` (adamw | muon), `<section>.weight_decay`,
+// `<section>.qk_clip_tau`; Adam betas/eps and the muon_* keys from [sft].
+// section is "sft" or "rl". `world` reduces QK-clip's max logits over all ranks.
+// With `sharded` the optimizer steps the slices (Muon: Parallel Muon over sharded->shard;
+// QK-clip scales the part of W_q/W_k each rank holds); else the model's whole tensors.
+std::unique_ptr<Optimizer> make_optimizer(const Deck& d, const std::string& section, Decoder& model, Kernels& k,
+                                          Comm& world, const ShardedParams* sharded = nullptr);
+
+}  // namespace temper

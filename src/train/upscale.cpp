@@ -1,0 +1,265 @@
+// Hypercloning (width) and identity-layer insertion (depth); see upscale.h.
+#include "train/upscale.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "core/error.h"
+#include "deck/deck.h"
+#include "io/checkpoint.h"
+#include "train/model_setup.h"
+
+namespace temper {
+
+namespace {
+
+// A host matrix in double (vectors are [n, 1]).
+struct Mat {
+  int64_t r = 0, c = 0;
+  std::vector<double> v;
+};
+
+Mat read(const std::map<std::string, Tensor>& ps, const std::string& name) {
+  auto it = ps.find(name);
+  TEMPER_CHECK(it != ps.end(), "upscale: the model has no tensor '", name, "'");
+  const Tensor& t = it->second;
+  TEMPER_CHECK(t.device() == Device::CPU && (t.dtype() == DType::F32 || t.dtype() == DType::F64) && t.ndim() <= 2 &&
+                   t.ndim() >= 1, "upscale: tensor '", name, "' must be a host f32/f64 vector or matrix, got ",
+               dtype_name(t.dtype()), " ", shape_str(t.shape()));
+  Mat m{t.dim(0), t.ndim() == 2 ? t.dim(1) : 1, std::vector<double>(size_t(t.numel()))};
+  for (int64_t i = 0; i < t.numel(); ++i)
+    m.v[size_t(i)] = t.dtype() == DType::F64 ? t.data<double>()[i] : double(t.data<float>()[i]);
+  return m;
+}
+
+Tensor write(const Mat& m, bool vector, DType dt) {
+  Tensor t = Tensor::empty(vector ? Shape{m.r} : Shape{m.r, m.c}, dt);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (dt == DType::F64) t.data<double>()[i] = m.v[size_t(i)];
+    else t.data<float>()[i] = float(m.v[size_t(i)]);
+  }
+  return t;
+}
+
+// fr x fc blocks, each a * scale.
+Mat tile(const Mat& a, int64_t fr, int64_t fc, double scale) {
+  Mat o{a.r * fr, a.c * fc, std::vector<double>(size_t(a.r * fr * a.c * fc))};
+  for (int64_t i = 0; i < o.r; ++i)
+    for (int64_t j = 0; j < o.c; ++j) o.v[size_t(i * o.c + j)] = scale * a.v[size_t((i % a.r) * a.c + (j % a.c))];
+  return o;
+}
+
+// Rows [begin, end) of a.
+Mat row_block(const Mat& a, int64_t begin, int64_t end) {
+  return {end - begin, a.c, std::vector<double>(a.v.begin() + begin * a.c, a.v.begin() + end * a.c)};
+}
+Mat stack(const Mat& a, const Mat& b) {
+  Mat o{a.r + b.r, a.c, a.v};
+  o.v.insert(o.v.end(), b.v.begin(), b.v.end());
+  return o;
+}
+
+// The per-layer parameter names (suffixes after "layers.{i}.") of a config.
+std::vector<std::string> layer_names(const ModelConfig& c) {
+  std::vector<std::string> n = {"attn_norm.weight", "attn.q.weight", "attn.k.weight", "attn.v.weight"};
+  if (c.qkv_bias) n.insert(n.end(), {"attn.q.bias", "attn.k.bias", "attn.v.bias"});
+  if (c.qk_norm) n.insert(n.end(), {"attn.q_norm.weight", "attn.k_norm.weight"});
+  n.insert(n.end(), {"attn.o.weight", "mlp_norm.weight", "mlp.gate_up.weight", "mlp.down.weight"});
+  return n;
+}
+
+}  // namespace
+
+std::vector<int> inserted_layers(const ModelConfig& c, const UpscaleOptions& o) {
+  const int L = c.n_layers;
+  TEMPER_CHECK(o.depth == 0 || o.insert_after.empty(), "upscale: give --depth or --insert-layers, not both");
+  std::vector<int> after = o.insert_after;
+  if (o.depth != 0) {
+    TEMPER_CHECK(o.depth >= L, "upscale: --depth ", o.depth, " is smaller than the model's ", L,
+                 " layers (layers are only added)");
+    const int m = o.depth - L;
+    for (int k = 0; k < m; ++k) after.push_back(std::min(L - 1, int((int64_t(k) + 1) * L / (m + 1))));
+  }
+  for (int a : after)
+    TEMPER_CHECK(a >= 0 && a < L, "upscale: --insert-layers names layer ", a, ", outside the model's layers 0..",
+                 L - 1);
+  std::sort(after.begin(), after.end());
+  return after;
+}
+
+UpscaledModel upscale_model(const ModelConfig& c, const std::map<std::string, Tensor>& ps, const UpscaleOptions& o) {
+  c.validate();
+  TEMPER_CHECK(!c.differential() && c.mlp_activation == MlpActivation::SwiGLU,
+               "upscale: model.attention = ", attention_kind_name(c.attention), " with model.mlp_activation = ",
+               mlp_activation_name(c.mlp_activation), " is not supported (standard attention with SwiGLU only)");
+  const int64_t f = o.width_factor;
+  TEMPER_CHECK(f >= 1 && f <= 64, "upscale: --width-factor must be an integer in [1, 64], got ", o.width_factor);
+  const std::vector<int> after = inserted_layers(c, o);
+  TEMPER_CHECK(f > 1 || !after.empty(), "upscale: nothing to do (give --width-factor > 1, --depth or --insert-layers)");
+  // every tensor must be one the Decoder of this config has
+  std::map<std::string, bool> known = {{"embed", true}, {"final_norm.weight", true}};
+  if (!c.tie_embeddings) known["lm_head.weight"] = true;
+  for (int l = 0; l < c.n_layers; ++l)
+    for (const auto& s : layer_names(c)) known["layers." + std::to_string(l) + "." + s] = true;
+  for (const auto& [name, t] : ps)
+    TEMPER_CHECK(known.count(name), "upscale: tensor '", name, "' is not part of the ", c.n_layers,
+                 "-layer Llama/Qwen decoder this command knows how to upscale");
+  TEMPER_CHECK(!ps.empty(), "upscale: no model tensors");
+  const DType dt = ps.begin()->second.dtype();
+
+  const double s = c.tie_embeddings ? 1.0 / std::sqrt(double(f)) : 1.0;
+  UpscaledModel out;
+  ModelConfig& n = out.config;
+  n = c;
+  n.d_model = int(c.d_model * f);
+  n.n_heads = int(c.n_heads * f);
+  n.n_kv_heads = int(c.n_kv_heads * f);
+  n.ffn_dim = int(c.ffn_dim * f);
+  n.norm_eps = float(double(c.norm_eps) * s * s);
+  n.n_layers = c.n_layers + int(after.size());
+  auto put = [&](const std::string& name, const Mat& m, bool vector) { out.params[name] = write(m, vector, dt); };
+
+  put("embed", tile(read(ps, "embed"), 1, f, s), false);
+  put("final_norm.weight", tile(read(ps, "final_norm.weight"), f, 1, s), true);
+  if (!c.tie_embeddings) put("lm_head.weight", tile(read(ps, "lm_head.weight"), 1, f, 1.0 / double(f)), false);
+  // the widened layers, by original index
+  std::vector<std::map<std::string, std::pair<Mat, bool>>> wide(size_t(c.n_layers));
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    auto& w = wide[size_t(l)];
+    for (const char* norm : {"attn_norm.weight", "mlp_norm.weight"}) w[norm] = {tile(read(ps, p + norm), f, 1, 1.0), true};
+    for (const char* m : {"attn.q.weight", "attn.k.weight", "attn.v.weight"})
+      w[m] = {tile(read(ps, p + m), f, f, 1.0 / double(f)), false};
+    if (c.qkv_bias)
+      for (const char* b : {"attn.q.bias", "attn.k.bias", "attn.v.bias"}) w[b] = {tile(read(ps, p + b), f, 1, 1.0), true};
+    if (c.qk_norm)
+      for (const char* qn : {"attn.q_norm.weight", "attn.k_norm.weight"}) w[qn] = {read(ps, p + qn), true};
+    for (const char* m : {"attn.o.weight", "mlp.down.weight"}) w[m] = {tile(read(ps, p + m), f, f, s / double(f)), false};
+    const Mat gu = read(ps, p + "mlp.gate_up.weight");
+    w["mlp.gate_up.weight"] = {stack(tile(row_block(gu, 0, c.ffn_dim), f, f, 1.0 / double(f)),
+                                     tile(row_block(gu, c.ffn_dim, 2 * int64_t(c.ffn_dim)), f, f, 1.0 / double(f))),
+                               false};
+  }
+  // the new layer order: each original layer, then its identity copies
+  int dst = 0;
+  auto emit = [&](int l, bool identity) {
+    const std::string p = "layers." + std::to_string(dst++) + ".";
+    for (const auto& [name, mv] : wide[size_t(l)]) {
+      Mat m = mv.first;
+      if (identity && (name == "attn.o.weight" || name == "mlp.down.weight")) std::fill(m.v.begin(), m.v.end(), 0.0);
+      put(p + name, m, mv.second);
+    }
+  };
+  size_t next = 0;
+  for (int l = 0; l < c.n_layers; ++l) {
+    emit(l, false);
+    for (; next < after.size() && after[next] == l; ++next) emit(l, true);
+  }
+  TEMPER_CHECK(dst == n.n_layers, "upscale: internal error, ", dst, " layers written for ", n.n_layers);
+  n.validate();
+  return out;
+}
+
+namespace {
+
+std::vector<int> parse_int_list(const std::string& flag, const std::string& v) {
+  std::vector<int> out;
+  size_t pos = 0;
+  while (pos <= v.size()) {
+    const size_t comma = std::min(v.find(',', pos), v.size());
+    const std::string item = v.substr(pos, comma - pos);
+    size_t used = 0;
+    long long x = -1;
+    try {
+      x = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    TEMPER_CHECK(!item.empty() && used == item.size() && x >= 0 && x < (1 << 20), "upscale: ", flag,
+                 " expects non-negative integers separated by commas, got '", v, "'");
+    out.push_back(int(x));
+    pos = comma + 1;
+  }
+  return out;
+}
+
+std::string num(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+}  // namespace
+
+int upscale_command(const std::vector<std::string>& args, int rank) {
+  const char* usage = "(options: --checkpoint PATH|DIR --out DIR --width-factor F --depth N | --insert-layers i,j,...)";
+  std::string in, out;
+  UpscaleOptions o;
+  for (size_t i = 0; i < args.size(); ++i) {
+    auto value = [&]() -> std::string {
+      TEMPER_CHECK(i + 1 < args.size(), "upscale: ", args[i], " needs a value ", usage);
+      return args[++i];
+    };
+    auto single = [&](const std::string& flag) {
+      const auto v = parse_int_list(flag, value());
+      TEMPER_CHECK(v.size() == 1, "upscale: ", flag, " takes one integer");
+      return v[0];
+    };
+    if (args[i] == "--checkpoint") in = value();
+    else if (args[i] == "--out") out = value();
+    else if (args[i] == "--width-factor") o.width_factor = single("--width-factor");
+    else if (args[i] == "--depth") o.depth = single("--depth");
+    else if (args[i] == "--insert-layers") o.insert_after = parse_int_list("--insert-layers", value());
+    else fail("upscale: unknown option '", args[i], "' ", usage);
+  }
+  TEMPER_CHECK(!in.empty() && !out.empty(), "upscale: --checkpoint and --out are required ", usage);
+  TEMPER_CHECK(o.width_factor >= 1, "upscale: --width-factor must be >= 1, got ", o.width_factor);
+  if (rank != 0) return 0;
+  namespace fs = std::filesystem;
+  std::string path = in;
+  CheckpointState st;
+  if (fs::is_directory(in)) {
+    auto latest = CheckpointStore(in, 0).load_latest_valid(&path);
+    TEMPER_CHECK(latest.has_value(), "upscale: no valid checkpoint (ckpt_*.h5) in '", in, "'");
+    st = std::move(*latest);
+  } else {
+    TEMPER_CHECK(fs::exists(in), "upscale: --checkpoint '", in, "' does not exist");
+    st = CheckpointStore::load(in);
+  }
+  std::map<std::string, Tensor> params;
+  for (const auto& [name, t] : st.tensors)
+    if (name.rfind("model/", 0) == 0) params[name.substr(6)] = t;
+  TEMPER_CHECK(params.count("embed"), "upscale: '", path, "' holds no model weights (no tensor model/embed)");
+  const Deck deck = Deck::parse(st.deck_text, path + " (stored deck)");
+  const ModelConfig cfg = model_config_from_deck(deck, int(params.at("embed").dim(0)));
+  const UpscaledModel up = upscale_model(cfg, params, o);
+  const ModelConfig& n = up.config;
+  // The stored deck gets the new shape, every field spelled out (model.init = random: the shape is the deck's).
+  const std::vector<std::string> ov = {
+      "--model.init=random", "--model.vocab_size=" + std::to_string(n.vocab_size),
+      "--model.d_model=" + std::to_string(n.d_model), "--model.n_layers=" + std::to_string(n.n_layers),
+      "--model.n_heads=" + std::to_string(n.n_heads), "--model.n_kv_heads=" + std::to_string(n.n_kv_heads),
+      "--model.head_dim=" + std::to_string(n.head_dim), "--model.ffn_dim=" + std::to_string(n.ffn_dim),
+      "--model.rope_theta=" + num(n.rope_theta), "--model.norm_eps=" + num(n.norm_eps),
+      "--model.init_std=" + num(n.init_std), std::string("--model.qk_norm=") + (n.qk_norm ? "true" : "false"),
+      std::string("--model.qkv_bias=") + (n.qkv_bias ? "true" : "false"),
+      std::string("--model.tie_embeddings=") + (n.tie_embeddings ? "true" : "false")};
+  CheckpointState w;
+  w.step = 0;
+  w.phase = "upscale";
+  w.deck_text = Deck::parse(st.deck_text, path + " (stored deck)", ov).resolved_text();
+  w.mesh = {1, 1, 1};
+  for (const auto& [name, t] : up.params) w.tensors["model/" + name] = t;
+  const std::string file = CheckpointStore(out, 0).write(w);
+  std::cout << "upscale: " << path << " (" << cfg.n_layers << " layers, d_model " << cfg.d_model << ", "
+            << cfg.param_count() << " parameters) -> " << file << " (" << n.n_layers << " layers, d_model "
+            << n.d_model << ", " << n.n_heads << "/" << n.n_kv_heads << " heads, ffn " << n.ffn_dim << ", "
+            << n.param_count() << " parameters" << (cfg.tie_embeddings && o.width_factor > 1 ?
+            ", model.norm_eps " + num(n.norm_eps) : std::string()) << ")\n";
+  return 0;
+}
+
+}  // namespace temper
