@@ -30,7 +30,8 @@ __global__ void attention_delta_kernel(float* delta, const __nv_bfloat16* dout, 
 
 // ---- tensor-core flash backward (D = 64 or 128) --------------------------------
 // Block: 4 warps, a tile of kBwdBN = 64 keys of one QUERY head h (16 keys per
-// warp), looping over blocks of BM queries (32 for D = 128, 64 for D = 64)
+// warp), looping over blocks of BM queries (BwdCfg: 32 or 64 for D = 128, 64 or
+// 128 for D = 64)
 // from the tile's first key to the end of its last key's document, Q/dO
 // double-buffered. Per query block a warp computes, for its 16 keys,
 //   S^T = K Q^T and P^T = exp2(S^T scale log2e - lse log2e)   (masked where needed)
@@ -42,21 +43,26 @@ __global__ void attention_delta_kernel(float* delta, const __nv_bfloat16* dout, 
 // kernel scales and converts the three scratches to bf16.
 constexpr int kBwdBN = 64, kBwdThreads = 128;
 
-template <int D>
+// BM: queries per step. v1 (default): 32 for D = 128, 64 for D = 64; v2
+// (TEMPER_ATTN_BWD=v2): 64 for D = 128, 128 for D = 64 (no spills either way,
+// same occupancy: 2 blocks per SM; half the steps, so the warp's K/V
+// fragments and the block barriers are amortised over twice the queries).
+template <int D, int BM_>
 struct BwdCfg {
-  static constexpr int BM = D == 128 ? 32 : 64;
+  static constexpr int BM = BM_;
   static constexpr int LD = D + 8, LDS = BM + 8;
   static constexpr size_t smem = (size_t(2 * kBwdBN + 4 * BM) * LD + size_t(kBwdBN) * LDS) * sizeof(__nv_bfloat16);
 };
 
-template <int D>
+template <int D, int BM_>
 __global__ void __launch_bounds__(kBwdThreads)
     flash_bwd_kernel(float* __restrict__ dq_acc, float* __restrict__ dk_acc, float* __restrict__ dv_acc,
                      const __nv_bfloat16* __restrict__ dout, const float* __restrict__ lse,
                      const float* __restrict__ delta, const __nv_bfloat16* __restrict__ q,
                      const __nv_bfloat16* __restrict__ k, const __nv_bfloat16* __restrict__ v,
                      const int32_t* __restrict__ cu, Dims dm, float scale_log2) {
-  constexpr int BM = BwdCfg<D>::BM, BN = kBwdBN, LD = BwdCfg<D>::LD, LDS = BwdCfg<D>::LDS;
+  using Cfg = BwdCfg<D, BM_>;
+  constexpr int BM = Cfg::BM, BN = kBwdBN, LD = Cfg::LD, LDS = Cfg::LDS;
   constexpr int KS = D / 16;        // k steps over the head dimension
   constexpr int NQ = BM / 8;        // 8-column tiles of S^T (queries)
   constexpr int NO = D / 8;         // 8-column tiles of dK / dV
@@ -242,7 +248,7 @@ __global__ void flash_bwd_finish_kernel(__nv_bfloat16* dq, __nv_bfloat16* dk, __
   }
 }
 
-template <int D>
+template <int D, int BM>
 void launch_flash_backward(CudaKernels& be, Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout,
                            const Tensor& lse, const Tensor& delta, const Tensor& q, const Tensor& k, const Tensor& v,
                            const Tensor& cu, const Dims& d) {
@@ -256,10 +262,10 @@ void launch_flash_backward(CudaKernels& be, Tensor& dq, Tensor& dk, Tensor& dv, 
   float* dq_acc = cuda::f32(scratch);
   float* dk_acc = dq_acc + nq;
   float* dv_acc = dk_acc + nkv;
-  constexpr size_t smem = BwdCfg<D>::smem;
-  set_smem(flash_bwd_kernel<D>, smem);
+  constexpr size_t smem = BwdCfg<D, BM>::smem;
+  set_smem(flash_bwd_kernel<D, BM>, smem);
   const float scale = 1.0f / sqrtf(float(D));
-  flash_bwd_kernel<D><<<dim3(d.H, n_tiles), kBwdThreads, smem, be.stream()>>>(
+  flash_bwd_kernel<D, BM><<<dim3(d.H, n_tiles), kBwdThreads, smem, be.stream()>>>(
       dq_acc, dk_acc, dv_acc, cuda::bf(dout), cuda::f32(lse), cuda::f32(delta), cuda::bf(q), cuda::bf(k),
       cuda::bf(v), cuda::i32(cu), d, scale * kLog2e);
   TEMPER_CUDA_CHECK_LAUNCH();
@@ -473,10 +479,15 @@ void CudaKernels::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const T
                                                                            cuda::bf(out), rows, d.D);
   TEMPER_CUDA_CHECK_LAUNCH();
   const bool aligned = aligned16({&dout, &q, &k, &v});
-  if (aligned && d.D == 128)
-    launch_flash_backward<128>(*this, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, d);
+  const bool v2 = cuda::attention_variant(cuda::AttnPass::Backward) == 2;
+  if (aligned && d.D == 128 && v2)
+    launch_flash_backward<128, 64>(*this, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, d);
+  else if (aligned && d.D == 128)
+    launch_flash_backward<128, 32>(*this, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, d);
+  else if (aligned && d.D == 64 && v2)
+    launch_flash_backward<64, 128>(*this, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, d);
   else if (aligned && d.D == 64)
-    launch_flash_backward<64>(*this, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, d);
+    launch_flash_backward<64, 64>(*this, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, d);
   else if (d.D <= 64)
     launch_scalar_backward<8>(stream_, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, d);
   else

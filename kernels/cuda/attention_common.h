@@ -23,6 +23,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/attention_variant.h"
 #include "kernels/cuda/cuda_common.h"
 
 namespace temper::cuda::attn {
@@ -192,5 +193,9 @@ __device__ __forceinline__ void cp_tile(__nv_bfloat16* dst, const __nv_bfloat16*
     cp_async16(dst + r * (D + 8) + c, src, ok);
   }
 }
+
+// Forward variant v2 (attention_forward_v2.cu): D = 64 or 128, 16-byte aligned tensors.
+void flash_forward_v2(cudaStream_t stream, Tensor& out, Tensor& lse, const Tensor& q, const Tensor& k,
+                      const Tensor& v, const Tensor& cu, const Dims& d);
 
 }  // namespace temper::cuda::attn

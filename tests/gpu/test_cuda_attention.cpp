@@ -11,6 +11,7 @@
 #include <string>
 
 #include "gpu_test_util.h"
+#include "kernels/cuda/attention_variant.h"
 
 namespace temper::gpu_test {
 namespace {
@@ -89,21 +90,92 @@ void CudaAttentionTest::run_case(const AttnCase& cs) {
 }
 
 // Tensor-core path: D = 64 and 128, GQA ratios 1, 2, 6, 7, documents that
-// straddle tiles, end mid-tile, are empty or one token long.
-TEST_F(CudaAttentionTest, FlashForwardBackward) {
-  const std::vector<AttnCase> cases = {
+// straddle tiles (64 rows in v1, 128 in v2, 32 per warp), end mid-tile, are
+// empty or one token long.
+const std::vector<AttnCase>& flash_cases() {
+  static const std::vector<AttnCase> cases = {
       {{1}, 2, 1, 64},
       {{37}, 4, 4, 128},
       {{100, 1, 0, 200, 37}, 4, 2, 64},
       {{64, 64, 64}, 2, 2, 128},
       {{130, 65, 3}, 6, 1, 128},
       {{257}, 7, 1, 64},
+      {{1, 1, 1, 1, 1}, 2, 2, 128},         // one-token documents only
+      {{20, 20, 20, 70, 1}, 4, 2, 128},     // several documents inside one warp's 32 rows
+      {{128, 1, 255}, 6, 1, 64},            // a document ending exactly on a v2 tile
       {{450, 171}, 12, 2, 128},  // Qwen2-1.5B head layout
       {{333, 1, 90}, 14, 2, 64},  // Qwen2-0.5B head layout
   };
-  for (const AttnCase& cs : cases) {
+  return cases;
+}
+
+TEST_F(CudaAttentionTest, FlashForwardBackward) {
+  for (const AttnCase& cs : flash_cases()) {
     run_case(cs);
     if (HasFailure()) return;  // one failing shape is enough to read
+  }
+}
+
+// Selects kernel variants for one test and restores the environment's choice.
+struct VariantScope {
+  VariantScope(int fwd, int bwd) {
+    cuda::set_attention_variant(cuda::AttnPass::Forward, fwd);
+    cuda::set_attention_variant(cuda::AttnPass::Backward, bwd);
+  }
+  ~VariantScope() {
+    cuda::set_attention_variant(cuda::AttnPass::Forward, 0);
+    cuda::set_attention_variant(cuda::AttnPass::Backward, 0);
+  }
+};
+
+// Every forward / backward kernel variant (TEMPER_ATTN_FWD / _BWD) against
+// the CPU oracle on the same shapes, plus a long document.
+TEST_F(CudaAttentionTest, EveryVariantMatchesCpu) {
+  for (int v = 1; v <= cuda::kAttnVariants; ++v) {
+    SCOPED_TRACE("attention variant v" + std::to_string(v));
+    VariantScope scope(v, v);
+    for (const AttnCase& cs : flash_cases()) {
+      run_case(cs);
+      if (HasFailure()) return;
+    }
+    run_case({{1029}, 2, 1, 128});
+    run_case({{700, 329}, 6, 1, 64});
+    if (HasFailure()) return;
+  }
+}
+
+// The variants compute the same f32 values up to summation order: outputs
+// close to v1's (P is rounded to bf16 against a different running max where
+// the key blocks start elsewhere), lse within f32 rounding.
+TEST_F(CudaAttentionTest, VariantsAgreeWithV1) {
+  const std::vector<AttnCase> cases = {{{300, 1, 45, 400}, 12, 2, 128}, {{513, 2, 250}, 14, 2, 64}};
+  for (const AttnCase& cs : cases) {
+    std::vector<int32_t> cu = {0};
+    for (int32_t len : cs.docs) cu.push_back(cu.back() + len);
+    const int64_t N = cu.back(), H = cs.H, KVH = cs.KVH, D = cs.D;
+    const std::string tag = describe(cs, N);
+    Tensor q = bf(rand({N, H, D})), k = bf(rand({N, KVH, D})), v = bf(rand({N, KVH, D}));
+    Tensor dout = bf(rand({N, H, D})), cu_d = i32(cu);
+    Tensor ref_out, ref_lse, ref_dq, ref_dk, ref_dv;
+    for (int var = 1; var <= cuda::kAttnVariants; ++var) {
+      VariantScope scope(var, var);
+      Tensor out = poisoned(*g, {N, H, D}, BF16), lse = poisoned(*g, {N, H}, F32);
+      g->attention_forward(out, lse, q, k, v, cu_d, int(N));
+      Tensor dq = poisoned(*g, {N, H, D}, BF16), dk = poisoned(*g, {N, KVH, D}, BF16),
+             dv = poisoned(*g, {N, KVH, D}, BF16);
+      g->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, cu_d, int(N));
+      if (var == 1) {
+        ref_out = host(out), ref_lse = host(lse), ref_dq = host(dq), ref_dk = host(dk), ref_dv = host(dv);
+        continue;
+      }
+      const std::string vt = " v" + std::to_string(var) + " vs v1 " + tag;
+      close_bf16(host(out), ref_out, 4e-3, "out" + vt);
+      expect_close(host(lse), ref_lse, 1e-4, 1e-5, "lse" + vt);
+      close_bf16(host(dq), ref_dq, 1e-2, "dq" + vt);
+      close_bf16(host(dk), ref_dk, 1e-2, "dk" + vt);
+      close_bf16(host(dv), ref_dv, 1e-2, "dv" + vt);
+    }
+    if (HasFailure()) return;
   }
 }
 

@@ -5,6 +5,8 @@
 // as the usual convention does: forward 2 matmuls x 2 FLOPs x S^2/2 x H x D,
 // backward 2.5x forward. Lines starting with "RESULT" are for
 // validation/bench/run_attention.sh, which sets them beside PyTorch SDPA.
+// One row per kernel variant (v1, v2: TEMPER_ATTN_FWD / _BWD, set here for both
+// passes; see kernels/cuda/attention_variant.h).
 // Usage: bench_attention [seq ...]   (default 4096 16384 32768)
 // Exits 77 (skipped) when no CUDA device is available.
 #include <chrono>
@@ -17,6 +19,9 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/kernels.h"
+#if TEMPER_HAVE_CUDA
+#include "kernels/cuda/attention_variant.h"
+#endif
 
 namespace {
 
@@ -66,7 +71,11 @@ int main(int argc, char** argv) {
   const std::vector<Shape3> shapes = {{"qwen2-1.5b", 12, 2, 128}, {"qwen2-0.5b", 14, 2, 64}};
   temper::Rng rng(1234);
   std::printf("temper CUDA attention (bf16, causal, one document)\n");
-  std::printf("%-11s %6s %4s %4s %4s | %9s %8s | %9s %8s | %9s %8s\n", "model", "seq", "H", "KVH", "D", "fwd ms",
+  int n_variants = 1;
+#if TEMPER_HAVE_CUDA
+  n_variants = temper::cuda::kAttnVariants;
+#endif
+  std::printf("%-11s %6s %3s %4s %4s %4s | %9s %8s | %9s %8s | %9s %8s\n", "model", "seq", "var", "H", "KVH", "D", "fwd ms",
               "TFLOP/s", "bwd ms", "TFLOP/s", "f+b ms", "TFLOP/s");
   try {
     for (const Shape3& sh : shapes) {
@@ -82,6 +91,11 @@ int main(int argc, char** argv) {
         Tensor cu = g->alloc({2}, DType::I32);
         g->copy(cu, cu_h);
         const int reps = S <= 4096 ? 20 : S <= 16384 ? 6 : 3;
+        for (int var = 1; var <= n_variants; ++var) {
+#if TEMPER_HAVE_CUDA
+        temper::cuda::set_attention_variant(temper::cuda::AttnPass::Forward, var);
+        temper::cuda::set_attention_variant(temper::cuda::AttnPass::Backward, var);
+#endif
         const double fwd = time_ms(*g, reps, [&] { g->attention_forward(out, lse, q, k, v, cu, int(S)); });
         const double bwd = time_ms(*g, reps, [&] {
           g->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, cu, int(S));
@@ -90,11 +104,13 @@ int main(int argc, char** argv) {
         const double flops_bwd = 2.5 * flops_fwd;
         const double tf_f = flops_fwd / (fwd * 1e9), tf_b = flops_bwd / (bwd * 1e9);
         const double tf_fb = (flops_fwd + flops_bwd) / ((fwd + bwd) * 1e9);
-        std::printf("%-11s %6lld %4lld %4lld %4lld | %9.3f %8.1f | %9.3f %8.1f | %9.3f %8.1f\n", sh.name,
-                    (long long)S, (long long)sh.H, (long long)sh.KVH, (long long)sh.D, fwd, tf_f, bwd, tf_b,
+        std::printf("%-11s %6lld  v%d %4lld %4lld %4lld | %9.3f %8.1f | %9.3f %8.1f | %9.3f %8.1f\n", sh.name,
+                    (long long)S, var, (long long)sh.H, (long long)sh.KVH, (long long)sh.D, fwd, tf_f, bwd, tf_b,
                     fwd + bwd, tf_fb);
-        std::printf("RESULT temper %s %lld %.3f %.3f %.3f\n", sh.name, (long long)S, tf_f, tf_b, tf_fb);
+        std::printf("RESULT temper%s %s %lld %.3f %.3f %.3f\n", var == 1 ? "" : ("_v" + std::to_string(var)).c_str(),
+                    sh.name, (long long)S, tf_f, tf_b, tf_fb);
         std::fflush(stdout);
+        }
       }
     }
   } catch (const temper::Error& e) {

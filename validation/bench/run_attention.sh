@@ -20,10 +20,10 @@ echo
 PYTHONUNBUFFERED=1 python3 "$here/attention_sdpa.py" "$@" | tee "$tmp/sdpa.txt" | grep -v '^RESULT'
 echo
 echo "ratio temper / SDPA (TFLOP/s; > 1 means temper is faster)"
-printf '%-11s %6s | %7s %7s %7s\n' model seq fwd bwd 'f+b'
+printf '%-11s %6s %-9s | %7s %7s %7s\n' model seq kernel fwd bwd 'f+b'
 awk '$1 == "RESULT" && $2 == "sdpa" { f[$3" "$4] = $5; b[$3" "$4] = $6; fb[$3" "$4] = $7 }
      END { while ((getline line < T) > 0) { split(line, a, " ");
              if (a[1] != "RESULT") continue; key = a[3]" "a[4];
              if (!(key in f)) continue;
-             printf "%-11s %6s | %7.2f %7.2f %7.2f\n", a[3], a[4], a[5] / f[key], a[6] / b[key], a[7] / fb[key] } }' \
+             printf "%-11s %6s %-9s | %7.2f %7.2f %7.2f\n", a[3], a[4], a[2], a[5] / f[key], a[6] / b[key], a[7] / fb[key] } }' \
   T="$tmp/temper.txt" "$tmp/sdpa.txt"
