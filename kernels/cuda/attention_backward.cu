@@ -479,7 +479,7 @@ void CudaKernels::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const T
                                                                            cuda::bf(out), rows, d.D);
   TEMPER_CUDA_CHECK_LAUNCH();
   const bool aligned = aligned16({&dout, &q, &k, &v});
-  const bool v2 = cuda::attention_variant(cuda::AttnPass::Backward) == 2;
+  const bool v2 = cuda::attention_variant(cuda::AttnPass::Backward) != 1;  // 0 (default): v2
   if (aligned && d.D == 128 && v2)
     launch_flash_backward<128, 64>(*this, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, d);
   else if (aligned && d.D == 128)

@@ -327,7 +327,8 @@ void CudaKernels::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, c
   cuda::check_shape(op, "lse", lse, {int64_t(d.N), int64_t(d.H)});
   if (d.N == 0) return;
   const bool aligned = aligned16({&out, &q, &k, &v});
-  if (aligned && (d.D == 128 || d.D == 64) && cuda::attention_variant(cuda::AttnPass::Forward) == 2)
+  if (aligned && (d.D == 128 || d.D == 64) && (cuda::attention_variant(cuda::AttnPass::Forward) == 2 ||
+                  (cuda::attention_variant(cuda::AttnPass::Forward) == 0 && d.D == 128)))
     cuda::attn::flash_forward_v2(stream_, out, lse, q, k, v, cu_seqlens, d);
   else if (aligned && d.D == 128)
     launch_flash_forward<128>(stream_, out, lse, q, k, v, cu_seqlens, d);

@@ -13,10 +13,10 @@ namespace {
 
 std::atomic<int> g_override[2] = {{0}, {0}};
 
-// 1 when unset or empty, else "v1" / "1" .. "v<kAttnVariants>".
+// 0 (automatic: the measured default) when unset or empty, else "v1" / "1" .. "v<kAttnVariants>".
 int parse_env(const char* name) {
   const char* s = std::getenv(name);
-  if (s == nullptr || *s == '\0') return 1;
+  if (s == nullptr || *s == '\0') return 0;
   const char* digits = (*s == 'v' || *s == 'V') ? s + 1 : s;
   for (int v = 1; v <= kAttnVariants; ++v)
     if (std::string(digits) == std::to_string(v)) return v;

@@ -15,7 +15,11 @@ namespace temper::cuda {
 enum class AttnPass { Forward, Backward };
 constexpr int kAttnVariants = 2;  // variants 1 .. kAttnVariants
 
-// The variant attention_forward / attention_backward use now (1 or 2). An
+// The variant attention_forward / attention_backward use now (1 or 2), or 0
+// when neither the environment nor an override chose one: then the measured
+// default applies (H200, 2026-12-02, validation/bench/results_2026-12-02_h200.md):
+// forward v2 for D = 128 (201 -> 220 TFLOP/s at 4K, 232 -> 281 at 16K) and v1 for
+// D = 64 (where v2 is 7-9 % slower), backward v2 for both (+7 % / +8 %). An
 // unknown value in the environment variable throws temper::Error naming it.
 int attention_variant(AttnPass pass);
 // Overrides the choice for `pass` (1 .. kAttnVariants; 0 = the environment's again).
