@@ -95,29 +95,7 @@ void CudaKernels::adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tenso
   TEMPER_CUDA_CHECK_LAUNCH();
 }
 
-double CudaKernels::sum_squares(const Tensor& x) {
-  const char* op = "sum_squares";
-  cuda::check_on_device(op, {{"x", &x}});
-  TEMPER_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::BF16, op, ": tensor of dtype ", dtype_name(x.dtype()),
-               " (shape ", shape_str(x.shape()), "); the cuda backend expects f32 or bf16");
-  const int64_t n = x.numel();
-  if (n == 0) return 0.0;
-  const int threads = 256;
-  const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 1024));
-  Tensor partial = alloc({blocks}, DType::F64);
-  if (x.dtype() == DType::F32)
-    sum_squares_kernel<<<blocks, threads, 0, stream_>>>(static_cast<double*>(partial.raw()), cuda::f32(x), n);
-  else
-    sum_squares_kernel<<<blocks, threads, 0, stream_>>>(static_cast<double*>(partial.raw()), cuda::bf(x), n);
-  TEMPER_CUDA_CHECK_LAUNCH();
-  std::vector<double> host(blocks);
-  TEMPER_CUDA_CHECK(
-      cudaMemcpyAsync(host.data(), partial.raw(), blocks * sizeof(double), cudaMemcpyDeviceToHost, stream_));
-  synchronize();
-  double acc = 0.0;
-  for (double d : host) acc += d;
-  return acc;
-}
+double CudaKernels::sum_squares(const Tensor& x) { return sum_squares_many({&x}); }
 
 // All tensors in one host round trip: each tensor's blocks write their partial
 // sums into its own slice of one buffer, which is copied back once and added on
