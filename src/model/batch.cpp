@@ -87,17 +87,23 @@ Batch make_batch(Kernels& k, const std::vector<int32_t>& tokens, const std::vect
   return b;
 }
 
+std::vector<int32_t> lm_targets(const std::vector<std::vector<int32_t>>& documents) {
+  std::vector<int32_t> targets;
+  for (const auto& doc : documents)
+    for (size_t i = 0; i < doc.size(); ++i) targets.push_back(i + 1 < doc.size() ? doc[i + 1] : -1);
+  return targets;
+}
+
 Batch make_lm_batch(Kernels& k, const std::vector<std::vector<int32_t>>& documents, int vocab_size) {
-  std::vector<int32_t> tokens, targets, positions, cu{0};
+  std::vector<int32_t> tokens, positions, cu{0};
   for (const auto& doc : documents) {
     for (size_t i = 0; i < doc.size(); ++i) {
       tokens.push_back(doc[i]);
-      targets.push_back(i + 1 < doc.size() ? doc[i + 1] : -1);
       positions.push_back(int32_t(i));
     }
     cu.push_back(int32_t(tokens.size()));
   }
-  return make_batch(k, tokens, targets, positions, cu, vocab_size);
+  return make_batch(k, tokens, lm_targets(documents), positions, cu, vocab_size);
 }
 
 int64_t count_loss_tokens(const std::vector<int32_t>& targets) {

@@ -39,6 +39,10 @@ Batch make_batch(Kernels& k, const std::vector<int32_t>& tokens, const std::vect
 // 0..len-1, targets the next token of the same document, -1 on each last token.
 Batch make_lm_batch(Kernels& k, const std::vector<std::vector<int32_t>>& documents, int vocab_size = 0);
 
+// The targets make_lm_batch gives the same documents: the next token of the
+// same document, -1 on each document's last token.
+std::vector<int32_t> lm_targets(const std::vector<std::vector<int32_t>>& documents);
+
 // Number of tokens with target >= 0.
 int64_t count_loss_tokens(const std::vector<int32_t>& targets);
 

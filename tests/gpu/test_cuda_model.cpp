@@ -96,9 +96,7 @@ TEST_P(CudaModelTest, LogitsLogpAndGradientsMatchCpu) {
   std::printf("logp rel err %.3g\n", e_logp);
   EXPECT_LT(e_logp, 2e-2);
 
-  std::vector<int32_t> tg;
-  for (auto& d : docs)
-    for (size_t i = 0; i < d.size(); ++i) tg.push_back(i + 1 < d.size() ? d[i + 1] : -1);
+  const std::vector<int32_t> tg = lm_targets(docs);
   const double n_loss = double(count_loss_tokens(tg));
   mc.zero_grad();
   mg.zero_grad();
@@ -135,9 +133,7 @@ TEST_P(CudaModelTest, FiftyAdamWStepsTrackTheCpuLossCurve) {
   std::vector<double> lc, lg;
   for (int step = 0; step < 50; ++step) {
     const auto& docs = batches[step % batches.size()];
-    std::vector<int32_t> tg;
-    for (auto& d : docs)
-      for (size_t i = 0; i < d.size(); ++i) tg.push_back(i + 1 < d.size() ? d[i + 1] : -1);
+    const std::vector<int32_t> tg = lm_targets(docs);
     const double n_loss = double(count_loss_tokens(tg));
     for (int side = 0; side < 2; ++side) {
       Kernels& k = side ? g : *c;

@@ -345,9 +345,7 @@ TEST(Model, F32TracksF64AndSftLossDecreases) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(f[i], a[i], 1e-4 * (1 + std::fabs(a[i])));
 
   // plain SGD on the SFT cross-entropy of one batch: the loss must fall
-  std::vector<int32_t> tg;
-  for (auto& d : docs)
-    for (size_t i = 0; i < d.size(); ++i) tg.push_back(i + 1 < d.size() ? d[i + 1] : -1);
+  const std::vector<int32_t> tg = lm_targets(docs);
   const int64_t n_loss = count_loss_tokens(tg);
   ASSERT_EQ(n_loss, 18);
   Tensor dlogp = sft_dlogp(*k, tg, double(n_loss), DType::F32);
@@ -383,9 +381,7 @@ TEST(Model, ForwardBackwardEqualsForwardThenBackward) {
     Rng rng(5);
     std::vector<std::vector<int32_t>> docs = {random_doc(rng, 9, 37), random_doc(rng, 4, 37)};
     Batch bt = make_lm_batch(*k, docs, c.vocab_size);
-    std::vector<int32_t> tg;
-    for (auto& d : docs)
-      for (size_t i = 0; i < d.size(); ++i) tg.push_back(i + 1 < d.size() ? d[i + 1] : -1);
+    const std::vector<int32_t> tg = lm_targets(docs);
     Tensor dlogp = sft_dlogp(*k, tg, double(count_loss_tokens(tg)), DType::F64);
     Tensor la, lb;
     a.zero_grad();
