@@ -35,6 +35,11 @@ class RunContext {
   std::string write_checkpoint(CheckpointState& state);
   // Path of the JSONL metrics file for this rank ("" when log.metrics is off).
   std::string metrics_path() const;
+  // Rank 0 writes <output_dir>/deck.resolved.ini (atomically, once). Only a run that got
+  // past its set-up does: it is called after the first step (from stop_requested), with
+  // the first checkpoint and when the phase returns, so a run that fails while checking
+  // its inputs leaves the previous run's file alone.
+  void commit_resolved_deck();
 
  private:
   const Deck& deck_;
@@ -43,6 +48,8 @@ class RunContext {
   std::string output_dir_;
   std::unique_ptr<CheckpointStore> store_;
   std::string stop_reason_;
+  int stop_checks_ = 0;
+  bool deck_committed_ = false;
 };
 
 }  // namespace temper
