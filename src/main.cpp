@@ -14,9 +14,9 @@
 #include "core/signals.h"
 #include "deck/deck.h"
 #include "parallel/mesh.h"
-#include "train/run_context.h"
-#include "train/toy_phase.h"
-#include "train/phases.h"
+#include "app/run_context.h"
+#include "app/phases.h"
+#include "app/subcommands.h"
 
 namespace fs = std::filesystem;
 using namespace temper;
@@ -81,7 +81,7 @@ int run(int argc, char** argv, int rank, int world_size, bool& setup_done) {
   RunContext ctx(deck, mesh);
   setup_done = true;  // from here on, an error on one rank aborts the job
   const std::string phase = deck.get_string("run.phase");
-  int status = phase == "toy" ? run_toy_phase(ctx) : run_phase(phase, ctx);
+  int status = run_phase(phase, ctx);
   ctx.commit_resolved_deck();
   if (rank == 0) log_info("results in ", fs::absolute(out).string());
   return status;

@@ -1,6 +1,5 @@
 #include "train/greedy_eval.h"
 
-#include "train/model_setup.h"
 
 #include <algorithm>
 #include <chrono>
@@ -85,14 +84,13 @@ std::vector<std::vector<int32_t>> greedy_decode(Decoder& model, Kernels& k,
   return greedy_with_engine(e, k, prompts, end_id, max_new);
 }
 
-GreedyEval::GreedyEval(const Deck& d, const Tokenizer& tok, Comm& comm)
-    : tok_(tok), comm_(comm), tmpl_(chat_template_from_deck(d)) {
-  std::string file = d.get_string("data.eval_file");
-  max_new_ = int(d.get_int("sft.eval_max_new_tokens"));
-  out_dir_ = d.get_string("run.output_dir");
-  int64_t n = d.get_int("sft.eval_samples");
-  if (file.empty() || n == 0) return;
-  auto all = read_jsonl(file);
+GreedyEval::GreedyEval(const GreedyEvalOptions& o, const Tokenizer& tok, Comm& comm)
+    : tok_(tok), comm_(comm), tmpl_(o.chat_template) {
+  max_new_ = o.max_new_tokens;
+  out_dir_ = o.output_dir;
+  const int64_t n = o.samples;
+  if (o.file.empty() || n == 0) return;
+  auto all = read_jsonl(o.file);
   for (size_t i = 0; i < all.size() && int64_t(i) < n; ++i) {
     check_synthetic_record(all[i].extra, all[i].source);  // every field the check reads, typed, now
     if (int(i) % comm.size() == comm.rank()) items_.push_back(all[i]);

@@ -1,4 +1,4 @@
-#include "train/run_context.h"
+#include "app/run_context.h"
 
 #include <filesystem>
 
