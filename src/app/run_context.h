@@ -24,6 +24,11 @@ class RunContext final : public PhaseContext {
   std::optional<CheckpointState> resume_state() override;
   std::string write_checkpoint(CheckpointState& state) override;
   std::string metrics_path() const override;
+  // Rank 0 writes <output_dir>/deck.resolved.ini (atomically, once). Only a run that got
+  // past its set-up does: it is called after the first step (from stop_requested), with
+  // the first checkpoint and when the phase returns, so a run that fails while checking
+  // its inputs leaves the previous run's file alone.
+  void commit_resolved_deck();
 
  private:
   const Deck& deck_;
@@ -32,6 +37,8 @@ class RunContext final : public PhaseContext {
   std::string output_dir_;
   std::unique_ptr<CheckpointStore> store_;
   std::string stop_reason_;
+  int stop_checks_ = 0;
+  bool deck_committed_ = false;
 };
 
 }  // namespace temper

@@ -3,10 +3,10 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "core/file_write.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "rl/heldout_eval.h"
@@ -62,7 +62,7 @@ int run_eval_phase(PhaseContext& ctx, const EvalOptions& o, const Tokenizer& tok
     summary["generated_tokens"] = r.generated_tokens;
     summary["seconds"] = r.seconds;
     summary["weights"] = w.description;
-    std::ofstream(std::filesystem::path(ctx.output_dir()) / "eval_summary.json") << summary.dump(1) << "\n";
+    write_file_atomic((std::filesystem::path(ctx.output_dir()) / "eval_summary.json").string(), summary.dump(1) + "\n");
     log_info("eval done in ", format_duration(r.seconds), " (", r.generated_tokens, " tokens generated):\n", table,
              "per-sample results: ", ctx.output_dir(), "/eval_results.rank*.jsonl; pass@k tables: "
              "python3 postproc/score_eval.py ", ctx.output_dir(), "/eval_results.rank*.jsonl");

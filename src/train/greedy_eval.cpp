@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 
+#include "core/file_write.h"
 #include "data/synthetic_tasks.h"
 #include "model/inference.h"
 #include "tokenizer/chat_template.h"
@@ -92,8 +92,7 @@ GreedyEval::GreedyEval(const GreedyEvalOptions& o, const Tokenizer& tok, Comm& c
   if (o.file.empty() || n == 0) return;
   auto all = read_jsonl(o.file);
   for (size_t i = 0; i < all.size() && int64_t(i) < n; ++i) {
-    TEMPER_CHECK(all[i].extra.contains("answer") && all[i].extra.contains("task"), all[i].source,
-                 ": evaluation records need \"task\" and \"answer\" fields");
+    check_synthetic_record(all[i].extra, all[i].source);  // every field the check reads, typed, now
     if (int(i) % comm.size() == comm.rank()) items_.push_back(all[i]);
   }
 }
@@ -133,8 +132,9 @@ EvalResult GreedyEval::run(Decoder& model, Kernels& k, const std::string& tag) {
     rec["correct"] = ok;
     records.push_back(rec);
   }
-  std::ofstream f(path);
-  for (const auto& rec : records) f << rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  std::string text;
+  for (const auto& rec : records) text += rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  write_file_atomic(path, text);
   r.correct = comm_.allreduce_sum_i64(r.correct);
   r.total = comm_.allreduce_sum_i64(r.total);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

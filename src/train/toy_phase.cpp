@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "core/file_write.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/rng.h"
@@ -86,11 +87,13 @@ int run_toy_phase(PhaseContext& ctx, const ToyOptions& o) {
   }
   if (ctx.is_root()) {
     // the final parameters, for tests and users
-    FILE* f = std::fopen((std::filesystem::path(ctx.output_dir()) / "toy_result.txt").c_str(), "w");
-    if (f) {
-      for (int64_t i = 0; i < dim; ++i) std::fprintf(f, "%.9g\n", double(x.data<float>()[i]));
-      std::fclose(f);
+    std::string text;
+    char buf[32];
+    for (int64_t i = 0; i < dim; ++i) {
+      std::snprintf(buf, sizeof buf, "%.9g\n", double(x.data<float>()[i]));
+      text += buf;
     }
+    write_file_atomic((std::filesystem::path(ctx.output_dir()) / "toy_result.txt").string(), text);
   }
   log_info("toy phase done: ", steps, " steps");
   return 0;
