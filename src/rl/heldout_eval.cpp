@@ -67,6 +67,7 @@ HeldoutResult evaluate_prompts(Generator& gen, const Tokenizer& tok, ChatTemplat
                              {"response_tokens", r.response_ids[j].size()},
                              {"detail", s.result.detail},
                              {"response", r.text[j]}};
+      if (p.ref.contains("id")) line["id"] = p.ref["id"];  // the benchmark's own id (import_benchmark.py)
       out << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
   }

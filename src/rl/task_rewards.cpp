@@ -21,11 +21,11 @@ const char* reward_family_name(RewardFamily f) {
 
 RewardFamily reward_family_of(const std::string& task) {
   if (task == "math" || task == "gsm8k" || task == "aime" || task == "math500") return RewardFamily::Math;
-  if (task == "code") return RewardFamily::Code;
+  if (task == "code" || task == "humaneval" || task == "mbpp") return RewardFamily::Code;
   if (task == "if" || task == "ifeval" || task == "instruction") return RewardFamily::Instruction;
   const auto& syn = synthetic_task_names();
   if (std::find(syn.begin(), syn.end(), task) != syn.end()) return RewardFamily::Synthetic;
-  std::string known = "math, gsm8k, aime, math500, code, if, ifeval, instruction";
+  std::string known = "math, gsm8k, aime, math500, code, humaneval, mbpp, if, ifeval, instruction";
   for (const auto& s : syn) known += ", " + s;
   fail("unknown task '", task, "' (known: ", known, ")");
 }
@@ -60,10 +60,12 @@ std::vector<RlPrompt> load_rl_prompts(const std::string& path) {
         TEMPER_CHECK(p.ref.contains("answer"), c.source, ": task '", p.task, "' needs an \"answer\"");
         break;
       case RewardFamily::Code:
-        TEMPER_CHECK(p.ref.contains("tests") && p.ref["tests"].is_array() && !p.ref["tests"].empty(), c.source,
-                     ": task 'code' needs a non-empty \"tests\" array");
+        TEMPER_CHECK(p.ref.contains("test_code") ||
+                         (p.ref.contains("tests") && p.ref["tests"].is_array() && !p.ref["tests"].empty()),
+                     c.source, ": task '", p.task, "' needs a non-empty \"tests\" array or a \"test_code\" object");
         try {
-          code_tests_from_json(p.ref);
+          if (p.ref.contains("test_code")) code_test_code_from_json(p.ref);
+          else code_tests_from_json(p.ref);
         } catch (const Error& e) {
           fail(c.source, ": ", e.what());
         }
@@ -147,7 +149,8 @@ std::vector<ScoredResponse> score_responses(const std::vector<RlPrompt>& prompts
             r.verdict = Verdict::Unparsable;
             r.detail = "unterminated <think>";
           } else {
-            jobs.push_back({*body, code_tests_from_json(p.ref)});
+            if (p.ref.contains("test_code")) jobs.push_back({*body, {}, code_test_code_from_json(p.ref)});
+            else jobs.push_back({*body, code_tests_from_json(p.ref), std::nullopt});
             job_of.push_back(i);
           }
           break;

@@ -77,14 +77,27 @@ struct CodeTest {
   std::string expected_output;
 };
 
+// Python test code run after the program in the same interpreter (HumanEval's
+// `test` + `check(entry_point)`, MBPP's `test_list` asserts): the program is
+// `prefix` + the extracted code, then `setup` runs, then each test in turn, all in
+// the program's namespace; a test passes when it raises nothing (see code_harness.h).
+struct CodeTestCode {
+  std::string prefix;               // prepended to the program (HumanEval: the prompt)
+  std::string setup;                // after the program, before the tests (MBPP test_setup_code)
+  std::vector<std::string> tests;   // one pass/fail each
+};
+
 struct CodeJob {
   std::string response;
-  std::vector<CodeTest> tests;
+  std::vector<CodeTest> tests;            // stdin/stdout pairs, or (when non-empty)
+  std::optional<CodeTestCode> test_code;  // test code run by rl.code_command as Python
 };
 
 // Parses ref["tests"] (or ref itself when it is an array): [{"input":..,"expected_output":..}]
 // ("output" is accepted for "expected_output").
 std::vector<CodeTest> code_tests_from_json(const nlohmann::json& ref);
+// Parses ref["test_code"]: {"prefix": str?, "setup": str?, "tests": [str, ...]} (non-empty).
+CodeTestCode code_test_code_from_json(const nlohmann::json& ref);
 
 struct SandboxOptions {
   // How to run the extracted program. "{src}" is replaced by the source file's
