@@ -174,4 +174,41 @@ TEST(RewardsBenchmarks, Math500ReferenceRewrites) {
   for (const auto& [form, c] : per_form) EXPECT_EQ(c.first, c.second) << form;
 }
 
+// ---- IFEval ----------------------------------------------------------------------
+
+// Every instruction of the 541 prompts maps to a temper constraint with its kwargs, in the
+// form postproc/import_benchmark.py writes ({"type": instruction_id, ...kwargs}).
+TEST(RewardsBenchmarks, IfevalEveryInstructionMapsToAConstraint) {
+  LOAD_OR_SKIP(recs, "ifeval_input_data.jsonl");
+  std::map<std::string, int> occurring, covered;
+  int instructions = 0, mapped = 0, prompts_full = 0;
+  for (const json& r : recs) {
+    bool all = true;
+    for (size_t i = 0; i < r["instruction_id_list"].size(); ++i) {
+      json c = json::object();
+      for (const auto& [k, v] : r["kwargs"][i].items())
+        if (!v.is_null()) c[k] = v;
+      c["type"] = r["instruction_id_list"][i];
+      const std::string id = c["type"];
+      ++occurring[id];
+      ++instructions;
+      try {
+        ifeval_instruction_followed("A response.", c, false);
+        ifeval_instruction_followed("A response.", c, true);
+        ++covered[id];
+        ++mapped;
+      } catch (const std::exception& e) {
+        all = false;
+        std::printf("  not mapped: key %d %s: %s\n", r["key"].get<int>(), id.c_str(), e.what());
+      }
+    }
+    prompts_full += all;
+  }
+  std::printf("IFEval: %zu/%zu instruction types covered, %d/%d instructions, %d/%zu prompts fully\n", covered.size(),
+              occurring.size(), mapped, instructions, prompts_full, recs.size());
+  EXPECT_EQ(covered.size(), occurring.size());
+  EXPECT_EQ(mapped, instructions);
+  EXPECT_EQ(prompts_full, static_cast<int>(recs.size()));
+}
+
 }  // namespace

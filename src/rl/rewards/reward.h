@@ -70,6 +70,9 @@ bool math_answers_equal(const std::string& gold, const std::string& pred);
 // Throws temper::Error for an unknown type or a missing/ill-typed key.
 RewardResult instruction_reward(const std::string& response, const nlohmann::json& constraints,
                                 bool loose = false);
+// One constraint against one response, as the official evaluation scores an instruction
+// (strict, or loose over its eight variants). Throws temper::Error for a bad constraint.
+bool ifeval_instruction_followed(const std::string& response, const nlohmann::json& constraint, bool loose);
 
 // ---- code ------------------------------------------------------------------
 struct CodeTest {
