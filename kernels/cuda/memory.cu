@@ -21,9 +21,10 @@ std::unique_ptr<Kernels> make_cuda_kernels(int device_index) {
   TEMPER_CHECK(count > 0,
                "backend 'cuda' requested, but no CUDA device is visible (check CUDA_VISIBLE_DEVICES "
                "or use backend = cpu)");
-  TEMPER_CHECK(device_index >= 0 && device_index < count, "cuda device index ", device_index,
-               " is out of range: this process sees ", count, " CUDA device(s)");
-  return std::make_unique<CudaKernels>(device_index);
+  TEMPER_CHECK(device_index >= 0, "cuda device index ", device_index, " is negative");
+  // More ranks on a node than devices share them round-robin (parallel.device_comm = mpi
+  // stages collectives through host memory; NCCL needs a device per rank and says so).
+  return std::make_unique<CudaKernels>(device_index % count);
 }
 
 CudaKernels::CudaKernels(int device_index) : device_(device_index) {

@@ -5,6 +5,7 @@
 #include "core/file_write.h"
 #include "core/log.h"
 #include "core/signals.h"
+#include "parallel/nccl_comm.h"
 
 namespace temper {
 
@@ -17,13 +18,22 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
   store_ = std::make_unique<CheckpointStore>(ckpt_dir, int(deck.get_int("checkpoint.keep_last")));
   kernels_ = make_kernels(deck.get_string("run.backend"), mesh.local_rank());
   const std::string dc = deck.get_string("parallel.device_comm");
-  if (kernels_->device() == Device::CUDA && dc != "mpi") {
+  if (kernels_->device() == Device::CUDA) {
     const auto sh = mesh.shape();
     const bool multi = sh.sp > 1 || sh.dp_shard > 1 || sh.dp_replicate > 1;
-    if (dc == "nccl" || multi) {
+    // auto: NCCL where every rank has a GPU of its own, else collectives staged through host memory
+    std::string why;
+    const bool nccl = dc == "nccl" || (dc == "auto" && multi && nccl_comm_supported(MPI_COMM_WORLD, &why));
+    if (nccl) {
       mesh.use_nccl(kernels_->native_stream(), deck.get_float("parallel.comm_timeout"), dc == "nccl");
       if (mesh.world_rank() == 0)
         log_info("communicators: NCCL on the device (", dc == "nccl" ? "every axis" : "the axes of several ranks", ")");
+    } else if (multi) {
+      Kernels* k = kernels_.get();
+      mesh.use_staged([k](Tensor& dst, const Tensor& src) { k->copy(dst, src); });
+      if (mesh.world_rank() == 0)
+        log_info("communicators: MPI, device tensors staged through host memory (parallel.device_comm = ", dc,
+                 why.empty() ? std::string() : cat("; NCCL not used: ", why), ")");
     }
   } else {
     TEMPER_CHECK(dc != "nccl", "parallel.device_comm = nccl needs run.backend = cuda (this run uses '",

@@ -127,8 +127,9 @@ Builder build_schema() {
       .at_least(0);
   b.k("allow_cross_node", Bool, "false", "allow sp and dp_shard groups to span nodes");
   b.k("device_comm", Str, "auto",
-      "communicators for device tensors with backend = cuda: auto (NCCL on the axes of more than one rank), "
-      "nccl (NCCL on every axis, also of one rank), mpi (none; multi-rank cuda runs then fail)")
+      "communicators for device tensors with backend = cuda: auto (NCCL on the axes of more than one rank when "
+      "every rank has a GPU of its own, else mpi), nccl (NCCL on every axis, also of one rank), mpi (MPI with "
+      "device tensors staged through host memory; several ranks may share one GPU)")
       .one_of({"auto", "nccl", "mpi"});
   b.k("comm_timeout", Float, "600", "seconds a collective may take before the job aborts naming it (NCCL)")
       .above(0);

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "parallel/mpi_comm.h"
 #include "parallel/nccl_comm.h"
+#include "parallel/staged_comm.h"
 
 namespace temper {
 
@@ -177,12 +178,17 @@ void Mesh::use_nccl(void* stream, double timeout_s, bool all) {
     if (!m || (!all && m->size() == 1)) return;
     std::unique_ptr<Comm> n = NcclComm::create(m->handle(), m->name(), o);
     c = std::move(n);  // the MPI communicator is freed here; NcclComm holds its own duplicate
-    nccl_ = true;
   };
   // Every rank converts the axes in the same order (each creation is collective over its axis).
   convert(sp_);
   convert(shard_);
   convert(replicate_);
+}
+
+void Mesh::use_staged(const std::function<void(Tensor& dst, const Tensor& src)>& copy) {
+  for (std::unique_ptr<Comm>* c : {&sp_, &shard_, &replicate_})
+    if ((*c)->size() > 1 && !dynamic_cast<StagedComm*>(c->get()))
+      *c = std::make_unique<StagedComm>(std::move(*c), copy);
 }
 
 std::string Mesh::rank_map() {

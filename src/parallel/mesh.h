@@ -10,6 +10,7 @@
 #pragma once
 #include <mpi.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -64,7 +65,11 @@ class Mesh {
   // produced their inputs), `timeout_s` bounds every collective. Throws (on
   // every rank) when this build or machine has no NCCL / GPU.
   void use_nccl(void* stream, double timeout_s, bool all);
-  bool uses_nccl() const { return nccl_; }
+  // Wraps the sp / dp_shard / dp_replicate communicators of more than one rank
+  // in StagedComm (parallel/staged_comm.h): device tensors are copied through
+  // host memory with `copy` around the MPI collectives (several ranks may share
+  // one GPU; no NCCL needed). Local, no communication.
+  void use_staged(const std::function<void(Tensor& dst, const Tensor& src)>& copy);
 
   // Collective over world: every rank reports its host, node, local rank and
   // the ranks it actually holds in each communicator; the full table is
@@ -75,7 +80,6 @@ class Mesh {
   Mesh();
   int world_rank_ = 0, world_size_ = 1, g_ = 0, node_ = 0, local_rank_ = 0, n_nodes_ = 1, ranks_per_node_ = 1;
   bool emulated_ = false;
-  bool nccl_ = false;
   MeshShape shape_;
   std::unique_ptr<Comm> world_, sp_, shard_, replicate_;
 };
