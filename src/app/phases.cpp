@@ -2,6 +2,7 @@
 #include "app/phases.h"
 
 #include "app/phase_options.h"
+#include "app/plan_command.h"
 #include "app/run_context.h"
 #include "core/error.h"
 #include "train/model_init.h"
@@ -18,9 +19,10 @@ int run_phase(const std::string& phase, RunContext& ctx) {
     return run_sft_phase(ctx, sft_options_from_deck(d, init.config, ctx.mesh().shape().dp_replicate), *tok, init);
   }
   if (phase == "rl") {
-    const RlOptions o = rl_options_from_deck(d);
+    RlOptions o = rl_options_from_deck(d);
     auto tok = tokenizer_from_deck(d);
     const InitialWeights init = resolve_initial_weights(d, tok->vocab_size());
+    o.plan = plan_from_deck(d, init.config, ctx.mesh().shape().dp_replicate).text;
     return run_rl_phase(ctx, o, *tok, chat_template_from_deck(d), init);
   }
   if (phase == "eval") {

@@ -27,10 +27,20 @@ DeckPlan plan_from_deck(const Deck& d, const ModelConfig& cfg, int replicate) {
   int64_t seq = d.get_int("data.seq_len");
   for (int64_t s : d.get_int_list("sft.stage_seq_len")) seq = std::max(seq, s);
   if (phase == "sft") o.tokens = d.get_int("data.micro_batch") * seq;
-  else if (phase == "rl") o.tokens = d.get_int("rl.micro_batch_tokens");
-  if (phase == "rl" || phase == "eval") {
+  if (phase == "rl") {
+    // generation: rl.max_batch sequences of prompt + response in the KV cache, from the
+    // whole policy; training: micro-batches of rl.micro_batch_tokens, or one longest sample
+    seq = d.get_int("rl.plan_prompt_tokens") + d.get_int("rl.max_new_tokens");
+    o.tokens = std::max(d.get_int("rl.micro_batch_tokens"), seq);
     o.kv_slots = d.get_int("rl.max_batch");
-    o.kv_length = d.get_int("data.seq_len");
+    o.kv_length = seq;
+    o.generation_apart = true;
+    o.reference_policy = d.get_float("rl.kl_coef") > 0;
+  } else if (phase == "eval") {
+    seq = d.get_int("rl.plan_prompt_tokens") + d.get_int("eval.max_new_tokens");
+    o.kv_slots = d.get_int("eval.max_batch");
+    o.kv_length = seq;
+    o.generation_apart = true;
   } else if (phase == "sft" && !d.get_string("data.eval_file").empty()) {
     o.kv_slots = 16;  // GreedyEval's batch
     o.kv_length = d.get_int("data.seq_len");

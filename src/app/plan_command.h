@@ -20,11 +20,13 @@ struct DeckPlan {
   std::string text;       // model line, table and verdict
 };
 
-// The plan of one rank for training `cfg` as the deck says (run.phase picks the
-// micro-batch: sft data.micro_batch x the longest stage seq_len; rl
-// rl.micro_batch_tokens; eval none) with the KV cache of the phase's generation
-// (rl/eval: rl.max_batch slots, sft: the greedy evaluation's 16 when
-// data.eval_file is set; data.seq_len positions).
+// The plan of one rank for running `cfg` as the deck says. sft: micro-batches of
+// data.micro_batch x the longest stage seq_len, and the greedy evaluation's 16
+// KV-cache slots of data.seq_len when data.eval_file is set. rl: generation of
+// rl.max_batch sequences of rl.plan_prompt_tokens + rl.max_new_tokens from the
+// whole policy (gathered from the shards under dp_shard), then training on
+// micro-batches of max(rl.micro_batch_tokens, that length) tokens; the two
+// phases' buffers never coexist. eval: generation only.
 // replicate >= 0 overrides parallel.dp_replicate (a running job passes its resolved mesh's).
 DeckPlan plan_from_deck(const Deck& deck, const ModelConfig& cfg, int replicate = -1);
 

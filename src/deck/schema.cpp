@@ -230,6 +230,8 @@ Builder build_schema() {
       .at_least(0);
   b.k("micro_batch_tokens", Int, "8192", "tokens per forward/backward micro-batch in the updates").above(0);
   b.k("max_batch", Int, "256", "sequences decoded together by the generation engine").above(0);
+  b.k("plan_prompt_tokens", Int, "1024",
+      "prompt length (tokens) the memory plan assumes for generation and training (temper plan)").at_least(0);
   b.k("stop_strings", List, "", "extra strings that end a response (besides the end-of-turn token)");
   b.k("grad_clip", Float, "1.0", "clip the global gradient norm to this; 0 = off").at_least(0);
   b.k("weight_decay", Float, "0.0", "AdamW decoupled weight decay").at_least(0);

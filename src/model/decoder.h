@@ -2,7 +2,7 @@
 // Kernels calls. Owns its parameters (master copy + compute view + gradient) and
 // activation buffers (kept from forward for backward, reused across steps).
 //
-// Parameter names (HF-like; io/hf_export maps them, splitting gate_up):
+// Parameter names (HF-like; model/hf_checkpoint maps them, splitting gate_up):
 //   embed                               [V, C]   (model.embed_tokens.weight)
 //   layers.{i}.attn_norm.weight         [C]      (input_layernorm)
 //   layers.{i}.attn.{q,k,v}.weight      [H*D|KVH*D, C]; .bias when qkv_bias
@@ -80,7 +80,6 @@ class Decoder {
   const ModelConfig& config() const { return cfg_; }
   DType param_dtype() const { return param_dtype_; }
   DType compute_dtype() const { return compute_dtype_; }  // activations and compute copies
-  DType grad_dtype() const { return grad_dtype_; }
   DType stat_dtype() const { return stat_dtype_; }  // logp / dlogp / rstd / lse
 
   // normal(0, init_std) for matrices and the embedding, o and down projections

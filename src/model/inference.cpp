@@ -190,7 +190,6 @@ void InferenceEngine::forward_chunk(int64_t n, const std::vector<int64_t>& want,
     k_.copy(d, x.rows(want[i], want[i] + len));
     i = j;
   }
-  tokens_processed_ += n;
 }
 
 Tensor InferenceEngine::head_logits(int64_t R) {

@@ -47,9 +47,6 @@ class InferenceEngine {
   // shared by the samples of its group); dst then holds len positions.
   void copy_slot(int dst, int src, int len);
 
-  // Tokens run through the model since construction (prefill + decode).
-  int64_t tokens_processed() const { return tokens_processed_; }
-
  private:
   struct LayerWeights {
     const Tensor *attn_norm, *q, *k, *v, *q_bias, *k_bias, *v_bias, *q_norm, *k_norm, *o, *mlp_norm, *gate_up,
@@ -81,7 +78,6 @@ class InferenceEngine {
   Tensor sel_, sel_norm_, sel_rstd_, logits_;        // [max_slots, C], [max_slots, C], [max_slots], [max_slots, V]
   std::vector<int> length_;                          // per slot
   int64_t bytes_ = 0;
-  int64_t tokens_processed_ = 0;
 };
 
 }  // namespace temper

@@ -64,12 +64,19 @@ MemoryPlan::MemoryPlan(const ModelConfig& cfg, const MemoryPlanOptions& o) {
   const int64_t mb = int64_t(dtype_size(o.master_dtype)), cb = int64_t(dtype_size(o.compute_dtype));
   const std::string shard_note = o.shard > 1 ? cat(" / shard ", o.shard) : std::string();
 
+  using When = MemoryItem::When;
+  const When train = o.generation_apart ? When::Training : When::Always;
+  const When gen = o.generation_apart ? When::Generation : When::Always;
   items_.push_back({"parameters (master)", div_up(P * mb, o.shard), cat(P, " x ", dtype_name(o.master_dtype), shard_note)});
   const bool zero3 = o.shard > 1 && o.shard_compute;  // no resident compute copy: gathered per layer
   if (o.compute_dtype != o.master_dtype && !zero3)
     items_.push_back({"parameters (compute copy)", P * cb, cat(P, " x ", dtype_name(o.compute_dtype))});
   items_.push_back({"gradients", div_up(P * mb, o.shard), cat(P, " x ", dtype_name(o.master_dtype), shard_note)});
   items_.push_back({"AdamW moments", div_up(2 * P * mb, o.shard), cat("2 x ", P, " x ", dtype_name(o.master_dtype), shard_note)});
+  if (o.reference_policy)
+    items_.push_back({"reference policy", 2 * div_up(P * mb, o.shard),
+                      cat("frozen initial policy: master + gradient shards, 2 x ", P, " x ", dtype_name(o.master_dtype),
+                          shard_note)});
   if (zero3) {  // parallel/dp_shard's transient full tensors (compute copies converted from the shards)
     const int64_t layer = cfg.attention_params_per_layer() + cfg.mlp_params_per_layer() + 2 * int64_t(cfg.d_model);
     const int64_t head = int64_t(cfg.d_model) + (cfg.tie_embeddings ? cfg.embedding_params() : cfg.head_params());
@@ -79,7 +86,8 @@ MemoryPlan::MemoryPlan(const ModelConfig& cfg, const MemoryPlanOptions& o) {
     items_.push_back({"gathered layers", peak,
                       peak == blocks ? cat("2 blocks x ", layer, " x ", dtype_name(o.compute_dtype), " + 1 block's grads")
                       : peak == head_set ? cat("head ", head, " x (", dtype_name(o.compute_dtype), " + grads)")
-                                         : cat("embedding ", cfg.embedding_params(), " (gathered or its grads)")});
+                                         : cat("embedding ", cfg.embedding_params(), " (gathered or its grads)"),
+                      train});
   }
 
   const int64_t n = div_up(o.tokens, o.sp);
@@ -88,20 +96,28 @@ MemoryPlan::MemoryPlan(const ModelConfig& cfg, const MemoryPlanOptions& o) {
       o.checkpointing == Checkpointing::Selective
           ? cat("selective (", recompute_parts_name(o.recompute), ")") : std::string(checkpointing_name(o.checkpointing));
   items_.push_back({"activations", activation_bytes(cfg, n, o.compute_dtype, o.stat_dtype, o.checkpointing, o.recompute),
-                    cat(n, " tokens", sp_note, ", checkpointing ", policy, ": kept for backward + scratch")});
+                    cat(n, " tokens", sp_note, ", checkpointing ", policy, ": kept for backward + scratch"), train});
   const int64_t V = cfg.vocab_size;
   int64_t rows = o.logits_rows;
   if (rows == 0) rows = std::min<int64_t>({4096, std::max<int64_t>(1, (int64_t(768) << 20) / (6 * V)), n});
   rows = std::min(rows, n);
   items_.push_back({"logits chunk", rows * V * o.logits_bytes_per_elem,
-                    cat(rows, " rows x ", V, " x ", o.logits_bytes_per_elem, " B")});
-  items_.push_back({"batch indices", n * 4 * 4, "tokens, targets, positions, logp (4 B each)"});
+                    cat(rows, " rows x ", V, " x ", o.logits_bytes_per_elem, " B"), train});
+  items_.push_back({"batch indices", n * 4 * 4, "tokens, targets, positions, logp (4 B each)", train});
   if (o.kv_slots > 0 && o.kv_length > 0) {
     const int64_t caches = cfg.differential() ? 3 : 2;  // K, V (+ K2 of differential attention)
     const int64_t kv = o.kv_slots * o.kv_length * cfg.n_layers * caches * cfg.n_kv_heads * cfg.head_dim * cb;
     items_.push_back({"KV cache", kv, cat(o.kv_slots, " slots x ", o.kv_length, " positions x ", cfg.n_layers,
                                           " layers x ", caches, " x ", cfg.n_kv_heads, " x ", cfg.head_dim, " x ",
-                                          dtype_name(o.compute_dtype))});
+                                          dtype_name(o.compute_dtype)), gen});
+    if (o.generation_apart) {
+      items_.push_back({"generation logits", 2 * o.kv_slots * V * cb,
+                        cat("2 x ", o.kv_slots, " slots x ", V, " x ", dtype_name(o.compute_dtype)), gen});
+      if (zero3)
+        items_.push_back({"gathered policy", P * cb,
+                          cat(P, " x ", dtype_name(o.compute_dtype), ": whole weights for generation, from the shards"),
+                          gen});
+    }
   } else {
     items_.push_back({"KV cache", 0, "none (no generation in this phase)"});
   }
@@ -113,10 +129,16 @@ int64_t MemoryPlan::bytes(const std::string& name) const {
   fail("MemoryPlan: no item named '", name, "'");
 }
 
-int64_t MemoryPlan::total() const {
+int64_t MemoryPlan::total(MemoryItem::When phase) const {
   int64_t t = 0;
-  for (const auto& it : items_) t += it.bytes;
+  for (const auto& it : items_)
+    if (it.when == phase) t += it.bytes;
   return t;
+}
+
+int64_t MemoryPlan::total() const {
+  using When = MemoryItem::When;
+  return total(When::Always) + std::max(total(When::Training), total(When::Generation));
 }
 
 std::string MemoryPlan::table(int64_t measured) const {
@@ -126,9 +148,17 @@ std::string MemoryPlan::table(int64_t measured) const {
   os << header_ << "\n";
   std::snprintf(line, sizeof line, "%-26s %10s %6s  %s\n", "memory item", "GiB", "%", "detail");
   os << line;
+  using When = MemoryItem::When;
+  const bool phases = total(When::Training) > 0 || total(When::Generation) > 0;
   for (const auto& it : items_) {
-    std::snprintf(line, sizeof line, "%-26s %10.3f %5.1f%%  %s\n", it.name.c_str(), gib(it.bytes),
-                  tot > 0 ? 100.0 * double(it.bytes) / double(tot) : 0.0, it.note.c_str());
+    const char* tag = it.when == When::Training ? "[training] " : it.when == When::Generation ? "[generation] " : "";
+    std::snprintf(line, sizeof line, "%-26s %10.3f %5.1f%%  %s%s\n", it.name.c_str(), gib(it.bytes),
+                  tot > 0 ? 100.0 * double(it.bytes) / double(tot) : 0.0, tag, it.note.c_str());
+    os << line;
+  }
+  if (phases) {  // generation and training buffers never coexist
+    std::snprintf(line, sizeof line, "%-26s %10.3f  while generating; %.3f GiB while training\n", "peak of the phases",
+                  gib(total(When::Always) + total(When::Generation)), gib(total(When::Always) + total(When::Training)));
     os << line;
   }
   std::snprintf(line, sizeof line, "%-26s %10.3f\n", "total (planned)", gib(tot));

@@ -24,6 +24,17 @@
 //                           per-chunk logits (+ their gradient)
 //   batch indices           4 i32 vectors of the micro-batch's tokens
 //   KV cache                slots * length * L * 2 * KVH * D * compute bytes
+//                           (* 3 with differential attention's second keys)
+//   generation logits       2 * slots * V * compute bytes (engine logits + sampling)
+//   gathered policy         RL / eval under ZeRO-3: the whole policy in the compute
+//                           dtype, gathered for generation (train/engine)
+//   reference policy        RL with a KL term: the frozen initial policy's master
+//                           and gradient shards
+// With generation_apart (RL, eval: the generation buffers exist only while the
+// policy generates, the training buffers only while it trains) the KV cache,
+// generation logits and gathered policy are generation items, the gathered
+// layers, activations, logits chunk and batch indices training items, and the
+// total is the items of both plus the larger of the two phases.
 // Degrees: `shard` (dp_shard, ZeRO-style sharding of master weights, gradients
 // and optimizer state) divides those items; `sp` (sequence parallelism) divides
 // the tokens a rank holds activations for; `replicate` changes no per-rank
@@ -55,12 +66,16 @@ struct MemoryPlanOptions {
   int64_t logits_rows = 0;
   int64_t logits_bytes_per_elem = 6;
   int64_t kv_slots = 0, kv_length = 0;  // generation cache (0: none)
+  bool generation_apart = false;        // generation and training buffers never coexist (RL, eval)
+  bool reference_policy = false;        // a frozen copy of the policy (RL's KL term)
 };
 
 struct MemoryItem {
+  enum class When { Always, Training, Generation };
   std::string name;
   int64_t bytes = 0;
   std::string note;
+  When when = When::Always;
 };
 
 class MemoryPlan {
@@ -69,7 +84,8 @@ class MemoryPlan {
 
   const std::vector<MemoryItem>& items() const { return items_; }
   int64_t bytes(const std::string& name) const;  // throws on an unknown item name
-  int64_t total() const;
+  int64_t total() const;  // Always items + the larger of the Training and the Generation items
+  int64_t total(MemoryItem::When phase) const;  // the items of one kind
   // A table in GiB with each item's share; with measured >= 0, adds the measured
   // peak and the difference (fragmentation, workspaces, allocator rounding).
   std::string table(int64_t measured_bytes = -1) const;

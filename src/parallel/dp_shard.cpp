@@ -224,20 +224,6 @@ void DpShard::load_model(const std::map<std::string, Tensor>& in) {
   }
 }
 
-std::map<std::string, Tensor> DpShard::load_state(const std::map<std::string, Tensor>& in,
-                                                  const std::vector<std::string>& moment_kinds) {
-  load_model(in);
-  std::map<std::string, Tensor> moments;
-  for (auto& x : pieces_)
-    for (const auto& kind : moment_kinds) {
-      const std::string key = "optim/" + kind + "/" + x.p->name;
-      auto it = in.find(key);
-      TEMPER_CHECK(it != in.end(), "checkpoint has no optimizer state '", key, "'");
-      moments[key] = slice_host(x, it->second, key);
-    }
-  return moments;
-}
-
 std::map<std::string, Tensor> DpShard::slice_moments(const std::map<std::string, Tensor>& in,
                                                      const std::vector<std::string>& keys) const {
   std::map<std::string, Tensor> moments;
@@ -248,12 +234,6 @@ std::map<std::string, Tensor> DpShard::slice_moments(const std::map<std::string,
     moments[key] = slice_host(piece_of_moment(key), it->second, key);
   }
   return moments;
-}
-
-int64_t DpShard::shard_numel(const std::string& name) const {
-  for (const auto& x : pieces_)
-    if (x.p->name == name) return x.len;
-  fail("DpShard: no parameter named '", name, "'");
 }
 
 int64_t DpShard::resident_shard_bytes() const {

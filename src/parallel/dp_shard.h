@@ -28,17 +28,15 @@
 // gradient norm is then grad_norm(k, param_refs(), &shard) (squares summed over
 // dp_shard only: sp and replicate ranks hold identical shards by then).
 //
-// Prefetch / overlap: on a GPU the gather of layer l+1 belongs in
-// before_forward(l) (l-1 in backward), issued on a communication stream so it
-// overlaps layer l's compute, with after_forward waiting on nothing but a
-// buffer-reuse event; the reduce-scatter of layer l overlaps the backward of
-// l-1 the same way. With blocking MPI on host buffers (the CPU backend) the
-// collectives run in order where they are needed, which gives the same values.
+// The collectives run in order, where they are needed (blocking on the host
+// with MPI; queued on the compute stream with NCCL): there is no prefetch of
+// the next layer's parameters and no overlap of a reduce-scatter with the next
+// layer's backward yet.
 //
 // Checkpoints stay mesh-independent: save_state() all-gathers every shard into
-// the logical full tensor ("model/<name>", "optim/m/<name>", "optim/v/<name>",
-// the shapes of an unsharded run), load_state() slices each rank's piece out of
-// the full tensors, so a checkpoint written with any mesh loads on any other.
+// the logical full tensor ("model/<name>", "optim/<kind>/<name>", the shapes of
+// an unsharded run), load_model() and slice_moments() take each rank's piece out
+// of the full tensors, so a checkpoint written with any mesh loads on any other.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -85,13 +83,8 @@ class DpShard : public LayerParamHooks {
   // not write the checkpoint).
   void save_state(const std::map<std::string, Tensor>& moments, std::map<std::string, Tensor>& out,
                   bool keep = true) const;
-  // Slices this rank's piece out of full logical tensors (as save_state writes
-  // them, on any mesh) into the master shards, and returns the optimizer's shards
-  // optim/<kind>/<name> for every kind (AdamW: m, v) to hand to AdamW::load.
-  // Throws naming the first missing or mis-shaped tensor.
-  std::map<std::string, Tensor> load_state(const std::map<std::string, Tensor>& in,
-                                           const std::vector<std::string>& moment_kinds = {"m", "v"});
-  // Master shards from full logical host values model/<name> only (initial weights).
+  // Master shards from full logical host values model/<name> (as save_state writes
+  // them, on any mesh). Throws naming the first missing or mis-shaped tensor.
   void load_model(const std::map<std::string, Tensor>& in);
   // This rank's shards of the full logical tensors named by `keys`
   // (optim/<kind>/<name>, any kinds, e.g. Muon's muon_m next to AdamW's m, v).
@@ -99,7 +92,6 @@ class DpShard : public LayerParamHooks {
                                               const std::vector<std::string>& keys) const;
 
   int shard_count() const { return S_; }
-  int64_t shard_numel(const std::string& name) const;  // len of one parameter's shard
   // Bytes of the sharded state on this rank (master + grad shards), for checks.
   int64_t resident_shard_bytes() const;
 

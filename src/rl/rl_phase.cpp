@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -158,11 +159,20 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
   if (root)
     log_info("rl: ", policy_algorithm_name(o.update.algorithm), " from ", w.description, " on sp ", mesh.shape().sp,
              " x dp_shard ", mesh.shape().dp_shard, " x dp_replicate ", mesh.shape().dp_replicate, "\n",
-             w.config.summary(o.rollout.max_new_tokens));
+             o.plan.empty() ? w.config.summary(o.rollout.max_new_tokens) : o.plan);
   LrSchedule sched{o.lr, o.lr, o.warmup_steps, std::max<int64_t>(o.steps, 1)};
   const std::vector<RlPrompt> prompts = load_rl_prompts(o.prompts_file);
-  Generator gen(policy.decoder(), k, o.rollout.max_batch, o.rollout.stop_strings.empty() ? nullptr : &tok);
   const RolloutWorkers workers(mesh.world(), mesh.mesh_index());
+  // Generation phases: the whole policy gathered and a generator (KV cache) built for
+  // the phase, both freed before training (the memory plan counts them apart).
+  auto generating = [&](const std::function<void(Generator&)>& fn) {
+    policy.begin_generation();
+    {
+      Generator gen(policy.decoder(), k, o.rollout.max_batch, o.rollout.stop_strings.empty() ? nullptr : &tok);
+      fn(gen);
+    }
+    policy.end_generation();
+  };
 
   // Resume, or calibrate the difficulty filter; then the task mixer over the trainable prompts.
   DifficultyFilter filter(o.filter_band, o.filter_bands);
@@ -177,9 +187,9 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
     if (o.filter) filter.restore_state(RlSavedState::unpack(st->u64.at("rl/filter"), "rl/filter"));
     refill.restore_state(RlSavedState::unpack(st->u64.at("rl/refill"), "rl/refill"));
   } else if (o.filter) {
-    policy.begin_generation();
-    calibrate_filter(filter, gen, tok, tmpl, prompts, o, workers, ctx.output_dir(), root);
-    policy.end_generation();
+    generating([&](Generator& gen) {
+      calibrate_filter(filter, gen, tok, tmpl, prompts, o, workers, ctx.output_dir(), root);
+    });
   }
   std::map<int64_t, double> pass_rate;  // of the kept prompts, for the dumps
   for (size_t i = 0; o.filter && i < filter.kept_indices().size(); ++i)
@@ -216,9 +226,10 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
     fs::create_directories(ctx.output_dir());
     const std::string path =
         (fs::path(ctx.output_dir()) / cat("rl_eval_", tag, ".rank", mesh.world_rank(), ".jsonl")).string();
-    policy.begin_generation();
-    HeldoutResult r = evaluate_prompts(gen, tok, tmpl, eval_prompts, eo, o.scoring, mesh.world(), path);
-    policy.end_generation();
+    HeldoutResult r;
+    generating([&](Generator& gen) {
+      r = evaluate_prompts(gen, tok, tmpl, eval_prompts, eo, o.scoring, mesh.world(), path);
+    });
     if (root)
       log_info("eval ", tag, ": accuracy ", r.total.correct, "/", r.total.samples, " = ",
                100.0 * r.total.accuracy(), " % (", r.summary(), "; ", format_duration(r.seconds), ")");
@@ -240,9 +251,10 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
     }
     const auto t_step = std::chrono::steady_clock::now();
     // filter -> generate -> score -> advantages (every rank generates from the gathered policy)
-    policy.begin_generation();
-    StepRollouts sr = roll_out_step(step, mixer, refill, workers, gen, tok, tmpl, prompts, o, pass_rate);
-    policy.end_generation();
+    StepRollouts sr;
+    generating([&](Generator& gen) {
+      sr = roll_out_step(step, mixer, refill, workers, gen, tok, tmpl, prompts, o, pass_rate);
+    });
     // S updates: the sp ranks of a data-parallel rank train on their samples together
     std::vector<RlSample> batch = gather_samples(mesh.sp(), sr.kept);
     const double lr = sched.at(step + 1);

@@ -53,6 +53,7 @@ struct RlOptions {
   int64_t dump_every = 0, checkpoint_every = 500;
   int log_every = 10;
   uint64_t seed = 0;
+  std::string plan;  // the memory plan logged at the start ("" = none)
 };
 
 int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, ChatTemplate tmpl,

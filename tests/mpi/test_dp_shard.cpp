@@ -147,7 +147,12 @@ struct Trainer {
   }
   void load(const std::map<std::string, Tensor>& in, int64_t steps) {
     if (shard) {
-      opt->load(shard->load_state(in), steps);
+      std::map<std::string, Tensor> names;
+      opt->save(names);  // the optimizer's state names
+      std::vector<std::string> keys;
+      for (const auto& kv : names) keys.push_back(kv.first);
+      shard->load_model(in);
+      opt->load(shard->slice_moments(in, keys), steps);
     } else {
       load_model_state(*model, *k, in);
       opt->load(in, steps);

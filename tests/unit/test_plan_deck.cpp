@@ -4,6 +4,7 @@
 // prints the table and the warning.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -36,6 +37,35 @@ TEST(PlanDeck, TwelveBillionDeckFitsAnH100) {
   EXPECT_NE(p.text.find("fits:"), std::string::npos) << p.text;
   EXPECT_NE(p.text.find("sp 2 x dp_shard 4"), std::string::npos) << p.text;
   EXPECT_NE(p.text.find("gathered layers"), std::string::npos) << p.text;
+}
+
+// The RL reference deck: 12.7B, responses of 32K, dp_shard 8. Generation (the whole
+// policy gathered in bf16 + the KV cache of rl.max_batch x (prompt + response)) and
+// training (gathered layers + activations at the longest sample) never coexist.
+TEST(PlanDeck, RlDeckOfTwelveBillionWithLongResponsesFits) {
+  const Deck d = Deck::load(std::string(TEMPER_SOURCE_DIR) + "/input/motif_12b_rl.deck");
+  const ModelConfig cfg = model_config_from_deck(d, 300);
+  EXPECT_NEAR(double(cfg.param_count()), 12.7e9, 0.05e9);
+  EXPECT_GE(d.get_int("rl.max_new_tokens"), 32768);
+  EXPECT_EQ(d.get_int("rl.filter_rollouts"), 5);
+  const DeckPlan p = plan_from_deck(d, cfg);
+  EXPECT_TRUE(p.fits) << p.text;
+  const int64_t seq = d.get_int("rl.plan_prompt_tokens") + d.get_int("rl.max_new_tokens");
+  EXPECT_EQ(p.options.kv_length, seq);
+  EXPECT_EQ(p.options.kv_slots, d.get_int("rl.max_batch"));
+  EXPECT_EQ(p.options.tokens, seq);  // the longest sample is one micro-batch
+  EXPECT_TRUE(p.options.generation_apart);
+  const MemoryPlan plan(cfg, p.options);
+  using When = MemoryItem::When;
+  EXPECT_EQ(plan.bytes("gathered policy"), 2 * cfg.param_count());
+  EXPECT_EQ(plan.total(), plan.total(When::Always) + std::max(plan.total(When::Training), plan.total(When::Generation)));
+  EXPECT_GT(plan.total(When::Generation), 0);
+  EXPECT_GT(plan.total(When::Training), 0);
+  for (const char* item : {"gathered policy", "KV cache", "activations", "AdamW moments", "peak of the phases"})
+    EXPECT_NE(p.text.find(item), std::string::npos) << item << "\n" << p.text;
+  // a KL term adds the frozen reference policy; without dp_shard the plan does not fit
+  EXPECT_GT(plan_from_deck(Deck::load(d.source(), {"--rl.kl_coef=0.01"}), cfg).total_bytes, p.total_bytes);
+  EXPECT_FALSE(plan_from_deck(Deck::load(d.source(), {"--parallel.dp_shard=1"}), cfg).fits);
 }
 
 TEST(PlanDeck, TooBigWarns) {
