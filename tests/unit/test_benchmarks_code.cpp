@@ -105,7 +105,8 @@ class BenchmarkCode : public ::testing::Test {
     o.sandbox.run_command = {"python3"};
     o.sandbox.wall_timeout_s = 60;  // generous: a loaded CI machine must not turn a pass into a fail
     o.sandbox.cpu_seconds = 30;
-    o.sandbox.workers = 4;
+    o.sandbox.workers = 2;
+    o.sandbox.test_code_batch = 16;  // 16 jobs per interpreter start, each in its own forked process
     o.sandbox.tmp_root = root_;
     return o;
   }
