@@ -21,10 +21,9 @@
 #include "rl/task_mix.h"
 #include "rl/trajectory_dump.h"
 #include "train/lr_schedule.h"
+#include "train/engine.h"
 #include "train/model_init.h"
 #include "train/model_setup.h"
-#include "train/optimizer.h"
-#include "train/model_state.h"
 #include "train/run_context.h"
 
 namespace temper {
@@ -111,26 +110,23 @@ int run_rl_phase(RunContext& ctx) {
   auto tok = tokenizer_from_deck(d);
   const ChatTemplate tmpl = chat_template_from_deck(d);
   InitialWeights w = resolve_initial_weights(d, tok->vocab_size());
-  Decoder model(w.config, k, DType::F32);
-  apply_initial_weights(w, model, k, seed);
-  model.set_checkpointing(checkpointing_from_deck(d), recompute_parts_from_deck(d));
-  std::unique_ptr<Decoder> ref;
+  const EngineOptions eo = engine_options_from_deck(d, "rl");
+  Engine policy(w.config, k, mesh, eo, w, seed);
   UpdateOptions uo;
   uo.algorithm = policy_algorithm_from_name(d.get_string("rl.algorithm"));
   uo.loss = policy_loss_options_from_deck(d);
   uo.reuse_steps = int(d.get_int("rl.reuse_steps"));
   uo.micro_batch_tokens = d.get_int("rl.micro_batch_tokens");
   uo.recompute_behaviour = d.get_string("rl.behaviour_logp") == "recompute";
-  uo.grad_clip = d.get_float("rl.grad_clip");
+  std::unique_ptr<Engine> ref;
   if (uo.loss.kl_coef > 0) {  // the frozen initial policy
-    ref = std::make_unique<Decoder>(w.config, k, DType::F32);
-    apply_initial_weights(w, *ref, k, seed);
+    EngineOptions ro = eo;
+    ro.trainable = false;
+    ref = std::make_unique<Engine>(w.config, k, mesh, ro, w, seed);
   }
   if (root) log_info("rl: ", policy_algorithm_name(uo.algorithm), " from ", w.description, "\n",
                      w.config.summary(int(d.get_int("rl.max_new_tokens"))));
 
-  std::unique_ptr<Optimizer> optp = make_optimizer(d, "rl", model, k, mesh.world());
-  Optimizer& opt = *optp;
   const int64_t total_steps = d.get_int("rl.steps");
   const double lr = d.get_float("rl.lr");
   LrSchedule sched{lr, lr, d.get_int("rl.warmup_steps"), std::max<int64_t>(total_steps, 1)};
@@ -151,7 +147,7 @@ int run_rl_phase(RunContext& ctx) {
   const bool drop_zero_var = d.get_bool("rl.drop_zero_variance");
   ZeroVarianceRefill refill(P, 1 + int(d.get_int("rl.refill_rounds")));
 
-  Generator gen(model, k, ro.max_batch, ro.stop_strings.empty() ? nullptr : tok.get());
+  Generator gen(policy.decoder(), k, ro.max_batch, ro.stop_strings.empty() ? nullptr : tok.get());
   int64_t step = 0;
   std::optional<CheckpointState> st = ctx.resume_state();
   bool calibrated = false;
@@ -159,9 +155,7 @@ int run_rl_phase(RunContext& ctx) {
     TEMPER_CHECK(st->phase == "rl", "checkpoint phase is '", st->phase,
                  "', this run is 'rl' (start RL from an SFT checkpoint with model.init = PATH instead)");
     step = st->step;
-    load_model_state(model, k, st->tensors);
-    model.refresh_compute();
-    opt.load(st->tensors, st->u64.count("rl/optimizer_steps") ? int64_t(st->u64.at("rl/optimizer_steps").at(0)) : 0);
+    policy.load(*st);
     if (use_filter) {
       filter.restore_state(RlSavedState::unpack(st->u64.at("rl/filter"), "rl/filter"));
       calibrated = true;
@@ -198,13 +192,11 @@ int run_rl_phase(RunContext& ctx) {
     CheckpointState s;
     s.step = step;
     s.phase = "rl";
-    save_model_state(model, k, s.tensors);
-    opt.save(s.tensors);
-    s.u64["rl/optimizer_steps"] = {uint64_t(opt.steps_taken())};
+    policy.save(s, root);
     if (use_filter) s.u64["rl/filter"] = filter.save_state().pack();
     s.u64["rl/mix"] = mixer.save_state().pack();
     s.u64["rl/refill"] = refill.save_state().pack();
-    s.strings["model_config"] = model.config().summary(int(d.get_int("rl.max_new_tokens")));
+    s.strings["model_config"] = policy.config().summary(int(d.get_int("rl.max_new_tokens")));
     return ctx.write_checkpoint(s);
   };
 
@@ -328,7 +320,7 @@ int run_rl_phase(RunContext& ctx) {
       us[i].discarded = ss.discarded[i];
     }
     const double step_lr = sched.at(step + 1);
-    UpdateStats up = policy_update(model, ref.get(), k, opt, rep, us, uo, step_lr);
+    UpdateStats up = policy_update(policy, ref.get(), us, uo, step_lr);
     ++step;
 
     const double n = std::max(1.0, sums[0]);
