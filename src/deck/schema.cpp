@@ -154,7 +154,7 @@ Builder build_schema() {
       .one_of({"truncate", "split"});
 
   b.section("sft", "supervised fine-tuning (phase = sft)");
-  b.k("steps", Int, "1000", "optimizer steps (with stage_steps set: their sum)").at_least(0)
+  b.k("steps", Int, "1000", "optimizer steps (with stage_steps set: their sum); at least 1 when run.phase = sft").at_least(0)
       .alias({"max_steps", "num_steps", "train_steps"});
   b.k("grad_accum", Int, "1", "micro-steps per optimizer step").above(0)
       .alias({"gradient_accumulation_steps", "accum_steps"});

@@ -7,15 +7,9 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/signals.h"
-#include "data/sft_dataset.h"
 #include "model/batch.h"
-#include "train/engine.h"
-#include "train/greedy_eval.h"
 #include "train/lr_schedule.h"
-#include "train/model_init.h"
-#include "train/model_setup.h"
-#include "train/plan_command.h"
-#include "train/run_context.h"
+#include "train/phase_context.h"
 
 namespace temper {
 
@@ -39,36 +33,24 @@ StagePos stage_of(const std::vector<SftStage>& stages, int64_t step) {
 
 }  // namespace
 
-int run_sft_phase(RunContext& ctx) {
-  const Deck& d = ctx.deck();
+int run_sft_phase(PhaseContext& ctx, const SftOptions& o, const Tokenizer& tok, const InitialWeights& init) {
   Kernels& k = ctx.kernels();
   Mesh& mesh = ctx.mesh();
-
-  auto tok = tokenizer_from_deck(d);
-  const InitialWeights init = resolve_initial_weights(d, tok->vocab_size());
-  const ModelConfig cfg = init.config;
-  const std::vector<SftStage> stages = sft_stages(d);
+  const ModelConfig& cfg = init.config;
+  const std::vector<SftStage>& stages = o.stages;
   int64_t total_steps = 0;
   for (const auto& s : stages) total_steps += s.steps;
 
-  Engine engine(cfg, k, mesh, engine_options_from_deck(d, "sft"), init, uint64_t(d.get_int("run.seed")));
+  Engine engine(cfg, k, mesh, o.engine, init, o.seed);
   if (ctx.is_root()) log_info("initial weights: ", init.description);
-  if (ctx.is_root()) log_info(plan_from_deck(d, cfg, mesh.shape().dp_replicate).text);  // model summary + per-rank memory plan
-  LrSchedule sched{d.get_float("sft.lr"), d.get_float("sft.min_lr"), d.get_int("sft.warmup_steps"), total_steps};
-  const int64_t grad_accum = d.get_int("sft.grad_accum");
-  const int64_t ckpt_every = d.get_int("checkpoint.every");
-  const int64_t eval_every = d.get_int("sft.eval_every");
-
-  SftDataOptions dopt;
-  dopt.micro_batch = int(d.get_int("data.micro_batch"));
-  dopt.seed = uint64_t(d.get_int("data.shuffle_seed"));
-  dopt.overlong = overlong_from_name(d.get_string("data.overlong"));
-  dopt.chat_template = chat_template_from_deck(d);
+  if (ctx.is_root() && !o.plan.empty()) log_info(o.plan);  // model summary + per-rank memory plan
+  LrSchedule sched{o.lr, o.min_lr, o.warmup_steps, total_steps};
+  SftDataOptions dopt = o.data;
   std::unique_ptr<SftDataset> data;
   size_t data_stage = size_t(-1);
   auto open_stage = [&](size_t i) {
     dopt.seq_len = int(stages[i].seq_len);
-    data = std::make_unique<SftDataset>(stages[i].files, *tok, dopt);
+    data = std::make_unique<SftDataset>(stages[i].files, tok, dopt);
     data_stage = i;
     if (ctx.is_root())
       log_info("stage ", i + 1, "/", stages.size(), ": ", data->num_documents(), " conversations, seq_len ",
@@ -99,7 +81,7 @@ int run_sft_phase(RunContext& ctx) {
     return ctx.write_checkpoint(s);
   };
 
-  GreedyEval evaluator(d, *tok, mesh.world());
+  GreedyEval evaluator(o.eval, tok, mesh.world());
   auto evaluate = [&](const char* tag) {
     if (!evaluator.enabled()) return;
     engine.begin_generation();  // generation reads whole parameters
@@ -111,7 +93,7 @@ int run_sft_phase(RunContext& ctx) {
   };
   if (step == 0) evaluate("before");
 
-  Progress progress(total_steps, step, ctx.metrics_path(), int(d.get_int("log.every")));
+  Progress progress(total_steps, step, ctx.metrics_path(), o.log_every);
   // Data parallel over dp_shard x dp_replicate: R ranks, this one is r.
   const int R = engine.dp_size(), r = engine.dp_rank();
   std::vector<PackedBatch> mine;
@@ -126,7 +108,7 @@ int run_sft_phase(RunContext& ctx) {
 
     // The global batch is grad_accum × R micro-batches from one stream; rank r takes every R-th.
     mine.clear();
-    for (int64_t i = 0; i < grad_accum * R; ++i) {
+    for (int64_t i = 0; i < o.grad_accum * R; ++i) {
       PackedBatch b = data->next();
       if (i % R == r) mine.push_back(std::move(b));
     }
@@ -157,8 +139,8 @@ int run_sft_phase(RunContext& ctx) {
     for (const auto& [key, v] : es.metrics) metrics[key] = v;
     progress.step(step, tokens, metrics);
     TEMPER_CHECK(std::isfinite(loss), "loss is not finite at step ", step, " (lower sft.lr?)");
-    if (eval_every > 0 && step % eval_every == 0 && step < total_steps) evaluate("step");
-    if ((ckpt_every > 0 && step % ckpt_every == 0) || step == total_steps) save();
+    if (o.eval_every > 0 && step % o.eval_every == 0 && step < total_steps) evaluate("step");
+    if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || step == total_steps) save();
   }
   evaluate("final");
   if (ctx.is_root()) {

@@ -246,6 +246,9 @@ std::vector<CodeTest> code_tests_from_json(const nlohmann::json& ref) {
                  "] needs a string \"expected_output\"");
     TEMPER_CHECK(!t.contains("input") || t["input"].is_string(), "code reward: tests[", i,
                  "].input must be a string");
+    // Empty output would be matched by any program that prints nothing: refuse it here, at load.
+    TEMPER_CHECK(!canonical_output(t[out_key].get<std::string>()).empty(), "code reward: tests[", i,
+                 "] has an empty expected output (any silent program would pass it)");
     tests.push_back({t.value("input", ""), t[out_key].get<std::string>()});
   }
   return tests;
