@@ -15,7 +15,7 @@
 # Environment (defaults in brackets):
 #   PARTS ["eval repro"]  BACKEND [cuda]  SEEDS [5]  RL_STEPS [60]  SFT_STEPS [3000]  JOBS [6] (RL runs at once)
 #   CELLS [all of the matrix]  BUDGET_S [330] (no RL run starts after this many seconds of the repro part)
-#   GSM8K [a converted GSM8K JSONL; else converted from $TEMPER_BENCHMARKS/gsm8k_test.jsonl]
+#   GSM8K [a converted GSM8K JSONL; else converted from $TEMPER_BENCHMARKS_DIR/gsm8k_test.jsonl]
 #   TOKENIZER [hf:.cache/hf-tokenizers/qwen3]  EVAL_PROMPTS [0 = all]  EVAL_MAX_BATCH [512]
 #   EVAL_ARGS / SFT_ARGS / RL_ARGS: extra --section.key=value overrides (e.g. tiny CPU checks)
 set -u
@@ -67,8 +67,8 @@ if [[ " $PARTS " == *" eval "* ]]; then
   G=${GSM8K:-}
   if [ -z "$G" ]; then
     G=$W/gsm8k.jsonl
-    python3 "$H/postproc/import_benchmark.py" "${TEMPER_BENCHMARKS:-$H/../shared/benchmarks}/gsm8k_test.jsonl" \
-      --out "$G" || { echo "eval: no GSM8K file (set GSM8K or TEMPER_BENCHMARKS)"; G=; }
+    python3 "$H/postproc/import_benchmark.py" "${TEMPER_BENCHMARKS_DIR:-$H/../shared/benchmarks}/gsm8k_test.jsonl" \
+      --out "$G" || { echo "eval: no GSM8K file (set GSM8K or TEMPER_BENCHMARKS_DIR)"; G=; }
   fi
   if [ -n "$G" ]; then
     e0=$(date +%s%N)
