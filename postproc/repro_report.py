@@ -7,7 +7,9 @@ writes to --out: results.md (tables), results.json (every number), reward_curves
 zero_variance.png, heldout.png. Needs numpy and matplotlib (Debian python3-numpy,
 python3-matplotlib).
 
-  repro_report.py RESULTS [--out validation/repro]     (RESULTS: a directory, or the results.tar.gz)
+  repro_report.py RESULTS... [--out validation/repro]
+RESULTS: directories or results.tar.gz archives (e.g. of the eval call and of the repro call),
+merged in order.
 
 Per cell, over its seeds: held-out greedy accuracy before and after (mean +- sample std), the
 change, the training reward of the last 10 steps, the fraction of zero-variance groups per step
@@ -19,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -249,6 +252,17 @@ def plots(out, cells, summary):
         ax.plot(x, m, label=f"{cell} ({len(runs)})")
         ax.fill_between(x, m - s, m + s, alpha=0.2)
 
+    def label(ax, title, ylabel):
+        ax.set_title(title)
+        ax.set_xlabel("RL step")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, name), dpi=110)
+        plt.close(fig)
+
     panels = [(t, [c for c in cs if c in cells]) for t, cs in PANELS]
     panels = [(t, cs) for t, cs in panels if cs]
     other = sorted(set(cells) - {c for _, cs in PANELS for c in cs})
@@ -258,24 +272,14 @@ def plots(out, cells, summary):
     for ax, (title, cs) in zip(axes[0], panels):
         for c in cs:
             band(ax, c, lambda r: series(r, "reward"))
-        ax.set_title(title)
-        ax.set_xlabel("RL step")
-        ax.set_ylabel("training reward (5-step mean)")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "reward_curves.png"), dpi=110)
-    plt.close(fig)
+        label(ax, title, "training reward (5-step mean)")
+    save(fig, "reward_curves.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for c in [c for c in ("grpo", "grpo_no_filter") if c in cells] or sorted(cells):
         band(ax, c, zero_var, smooth=1)
-    ax.set_xlabel("RL step")
-    ax.set_ylabel("zero-variance groups / groups sampled")
-    ax.set_title("difficulty filter on vs off")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "zero_variance.png"), dpi=110)
-    plt.close(fig)
+    label(ax, "difficulty filter on vs off", "zero-variance groups / groups sampled")
+    save(fig, "zero_variance.png")
 
     order = [c for c in CELLS if c in summary] + sorted(set(summary) - set(CELLS))
     fig, ax = plt.subplots(figsize=(1.2 * len(order) + 2, 4))
@@ -287,28 +291,30 @@ def plots(out, cells, summary):
     ax.set_xticks(range(len(order)))
     ax.set_xticklabels(order, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("held-out accuracy after RL (%)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "heldout.png"), dpi=110)
-    plt.close(fig)
+    save(fig, "heldout.png")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("results", help="the $OUT of validation/repro/run_device.sh")
+    ap.add_argument("results", nargs="+", help="results.tar.gz of validation/repro/run_device.sh, or directories")
     ap.add_argument("--out", default="validation/repro", help="where results.md, results.json and the plots go")
     ap.add_argument("--no-plots", action="store_true")
     a = ap.parse_args(argv)
     try:
-        tmp = None
-        if os.path.isfile(a.results) and a.results.endswith((".tar.gz", ".tgz")):
-            tmp = tempfile.TemporaryDirectory()
-            with tarfile.open(a.results) as t:
+        tmp = tempfile.TemporaryDirectory()
+        for src in a.results:
+            if os.path.isdir(src):
+                shutil.copytree(src, tmp.name, dirs_exist_ok=True)
+                continue
+            if not os.path.isfile(src):
+                raise InputError(f"{src}: not found")
+            with tarfile.open(src) as t:
                 members = [m for m in t.getmembers() if m.isfile() or m.isdir()]
                 for m in members:
                     if m.name.startswith("/") or ".." in m.name.split("/"):
-                        raise InputError(f"{a.results}: unsafe member path '{m.name}'")
+                        raise InputError(f"{src}: unsafe member path '{m.name}'")
                 t.extractall(tmp.name, members=members)
-            a.results = tmp.name
+        a.results = tmp.name
         cells = load(a.results)
         summary = summarize(cells)
         comps = comparisons(summary, cells)

@@ -93,18 +93,25 @@ class Report(unittest.TestCase):
         self.assertEqual(j["cells"]["gspo"]["seeds"], [1, 2])
 
     def test_reads_the_archive(self):
-        tgz = os.path.join(self.root, "results.tar.gz")
-        subprocess.run(["tar", "czf", tgz, "-C", self.root, "repro", "eval", "device.txt"], check=True)
+        # the eval call's archive and the repro call's, merged
+        a, b = os.path.join(self.root, "a.tar.gz"), os.path.join(self.root, "b.tar.gz")
+        subprocess.run(["tar", "czf", a, "-C", self.root, "eval", "device.txt"], check=True)
+        subprocess.run(["tar", "czf", b, "-C", self.root, "repro", "device.txt"], check=True)
         out = os.path.join(self.root, "fromtar")
-        r = subprocess.run([sys.executable, TOOL, tgz, "--out", out, "--no-plots"], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, TOOL, a, b, "--out", out, "--no-plots"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(os.path.join(out, "results.json")) as f:
-            self.assertEqual(json.load(f)["cells"]["grpo"]["seeds"], [1, 2])
+            j = json.load(f)
+        self.assertEqual(j["cells"]["grpo"]["seeds"], [1, 2])
+        self.assertEqual(j["eval_speed"]["tokens_per_s"], 20000.0)
 
     def test_errors(self):
         r = subprocess.run([sys.executable, TOOL, os.path.join(self.root, "nothing")], capture_output=True, text=True)
         self.assertEqual(r.returncode, 2)
-        self.assertTrue(r.stderr.startswith("error: ") and "no repro results" in r.stderr, r.stderr)
+        self.assertTrue(r.stderr.startswith("error: ") and "nothing: not found" in r.stderr, r.stderr)
+        r = subprocess.run([sys.executable, TOOL, os.path.join(self.root, "eval")], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no repro results", r.stderr)
         with open(os.path.join(self.root, "repro", "grpo", "seed1", "metrics.rank0.jsonl"), "a") as f:
             f.write("{oops\n")
         r = subprocess.run([sys.executable, TOOL, self.root, "--no-plots", "--out", os.path.join(self.root, "o")],

@@ -16,7 +16,7 @@
 #   PARTS ["eval repro"]  BACKEND [cuda]  SEEDS [5]  RL_STEPS [60]  SFT_STEPS [3000]  JOBS [6] (RL runs at once)
 #   CELLS [all of the matrix]  BUDGET_S [330] (no RL run starts after this many seconds of the repro part)
 #   GSM8K [a converted GSM8K JSONL; else converted from $TEMPER_BENCHMARKS_DIR/gsm8k_test.jsonl]
-#   TOKENIZER [hf:.cache/hf-tokenizers/qwen3]  EVAL_PROMPTS [0 = all]  EVAL_MAX_BATCH [512]
+#   TOKENIZER [hf:.cache/hf-tokenizers/qwen3]  EVAL_PROMPTS [0 = all]  EVAL_MAX_BATCH [512]  EVAL_TIMEOUT [420]
 #   EVAL_ARGS / SFT_ARGS / RL_ARGS: extra --section.key=value overrides (e.g. tiny CPU checks)
 set -u
 B=$(cd "${1:?usage: run_device.sh BIN_DIR}" && pwd)
@@ -72,7 +72,7 @@ if [[ " $PARTS " == *" eval "* ]]; then
   fi
   if [ -n "$G" ]; then
     e0=$(date +%s%N)
-    timeout 420 "$B/temper" "$H/validation/repro/eval_gsm8k_qwen2_1.5b.deck" --run.backend="$BACKEND" \
+    timeout "${EVAL_TIMEOUT:-420}" "$B/temper" "$H/validation/repro/eval_gsm8k_qwen2_1.5b.deck" --run.backend="$BACKEND" \
       --run.output_dir="$W/eval" --eval.file="$G" --data.tokenizer="${TOKENIZER:-hf:.cache/hf-tokenizers/qwen3}" \
       --eval.prompts="${EVAL_PROMPTS:-0}" --eval.max_batch="${EVAL_MAX_BATCH:-512}" ${EVAL_ARGS:-} \
       > "$O/eval/eval.log" 2>&1
