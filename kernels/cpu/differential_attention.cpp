@@ -18,7 +18,7 @@ namespace temper {
 
 namespace {
 
-// e1 = exp(lq1 . lk1), e2 = exp(lq2 . lk2) from lam[4, D].
+// e1 = exp(lq1 . lk1), e2 = exp(lq2 . lk2) from lam[4, D] (D: the lambda vectors' length).
 template <typename T>
 void lambda_exps(const T* lam, int64_t D, double& e1, double& e2) {
   double d1 = 0, d2 = 0;
@@ -43,7 +43,7 @@ void CpuKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tens
   cpu::dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     double e1, e2;
-    lambda_exps(lam.data<T>(), D, e1, e2);
+    lambda_exps(lam.data<T>(), d.Dl, e1, e2);
     const double lambda = e1 - e2 + double(lambda_init), s = 1.0 - double(lambda_init);
     const T* x1 = a1.data<T>();
     const T* x2 = a2.data<T>();
@@ -93,8 +93,9 @@ void CpuKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dl
   cpu::dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* L = lam.data<T>();
+    const int64_t Dl = d.Dl;
     double e1, e2;
-    lambda_exps(L, D, e1, e2);
+    lambda_exps(L, Dl, e1, e2);
     const double lambda = e1 - e2 + double(lambda_init), s = 1.0 - double(lambda_init);
     const T* x1 = a1.data<T>();
     const T* x2 = a2.data<T>();
@@ -139,11 +140,11 @@ void CpuKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dl
       dw[i] += static_cast<T>(acc);
     }
     T* dL = dlam.data<T>();
-    for (int64_t i = 0; i < D; ++i) {
-      dL[i] += static_cast<T>(dlambda * e1 * double(L[D + i]));
-      dL[D + i] += static_cast<T>(dlambda * e1 * double(L[i]));
-      dL[2 * D + i] += static_cast<T>(-dlambda * e2 * double(L[3 * D + i]));
-      dL[3 * D + i] += static_cast<T>(-dlambda * e2 * double(L[2 * D + i]));
+    for (int64_t i = 0; i < Dl; ++i) {
+      dL[i] += static_cast<T>(dlambda * e1 * double(L[Dl + i]));
+      dL[Dl + i] += static_cast<T>(dlambda * e1 * double(L[i]));
+      dL[2 * Dl + i] += static_cast<T>(-dlambda * e2 * double(L[3 * Dl + i]));
+      dL[3 * Dl + i] += static_cast<T>(-dlambda * e2 * double(L[2 * Dl + i]));
     }
   });
 }
