@@ -33,7 +33,7 @@ void lambda_exps(const T* lam, int64_t D, double& e1, double& e2) {
 }  // namespace
 
 void CpuKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2,
-                                           const Tensor& lam, const Tensor& weight, float lambda_init, float eps) {
+                                           const Tensor& lam, const Tensor& weight, double lambda_init, float eps) {
   const char* op = "diff_attn_combine_forward";
   DType dt = cpu::common_float_dtype(
       op, {{"out", &out}, {"rstd", &rstd}, {"a1", &a1}, {"a2", &a2}, {"lam", &lam}, {"weight", &weight}});
@@ -71,7 +71,7 @@ void CpuKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tens
 
 void CpuKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight,
                                             const Tensor& dout, const Tensor& a1, const Tensor& a2, const Tensor& lam,
-                                            const Tensor& weight, const Tensor& rstd, float lambda_init) {
+                                            const Tensor& weight, const Tensor& rstd, double lambda_init) {
   const char* op = "diff_attn_combine_backward";
   DType dt = cpu::common_float_dtype(op, {{"da1", &da1},
                                           {"da2", &da2},

@@ -122,7 +122,7 @@ void ProfilingKernels::polynorm_backward(Tensor& dgu, Tensor& dcoef, const Tenso
   timed("polynorm_backward", [&] { inner_.polynorm_backward(dgu, dcoef, dout, gu, coef, rstd); });
 }
 void ProfilingKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2,
-                                                 const Tensor& lam, const Tensor& weight, float lambda_init,
+                                                 const Tensor& lam, const Tensor& weight, double lambda_init,
                                                  float eps) {
   timed("diff_attn_combine_forward",
         [&] { inner_.diff_attn_combine_forward(out, rstd, a1, a2, lam, weight, lambda_init, eps); });
@@ -130,7 +130,7 @@ void ProfilingKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, cons
 void ProfilingKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight,
                                                   const Tensor& dout, const Tensor& a1, const Tensor& a2,
                                                   const Tensor& lam, const Tensor& weight, const Tensor& rstd,
-                                                  float lambda_init) {
+                                                  double lambda_init) {
   timed("diff_attn_combine_backward", [&] {
     inner_.diff_attn_combine_backward(da1, da2, dlam, dweight, dout, a1, a2, lam, weight, rstd, lambda_init);
   });

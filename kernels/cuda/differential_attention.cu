@@ -155,7 +155,7 @@ __global__ void lambda_grad_kernel(float* dlam, const float* dlambda, const __nv
 }  // namespace
 
 void CudaKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2,
-                                            const Tensor& lam, const Tensor& weight, float lambda_init, float eps) {
+                                            const Tensor& lam, const Tensor& weight, double lambda_init, float eps) {
   const char* op = "diff_attn_combine_forward";
   cuda::check_dtype(op, "out", out, DType::BF16);
   cuda::check_dtype(op, "rstd", rstd, DType::F32);
@@ -168,13 +168,13 @@ void CudaKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Ten
   if (d.N == 0) return;
   combine_fwd_kernel<<<cuda::grid_for(d.N * d.H, kWarps, op), 32 * kWarps, 0, stream_>>>(
       cuda::bf(out), cuda::f32(rstd), cuda::bf(a1), cuda::bf(a2), cuda::bf(lam), cuda::bf(weight), d.N, d.H, d.G, d.D,
-      d.Dl, lambda_init, eps);
+      d.Dl, float(lambda_init), eps);
   TEMPER_CUDA_CHECK_LAUNCH();
 }
 
 void CudaKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight,
                                              const Tensor& dout, const Tensor& a1, const Tensor& a2, const Tensor& lam,
-                                             const Tensor& weight, const Tensor& rstd, float lambda_init) {
+                                             const Tensor& weight, const Tensor& rstd, double lambda_init) {
   const char* op = "diff_attn_combine_backward";
   cuda::check_dtype(op, "da1", da1, DType::BF16);
   cuda::check_dtype(op, "da2", da2, DType::BF16);
@@ -200,7 +200,7 @@ void CudaKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& d
   const unsigned blocks = unsigned(want < 1024 ? want : 1024);
   combine_bwd_kernel<<<blocks, 32 * kWarps, 0, stream_>>>(
       cuda::bf(da1), cuda::bf(da2), cuda::f32(dweight), cuda::f32(dlambda), cuda::bf(dout), cuda::bf(a1), cuda::bf(a2),
-      cuda::bf(lam), cuda::bf(weight), cuda::f32(rstd), d.N, d.H, d.G, d.D, d.Dl, lambda_init);
+      cuda::bf(lam), cuda::bf(weight), cuda::f32(rstd), d.N, d.H, d.G, d.D, d.Dl, float(lambda_init));
   TEMPER_CUDA_CHECK_LAUNCH();
   lambda_grad_kernel<<<1, 32, 0, stream_>>>(cuda::f32(dlam), cuda::f32(dlambda), cuda::bf(lam), d.Dl);
   TEMPER_CUDA_CHECK_LAUNCH();

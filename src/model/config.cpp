@@ -35,9 +35,9 @@ MlpActivation mlp_activation_from_name(const std::string& name) {
 
 const char* mlp_activation_name(MlpActivation a) { return a == MlpActivation::PolyNorm ? "polynorm" : "swiglu"; }
 
-float ModelConfig::lambda_init(int layer) const {
+double ModelConfig::lambda_init(int layer) const {
   if (diff_lambda_init >= 0.0f) return diff_lambda_init;
-  return float(0.8 - 0.6 * std::exp(-0.3 * double(layer - 1)));  // Motif's released schedule (0-based layer)
+  return 0.8 - 0.6 * std::exp(-0.3 * double(layer - 1));  // Motif's released schedule (0-based layer)
 }
 
 void ModelConfig::validate() const {
@@ -245,6 +245,9 @@ ModelConfig model_config_from_hf_json(const std::string& json_text, const std::s
     const int noise = get_int("num_noise_heads", total / 2, false);
     TEMPER_CHECK(noise > 0 && noise < total, source, ": num_noise_heads (", noise,
                  ") must be positive and below num_attention_heads (", total, ")");
+    TEMPER_CHECK(total % noise == 0, source, ": num_attention_heads (", total, ") - num_noise_heads (", noise,
+                 ") = ", total - noise, " signal heads, not a multiple of num_noise_heads (each noise-control head "
+                 "serves the same number of signal heads)");
     c.n_heads = total - noise;
     c.n_noise_heads = noise;
     c.n_kv_heads = kv_total / 2;

@@ -42,7 +42,7 @@ struct ModelConfig {
   MlpActivation mlp_activation = MlpActivation::SwiGLU;
   float polynorm_eps = 1e-6f;      // eps of PolyNorm's three normalisations (fixed in Motif's code, not in config.json)
   bool differential() const { return attention != AttentionKind::Standard; }
-  float lambda_init(int layer) const;  // lambda_init of 0-based layer `layer`
+  double lambda_init(int layer) const;  // lambda_init of 0-based layer `layer`
   // Query heads per token as stored (H, or H + G with differential attention) and the
   // width of the attention output that enters the o projection (H D, or H 2D).
   int64_t q_heads() const { return int64_t(n_heads) + (differential() ? n_noise_heads : 0); }

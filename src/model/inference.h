@@ -56,7 +56,7 @@ class InferenceEngine {
         *down;
     // differential attention (lambda, sub-layer norm) and PolyNorm coefficients, else null
     const Tensor *lambda, *head_norm, *polynorm;
-    float lambda_init;
+    double lambda_init;
   };
   // Runs n staged tokens (host_tok_/host_pos_/host_slot_ rows [0, n)) through the model,
   // writes the caches, and the logits of chunk rows `want` into logits rows [out_row, ...).

@@ -41,7 +41,7 @@ struct BlockWeights {
   // released head order, k and v [2*KVH*D, C], o [C, 2*H*D]; and
   NamedParam* lambda = nullptr;     // [4, D]     rows lq1, lk1, lq2, lk2
   NamedParam* head_norm = nullptr;  // [2D]       per-head sub-layer RMSNorm weight of the combined output
-  float lambda_init = 0.0f;         // this layer's fixed lambda_init
+  double lambda_init = 0.0;         // this layer's fixed lambda_init
   // PolyNorm MLP activation (model/polynorm.h)
   NamedParam* polynorm = nullptr;   // [4] w0, w1, w2, b
 };
@@ -107,7 +107,8 @@ struct DiffCoreParams {
   const Tensor* weight;  // [2D] sub-layer norm
   Tensor* dlambda;       // accumulated by backward (null in forward-only use)
   Tensor* dweight;
-  float lambda_init, eps;
+  double lambda_init;
+  float eps;
 };
 
 // The attention core of a block (q, k after RoPE -> attn, before the o projection), when
