@@ -72,6 +72,10 @@ void ProfilingKernels::zero(Tensor& t) {
 void ProfilingKernels::copy(Tensor& dst, const Tensor& src) {
   timed("copy", [&] { inner_.copy(dst, src); });
 }
+void ProfilingKernels::copy_heads(Tensor& dst, int64_t dst_head, const Tensor& src, int64_t src_head, int64_t count,
+                                  bool accumulate) {
+  timed("copy_heads", [&] { inner_.copy_heads(dst, dst_head, src, src_head, count, accumulate); });
+}
 void ProfilingKernels::embedding_forward(Tensor& out, const Tensor& tokens, const Tensor& wte) {
   timed("embedding_forward", [&] { inner_.embedding_forward(out, tokens, wte); });
 }

@@ -43,6 +43,8 @@ class ProfilingKernels final : public Kernels {
   Tensor alloc(const Shape& shape, DType dtype) override;
   void zero(Tensor& t) override;
   void copy(Tensor& dst, const Tensor& src) override;
+  void copy_heads(Tensor& dst, int64_t dst_head, const Tensor& src, int64_t src_head, int64_t count,
+                  bool accumulate) override;
   void synchronize() override { inner_.synchronize(); }
 
   void embedding_forward(Tensor& out, const Tensor& tokens, const Tensor& wte) override;
