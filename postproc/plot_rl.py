@@ -116,8 +116,15 @@ PLOTS = [  # file name, title, series
 ]
 
 
+class WriteError(Exception):
+    """An output file could not be written (exit status 2)."""
+
+
 def plot(sources, out_dir):
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"cannot create {out_dir}: {e.strerror or e}")
     written = []
     for fname, title, names in PLOTS:
         lines = [(src, name, s[name]) for src, s in sources for name in names if name in s and s[name][0]]
@@ -132,8 +139,12 @@ def plot(sources, out_dir):
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = os.path.join(out_dir, fname)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        try:
+            fig.savefig(path, dpi=100)
+        except OSError as e:  # disk full, no permission: an error naming the file, not a traceback
+            raise WriteError(f"cannot write {path}: {e.strerror or e}")
+        finally:
+            plt.close(fig)
         written.append(path)
     return written
 
@@ -157,6 +168,9 @@ def main(argv=None):
     except InputError as e:
         print(f"plot_rl.py: error: {e}", file=sys.stderr)
         return 1
+    except WriteError as e:
+        print(f"plot_rl.py: error: {e}", file=sys.stderr)
+        return 2
     if not written:
         print("plot_rl.py: error: nothing to plot (no known keys with a step)", file=sys.stderr)
         return 1

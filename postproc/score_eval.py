@@ -137,8 +137,12 @@ def main(argv=None):
         print(f"score_eval.py: error: {e}", file=sys.stderr)
         return 1
     if a.out:
-        with open(a.out, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            with open(a.out, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:  # disk full, no permission: say which file, exit 2
+            print(f"score_eval.py: error: cannot write {a.out}: {e.strerror or e}", file=sys.stderr)
+            return 2
     else:
         sys.stdout.write(text)
     return 0

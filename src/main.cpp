@@ -14,9 +14,9 @@
 #include "core/signals.h"
 #include "deck/deck.h"
 #include "parallel/mesh.h"
-#include "train/run_context.h"
-#include "train/toy_phase.h"
-#include "train/phases.h"
+#include "app/run_context.h"
+#include "app/phases.h"
+#include "app/subcommands.h"
 
 namespace fs = std::filesystem;
 using namespace temper;
@@ -65,7 +65,7 @@ int run(int argc, char** argv, int rank, int world_size, bool& setup_done) {
     std::error_code ec;
     fs::create_directories(out, ec);
     TEMPER_CHECK(!ec, "cannot create output directory '", out, "': ", ec.message());
-    std::ofstream(fs::path(out) / "deck.resolved.ini") << deck.resolved_text();
+    // deck.resolved.ini is written once the phase got past its set-up (RunContext::commit_resolved_deck)
     log_info("temper ", TEMPER_VERSION, " | ", world_size, " rank(s) | deck ", cl.deck_path);
     log_info("---- resolved deck ----\n", deck.resolved_text(), "-----------------------");
   }
@@ -77,12 +77,12 @@ int run(int argc, char** argv, int rank, int world_size, bool& setup_done) {
   Mesh mesh = Mesh::build(MPI_COMM_WORLD, shape, opt);
   std::string map = mesh.rank_map();
   if (rank == 0) log_info(map);
-  install_signal_handlers();
 
   RunContext ctx(deck, mesh);
   setup_done = true;  // from here on, an error on one rank aborts the job
   const std::string phase = deck.get_string("run.phase");
-  int status = phase == "toy" ? run_toy_phase(ctx) : run_phase(phase, ctx);
+  int status = run_phase(phase, ctx);
+  ctx.commit_resolved_deck();
   if (rank == 0) log_info("results in ", fs::absolute(out).string());
   return status;
 }
@@ -94,6 +94,9 @@ int main(int argc, char** argv) {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
+  // At once: a SIGUSR1/SIGTERM during start-up (a scheduler's early warning) is kept and acted on
+  // at the first step boundary instead of killing the job before it could checkpoint.
+  install_signal_handlers();
   bool setup_done = false;
   int status = 0;
   try {

@@ -19,14 +19,7 @@ std::string format_duration(double s) {
 
 Progress::Progress(int64_t total, int64_t first, const std::string& path, int every)
     : total_(total), first_(first), every_(every < 1 ? 1 : every), start_(clock::now()), last_(start_) {
-  if (!path.empty()) {
-    jsonl_ = std::fopen(path.c_str(), "a");
-    TEMPER_CHECK(jsonl_, "cannot open metrics file '", path, "' for appending");
-  }
-}
-
-Progress::~Progress() {
-  if (jsonl_) std::fclose(jsonl_);
+  if (!path.empty()) jsonl_ = LineFile(path, LineFile::Mode::Append);
 }
 
 double Progress::elapsed() const { return std::chrono::duration<double>(clock::now() - start_).count(); }
@@ -43,14 +36,13 @@ void Progress::step(int64_t step, int64_t tokens, const std::map<std::string, do
   window_tokens_ += tokens;
   ++window_steps_;
   double t = elapsed();
-  if (jsonl_) {
+  if (jsonl_.is_open()) {
     std::ostringstream os;
     os.precision(8);
     os << "{\"step\":" << step << ",\"time\":" << t << ",\"tokens\":" << tokens;
     write_json_values(os, values);
     os << "}\n";
-    std::fputs(os.str().c_str(), jsonl_);
-    std::fflush(jsonl_);
+    jsonl_.write(os.str());
   }
   bool last = step >= total_;
   if (step % every_ != 0 && !last) return;
@@ -85,14 +77,13 @@ void Progress::step(int64_t step, int64_t tokens, const std::map<std::string, do
 }
 
 void Progress::event(const std::string& kind, const std::map<std::string, double>& values) {
-  if (!jsonl_) return;
+  if (!jsonl_.is_open()) return;
   std::ostringstream os;
   os.precision(8);
   os << "{\"event\":\"" << kind << "\",\"time\":" << elapsed();
   write_json_values(os, values);
   os << "}\n";
-  std::fputs(os.str().c_str(), jsonl_);
-  std::fflush(jsonl_);
+  jsonl_.write(os.str());
 }
 
 }  // namespace temper

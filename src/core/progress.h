@@ -7,6 +7,8 @@
 #include <map>
 #include <string>
 
+#include "core/file_write.h"
+
 namespace temper {
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "12.3s"
@@ -14,8 +16,8 @@ std::string format_duration(double seconds);  // "1h02m", "3m05s", "12.3s"
 class Progress {
  public:
   // metrics_path empty: no JSONL. every: print one line every N steps (and the last).
+  // A failed metrics write throws (naming the file).
   Progress(int64_t total_steps, int64_t first_step, const std::string& metrics_path, int every);
-  ~Progress();
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
 
@@ -30,7 +32,7 @@ class Progress {
   using clock = std::chrono::steady_clock;
   int64_t total_, first_;
   int every_;
-  FILE* jsonl_ = nullptr;
+  LineFile jsonl_;
   clock::time_point start_, last_;
   int64_t window_tokens_ = 0;
   int64_t window_steps_ = 0;

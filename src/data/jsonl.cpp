@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/file_write.h"
 
 namespace temper {
 
@@ -70,10 +71,9 @@ json conversation_to_json(const Conversation& c) {
 }
 
 void write_jsonl(const std::string& path, const std::vector<json>& records) {
-  std::ofstream out(path, std::ios::trunc);
-  if (!out) fail(path, ": cannot create the file (does the folder exist and is it writable?)");
-  for (const json& r : records) out << r.dump() << '\n';
-  if (!out) fail(path, ": write failed (disk full?)");
+  std::string text;
+  for (const json& r : records) text += r.dump() + '\n';
+  write_file_atomic(path, text);
 }
 
 }  // namespace temper

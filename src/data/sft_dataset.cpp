@@ -24,6 +24,9 @@ bool has_loss(const Document& d) {
 SftDataset::SftDataset(const std::vector<std::string>& files, const Tokenizer& tok, const SftDataOptions& opt)
     : opt_(opt), pad_id_(padding_id(tok)) {
   TEMPER_CHECK(!files.empty(), "SFT data: no data files given");
+  std::string names;
+  for (const std::string& f : files) names += (names.empty() ? "" : ", ") + f;
+  files_ = names;
   for (const std::string& f : files) {
     for (const Conversation& c : read_jsonl(f)) {
       RenderedChat r = render_chat(tok, c.messages, opt.chat_template);
@@ -51,6 +54,10 @@ SftDataset::SftDataset(std::vector<Document> docs, int32_t pad_id, const SftData
 void SftDataset::init() {
   TEMPER_CHECK(opt_.shard_count >= 1 && opt_.shard_rank >= 0 && opt_.shard_rank < opt_.shard_count,
                "SFT data: shard ", opt_.shard_rank, " of ", opt_.shard_count, " is not a valid shard");
+  // No usable conversation at all: the data, not the rank count, is the problem.
+  TEMPER_CHECK(!docs_.empty(), "SFT data", files_.empty() ? std::string() : " (" + files_ + ")", ": none of the ",
+               skipped_, " conversations has an assistant turn with tokens to learn from; SFT trains on assistant"
+               " messages, so each record needs {\"role\": \"assistant\", \"content\": ...} with non-empty content");
   TEMPER_CHECK(docs_.size() >= static_cast<size_t>(opt_.shard_count), "SFT data: ", docs_.size(),
                " usable conversations (", skipped_, " skipped without assistant tokens) cannot feed ",
                opt_.shard_count, " data-parallel ranks; add data or use fewer ranks");

@@ -57,6 +57,7 @@ class SftDataset {
   int32_t pad_id_ = 0;
   std::vector<Document> docs_;
   int64_t skipped_ = 0;
+  std::string files_;  // the data files, for messages
 
   std::vector<uint32_t> order_;
   int64_t epoch_ = 0;

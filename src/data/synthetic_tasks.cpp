@@ -318,6 +318,24 @@ std::string last_boxed(const std::string& text, bool* found) {
   return "";
 }
 
+void check_synthetic_record(const nlohmann::json& rec, const std::string& where) {
+  const auto task = rec.find("task");
+  TEMPER_CHECK(task != rec.end() && task->is_string(), where, ": needs a string \"task\"");
+  const std::string name = task->get<std::string>();
+  TEMPER_CHECK(std::find(kTasks.begin(), kTasks.end(), name) != kTasks.end(), where, ": task '", name,
+               "' is not a synthetic task (arith, sort, count, word, if_upper, if_words)");
+  const auto answer = rec.find("answer");
+  TEMPER_CHECK(answer != rec.end(), where, ": task '", name, "' needs an \"answer\"");
+  TEMPER_CHECK(answer->is_string() && !answer->get<std::string>().empty(), where, ": \"answer\" of task '", name,
+               "' must be a non-empty string, got ", answer->dump());
+  const auto c = rec.find("constraints");
+  if (c == rec.end() || c->is_null()) return;
+  TEMPER_CHECK(c->is_object(), where, ": \"constraints\" must be an object, got ", c->dump());
+  if (name == "if_words" && c->contains("words"))
+    TEMPER_CHECK((*c)["words"].is_number_integer() && (*c)["words"].get<int64_t>() > 0, where,
+                 ": constraints.words must be a positive integer, got ", (*c)["words"].dump());
+}
+
 bool check_answer(const std::string& task, const std::string& reference, const std::string& model_output,
                   const nlohmann::json& constraints) {
   bool found = false;

@@ -47,4 +47,10 @@ std::string last_boxed(const std::string& text, bool* found = nullptr);
 bool check_answer(const std::string& task, const std::string& reference, const std::string& model_output,
                   const nlohmann::json& constraints = nullptr);
 
+// Checks the verifier fields of a synthetic-task record at load time: "task" one of
+// synthetic_task_names(), "answer" a non-empty string, "constraints" (optional) an
+// object whose "words" is a positive integer for if_words. Throws an Error starting
+// with `where` (file:line).
+void check_synthetic_record(const nlohmann::json& record, const std::string& where);
+
 }  // namespace temper

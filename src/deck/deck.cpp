@@ -121,6 +121,34 @@ std::string sections_with_key(const std::string& key) {
   return s;
 }
 
+// The lines of a deck: LF, CR LF and CR-only (old Mac editors) line ends all count.
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::string cur;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n' || c == '\r') {
+      lines.push_back(cur);
+      cur.clear();
+      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) lines.push_back(cur);
+  return lines;
+}
+
+// A NUL byte would cut every message that quotes the line: refuse the file, saying where.
+void check_no_nul(const std::vector<std::string>& lines, const std::string& source_name) {
+  for (size_t n = 0; n < lines.size(); ++n) {
+    const size_t col = lines[n].find('\0');
+    if (col == std::string::npos) continue;
+    fail(source_name, ":", n + 1, ": the line holds a NUL byte (column ", col + 1,
+         "): a deck is a plain text file; was it saved by a word processor, or is it a binary file?");
+  }
+}
+
 bool needs_quotes(const std::string& s) {
   if (s.empty()) return false;
   return s.find('#') != std::string::npos || s[0] == '"' ||
@@ -236,12 +264,13 @@ Deck Deck::build(const std::string* text, const std::string& source_name,
     d.values_.push_back(convert(spec, spec.default_text, "schema default: "));
 
   if (text) {
-    std::istringstream in(*text);
-    std::string line, section;
+    const std::vector<std::string> lines = split_lines(*text);
+    check_no_nul(lines, source_name);
+    std::string section;
     std::vector<int> first_line(schema.size(), 0);
     bool any = false;
-    for (int n = 1; std::getline(in, line); ++n) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
+    for (int n = 1; n <= int(lines.size()); ++n) {
+      std::string line = lines[size_t(n - 1)];
       if (n == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line = line.substr(3);  // UTF-8 BOM
       const std::string t = trim(line);
       if (t.empty() || t[0] == '#' || t[0] == ';') continue;

@@ -134,6 +134,9 @@ void Deck::check_consistency() {
       }
     }
   }
+  if (get_string("run.phase") == "sft")
+    TEMPER_CHECK(get_int("sft.steps") > 0, pre, shown(*this, "sft.steps"),
+                 ": an SFT run needs at least one step (to only evaluate a model, use run.phase = eval)");
   rl_task_mix(*this);      // validates its syntax
   rl_filter_bands(*this);  // likewise
 }

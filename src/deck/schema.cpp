@@ -161,7 +161,7 @@ Builder build_schema() {
       .one_of({"truncate", "split"});
 
   b.section("sft", "supervised fine-tuning (phase = sft)");
-  b.k("steps", Int, "1000", "optimizer steps (with stage_steps set: their sum)").at_least(0)
+  b.k("steps", Int, "1000", "optimizer steps (with stage_steps set: their sum); at least 1 when run.phase = sft").at_least(0)
       .alias({"max_steps", "num_steps", "train_steps"});
   b.k("grad_accum", Int, "1", "micro-steps per optimizer step").above(0)
       .alias({"gradient_accumulation_steps", "accum_steps"});
@@ -169,7 +169,7 @@ Builder build_schema() {
       "adamw, or muon: Newton-Schulz-orthogonalised momentum for the 2-D hidden matrices, AdamW for "
       "embeddings, output head, norms and biases (same lr: Muon's update RMS is matched to AdamW's)")
       .one_of({"adamw", "muon"});
-  b.k("muon_momentum", Float, "0.95", "Muon momentum (also used by rl.optimizer = muon)").at_least(0).below(1);
+  b.k("muon_momentum", Float, "0.95", "Muon momentum").at_least(0).below(1);
   b.k("muon_nesterov", Bool, "true", "Muon: Nesterov momentum (orthogonalise g + mu m instead of m)");
   b.k("muon_ns_steps", Int, "5", "Muon: quintic Newton-Schulz iterations").within(1, 20);
   b.k("muon_update_scale", Float, "0.2",
@@ -239,9 +239,15 @@ Builder build_schema() {
   b.k("max_batch", Int, "256", "sequences decoded together by the generation engine").above(0);
   b.k("stop_strings", List, "", "extra strings that end a response (besides the end-of-turn token)");
   b.k("grad_clip", Float, "1.0", "clip the global gradient norm to this; 0 = off").at_least(0);
-  b.k("weight_decay", Float, "0.0", "AdamW decoupled weight decay (betas and eps from [sft])").at_least(0);
-  b.k("optimizer", Str, "adamw", "adamw or muon (as sft.optimizer; muon_* keys and betas from [sft])")
-      .one_of({"adamw", "muon"});
+  b.k("weight_decay", Float, "0.0", "AdamW decoupled weight decay").at_least(0);
+  b.k("optimizer", Str, "adamw", "adamw or muon (as sft.optimizer)").one_of({"adamw", "muon"});
+  b.k("beta1", Float, "0.9", "Adam beta1").within(0, 1).below(1);
+  b.k("beta2", Float, "0.95", "Adam beta2").within(0, 1).below(1);
+  b.k("adam_eps", Float, "1e-8", "Adam epsilon").above(0);
+  b.k("muon_momentum", Float, "0.95", "Muon momentum (rl.optimizer = muon)").at_least(0).below(1);
+  b.k("muon_nesterov", Bool, "true", "Muon: Nesterov momentum");
+  b.k("muon_ns_steps", Int, "5", "Muon: quintic Newton-Schulz iterations").within(1, 20);
+  b.k("muon_update_scale", Float, "0.2", "Muon: update RMS relative to lr (as sft.muon_update_scale)").above(0);
   b.k("qk_clip_tau", Float, "0", "QK-clip threshold as sft.qk_clip_tau; 0 = off").at_least(0);
   b.k("warmup_steps", Int, "0", "linear learning-rate warm-up steps").at_least(0);
   b.k("eval_file", Str, "", "held-out prompts (RL prompt JSONL) scored before, every eval_every, and at the end");

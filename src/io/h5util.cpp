@@ -50,6 +50,17 @@ uint32_t crc32(const void* data, size_t n, uint32_t crc) {
 }
 
 // ---- errors -----------------------------------------------------------------
+namespace {
+// HDF5 closes files still open at exit in an atexit handler. After a failed write
+// (disk full) a file can stay open with dirty metadata that cannot be flushed, and
+// that handler then loops and crashes (exit 139) after temper has already reported
+// the error. Every file temper opens is closed by its Hid, so the handler is not
+// needed: turn it off before the first HDF5 call.
+struct NoAtexitHandler {
+  NoAtexitHandler() { H5dont_atexit(); }
+} const no_atexit_handler;
+}  // namespace
+
 Silence::Silence() {
   H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);

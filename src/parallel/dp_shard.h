@@ -48,7 +48,7 @@
 #include "kernels/kernels.h"
 #include "model/decoder.h"
 #include "parallel/comm.h"
-#include "train/adamw.h"  // ParamRef (a plain struct; no link dependency on train)
+#include "model/param_ref.h"
 
 namespace temper {
 

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_write.h"
 
 namespace temper {
 namespace {
@@ -39,26 +40,6 @@ double parse_number(const std::string& s, const std::string& what) {
 void check_band(const PassBand& b, const std::string& what) {
   TEMPER_CHECK(b.alpha >= 0 && b.alpha <= 1 && b.beta >= 0 && b.beta <= 1 && b.alpha <= b.beta, what,
                ": pass-rate band [", b.alpha, ", ", b.beta, "] must satisfy 0 <= alpha <= beta <= 1");
-}
-
-// Writes `text` to path via a sibling temp file and rename, so readers never see half a file.
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    TEMPER_CHECK(f.good(), "cannot open ", tmp, " for writing: ", std::strerror(errno));
-    f << text;
-    f.flush();
-    if (!f.good()) {
-      std::remove(tmp.c_str());
-      fail("writing ", tmp, " failed (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    fail("cannot rename ", tmp, " to ", path, ": ", std::strerror(err));
-  }
 }
 
 }  // namespace
@@ -158,7 +139,7 @@ void write_kept_jsonl(const std::string& path, const std::vector<PassRateEntry>&
                         {"pass_rate", e.rate}};
     text += j.dump() + "\n";
   }
-  write_text_atomically(path, text);
+  write_file_atomic(path, text);
 }
 
 std::vector<PassRateEntry> read_kept_jsonl(const std::string& path) {
@@ -232,7 +213,7 @@ std::string format_histogram(const PassRateHistogram& h) {
 }
 
 void write_histogram(const std::string& path, const PassRateHistogram& h) {
-  write_text_atomically(path, format_histogram(h));
+  write_file_atomic(path, format_histogram(h));
 }
 
 // ---- ZeroVarianceRefill ------------------------------------------------------

@@ -3,47 +3,32 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "core/file_write.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "rl/heldout_eval.h"
-#include "rl/rl_options.h"
-#include "train/model_init.h"
-#include "train/model_setup.h"
-#include "train/run_context.h"
+#include "train/engine.h"
+#include "train/phase_context.h"
 
 namespace temper {
 
-int run_eval_phase(RunContext& ctx) {
-  const Deck& d = ctx.deck();
+int run_eval_phase(PhaseContext& ctx, const EvalOptions& o, const Tokenizer& tok, ChatTemplate tmpl,
+                   const InitialWeights& w) {
   Kernels& k = ctx.kernels();
   Mesh& mesh = ctx.mesh();
-  auto tok = tokenizer_from_deck(d);
-  const ChatTemplate tmpl = chat_template_from_deck(d);
-  InitialWeights w = resolve_initial_weights(d, tok->vocab_size());
-  Decoder model(w.config, k, DType::F32);
-  apply_initial_weights(w, model, k, uint64_t(d.get_int("run.seed")));
+  EngineOptions eo;
+  eo.trainable = false;
+  Engine policy(w.config, k, mesh, eo, w, o.seed);  // any mesh: whole weights gathered for generation
   if (ctx.is_root()) log_info("eval: weights from ", w.description);
 
-  const std::string file = d.get_string("eval.file");
-  TEMPER_CHECK(!file.empty(), d.source(), ": phase = eval needs eval.file (a benchmark JSONL)");
+  const std::string& file = o.file;
   std::vector<RlPrompt> prompts = load_rl_prompts(file);
-  const int64_t limit = d.get_int("eval.prompts");
-  if (limit > 0 && int64_t(prompts.size()) > limit) prompts.resize(size_t(limit));
-
-  RolloutOptions opt;
-  opt.group_size = int(d.get_int("eval.samples"));
-  opt.temperature = float(d.get_float("eval.temperature"));
-  opt.top_p = float(d.get_float("eval.top_p"));
-  opt.top_k = int(d.get_int("eval.top_k"));
-  opt.max_new_tokens = int(d.get_int("eval.max_new_tokens"));
-  opt.max_batch = int(d.get_int("eval.max_batch"));
-  opt.stop_strings = d.get_list("rl.stop_strings");
-  opt.seed = uint64_t(d.get_int("run.seed"));
-  const ScoringOptions scoring = scoring_options_from_deck(d);
+  if (o.prompts > 0 && int64_t(prompts.size()) > o.prompts) prompts.resize(size_t(o.prompts));
+  const RolloutOptions& opt = o.rollout;
+  const ScoringOptions& scoring = o.scoring;
 
   std::filesystem::create_directories(ctx.output_dir());
   const std::string results =
@@ -51,8 +36,10 @@ int run_eval_phase(RunContext& ctx) {
   if (ctx.is_root())
     log_info("eval: ", prompts.size(), " prompts x ", opt.group_size, " samples from ", file, " (temperature ",
              opt.temperature, ", max_new_tokens ", opt.max_new_tokens, ")");
-  Generator gen(model, k, opt.max_batch, opt.stop_strings.empty() ? nullptr : tok.get());
-  HeldoutResult r = evaluate_prompts(gen, *tok, tmpl, prompts, opt, scoring, mesh.world(), results);
+  policy.begin_generation();
+  Generator gen(policy.decoder(), k, opt.max_batch, opt.stop_strings.empty() ? nullptr : &tok);
+  HeldoutResult r = evaluate_prompts(gen, tok, tmpl, prompts, opt, scoring, mesh.world(), results);
+  policy.end_generation();
 
   if (ctx.is_root()) {
     std::string table = "| task | prompts | samples | accuracy (avg@n) | unparsable |\n|---|---:|---:|---:|---:|\n";
@@ -75,7 +62,7 @@ int run_eval_phase(RunContext& ctx) {
     summary["generated_tokens"] = r.generated_tokens;
     summary["seconds"] = r.seconds;
     summary["weights"] = w.description;
-    std::ofstream(std::filesystem::path(ctx.output_dir()) / "eval_summary.json") << summary.dump(1) << "\n";
+    write_file_atomic((std::filesystem::path(ctx.output_dir()) / "eval_summary.json").string(), summary.dump(1) + "\n");
     log_info("eval done in ", format_duration(r.seconds), " (", r.generated_tokens, " tokens generated):\n", table,
              "per-sample results: ", ctx.output_dir(), "/eval_results.rank*.jsonl; pass@k tables: "
              "python3 postproc/score_eval.py ", ctx.output_dir(), "/eval_results.rank*.jsonl");

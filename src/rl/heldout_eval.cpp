@@ -4,12 +4,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/file_write.h"
 
 namespace temper {
 
@@ -44,11 +44,8 @@ HeldoutResult evaluate_prompts(Generator& gen, const Tokenizer& tok, ChatTemplat
     return size_t(std::lower_bound(order.begin(), order.end(), task) - order.begin());
   };
   for (int64_t p : mine) counts[5 * slot(prompts[size_t(p)].task)] += 1;
-  std::ofstream out;
-  if (!results_path.empty()) {
-    out.open(results_path);
-    TEMPER_CHECK(out.good(), results_path, ": cannot write evaluation results");
-  }
+  LineFile out;
+  if (!results_path.empty()) out = LineFile(results_path, LineFile::Mode::Truncate);
   for (size_t j = 0; j < r.samples(); ++j) {
     const RlPrompt& p = prompts[size_t(r.prompt_of_sample(j))];
     const ScoredResponse& s = r.scores[j];
@@ -67,9 +64,11 @@ HeldoutResult evaluate_prompts(Generator& gen, const Tokenizer& tok, ChatTemplat
                              {"response_tokens", r.response_ids[j].size()},
                              {"detail", s.result.detail},
                              {"response", r.text[j]}};
-      out << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      if (p.ref.contains("id")) line["id"] = p.ref["id"];  // the benchmark's own id (import_benchmark.py)
+      out.write(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     }
   }
+  out.close();
   counts[5 * T] = double(r.generated_tokens);
   Tensor c = Tensor::wrap(counts.data(), {int64_t(counts.size())}, DType::F64);
   comm.allreduce(c);

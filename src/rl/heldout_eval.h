@@ -29,7 +29,8 @@ struct HeldoutResult {
 };
 
 // results_path: JSONL written by this rank ("" = none); lines carry task,
-// prompt_index, sample, reward, verdict, finish, response_tokens, detail, response.
+// prompt_index, sample, reward, verdict, finish, response_tokens, detail, response,
+// and the record's "id" when it has one.
 HeldoutResult evaluate_prompts(Generator& gen, const Tokenizer& tok, ChatTemplate tmpl,
                                const std::vector<RlPrompt>& prompts, const RolloutOptions& opt,
                                const ScoringOptions& scoring, Comm& comm, const std::string& results_path);

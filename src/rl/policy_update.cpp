@@ -5,34 +5,26 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "model/batch.h"
 #include "rl/update_batches.h"
-#include "train/grad_clip.h"
-#include "train/model_state.h"
 
 namespace temper {
 
 namespace {
 
+TokenBatch token_batch(const RlMicroBatch& mb) { return {mb.tokens, mb.targets, mb.positions, mb.cu_seqlens}; }
+
 // log-probs of every response token of the packed samples under `m`
-void response_logp(Decoder& m, Kernels& k, const std::vector<RlMicroBatch>& mbs, int vocab,
-                   std::vector<std::vector<double>>& out) {
-  for (const auto& mb : mbs) {
-    Batch b = to_batch(k, mb, vocab);
-    Tensor logp;
-    m.forward(b, logp);
-    scatter_response_logp(mb, to_host_f64(k, logp), out);
-  }
+void response_logp(Engine& m, const std::vector<RlMicroBatch>& mbs, std::vector<std::vector<double>>& out) {
+  for (const auto& mb : mbs) scatter_response_logp(mb, m.forward(token_batch(mb)), out);
 }
 
 }  // namespace
 
-UpdateStats policy_update(Decoder& model, Decoder* ref, Kernels& k, Optimizer& opt, Comm& comm,
-                          const std::vector<UpdateSample>& samples, const UpdateOptions& uo, double lr) {
+UpdateStats policy_update(Engine& policy, Engine* ref, const std::vector<UpdateSample>& samples,
+                          const UpdateOptions& uo, double lr) {
   const auto t0 = std::chrono::steady_clock::now();
   UpdateStats st;
   const size_t S = samples.size();
-  const int vocab = model.config().vocab_size;
   std::vector<RlSequence> seqs(S);
   for (size_t i = 0; i < S; ++i) seqs[i] = {samples[i].prompt, samples[i].response};
   const std::vector<RlMicroBatch> mbs = pack_rl_sequences(seqs, uo.micro_batch_tokens);
@@ -44,7 +36,7 @@ UpdateStats policy_update(Decoder& model, Decoder* ref, Kernels& k, Optimizer& o
   double gap = 0;
   int64_t gap_n = 0;
   if (uo.recompute_behaviour) {
-    response_logp(model, k, mbs, vocab, st.behaviour_logp);
+    response_logp(policy, mbs, st.behaviour_logp);
     for (size_t i = 0; i < S; ++i)
       for (size_t t = 0; t < samples[i].sampler_logp.size() && t < st.behaviour_logp[i].size(); ++t, ++gap_n)
         gap += std::fabs(samples[i].sampler_logp[t] - st.behaviour_logp[i][t]);
@@ -52,7 +44,7 @@ UpdateStats policy_update(Decoder& model, Decoder* ref, Kernels& k, Optimizer& o
   std::vector<std::vector<double>> ref_logp(S);
   if (uo.loss.kl_coef > 0) {
     TEMPER_CHECK(ref != nullptr, "policy_update: kl_coef > 0 needs a reference model");
-    response_logp(*ref, k, mbs, vocab, ref_logp);
+    response_logp(*ref, mbs, ref_logp);
   }
 
   // The aggregation's denominator over the whole global batch.
@@ -66,16 +58,16 @@ UpdateStats policy_update(Decoder& model, Decoder* ref, Kernels& k, Optimizer& o
   PolicyLossOptions lo = uo.loss;
   lo.kl_coef = uo.loss.kl_coef;
   const double local_den = S ? loss_denominator(all, lo) : 0.0;
-  lo.denominator = comm.allreduce_sum(local_den);
-  st.sampler_logp_gap = comm.allreduce_sum(gap) / std::max(1.0, comm.allreduce_sum(double(gap_n)));
+  lo.denominator = policy.dp_sum(local_den);
+  st.sampler_logp_gap = policy.dp_sum(gap) / std::max(1.0, policy.dp_sum(double(gap_n)));
   int64_t local_tokens = 0, local_samples = 0;
   for (size_t i = 0; i < S; ++i)
     if (!samples[i].discarded && !samples[i].response->empty()) {
       local_tokens += int64_t(samples[i].response->size());
       ++local_samples;
     }
-  st.tokens = comm.allreduce_sum_i64(local_tokens);
-  st.samples = comm.allreduce_sum_i64(local_samples);
+  st.tokens = policy.dp_sum(local_tokens);
+  st.samples = policy.dp_sum(local_samples);
   if (lo.denominator <= 0) {  // nothing carries a gradient anywhere: no optimizer step
     st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return st;
@@ -85,13 +77,10 @@ UpdateStats policy_update(Decoder& model, Decoder* ref, Kernels& k, Optimizer& o
   std::vector<std::vector<double>> dl(S);
   double clip_lo = 0, clip_hi = 0, ratio = 0, akl = 0, rkl = 0, units = 0, ktoks = 0;
   for (int r = 0; r < uo.reuse_steps; ++r) {
-    model.zero_grad();
+    policy.zero_grad();
     double loss = 0, pg = 0;
     for (const auto& mb : mbs) {
-      Batch b = to_batch(k, mb, vocab);
-      Tensor logp;
-      model.forward(b, logp);
-      scatter_response_logp(mb, to_host_f64(k, logp), st.current_logp);
+      scatter_response_logp(mb, policy.forward(token_batch(mb)), st.current_logp);
       std::vector<PolicySample> part(mb.samples.size());
       for (size_t d = 0; d < mb.samples.size(); ++d) {
         const size_t i = size_t(mb.samples[d]);
@@ -113,25 +102,20 @@ UpdateStats policy_update(Decoder& model, Decoder* ref, Kernels& k, Optimizer& o
       rkl += res.stats.ref_kl * double(res.stats.tokens);
       ktoks += double(res.stats.tokens);
       for (size_t d = 0; d < mb.samples.size(); ++d) dl[size_t(mb.samples[d])] = std::move(res.dlogp[d]);
-      Tensor coef = to_device(k, gather_response_coeffs(mb, dl), model.stat_dtype());
-      model.backward(b, coef);
+      policy.backward(gather_response_coeffs(mb, dl));
     }
-    allreduce_grads(model, comm);
-    st.loss = comm.allreduce_sum(loss);
-    st.pg_loss = comm.allreduce_sum(pg);
-    st.grad_norm = grad_norm(k, opt.params());
-    TEMPER_CHECK(std::isfinite(st.loss) && std::isfinite(st.grad_norm), "RL loss or gradient is not finite (loss ",
-                 st.loss, ", gradient norm ", st.grad_norm, "); lower rl.lr");
-    opt.step(lr, clip_scale(st.grad_norm, uo.grad_clip));
-    model.refresh_compute();
+    st.loss = policy.dp_sum(loss);
+    st.pg_loss = policy.dp_sum(pg);
+    TEMPER_CHECK(std::isfinite(st.loss), "RL loss is not finite (", st.loss, "); lower rl.lr");
+    st.grad_norm = policy.step(lr).grad_norm;
     ++st.optimizer_steps;
   }
-  const double U = std::max(1.0, comm.allreduce_sum(units)), KT = std::max(1.0, comm.allreduce_sum(ktoks));
-  st.clip_frac_low = comm.allreduce_sum(clip_lo) / U;
-  st.clip_frac_high = comm.allreduce_sum(clip_hi) / U;
-  st.ratio_mean = comm.allreduce_sum(ratio) / U;
-  st.approx_kl = comm.allreduce_sum(akl) / KT;
-  st.ref_kl = comm.allreduce_sum(rkl) / KT;
+  const double U = std::max(1.0, policy.dp_sum(units)), KT = std::max(1.0, policy.dp_sum(ktoks));
+  st.clip_frac_low = policy.dp_sum(clip_lo) / U;
+  st.clip_frac_high = policy.dp_sum(clip_hi) / U;
+  st.ratio_mean = policy.dp_sum(ratio) / U;
+  st.approx_kl = policy.dp_sum(akl) / KT;
+  st.ref_kl = policy.dp_sum(rkl) / KT;
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return st;
 }

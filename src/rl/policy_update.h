@@ -2,18 +2,14 @@
 // packed into micro-batches; behaviour (and reference) log-probs are fixed once;
 // then reuse_steps times: forward the policy, the GRPO/GSPO loss on the host
 // (rl/grpo, rl/gspo) gives dL/dlogp per response token, backward, gradients summed
-// over the data-parallel ranks, clip, AdamW. Ratios are always taken against the
-// stored behaviour log-probs (mixed-policy trajectory reuse).
+// over the mesh, clip and optimizer step (train/engine). Ratios are always taken
+// against the stored behaviour log-probs (mixed-policy trajectory reuse).
 #pragma once
 #include <cstdint>
 #include <vector>
 
-#include "kernels/kernels.h"
-#include "model/decoder.h"
-#include "parallel/comm.h"
 #include "rl/policy_loss.h"
-#include "train/adamw.h"
-#include "train/optimizer.h"
+#include "train/engine.h"
 
 namespace temper {
 
@@ -32,7 +28,6 @@ struct UpdateOptions {
   int reuse_steps = 1;
   int64_t micro_batch_tokens = 8192;
   bool recompute_behaviour = true;  // false: the sampler's log-probs are the behaviour policy
-  double grad_clip = 1.0;
 };
 
 struct UpdateStats {
@@ -48,10 +43,11 @@ struct UpdateStats {
   std::vector<std::vector<double>> behaviour_logp, current_logp;
 };
 
-// Collective over `comm` (every rank calls it, possibly with no samples). `ref` is
-// the frozen reference policy for the KL term (nullptr when loss.kl_coef == 0).
-// lr for each optimizer step comes from lr_at(optimizer step index).
-UpdateStats policy_update(Decoder& model, Decoder* ref, Kernels& k, Optimizer& opt, Comm& comm,
-                          const std::vector<UpdateSample>& samples, const UpdateOptions& opt_u, double lr);
+// Collective over the policy's mesh (every rank calls it, possibly with no
+// samples; the sp ranks of one data-parallel rank with the same samples). `ref`
+// is the frozen reference policy for the KL term (nullptr when loss.kl_coef == 0).
+// Every optimizer step uses the learning rate lr.
+UpdateStats policy_update(Engine& policy, Engine* ref, const std::vector<UpdateSample>& samples,
+                          const UpdateOptions& opt_u, double lr);
 
 }  // namespace temper

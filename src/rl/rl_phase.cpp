@@ -17,15 +17,11 @@
 #include "rl/difficulty_filter.h"
 #include "rl/heldout_eval.h"
 #include "rl/policy_update.h"
-#include "rl/rl_options.h"
 #include "rl/task_mix.h"
 #include "rl/trajectory_dump.h"
 #include "train/lr_schedule.h"
-#include "train/model_init.h"
-#include "train/model_setup.h"
-#include "train/optimizer.h"
-#include "train/model_state.h"
-#include "train/run_context.h"
+#include "train/engine.h"
+#include "train/phase_context.h"
 
 namespace temper {
 
@@ -98,60 +94,43 @@ struct StepSamples {  // this rank's kept samples of one step, plus what the dum
 
 }  // namespace
 
-int run_rl_phase(RunContext& ctx) {
-  const Deck& d = ctx.deck();
+int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tokr, ChatTemplate tmpl,
+                 const InitialWeights& w) {
   Kernels& k = ctx.kernels();
   Mesh& mesh = ctx.mesh();
   Comm& rep = mesh.replicate();
   TEMPER_CHECK(mesh.shape().sp == 1 && mesh.shape().dp_shard == 1,
                "RL with sp > 1 or dp_shard > 1 is not available yet: use dp_replicate only");
   const bool root = ctx.is_root();
-  const uint64_t seed = uint64_t(d.get_int("run.seed"));
-
-  auto tok = tokenizer_from_deck(d);
-  const ChatTemplate tmpl = chat_template_from_deck(d);
-  InitialWeights w = resolve_initial_weights(d, tok->vocab_size());
-  Decoder model(w.config, k, DType::F32);
-  apply_initial_weights(w, model, k, seed);
-  model.set_checkpointing(checkpointing_from_deck(d), recompute_parts_from_deck(d));
-  std::unique_ptr<Decoder> ref;
-  UpdateOptions uo;
-  uo.algorithm = policy_algorithm_from_name(d.get_string("rl.algorithm"));
-  uo.loss = policy_loss_options_from_deck(d);
-  uo.reuse_steps = int(d.get_int("rl.reuse_steps"));
-  uo.micro_batch_tokens = d.get_int("rl.micro_batch_tokens");
-  uo.recompute_behaviour = d.get_string("rl.behaviour_logp") == "recompute";
-  uo.grad_clip = d.get_float("rl.grad_clip");
+  const uint64_t seed = o.seed;
+  const Tokenizer* tok = &tokr;
+  const EngineOptions& eo = o.engine;
+  Engine policy(w.config, k, mesh, eo, w, seed);
+  const UpdateOptions& uo = o.update;
+  std::unique_ptr<Engine> ref;
   if (uo.loss.kl_coef > 0) {  // the frozen initial policy
-    ref = std::make_unique<Decoder>(w.config, k, DType::F32);
-    apply_initial_weights(w, *ref, k, seed);
+    EngineOptions ro = eo;
+    ro.trainable = false;
+    ref = std::make_unique<Engine>(w.config, k, mesh, ro, w, seed);
   }
   if (root) log_info("rl: ", policy_algorithm_name(uo.algorithm), " from ", w.description, "\n",
-                     w.config.summary(int(d.get_int("rl.max_new_tokens"))));
+                     w.config.summary(o.rollout.max_new_tokens));
 
-  std::unique_ptr<Optimizer> optp = make_optimizer(d, "rl", model, k, mesh.world());
-  Optimizer& opt = *optp;
-  const int64_t total_steps = d.get_int("rl.steps");
-  const double lr = d.get_float("rl.lr");
-  LrSchedule sched{lr, lr, d.get_int("rl.warmup_steps"), std::max<int64_t>(total_steps, 1)};
+  const int64_t total_steps = o.steps;
+  LrSchedule sched{o.lr, o.lr, o.warmup_steps, std::max<int64_t>(total_steps, 1)};
 
-  const std::string prompts_file = d.get_string("rl.prompts_file");
-  TEMPER_CHECK(!prompts_file.empty(), d.source(), ": phase = rl needs rl.prompts_file (RL prompt JSONL)");
-  const std::vector<RlPrompt> prompts = load_rl_prompts(prompts_file);
-  const ScoringOptions scoring = scoring_options_from_deck(d);
-  const RolloutOptions ro = rollout_options_from_deck(d);
-  AdvantageOptions aopt;
-  aopt.normalize_std = d.get_bool("rl.std_normalize");
-  const int P = int(d.get_int("rl.prompts_per_step"));
+  const std::vector<RlPrompt> prompts = load_rl_prompts(o.prompts_file);
+  const ScoringOptions& scoring = o.scoring;
+  const RolloutOptions& ro = o.rollout;
+  const AdvantageOptions& aopt = o.advantages;
+  const int P = o.prompts_per_step;
 
-  std::map<std::string, PassBand> bands;
-  for (const auto& [task, b] : rl_filter_bands(d)) bands[task] = PassBand{b.first, b.second};
-  DifficultyFilter filter(PassBand{d.get_float("rl.filter_low"), d.get_float("rl.filter_high")}, bands);
-  const bool use_filter = d.get_bool("rl.filter");
-  const bool drop_zero_var = d.get_bool("rl.drop_zero_variance");
-  ZeroVarianceRefill refill(P, 1 + int(d.get_int("rl.refill_rounds")));
+  DifficultyFilter filter(o.filter_band, o.filter_bands);
+  const bool use_filter = o.filter;
+  const bool drop_zero_var = o.drop_zero_variance;
+  ZeroVarianceRefill refill(P, 1 + o.refill_rounds);
 
-  Generator gen(model, k, ro.max_batch, ro.stop_strings.empty() ? nullptr : tok.get());
+  Generator gen(policy.decoder(), k, ro.max_batch, ro.stop_strings.empty() ? nullptr : tok);
   int64_t step = 0;
   std::optional<CheckpointState> st = ctx.resume_state();
   bool calibrated = false;
@@ -159,9 +138,7 @@ int run_rl_phase(RunContext& ctx) {
     TEMPER_CHECK(st->phase == "rl", "checkpoint phase is '", st->phase,
                  "', this run is 'rl' (start RL from an SFT checkpoint with model.init = PATH instead)");
     step = st->step;
-    load_model_state(model, k, st->tensors);
-    model.refresh_compute();
-    opt.load(st->tensors, st->u64.count("rl/optimizer_steps") ? int64_t(st->u64.at("rl/optimizer_steps").at(0)) : 0);
+    policy.load(*st);
     if (use_filter) {
       filter.restore_state(RlSavedState::unpack(st->u64.at("rl/filter"), "rl/filter"));
       calibrated = true;
@@ -169,8 +146,8 @@ int run_rl_phase(RunContext& ctx) {
     refill.restore_state(RlSavedState::unpack(st->u64.at("rl/refill"), "rl/refill"));
   } else if (use_filter) {
     RolloutOptions co = ro;
-    co.group_size = int(d.get_int("rl.filter_rollouts"));
-    calibrate_filter(filter, gen, *tok, tmpl, prompts, d.get_int("rl.filter_prompts"), co, scoring, rep,
+    co.group_size = o.filter_rollouts;
+    calibrate_filter(filter, gen, *tok, tmpl, prompts, o.filter_prompts, co, scoring, rep,
                      ctx.output_dir(), root);
     calibrated = true;
   }
@@ -184,13 +161,12 @@ int run_rl_phase(RunContext& ctx) {
   }
   TEMPER_CHECK(!pools.empty(), "rl: no prompt is left to train on (the difficulty filter kept none: widen "
                "rl.filter_low/rl.filter_high or rl.filter_bands)");
-  std::map<std::string, double> weights;
-  for (const auto& [task, wgt] : rl_task_mix(d)) weights[task] = wgt;
+  std::map<std::string, double> weights = o.task_mix;
   if (weights.empty())  // as the prompt file comes: proportional to the pools
     for (const auto& [task, pool] : pools) weights[task] = double(pool.size());
   for (const auto& [task, wgt] : weights)
-    TEMPER_CHECK(wgt == 0 || pools.count(task), d.source(), ": rl.task_mix (", d.where("rl.task_mix"),
-                 ") names task '", task, "' but no trainable prompt has it");
+    TEMPER_CHECK(wgt == 0 || pools.count(task), o.task_mix_where, " names task '", task,
+                 "' but no trainable prompt has it");
   TaskMixer mixer(weights, pools, mix64(seed, 0x7A5CULL));
   if (st) mixer.restore_state(RlSavedState::unpack(st->u64.at("rl/mix"), "rl/mix"));
 
@@ -198,29 +174,27 @@ int run_rl_phase(RunContext& ctx) {
     CheckpointState s;
     s.step = step;
     s.phase = "rl";
-    save_model_state(model, k, s.tensors);
-    opt.save(s.tensors);
-    s.u64["rl/optimizer_steps"] = {uint64_t(opt.steps_taken())};
+    policy.save(s, root);
     if (use_filter) s.u64["rl/filter"] = filter.save_state().pack();
     s.u64["rl/mix"] = mixer.save_state().pack();
     s.u64["rl/refill"] = refill.save_state().pack();
-    s.strings["model_config"] = model.config().summary(int(d.get_int("rl.max_new_tokens")));
+    s.strings["model_config"] = policy.config().summary(o.rollout.max_new_tokens);
     return ctx.write_checkpoint(s);
   };
 
   // Held-out evaluation (greedy unless rl.eval_temperature > 0).
   std::vector<RlPrompt> eval_prompts;
-  if (!d.get_string("rl.eval_file").empty()) {
-    eval_prompts = load_rl_prompts(d.get_string("rl.eval_file"));
-    const int64_t n = d.get_int("rl.eval_samples");
+  if (!o.eval_file.empty()) {
+    eval_prompts = load_rl_prompts(o.eval_file);
+    const int64_t n = o.eval_samples;
     if (n > 0 && int64_t(eval_prompts.size()) > n) eval_prompts.resize(size_t(n));
   }
-  Progress progress(total_steps, step, ctx.metrics_path(), int(d.get_int("log.every")));
+  Progress progress(total_steps, step, ctx.metrics_path(), o.log_every);
   auto evaluate = [&](const std::string& tag) {
     if (eval_prompts.empty()) return;
     RolloutOptions eo = ro;
     eo.group_size = 1;
-    eo.temperature = float(d.get_float("rl.eval_temperature"));
+    eo.temperature = o.eval_temperature;
     eo.seed = mix64(seed, 0xE7A1ULL);
     fs::create_directories(ctx.output_dir());
     const std::string path =
@@ -235,8 +209,7 @@ int run_rl_phase(RunContext& ctx) {
   };
   if (step == 0) evaluate("before");
 
-  const int64_t ckpt_every = d.get_int("checkpoint.every"), eval_every = d.get_int("rl.eval_every"),
-                dump_every = d.get_int("rl.dump_every");
+  const int64_t ckpt_every = o.checkpoint_every, eval_every = o.eval_every, dump_every = o.dump_every;
   const TrajectoryDumper dumper((fs::path(ctx.output_dir()) / "trajectories" / cat("rank", mesh.world_rank())).string());
   const int G = ro.group_size;
 
@@ -328,7 +301,7 @@ int run_rl_phase(RunContext& ctx) {
       us[i].discarded = ss.discarded[i];
     }
     const double step_lr = sched.at(step + 1);
-    UpdateStats up = policy_update(model, ref.get(), k, opt, rep, us, uo, step_lr);
+    UpdateStats up = policy_update(policy, ref.get(), us, uo, step_lr);
     ++step;
 
     const double n = std::max(1.0, sums[0]);

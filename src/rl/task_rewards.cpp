@@ -21,14 +21,56 @@ const char* reward_family_name(RewardFamily f) {
 
 RewardFamily reward_family_of(const std::string& task) {
   if (task == "math" || task == "gsm8k" || task == "aime" || task == "math500") return RewardFamily::Math;
-  if (task == "code") return RewardFamily::Code;
+  if (task == "code" || task == "humaneval" || task == "mbpp") return RewardFamily::Code;
   if (task == "if" || task == "ifeval" || task == "instruction") return RewardFamily::Instruction;
   const auto& syn = synthetic_task_names();
   if (std::find(syn.begin(), syn.end(), task) != syn.end()) return RewardFamily::Synthetic;
-  std::string known = "math, gsm8k, aime, math500, code, if, ifeval, instruction";
+  std::string known = "math, gsm8k, aime, math500, code, humaneval, mbpp, if, ifeval, instruction";
   for (const auto& s : syn) known += ", " + s;
   fail("unknown task '", task, "' (known: ", known, ")");
 }
+
+namespace {
+
+// The verifier data of a record, checked when the file is read: every field a
+// verifier reads, with its type. The verifier itself is run on an empty response
+// where it reads its reference before the response, so the rules live in one place.
+void check_verifier_fields(const RlPrompt& p) {
+  const std::string& where = p.source;
+  try {
+    switch (p.family) {
+      case RewardFamily::Math:
+        TEMPER_CHECK(p.ref.contains("answer"), "task '", p.task, "' needs an \"answer\"");
+        math_reward("", p.ref);  // a string, a number or a non-empty array of them
+        for (const auto& a : p.ref["answer"].is_array() ? p.ref["answer"] : nlohmann::json::array({p.ref["answer"]}))
+          TEMPER_CHECK(!a.is_string() || a.get<std::string>().find_first_not_of(" \t\r\n") != std::string::npos,
+                       "task '", p.task, "': an empty \"answer\" matches nothing a model could write");
+        break;
+      case RewardFamily::Synthetic:
+        check_synthetic_record(p.ref, where);
+        break;
+      case RewardFamily::Code:
+        TEMPER_CHECK(p.ref.contains("test_code") ||
+                         (p.ref.contains("tests") && p.ref["tests"].is_array() && !p.ref["tests"].empty()),
+                     "task '", p.task, "' needs a non-empty \"tests\" array or a \"test_code\" object");
+        if (p.ref.contains("test_code")) code_test_code_from_json(p.ref);
+        else code_tests_from_json(p.ref);  // each test typed; an empty expected output is refused
+        break;
+      case RewardFamily::Instruction:
+        TEMPER_CHECK(p.ref.contains("constraints"), "task '", p.task, "' needs \"constraints\"");
+        instruction_reward("", p.ref["constraints"]);  // unknown types, missing or ill-typed keys
+        break;
+    }
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    if (msg.rfind(where, 0) == 0) throw;
+    fail(where, ": ", msg);
+  } catch (const std::exception& e) {  // a json type error in a verifier's reading of the record
+    fail(where, ": task '", p.task, "': ill-typed verifier data: ", e.what());
+  }
+}
+
+}  // namespace
 
 std::vector<RlPrompt> load_rl_prompts(const std::string& path) {
   std::vector<Conversation> recs = read_jsonl(path);
@@ -54,29 +96,7 @@ std::vector<RlPrompt> load_rl_prompts(const std::string& path) {
                  ": RL prompt must end with a user message");
     p.messages = std::move(c.messages);
     p.ref = c.extra;
-    switch (p.family) {
-      case RewardFamily::Math:
-      case RewardFamily::Synthetic:
-        TEMPER_CHECK(p.ref.contains("answer"), c.source, ": task '", p.task, "' needs an \"answer\"");
-        break;
-      case RewardFamily::Code:
-        TEMPER_CHECK(p.ref.contains("tests") && p.ref["tests"].is_array() && !p.ref["tests"].empty(), c.source,
-                     ": task 'code' needs a non-empty \"tests\" array");
-        try {
-          code_tests_from_json(p.ref);
-        } catch (const Error& e) {
-          fail(c.source, ": ", e.what());
-        }
-        break;
-      case RewardFamily::Instruction:
-        TEMPER_CHECK(p.ref.contains("constraints"), c.source, ": task '", p.task, "' needs \"constraints\"");
-        try {  // an unknown constraint type is a data error: report it now, not mid-run
-          instruction_reward("", p.ref["constraints"]);
-        } catch (const Error& e) {
-          fail(c.source, ": ", e.what());
-        }
-        break;
-    }
+    check_verifier_fields(p);
     out.push_back(std::move(p));
   }
   return out;
@@ -117,6 +137,8 @@ std::vector<ScoredResponse> score_responses(const std::vector<RlPrompt>& prompts
   std::vector<ScoredResponse> out(n);
   std::vector<CodeJob> jobs;
   std::vector<size_t> job_of;
+  size_t verified = 0, verifier_errors = 0;  // responses that reached a verifier; those it failed on
+  std::string first_error;
   for (size_t i = 0; i < n; ++i) {
     TEMPER_CHECK(prompt_of[i] >= 0 && size_t(prompt_of[i]) < prompts.size(), "score_responses: prompt index ",
                  prompt_of[i], " out of range");
@@ -127,6 +149,7 @@ std::vector<ScoredResponse> score_responses(const std::vector<RlPrompt>& prompts
       r.detail = "truncated at max_new_tokens";
       continue;
     }
+    ++verified;
     try {
       switch (p.family) {
         case RewardFamily::Math: r = math_reward(responses[i], p.ref, opt.math); break;
@@ -147,7 +170,8 @@ std::vector<ScoredResponse> score_responses(const std::vector<RlPrompt>& prompts
             r.verdict = Verdict::Unparsable;
             r.detail = "unterminated <think>";
           } else {
-            jobs.push_back({*body, code_tests_from_json(p.ref)});
+            if (p.ref.contains("test_code")) jobs.push_back({*body, {}, code_test_code_from_json(p.ref)});
+            else jobs.push_back({*body, code_tests_from_json(p.ref), std::nullopt});
             job_of.push_back(i);
           }
           break;
@@ -157,8 +181,14 @@ std::vector<ScoredResponse> score_responses(const std::vector<RlPrompt>& prompts
       r = RewardResult{};
       r.verdict = Verdict::Unparsable;
       r.detail = std::string("verifier error: ") + e.what();
+      if (verifier_errors++ == 0) first_error = cat(p.source, " (task '", p.task, "'): ", e.what());
     }
   }
+  // One broken record is discarded like an unparsable answer; a batch in which every
+  // response failed in its verifier measures nothing: that is an error, not 0 %.
+  TEMPER_CHECK(verifier_errors == 0 || verifier_errors < verified, "every one of the ", verified,
+               " responses scored together failed in its verifier, so the step or evaluation would report 0 %"
+               " without having judged anything; first: ", first_error);
   if (!jobs.empty()) {
     std::vector<RewardResult> res = code_rewards(jobs, opt.sandbox);
     for (size_t j = 0; j < jobs.size(); ++j) out[job_of[j]].result = res[j];

@@ -1,7 +1,7 @@
 // RL prompts and their verifiers: a prompt file is JSONL with "messages" (the
 // conversation up to the assistant turn), "task" (a name: math, code, if, or one
-// of the synthetic tasks) and the verifier's data ("answer" for math, "tests" for
-// code, "constraints" for instruction following). Each task belongs to a reward
+// of the synthetic tasks) and the verifier's data ("answer" for math, "tests" or
+// "test_code" for code, "constraints" for instruction following). Each task belongs to a reward
 // family; score_responses() routes every response to its family's reward and
 // applies the format rules: a response cut at the length limit, with an
 // unterminated <think>, or with no final answer is Unparsable (discarded from
@@ -20,7 +20,7 @@ namespace temper {
 
 enum class RewardFamily { Math, Code, Instruction, Synthetic };
 const char* reward_family_name(RewardFamily f);
-// math | gsm8k | aime -> Math; code -> Code; if | ifeval | instruction -> Instruction;
+// math | gsm8k | aime | math500 -> Math; code | humaneval | mbpp -> Code; if | ifeval | instruction -> Instruction;
 // arith, sort, count, word, if_upper, if_words -> Synthetic. Unknown names throw.
 RewardFamily reward_family_of(const std::string& task);
 

@@ -8,15 +8,9 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "model/param_ref.h"
 
 namespace temper {
-
-struct ParamRef {
-  std::string name;
-  Tensor value;  // master weights (f32, or f64 in tests)
-  Tensor grad;   // same shape and dtype
-  bool decay = true;
-};
 
 struct AdamWConfig {
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;

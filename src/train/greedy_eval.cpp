@@ -1,12 +1,11 @@
 #include "train/greedy_eval.h"
 
-#include "train/model_setup.h"
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 
+#include "core/file_write.h"
 #include "data/synthetic_tasks.h"
 #include "model/inference.h"
 #include "tokenizer/chat_template.h"
@@ -85,17 +84,15 @@ std::vector<std::vector<int32_t>> greedy_decode(Decoder& model, Kernels& k,
   return greedy_with_engine(e, k, prompts, end_id, max_new);
 }
 
-GreedyEval::GreedyEval(const Deck& d, const Tokenizer& tok, Comm& comm)
-    : tok_(tok), comm_(comm), tmpl_(chat_template_from_deck(d)) {
-  std::string file = d.get_string("data.eval_file");
-  max_new_ = int(d.get_int("sft.eval_max_new_tokens"));
-  out_dir_ = d.get_string("run.output_dir");
-  int64_t n = d.get_int("sft.eval_samples");
-  if (file.empty() || n == 0) return;
-  auto all = read_jsonl(file);
+GreedyEval::GreedyEval(const GreedyEvalOptions& o, const Tokenizer& tok, Comm& comm)
+    : tok_(tok), comm_(comm), tmpl_(o.chat_template) {
+  max_new_ = o.max_new_tokens;
+  out_dir_ = o.output_dir;
+  const int64_t n = o.samples;
+  if (o.file.empty() || n == 0) return;
+  auto all = read_jsonl(o.file);
   for (size_t i = 0; i < all.size() && int64_t(i) < n; ++i) {
-    TEMPER_CHECK(all[i].extra.contains("answer") && all[i].extra.contains("task"), all[i].source,
-                 ": evaluation records need \"task\" and \"answer\" fields");
+    check_synthetic_record(all[i].extra, all[i].source);  // every field the check reads, typed, now
     if (int(i) % comm.size() == comm.rank()) items_.push_back(all[i]);
   }
 }
@@ -135,8 +132,9 @@ EvalResult GreedyEval::run(Decoder& model, Kernels& k, const std::string& tag) {
     rec["correct"] = ok;
     records.push_back(rec);
   }
-  std::ofstream f(path);
-  for (const auto& rec : records) f << rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  std::string text;
+  for (const auto& rec : records) text += rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  write_file_atomic(path, text);
   r.correct = comm_.allreduce_sum_i64(r.correct);
   r.total = comm_.allreduce_sum_i64(r.total);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "data/jsonl.h"
-#include "deck/deck.h"
 #include "kernels/kernels.h"
 #include "model/decoder.h"
 #include "parallel/comm.h"
@@ -28,9 +27,17 @@ std::vector<std::vector<int32_t>> greedy_decode(Decoder& model, Kernels& k,
                                                 const std::vector<std::vector<int32_t>>& prompts,
                                                 int32_t end_id, int max_new, int vocab_size);
 
+struct GreedyEvalOptions {
+  std::string file;        // JSONL with "messages", "task", "answer"; "" = no evaluation (data.eval_file)
+  int64_t samples = 64;    // prompts per evaluation (sft.eval_samples)
+  int max_new_tokens = 256;
+  std::string output_dir;  // eval_<tag>.rank<R>.jsonl go here
+  ChatTemplate chat_template = ChatTemplate::ChatML;
+};
+
 class GreedyEval {
  public:
-  GreedyEval(const Deck& deck, const Tokenizer& tok, Comm& comm);
+  GreedyEval(const GreedyEvalOptions& opt, const Tokenizer& tok, Comm& comm);
   bool enabled() const { return !items_.empty(); }
   // Evaluates, writes <output_dir>/eval_<tag>.rank<R>.jsonl, returns the global result.
   EvalResult run(Decoder& model, Kernels& k, const std::string& tag);

@@ -50,14 +50,7 @@ struct NewtonSchulzCoeffs {
 void newton_schulz(Kernels& k, const Tensor& g, Tensor& out, int steps, DType compute,
                    NewtonSchulzCoeffs coeffs = {});
 
-struct MuonConfig {
-  double momentum = 0.95;
-  bool nesterov = true;
-  int ns_steps = 5;
-  double update_scale = 0.2;  // RMS of the update relative to lr (see above)
-  double weight_decay = 0.1;  // decoupled, for the Muon matrices (AdamW uses adamw.weight_decay)
-  AdamWConfig adamw;          // the parameters Muon does not update
-};
+// MuonConfig: train/optimizer.h.
 
 struct MuonParam {
   ParamRef ref;      // the whole tensor, or (with a shard communicator) this rank's flat padded slice

@@ -77,26 +77,26 @@ std::unique_ptr<Optimizer> make_adamw(Kernels& k, std::vector<ParamRef> params, 
   return std::make_unique<AdamWOptimizer>(k, std::move(params), cfg);
 }
 
-namespace {
-AdamWConfig adamw_config(const Deck& d, const std::string& section) {
-  AdamWConfig acfg;
-  acfg.beta1 = d.get_float("sft.beta1");
-  acfg.beta2 = d.get_float("sft.beta2");
-  acfg.eps = d.get_float("sft.adam_eps");
-  acfg.weight_decay = d.get_float(section + ".weight_decay");
-  return acfg;
+OptimizerOptions optimizer_options_from_deck(const Deck& d, const std::string& section) {
+  auto key = [&](const char* k) { return section + "." + k; };
+  OptimizerOptions o;
+  o.kind = d.get_string(key("optimizer")) == "muon" ? OptimizerKind::Muon : OptimizerKind::AdamW;
+  o.adamw.beta1 = d.get_float(key("beta1"));
+  o.adamw.beta2 = d.get_float(key("beta2"));
+  o.adamw.eps = d.get_float(key("adam_eps"));
+  o.adamw.weight_decay = d.get_float(key("weight_decay"));
+  o.muon.momentum = d.get_float(key("muon_momentum"));
+  o.muon.nesterov = d.get_bool(key("muon_nesterov"));
+  o.muon.ns_steps = int(d.get_int(key("muon_ns_steps")));
+  o.muon.update_scale = d.get_float(key("muon_update_scale"));
+  o.muon.adamw = o.adamw;
+  o.muon.weight_decay = o.adamw.weight_decay;
+  o.qk_clip_tau = d.get_float(key("qk_clip_tau"));
+  return o;
 }
-}  // namespace
 
-std::unique_ptr<Optimizer> make_muon(const Deck& d, const std::string& section, std::vector<ParamRef> refs,
+std::unique_ptr<Optimizer> make_muon(const MuonConfig& mc, std::vector<ParamRef> refs,
                                      const std::map<std::string, Shape>& shapes, Kernels& k, Comm* shard) {
-  MuonConfig mc;
-  mc.momentum = d.get_float("sft.muon_momentum");
-  mc.nesterov = d.get_bool("sft.muon_nesterov");
-  mc.ns_steps = int(d.get_int("sft.muon_ns_steps"));
-  mc.update_scale = d.get_float("sft.muon_update_scale");
-  mc.adamw = adamw_config(d, section);
-  mc.weight_decay = mc.adamw.weight_decay;
   std::vector<MuonParam> ps;
   for (auto& r : refs) {
     auto it = shapes.find(r.name);
@@ -108,27 +108,23 @@ std::unique_ptr<Optimizer> make_muon(const Deck& d, const std::string& section, 
   return std::make_unique<Muon>(k, std::move(ps), mc, shard);
 }
 
-std::unique_ptr<Optimizer> make_optimizer(const Deck& d, const std::string& section, Decoder& model, Kernels& k,
-                                          Comm& world, const ShardedParams* sharded) {
-  const std::string kind = d.get_string(section + ".optimizer");
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& o, Decoder& model, Kernels& k, Comm& world,
+                                          const ShardedParams* sharded) {
   std::vector<ParamRef> refs = sharded ? sharded->refs : param_refs(model);
   std::unique_ptr<Optimizer> opt;
-  if (kind == "adamw") {
-    opt = make_adamw(k, std::move(refs), adamw_config(d, section));
-  } else if (kind == "muon") {
+  if (o.kind == OptimizerKind::AdamW) {
+    opt = make_adamw(k, std::move(refs), o.adamw);
+  } else {
     std::map<std::string, Shape> shapes;
     if (sharded) shapes = sharded->shapes;
     else
       for (const auto& p : model.params()) shapes[p.name] = p.value.shape();
-    opt = make_muon(d, section, std::move(refs), shapes, k, sharded ? sharded->shard : nullptr);
-  } else {
-    fail(d.source(), ": ", section, ".optimizer = '", kind, "' (", d.where(section + ".optimizer"),
-         ") is not one of adamw, muon");
+    opt = make_muon(o.muon, std::move(refs), shapes, k, sharded ? sharded->shard : nullptr);
   }
-  const double tau = d.get_float(section + ".qk_clip_tau");
+  const double tau = o.qk_clip_tau;
   if (tau > 0) {
     if (model.config().qk_norm && world.rank() == 0)
-      log_warn(section, ".qk_clip_tau with model.qk_norm: the per-head RMSNorm would undo a W_q/W_k rescale, so "
+      log_warn("qk_clip_tau with model.qk_norm: the per-head RMSNorm would undo a W_q/W_k rescale, so "
                "QK-clip only reports max_logit here and changes no weight (the shared norm weights are not touched)");
     opt = std::make_unique<QkClipped>(std::move(opt), model, k, world, tau, sharded);
   }

@@ -36,10 +36,34 @@ class Optimizer {
 // AdamW behind the Optimizer interface.
 std::unique_ptr<Optimizer> make_adamw(Kernels& k, std::vector<ParamRef> params, AdamWConfig cfg);
 
-// Muon (train/muon.h) with the deck's muon_* / Adam keys over the given references:
-// whole tensors (shard null), or DP-shard's flat 1/S slices over `shard` (Parallel
-// Muon; e.g. DpShard::param_refs()). shapes: every parameter's full shape by name.
-std::unique_ptr<Optimizer> make_muon(const Deck& d, const std::string& section, std::vector<ParamRef> refs,
+enum class OptimizerKind { AdamW, Muon };
+
+// Muon's hyper-parameters (the update rule: train/muon.h).
+struct MuonConfig {
+  double momentum = 0.95;
+  bool nesterov = true;
+  int ns_steps = 5;
+  double update_scale = 0.2;  // RMS of the update relative to lr (see muon.h)
+  double weight_decay = 0.1;  // decoupled, for the Muon matrices (AdamW uses adamw.weight_decay)
+  AdamWConfig adamw;          // the parameters Muon does not update
+};
+
+// What a phase's optimizer is, read once from the deck (optimizer_options_from_deck).
+struct OptimizerOptions {
+  OptimizerKind kind = OptimizerKind::AdamW;
+  AdamWConfig adamw;     // every parameter (AdamW), or those Muon does not update
+  MuonConfig muon;       // kind Muon (its .adamw is `adamw`)
+  double qk_clip_tau = 0;  // > 0: QK-clip after every step
+};
+
+// From `<section>.optimizer`, `.beta1`, `.beta2`, `.adam_eps`, `.weight_decay`,
+// `.muon_*` and `.qk_clip_tau` (section "sft" or "rl": each reads only its own keys).
+OptimizerOptions optimizer_options_from_deck(const Deck& d, const std::string& section);
+
+// Muon (train/muon.h) over the given references: whole tensors (shard null), or
+// DP-shard's flat 1/S slices over `shard` (Parallel Muon; e.g. DpShard::param_refs()).
+// shapes: every parameter's full shape by name.
+std::unique_ptr<Optimizer> make_muon(const MuonConfig& cfg, std::vector<ParamRef> refs,
                                      const std::map<std::string, Shape>& shapes, Kernels& k, Comm* shard);
 
 // Parameters held as DP-shard slices (parallel/dp_shard.h): the shard references,
@@ -50,12 +74,10 @@ struct ShardedParams {
   Comm* shard = nullptr;
 };
 
-// From the deck: `<section>.optimizer` (adamw | muon), `<section>.weight_decay`,
-// `<section>.qk_clip_tau`; Adam betas/eps and the muon_* keys from [sft].
-// section is "sft" or "rl". `world` reduces QK-clip's max logits over all ranks.
+// The optimizer `o` describes. `world` reduces QK-clip's max logits over all ranks.
 // With `sharded` the optimizer steps the slices (Muon: Parallel Muon over sharded->shard;
 // QK-clip scales the part of W_q/W_k each rank holds); else the model's whole tensors.
-std::unique_ptr<Optimizer> make_optimizer(const Deck& d, const std::string& section, Decoder& model, Kernels& k,
-                                          Comm& world, const ShardedParams* sharded = nullptr);
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& o, Decoder& model, Kernels& k, Comm& world,
+                                          const ShardedParams* sharded = nullptr);
 
 }  // namespace temper

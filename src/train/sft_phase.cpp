@@ -7,21 +7,9 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/signals.h"
-#include "data/sft_dataset.h"
 #include "model/batch.h"
-#include "model/decoder.h"
-#include "parallel/dp_shard.h"
-#include "parallel/ulysses.h"
-#include "train/adamw.h"
-#include "train/optimizer.h"
-#include "train/grad_clip.h"
-#include "train/greedy_eval.h"
 #include "train/lr_schedule.h"
-#include "train/model_init.h"
-#include "train/model_setup.h"
-#include "train/model_state.h"
-#include "train/plan_command.h"
-#include "train/run_context.h"
+#include "train/phase_context.h"
 
 namespace temper {
 
@@ -45,56 +33,24 @@ StagePos stage_of(const std::vector<SftStage>& stages, int64_t step) {
 
 }  // namespace
 
-int run_sft_phase(RunContext& ctx) {
-  const Deck& d = ctx.deck();
+int run_sft_phase(PhaseContext& ctx, const SftOptions& o, const Tokenizer& tok, const InitialWeights& init) {
   Kernels& k = ctx.kernels();
   Mesh& mesh = ctx.mesh();
-  Comm& rep = mesh.replicate();
-  Comm& spc = mesh.sp();
-  Comm& shard = mesh.shard();
-
-  auto tok = tokenizer_from_deck(d);
-  const InitialWeights init = resolve_initial_weights(d, tok->vocab_size());
-  const ModelConfig cfg = init.config;
-  const std::vector<SftStage> stages = sft_stages(d);
+  const ModelConfig& cfg = init.config;
+  const std::vector<SftStage>& stages = o.stages;
   int64_t total_steps = 0;
   for (const auto& s : stages) total_steps += s.steps;
 
-  Decoder model(cfg, k, DType::F32);
-  // sp > 1: every rank of an SP group reads the same micro-batches and keeps its N/sp tokens.
-  std::unique_ptr<Ulysses> ulysses = spc.size() > 1 ? std::make_unique<Ulysses>(spc, cfg) : nullptr;
-  apply_initial_weights(init, model, k, uint64_t(d.get_int("run.seed")));
+  Engine engine(cfg, k, mesh, o.engine, init, o.seed);
   if (ctx.is_root()) log_info("initial weights: ", init.description);
-  model.set_checkpointing(checkpointing_from_deck(d), recompute_parts_from_deck(d));
-  if (ctx.is_root()) log_info(plan_from_deck(d, cfg, mesh.shape().dp_replicate).text);  // model summary + per-rank memory plan
-
-  // dp_shard > 1: ZeRO-3 sharding (parallel/dp_shard.h); the optimizer steps the shards.
-  ShardedParams shards;
-  for (const auto& p : model.params()) shards.shapes[p.name] = p.value.shape();  // before DpShard releases them
-  std::unique_ptr<DpShard> sharded;
-  if (shard.size() > 1) {
-    sharded = std::make_unique<DpShard>(model, k, shard, &mesh.sp());
-    shards.refs = sharded->param_refs();
-    shards.shard = &shard;
-  }
-  std::unique_ptr<Optimizer> optp = make_optimizer(d, "sft", model, k, mesh.world(), sharded ? &shards : nullptr);
-  Optimizer& opt = *optp;
-  LrSchedule sched{d.get_float("sft.lr"), d.get_float("sft.min_lr"), d.get_int("sft.warmup_steps"), total_steps};
-  const int64_t grad_accum = d.get_int("sft.grad_accum");
-  const double clip = d.get_float("sft.grad_clip");
-  const int64_t ckpt_every = d.get_int("checkpoint.every");
-  const int64_t eval_every = d.get_int("sft.eval_every");
-
-  SftDataOptions dopt;
-  dopt.micro_batch = int(d.get_int("data.micro_batch"));
-  dopt.seed = uint64_t(d.get_int("data.shuffle_seed"));
-  dopt.overlong = overlong_from_name(d.get_string("data.overlong"));
-  dopt.chat_template = chat_template_from_deck(d);
+  if (ctx.is_root() && !o.plan.empty()) log_info(o.plan);  // model summary + per-rank memory plan
+  LrSchedule sched{o.lr, o.min_lr, o.warmup_steps, total_steps};
+  SftDataOptions dopt = o.data;
   std::unique_ptr<SftDataset> data;
   size_t data_stage = size_t(-1);
   auto open_stage = [&](size_t i) {
     dopt.seq_len = int(stages[i].seq_len);
-    data = std::make_unique<SftDataset>(stages[i].files, *tok, dopt);
+    data = std::make_unique<SftDataset>(stages[i].files, tok, dopt);
     data_stage = i;
     if (ctx.is_root())
       log_info("stage ", i + 1, "/", stages.size(), ": ", data->num_documents(), " conversations, seq_len ",
@@ -107,18 +63,7 @@ int run_sft_phase(RunContext& ctx) {
   if (auto st = ctx.resume_state()) {
     TEMPER_CHECK(st->phase == "sft", "checkpoint phase is '", st->phase, "', this run is 'sft'");
     step = st->step;
-    if (sharded) {  // the checkpoint holds full tensors (any mesh): take this rank's slices
-      std::map<std::string, Tensor> mine;
-      opt.save(mine);  // the names of this optimizer's state
-      std::vector<std::string> keys;
-      for (const auto& kv : mine) keys.push_back(kv.first);
-      sharded->load_model(st->tensors);
-      opt.load(sharded->slice_moments(st->tensors, keys), step);
-    } else {
-      load_model_state(model, k, st->tensors);
-      model.refresh_compute();
-      opt.load(st->tensors, step);
-    }
+    engine.load(*st);
     auto pos = nlohmann::json::parse(st->strings.at("data_position"));
     open_stage(pos.at("stage").get<size_t>());
     data->restore(pos.at("loader").dump());
@@ -127,14 +72,7 @@ int run_sft_phase(RunContext& ctx) {
     CheckpointState s;
     s.step = step;
     s.phase = "sft";
-    if (sharded) {  // gathered into full logical tensors; only the writing rank keeps them
-      std::map<std::string, Tensor> moments;
-      opt.save(moments);
-      sharded->save_state(moments, s.tensors, ctx.is_root());
-    } else {
-      save_model_state(model, k, s.tensors);
-      opt.save(s.tensors);
-    }
+    engine.save(s, ctx.is_root());
     nlohmann::json pos;
     pos["stage"] = data_stage;
     pos["loader"] = nlohmann::json::parse(data->state());
@@ -143,21 +81,21 @@ int run_sft_phase(RunContext& ctx) {
     return ctx.write_checkpoint(s);
   };
 
-  GreedyEval evaluator(d, *tok, mesh.world());
+  GreedyEval evaluator(o.eval, tok, mesh.world());
   auto evaluate = [&](const char* tag) {
     if (!evaluator.enabled()) return;
-    if (sharded) sharded->gather_all();  // generation reads whole parameters
-    auto r = evaluator.run(model, k, cat(tag, "_step", step));
-    if (sharded) sharded->release_all();
+    engine.begin_generation();  // generation reads whole parameters
+    auto r = evaluator.run(engine.decoder(), k, cat(tag, "_step", step));
+    engine.end_generation();
     if (ctx.is_root())
       log_info("eval ", tag, " at step ", step, ": exact match ", r.correct, "/", r.total, " = ",
                100.0 * r.accuracy(), " % (", format_duration(r.seconds), ")");
   };
   if (step == 0) evaluate("before");
 
-  Progress progress(total_steps, step, ctx.metrics_path(), int(d.get_int("log.every")));
+  Progress progress(total_steps, step, ctx.metrics_path(), o.log_every);
   // Data parallel over dp_shard x dp_replicate: R ranks, this one is r.
-  const int R = rep.size() * shard.size(), r = rep.rank() * shard.size() + shard.rank();
+  const int R = engine.dp_size(), r = engine.dp_rank();
   std::vector<PackedBatch> mine;
   while (step < total_steps) {
     if (ctx.stop_requested(progress.elapsed())) {
@@ -170,54 +108,39 @@ int run_sft_phase(RunContext& ctx) {
 
     // The global batch is grad_accum × R micro-batches from one stream; rank r takes every R-th.
     mine.clear();
-    for (int64_t i = 0; i < grad_accum * R; ++i) {
+    for (int64_t i = 0; i < o.grad_accum * R; ++i) {
       PackedBatch b = data->next();
       if (i % R == r) mine.push_back(std::move(b));
     }
     int64_t local_tokens = 0, local_loss_tokens = 0;
-    for (auto& b : mine) {
+    for (const auto& b : mine) {
       local_tokens += int64_t(b.tokens.size());
       local_loss_tokens += b.loss_tokens;
-      if (ulysses) pad_sequence(b.tokens, b.targets, b.positions, b.cu_seqlens, ulysses->size());
     }
     // Loss tokens of the global batch: each SP group counts its micro-batches once.
-    const int64_t loss_tokens = rep.allreduce_sum_i64(shard.allreduce_sum_i64(local_loss_tokens));
-    const int64_t tokens = rep.allreduce_sum_i64(shard.allreduce_sum_i64(local_tokens));
+    const int64_t loss_tokens = engine.dp_sum(local_loss_tokens);
+    const int64_t tokens = engine.dp_sum(local_tokens);
+    const double den = double(std::max<int64_t>(loss_tokens, 1));
 
-    if (sharded) sharded->zero_grad();
-    else model.zero_grad();
+    engine.zero_grad();
     double local_loss = 0;
     for (const auto& pb : mine) {
-      Batch whole = make_batch(k, pb.tokens, pb.targets, pb.positions, pb.cu_seqlens, cfg.vocab_size);
-      Tensor dlogp = sft_dlogp(k, pb.targets, double(std::max<int64_t>(loss_tokens, 1)), DType::F32);
-      Batch b = whole;
-      if (ulysses) {  // this rank's tokens; the output head and loss stay on them
-        b = ulysses->shard(whole);
-        dlogp = dlogp.rows(int64_t(ulysses->rank()) * b.n_tokens, int64_t(ulysses->rank() + 1) * b.n_tokens);
-      }
-      Tensor logp = k.alloc({b.n_tokens}, DType::F32);
-      model.forward_backward(b, dlogp, logp);  // one output-head pass
-      for (double v : to_host_f64(k, logp)) local_loss -= v;
+      std::vector<double> coef(pb.targets.size());
+      for (size_t i = 0; i < coef.size(); ++i) coef[i] = pb.targets[i] >= 0 ? -1.0 / den : 0.0;
+      for (double v : engine.forward_backward({pb.tokens, pb.targets, pb.positions, pb.cu_seqlens}, coef))
+        local_loss -= v;
     }
-    if (ulysses) {
-      // each SP rank holds its tokens' share of every gradient (DpShard sums over sp itself)
-      if (!sharded) allreduce_grads(model, spc);
-      local_loss = spc.allreduce_sum(local_loss);
-    }
-    if (sharded) sharded->reduce_over(rep);  // the shards were reduce-scattered in backward
-    else allreduce_grads(model, rep);
-    const double loss = rep.allreduce_sum(shard.allreduce_sum(local_loss)) / double(std::max<int64_t>(loss_tokens, 1));
-    const double norm = grad_norm(k, opt.params(), sharded ? &shard : nullptr);
+    const double loss = engine.dp_sum(local_loss) / den;
     const double lr = sched.at(step + 1);
-    opt.step(lr, clip_scale(norm, clip));
-    model.refresh_compute();
+    const EngineStepStats es = engine.step(lr);
+    const double norm = es.grad_norm;
     ++step;
     std::map<std::string, double> metrics{{"loss", loss}, {"lr", lr}, {"gnorm", norm}, {"loss_tokens", double(loss_tokens)}};
-    for (const auto& [key, v] : opt.last_metrics()) metrics[key] = v;
+    for (const auto& [key, v] : es.metrics) metrics[key] = v;
     progress.step(step, tokens, metrics);
     TEMPER_CHECK(std::isfinite(loss), "loss is not finite at step ", step, " (lower sft.lr?)");
-    if (eval_every > 0 && step % eval_every == 0 && step < total_steps) evaluate("step");
-    if ((ckpt_every > 0 && step % ckpt_every == 0) || step == total_steps) save();
+    if (o.eval_every > 0 && step % o.eval_every == 0 && step < total_steps) evaluate("step");
+    if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || step == total_steps) save();
   }
   evaluate("final");
   if (ctx.is_root()) {

@@ -6,21 +6,20 @@
 #include <filesystem>
 #include <thread>
 
+#include "core/file_write.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/rng.h"
 #include "core/signals.h"
 #include "train/adamw.h"
-#include "train/run_context.h"
+#include "train/phase_context.h"
 
 namespace temper {
 
-int run_toy_phase(RunContext& ctx) {
-  const Deck& d = ctx.deck();
+int run_toy_phase(PhaseContext& ctx, const ToyOptions& o) {
   Kernels& k = ctx.kernels();
-  const int64_t steps = d.get_int("toy.steps");
-  const int64_t dim = d.get_int("toy.dim");
-  const uint64_t seed = uint64_t(d.get_int("run.seed"));
+  const int64_t steps = o.steps, dim = o.dim;
+  const uint64_t seed = o.seed;
   Comm& rep = ctx.mesh().replicate();
 
   Tensor x = Tensor::zeros({dim}, DType::F32), g = Tensor::zeros({dim}, DType::F32);
@@ -60,10 +59,10 @@ int run_toy_phase(RunContext& ctx) {
     return ctx.write_checkpoint(s);
   };
 
-  const double lr = d.get_float("toy.lr");
-  const int64_t every = d.get_int("checkpoint.every");
-  const int sleep_ms = int(d.get_int("toy.sleep_ms"));
-  Progress progress(steps, step, ctx.metrics_path(), int(d.get_int("log.every")));
+  const double lr = o.lr;
+  const int64_t every = o.checkpoint_every;
+  const int sleep_ms = o.sleep_ms;
+  Progress progress(steps, step, ctx.metrics_path(), o.log_every);
   while (step < steps) {
     if (ctx.stop_requested(progress.elapsed())) {
       log_info("stopping at step ", step, ": ", ctx.stop_reason(), "; writing a checkpoint");
@@ -88,11 +87,13 @@ int run_toy_phase(RunContext& ctx) {
   }
   if (ctx.is_root()) {
     // the final parameters, for tests and users
-    FILE* f = std::fopen((std::filesystem::path(ctx.output_dir()) / "toy_result.txt").c_str(), "w");
-    if (f) {
-      for (int64_t i = 0; i < dim; ++i) std::fprintf(f, "%.9g\n", double(x.data<float>()[i]));
-      std::fclose(f);
+    std::string text;
+    char buf[32];
+    for (int64_t i = 0; i < dim; ++i) {
+      std::snprintf(buf, sizeof buf, "%.9g\n", double(x.data<float>()[i]));
+      text += buf;
     }
+    write_file_atomic((std::filesystem::path(ctx.output_dir()) / "toy_result.txt").string(), text);
   }
   log_info("toy phase done: ", steps, " steps");
   return 0;

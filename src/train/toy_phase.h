@@ -4,7 +4,19 @@
 // is what the foundation tests drive.
 #pragma once
 
+#include <cstdint>
+
 namespace temper {
-class RunContext;
-int run_toy_phase(RunContext& ctx);  // returns the process exit status
+class PhaseContext;
+
+struct ToyOptions {
+  int64_t steps = 100, dim = 16;
+  double lr = 0.1;
+  int sleep_ms = 0;                // pause after each step
+  int64_t checkpoint_every = 500;  // 0: at the end (and at a stop) only
+  int log_every = 10;
+  uint64_t seed = 0;
+};
+
+int run_toy_phase(PhaseContext& ctx, const ToyOptions& o);  // returns the process exit status
 }  // namespace temper

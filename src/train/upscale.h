@@ -50,6 +50,5 @@ UpscaledModel upscale_model(const ModelConfig& c, const std::map<std::string, Te
 // `temper upscale --checkpoint IN --out OUT [--width-factor F] [--depth N | --insert-layers i,j]`:
 // reads a temper checkpoint (file or directory), writes OUT/ckpt_000000000.h5 whose stored deck
 // carries the new [model] shape (model.init accepts it). Returns the exit status.
-int upscale_command(const std::vector<std::string>& args, int rank);
 
 }  // namespace temper

@@ -135,6 +135,16 @@ class ScoreEval(unittest.TestCase):
         self.assertIn("bad.jsonl:1", r.stderr)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1)
 
+    def test_failed_write_is_exit_2_naming_the_file(self):  # issue 17 finding 7
+        good = os.path.join(self.tmp.name, "good.jsonl")
+        with open(good, "w") as f:
+            f.write(json.dumps({"task": "math", "prompt_index": 0, "sample": 0, "reward": 1.0,
+                                "verdict": "correct"}) + "\n")
+        r = run("score_eval.py", good, "--out", "/dev/full")  # every write: ENOSPC
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("cannot write /dev/full", r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
 
 class PlotRl(unittest.TestCase):
     def setUp(self):
@@ -187,6 +197,17 @@ class PlotRl(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.check_pngs(out, ["reward.png", "accuracy.png", "response_length.png", "clip_frac.png",
                               "kept_discarded.png"])
+
+    def test_failed_write_is_exit_2_naming_the_file(self):  # issue 17 finding 7
+        out = os.path.join(self.tmp.name, "plots3")
+        os.makedirs(os.path.join(out, "reward.png"))  # a folder where the PNG must go
+        r = run("plot_rl.py", "--metrics", self.metrics, "--out", out)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("cannot write " + os.path.join(out, "reward.png"), r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+        r = run("plot_rl.py", "--metrics", self.metrics, "--out", "/dev/full/plots")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("cannot create /dev/full/plots", r.stderr)
 
     def test_missing_inputs(self):
         r = run("plot_rl.py", "--metrics", os.path.join(self.tmp.name, "nope.jsonl"))

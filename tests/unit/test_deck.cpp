@@ -335,5 +335,32 @@ TEST(CommandLine, DeckOverridesAndSubcommands) {
   EXPECT_NE(err({"prnt-deck"}).find("did you mean 'print-deck'"), std::string::npos);
 }
 
+// Issue 17 finding 11: a NUL byte is reported with its line and column (it used to cut
+// the message short), CR-only line ends are line ends (the deck used to be "empty").
+TEST(Deck, NulByteIsNamedNotCutShort) {
+  const std::string text = std::string("[run]\nphase = toy") + '\0' + "junk\n";
+  const std::string msg = error_of([&] { Deck::parse(text, "q.deck"); });
+  EXPECT_NE(msg.find("q.deck:2: the line holds a NUL byte (column 12)"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\0'), std::string::npos);
+}
+
+TEST(Deck, CrOnlyAndMixedLineEndsAreLineEnds) {
+  const Deck cr = Deck::parse("# old Mac editor\r[run]\rphase = toy\r[toy]\rsteps = 7\r", "q.deck");
+  EXPECT_EQ(cr.get_int("toy.steps"), 7);
+  EXPECT_EQ(cr.where("toy.steps"), "q.deck:5");
+  const Deck mixed = Deck::parse("[run]\r\nphase = toy\n[toy]\rsteps = 9\r\n", "q.deck");
+  EXPECT_EQ(mixed.get_int("toy.steps"), 9);
+  EXPECT_EQ(mixed.where("toy.steps"), "q.deck:4");
+  expect_deck_error("[run]\rphase = toy\r[toy]\rstep = 3\r", {"q.deck:4:", "toy.step"});
+}
+
+// Issue 17 finding 9: sft.steps = 0 used to crash (SIGSEGV) after the evaluation.
+TEST(Deck, SftNeedsAtLeastOneStep) {
+  expect_deck_error("[run]\nphase = sft\n[sft]\nsteps = 0\n", {"q.deck:4", "sft.steps = 0", "run.phase = eval"});
+  expect_deck_error("[run]\nphase = sft\n", {"sft.steps = 0", "override --sft.steps=0"}, {"--sft.steps=0"});
+  expect_deck_error("[run]\nphase = sft\n[sft]\nstage_files = a, b\nstage_steps = 0, 0\n", {"sft.steps = 0"});
+  EXPECT_NO_THROW(Deck::parse("[run]\nphase = toy\n[sft]\nsteps = 0\n", "q.deck"));  // not an SFT run
+}
+
 }  // namespace
 }  // namespace temper

@@ -9,7 +9,7 @@
 
 #include "deck/deck.h"
 #include "train/model_setup.h"
-#include "train/plan_command.h"
+#include "app/plan_command.h"
 
 namespace temper {
 namespace {

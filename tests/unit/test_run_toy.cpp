@@ -119,15 +119,27 @@ TEST(RunToy, CorruptNewestCheckpointFallsBackToPrevious) {
   fs::remove_all(a);
 }
 
+// True once every rank's metrics file holds a step line: all ranks are past start-up
+// (their signal handlers are installed before the phase starts).
+bool all_ranks_stepping(const fs::path& dir, int np) {
+  for (int rank = 0; rank < np; ++rank)
+    if (read_file(dir / ("metrics.rank" + std::to_string(rank) + ".jsonl")).find("\"step\":") == std::string::npos)
+      return false;
+  return true;
+}
+
 // SIGUSR1 to mpirun (forwarded to the ranks, as Slurm's --signal=B:USR1 does
 // through the batch script) → checkpoint + exit 3; the rerun resumes and ends
-// with exactly the parameters of an uninterrupted run.
+// with exactly the parameters of an uninterrupted run. The signal is sent once
+// every rank is stepping (a fixed sleep raced with a slow start on a loaded
+// machine: mpirun had no rank to forward it to yet); the run is long enough
+// (400 steps of 50 ms) that it cannot end before the signal arrives.
 TEST(RunToy, SignalCheckpointsRequeuesAndResumes) {
   for (int np : {1, 2}) {
     auto a = fresh_dir("sig_straight"), b = fresh_dir("sig_run");
-    auto r = run_cmd(toy_cmd(a, "--toy.steps=60 --checkpoint.resume=never", np));
+    auto r = run_cmd(toy_cmd(a, "--toy.steps=400 --checkpoint.resume=never", np));
     ASSERT_EQ(r.status, 0) << r.output;
-    std::string cmd = toy_cmd(b, "--toy.steps=60 --toy.sleep_ms=50 --checkpoint.every=0 --checkpoint.resume=never", np);
+    std::string cmd = toy_cmd(b, "--toy.steps=400 --toy.sleep_ms=50 --checkpoint.every=0 --checkpoint.resume=never", np);
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
@@ -135,7 +147,18 @@ TEST(RunToy, SignalCheckpointsRequeuesAndResumes) {
       execl("/bin/sh", "sh", "-c", ("exec " + cmd + " > " + (b / "log.txt").string() + " 2>&1").c_str(), nullptr);
       _exit(127);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    bool started = false;
+    for (int i = 0; i < 12000 && !started; ++i) {  // up to 2 minutes of start-up on a loaded machine
+      started = all_ranks_stepping(b, np);
+      if (started) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      int early = 0;
+      if (waitpid(pid, &early, WNOHANG) == pid) {  // it ended before stepping: say how
+        FAIL() << "the run ended (status " << early << ") before it started stepping:\n" << read_file(b / "log.txt");
+      }
+    }
+    if (!started) kill(-pid, SIGKILL);
+    ASSERT_TRUE(started) << "the run did not start stepping within 2 minutes:\n" << read_file(b / "log.txt");
     kill(pid, SIGUSR1);
     int st = 0;
     waitpid(pid, &st, 0);
@@ -146,7 +169,7 @@ TEST(RunToy, SignalCheckpointsRequeuesAndResumes) {
     bool found = false;
     for (auto& e : fs::directory_iterator(b / "checkpoints")) found |= e.path().extension() == ".h5";
     EXPECT_TRUE(found);
-    r = run_cmd(toy_cmd(b, "--toy.steps=60 --checkpoint.resume=auto", np));
+    r = run_cmd(toy_cmd(b, "--toy.steps=400 --checkpoint.resume=auto", np));
     ASSERT_EQ(r.status, 0) << r.output;
     EXPECT_EQ(read_file(a / "toy_result.txt"), read_file(b / "toy_result.txt")) << "np=" << np;
     fs::remove_all(a);

@@ -1,6 +1,7 @@
 // Code reward: extract the program from the response's last fenced block, run it
-// on each test in the sandbox (code_sandbox.cpp), compare outputs; a bounded pool
-// of worker threads scores many jobs concurrently.
+// on each stdin/stdout test in the sandbox (code_sandbox.cpp) and compare outputs,
+// or run it with its test code through the Python harness (code_harness.h); a
+// bounded pool of worker threads scores many jobs concurrently.
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "rl/rewards/code_harness.h"
 #include "rl/rewards/code_sandbox.h"
 #include "rl/rewards/reward.h"
 
@@ -82,6 +84,49 @@ SandboxLimits limits_of(const SandboxOptions& o) {
        " and, when the trainer is root, as user nobody: set drop_root = false or use a system interpreter)");
 }
 
+void write_file(const std::string& path, const std::string& text) {
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << text;
+    TEMPER_CHECK(f.good(), "code sandbox: cannot write '", path, "'");
+  }
+  chmod(path.c_str(), 0644);  // readable by the (possibly unprivileged) program, not writable
+}
+
+// Test-code job (HumanEval, MBPP): one run of the Python harness scores every test.
+RewardResult score_test_code(const CodeTestCode& tc, const std::string& code, const SandboxDir& dir,
+                             const SandboxOptions& opt) {
+  RewardResult res;
+  write_file(dir.work() + "/solution.py", code_harness_program(tc, code));
+  write_file(dir.work() + "/tests.json", code_harness_spec(tc));
+  const std::string harness = dir.work() + "/harness.py";
+  write_file(harness, code_harness_source());
+  const std::string nonce = code_harness_nonce();
+  auto cmd = build_command(opt.run_command, harness, true);
+  ExecResult r = sandbox_exec(cmd, nonce + "\n", dir.work(), limits_of(opt));
+  if (r.exec_failed) config_failure(cmd, r);
+  HarnessOutcome h = parse_code_harness_output(r.out, nonce, tc.tests.size());
+  size_t passed = 0;
+  std::string first_failure;
+  for (size_t t = 0; t < tc.tests.size(); ++t) {
+    if (h.passed[t]) {
+      ++passed;
+    } else if (first_failure.empty()) {
+      std::string why = !h.program_error.empty() ? "program raised " + h.program_error
+                        : !h.failure[t].empty()  ? h.failure[t]
+                        : !r.ok()                ? r.describe()
+                                                 : "no result (the program ended the run)";
+      first_failure = cat("test ", t, ": ", why);
+    }
+  }
+  const bool all = passed == tc.tests.size();
+  res.verdict = all ? Verdict::Correct : Verdict::Wrong;
+  res.reward = opt.all_or_nothing ? (all ? 1.0 : 0.0) : double(passed) / double(tc.tests.size());
+  res.detail = cat("passed ", passed, "/", tc.tests.size(), first_failure.empty() ? "" : "; ", first_failure,
+                   "; isolation: ", r.isolation);
+  return res;
+}
+
 RewardResult score_job(const CodeJob& job, const SandboxOptions& opt) {
   RewardResult res;
   res.verdict = Verdict::Unparsable;
@@ -95,18 +140,15 @@ RewardResult score_job(const CodeJob& job, const SandboxOptions& opt) {
     res.detail = "no fenced code block";
     return res;
   }
-  TEMPER_CHECK(!job.tests.empty(), "code reward: a job has no tests (check the prompt record's \"tests\")");
+  TEMPER_CHECK(job.test_code ? !job.test_code->tests.empty() : !job.tests.empty(),
+               "code reward: a job has no tests (check the prompt record's \"tests\" or \"test_code\")");
   res.verdict = Verdict::Wrong;
   int uid = -1, gid = -1;
   sandbox_identity(opt.drop_root, &uid, &gid);
   SandboxDir dir(opt.tmp_root, uid, gid);
+  if (job.test_code) return score_test_code(*job.test_code, *program, dir, opt);
   const std::string src = dir.work() + "/" + opt.source_name;
-  {
-    std::ofstream f(src, std::ios::binary);
-    f << *program;
-    TEMPER_CHECK(f.good(), "code sandbox: cannot write '", src, "'");
-  }
-  chmod(src.c_str(), 0644);  // readable by the (possibly unprivileged) program, not writable
+  write_file(src, *program);
   SandboxLimits lim = limits_of(opt);
   std::string isolation;
   if (!opt.compile_command.empty()) {
@@ -183,9 +225,31 @@ std::vector<CodeTest> code_tests_from_json(const nlohmann::json& ref) {
                  "] needs a string \"expected_output\"");
     TEMPER_CHECK(!t.contains("input") || t["input"].is_string(), "code reward: tests[", i,
                  "].input must be a string");
+    // Empty output would be matched by any program that prints nothing: refuse it here, at load.
+    TEMPER_CHECK(!canonical_output(t[out_key].get<std::string>()).empty(), "code reward: tests[", i,
+                 "] has an empty expected output (any silent program would pass it)");
     tests.push_back({t.value("input", ""), t[out_key].get<std::string>()});
   }
   return tests;
+}
+
+CodeTestCode code_test_code_from_json(const nlohmann::json& ref) {
+  TEMPER_CHECK(ref.is_object() && ref.contains("test_code") && ref["test_code"].is_object(),
+               "code reward: \"test_code\" must be an object {\"prefix\", \"setup\", \"tests\"}");
+  const auto& j = ref["test_code"];
+  CodeTestCode tc;
+  for (const char* key : {"prefix", "setup"}) {
+    if (!j.contains(key) || j[key].is_null()) continue;
+    TEMPER_CHECK(j[key].is_string(), "code reward: test_code.", key, " must be a string");
+    (std::string(key) == "prefix" ? tc.prefix : tc.setup) = j[key].get<std::string>();
+  }
+  TEMPER_CHECK(j.contains("tests") && j["tests"].is_array() && !j["tests"].empty(),
+               "code reward: test_code.tests must be a non-empty array of Python snippets");
+  for (size_t i = 0; i < j["tests"].size(); ++i) {
+    TEMPER_CHECK(j["tests"][i].is_string(), "code reward: test_code.tests[", i, "] must be a string");
+    tc.tests.push_back(j["tests"][i].get<std::string>());
+  }
+  return tc;
 }
 
 std::vector<RewardResult> code_rewards(const std::vector<CodeJob>& jobs, const SandboxOptions& opt) {

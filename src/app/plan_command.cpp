@@ -1,4 +1,4 @@
-#include "train/plan_command.h"
+#include "app/plan_command.h"
 
 #include <algorithm>
 #include <cstdio>

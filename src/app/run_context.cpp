@@ -1,7 +1,8 @@
-#include "train/run_context.h"
+#include "app/run_context.h"
 
 #include <filesystem>
 
+#include "core/file_write.h"
 #include "core/log.h"
 #include "core/signals.h"
 
@@ -31,6 +32,7 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
 }
 
 bool RunContext::stop_requested(double elapsed) {
+  if (++stop_checks_ == 2) commit_resolved_deck();  // the first step is done: set-up succeeded
   double flag = 0;
   if (signal_received()) flag = 1;
   double walltime = double(deck_.get_int("run.walltime"));
@@ -60,6 +62,7 @@ std::optional<CheckpointState> RunContext::resume_state() {
 }
 
 std::string RunContext::write_checkpoint(CheckpointState& state) {
+  commit_resolved_deck();
   std::string path;
   if (is_root()) {
     state.deck_text = deck_.resolved_text();
@@ -70,6 +73,12 @@ std::string RunContext::write_checkpoint(CheckpointState& state) {
   }
   mesh_.world().broadcast_string(path, 0);
   return path;
+}
+
+void RunContext::commit_resolved_deck() {
+  if (deck_committed_) return;
+  deck_committed_ = true;
+  if (is_root()) write_file_atomic((fs::path(output_dir_) / "deck.resolved.ini").string(), deck_.resolved_text());
 }
 
 std::string RunContext::metrics_path() const {

@@ -1,30 +1,21 @@
-#include "train/phases.h"
-
-#include "rl/eval_phase.h"
-#include "rl/rl_phase.h"
+// The subcommands (see subcommands.h): argument parsing around the mechanisms
+// they drive (data/synthetic_tasks, model/hf_checkpoint, train/upscale,
+// app/plan_command, deck printing).
+#include "app/subcommands.h"
 
 #include <filesystem>
 #include <iostream>
 
+#include "app/plan_command.h"
 #include "core/log.h"
 #include "data/synthetic_tasks.h"
 #include "deck/deck.h"
 #include "io/checkpoint.h"
 #include "model/hf_checkpoint.h"
 #include "train/model_setup.h"
-#include "train/plan_command.h"
-#include "train/run_context.h"
-#include "train/sft_phase.h"
 #include "train/upscale.h"
 
 namespace temper {
-
-int run_phase(const std::string& phase, RunContext& ctx) {
-  if (phase == "sft") return run_sft_phase(ctx);
-  if (phase == "rl") return run_rl_phase(ctx);
-  if (phase == "eval") return run_eval_phase(ctx);
-  fail("phase '", phase, "' is not implemented (available: sft, rl, eval, toy)");
-}
 
 namespace {
 // temper generate-tasks --out DIR [--seed N] [--train N] [--eval N]
@@ -134,6 +125,103 @@ int export_checkpoint(const std::vector<std::string>& args, int rank) {
   std::cout << "\n";
   return 0;
 }
+
+// temper upscale --checkpoint PATH|DIR --out DIR --width-factor F (--depth N | --insert-layers i,j,...)
+std::vector<int> parse_int_list(const std::string& flag, const std::string& v) {
+  std::vector<int> out;
+  size_t pos = 0;
+  while (pos <= v.size()) {
+    const size_t comma = std::min(v.find(',', pos), v.size());
+    const std::string item = v.substr(pos, comma - pos);
+    size_t used = 0;
+    long long x = -1;
+    try {
+      x = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    TEMPER_CHECK(!item.empty() && used == item.size() && x >= 0 && x < (1 << 20), "upscale: ", flag,
+                 " expects non-negative integers separated by commas, got '", v, "'");
+    out.push_back(int(x));
+    pos = comma + 1;
+  }
+  return out;
+}
+
+std::string num(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+int upscale_command(const std::vector<std::string>& args, int rank) {
+  const char* usage = "(options: --checkpoint PATH|DIR --out DIR --width-factor F --depth N | --insert-layers i,j,...)";
+  std::string in, out;
+  UpscaleOptions o;
+  for (size_t i = 0; i < args.size(); ++i) {
+    auto value = [&]() -> std::string {
+      TEMPER_CHECK(i + 1 < args.size(), "upscale: ", args[i], " needs a value ", usage);
+      return args[++i];
+    };
+    auto single = [&](const std::string& flag) {
+      const auto v = parse_int_list(flag, value());
+      TEMPER_CHECK(v.size() == 1, "upscale: ", flag, " takes one integer");
+      return v[0];
+    };
+    if (args[i] == "--checkpoint") in = value();
+    else if (args[i] == "--out") out = value();
+    else if (args[i] == "--width-factor") o.width_factor = single("--width-factor");
+    else if (args[i] == "--depth") o.depth = single("--depth");
+    else if (args[i] == "--insert-layers") o.insert_after = parse_int_list("--insert-layers", value());
+    else fail("upscale: unknown option '", args[i], "' ", usage);
+  }
+  TEMPER_CHECK(!in.empty() && !out.empty(), "upscale: --checkpoint and --out are required ", usage);
+  TEMPER_CHECK(o.width_factor >= 1, "upscale: --width-factor must be >= 1, got ", o.width_factor);
+  if (rank != 0) return 0;
+  namespace fs = std::filesystem;
+  std::string path = in;
+  CheckpointState st;
+  if (fs::is_directory(in)) {
+    auto latest = CheckpointStore(in, 0).load_latest_valid(&path);
+    TEMPER_CHECK(latest.has_value(), "upscale: no valid checkpoint (ckpt_*.h5) in '", in, "'");
+    st = std::move(*latest);
+  } else {
+    TEMPER_CHECK(fs::exists(in), "upscale: --checkpoint '", in, "' does not exist");
+    st = CheckpointStore::load(in);
+  }
+  std::map<std::string, Tensor> params;
+  for (const auto& [name, t] : st.tensors)
+    if (name.rfind("model/", 0) == 0) params[name.substr(6)] = t;
+  TEMPER_CHECK(params.count("embed"), "upscale: '", path, "' holds no model weights (no tensor model/embed)");
+  const Deck deck = Deck::parse(st.deck_text, path + " (stored deck)");
+  const ModelConfig cfg = model_config_from_deck(deck, int(params.at("embed").dim(0)));
+  const UpscaledModel up = upscale_model(cfg, params, o);
+  const ModelConfig& n = up.config;
+  // The stored deck gets the new shape, every field spelled out (model.init = random: the shape is the deck's).
+  const std::vector<std::string> ov = {
+      "--model.init=random", "--model.vocab_size=" + std::to_string(n.vocab_size),
+      "--model.d_model=" + std::to_string(n.d_model), "--model.n_layers=" + std::to_string(n.n_layers),
+      "--model.n_heads=" + std::to_string(n.n_heads), "--model.n_kv_heads=" + std::to_string(n.n_kv_heads),
+      "--model.head_dim=" + std::to_string(n.head_dim), "--model.ffn_dim=" + std::to_string(n.ffn_dim),
+      "--model.rope_theta=" + num(n.rope_theta), "--model.norm_eps=" + num(n.norm_eps),
+      "--model.init_std=" + num(n.init_std), std::string("--model.qk_norm=") + (n.qk_norm ? "true" : "false"),
+      std::string("--model.qkv_bias=") + (n.qkv_bias ? "true" : "false"),
+      std::string("--model.tie_embeddings=") + (n.tie_embeddings ? "true" : "false")};
+  CheckpointState w;
+  w.step = 0;
+  w.phase = "upscale";
+  w.deck_text = Deck::parse(st.deck_text, path + " (stored deck)", ov).resolved_text();
+  w.mesh = {1, 1, 1};
+  for (const auto& [name, t] : up.params) w.tensors["model/" + name] = t;
+  const std::string file = CheckpointStore(out, 0).write(w);
+  std::cout << "upscale: " << path << " (" << cfg.n_layers << " layers, d_model " << cfg.d_model << ", "
+            << cfg.param_count() << " parameters) -> " << file << " (" << n.n_layers << " layers, d_model "
+            << n.d_model << ", " << n.n_heads << "/" << n.n_kv_heads << " heads, ffn " << n.ffn_dim << ", "
+            << n.param_count() << " parameters" << (cfg.tie_embeddings && o.width_factor > 1 ?
+            ", model.norm_eps " + num(n.norm_eps) : std::string()) << ")\n";
+  return 0;
+}
+
 }  // namespace
 
 int run_subcommand(const CommandLine& cl, int rank) {
