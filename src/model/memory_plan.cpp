@@ -91,6 +91,9 @@ MemoryPlan::MemoryPlan(const ModelConfig& cfg, const MemoryPlanOptions& o) {
           ? cat("selective (", recompute_parts_name(o.recompute), ")") : std::string(checkpointing_name(o.checkpointing));
   items_.push_back({"activations", activation_bytes(cfg, n, o.compute_dtype, o.stat_dtype, o.checkpointing, o.recompute),
                     cat(n, " tokens", sp_note, ", checkpointing ", policy, ": kept for backward + scratch")});
+  if (o.sp > 1)
+    items_.push_back({"Ulysses buffers", o.sp_buffer_bytes,
+                      cat("all-to-all staging and this rank's heads over ", n * o.sp, " tokens (parallel/ulysses)")});
   const int64_t V = cfg.vocab_size;
   int64_t rows = o.logits_rows;
   if (rows == 0) rows = std::min<int64_t>({4096, std::max<int64_t>(1, (int64_t(768) << 20) / (6 * V)), n});
