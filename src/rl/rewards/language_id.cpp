@@ -60,6 +60,70 @@ const std::map<Script, std::vector<const char*>> kScriptLanguages = {
     {Script::Devanagari, {"hi", "mr", "ne"}},
 };
 
+// Frequent function words of langdetect's Latin-script languages: on short texts, where
+// N-gram fingerprints are unreliable, they decide when they point clearly to one language.
+const std::map<std::string, std::vector<const char*>> kStopwords = {
+    {"en", {"the", "is", "and", "of", "to", "in", "that", "it", "you", "are", "was", "this", "with", "for", "not",
+            "every", "what", "have", "be", "we", "they", "my", "your", "a", "an", "on", "at", "by", "i"}},
+    {"de", {"der", "die", "das", "und", "ist", "nicht", "ich", "sie", "es", "ein", "eine", "zu", "mit", "den", "auf",
+            "für", "sich", "dem", "auch", "wir", "wie", "aber", "sind", "ist", "im"}},
+    {"fr", {"le", "la", "les", "et", "est", "un", "une", "des", "du", "que", "qui", "pas", "je", "vous", "nous", "dans",
+            "pour", "sur", "avec", "ce", "il", "elle", "au", "sont"}},
+    {"es", {"el", "la", "los", "las", "y", "es", "un", "una", "que", "de", "en", "no", "por", "con", "para", "del",
+            "se", "lo", "como", "pero", "estoy", "está", "muy", "hoy"}},
+    {"it", {"il", "lo", "la", "gli", "le", "e", "è", "un", "una", "che", "di", "non", "per", "con", "sono", "del",
+            "della", "questo", "ma", "anche", "molto", "nel", "alla"}},
+    {"pt", {"o", "a", "os", "as", "e", "é", "um", "uma", "que", "de", "não", "em", "para", "com", "do", "da", "se",
+            "mas", "por", "são", "muito", "no", "na", "ele", "ela"}},
+    {"nl", {"de", "het", "een", "en", "is", "van", "niet", "dat", "ik", "je", "op", "te", "zijn", "met", "voor", "maar",
+            "ook", "er", "wij", "hij"}},
+    {"sv", {"och", "är", "att", "det", "som", "en", "ett", "inte", "på", "jag", "med", "för", "av", "till", "har", "de"}},
+    {"da", {"og", "er", "at", "det", "som", "en", "et", "ikke", "på", "jeg", "med", "til", "af", "har", "de", "den"}},
+    {"no", {"og", "er", "å", "det", "som", "en", "et", "ikke", "på", "jeg", "med", "til", "av", "har", "de", "den"}},
+    {"fi", {"ja", "on", "ei", "se", "että", "hän", "oli", "ovat", "mutta", "kun", "tämä", "niin", "myös", "joka",
+            "olla", "ovat", "minä", "sinä"}},
+    {"pl", {"i", "w", "nie", "na", "się", "jest", "to", "że", "z", "do", "jak", "ale", "co", "tak", "dla", "są"}},
+    {"cs", {"a", "je", "v", "na", "se", "to", "že", "s", "z", "do", "jak", "ale", "co", "tak", "pro", "není"}},
+    {"tr", {"ve", "bir", "bu", "da", "de", "için", "ile", "çok", "ne", "ama", "gibi", "daha", "olan", "değil"}},
+    {"vi", {"là", "và", "của", "có", "không", "một", "những", "các", "được", "cho", "này", "với", "trong", "người",
+            "tôi", "bạn"}},
+    {"sw", {"na", "ya", "wa", "kwa", "ni", "za", "katika", "la", "kuwa", "hii", "cha", "hiyo", "sana", "yake", "hii"}},
+    {"id", {"dan", "yang", "di", "ini", "itu", "dengan", "untuk", "tidak", "dari", "ada", "saya", "akan", "pada"}},
+    {"ro", {"și", "este", "în", "un", "o", "de", "la", "nu", "cu", "pe", "care", "pentru", "sunt", "că"}},
+    {"hu", {"a", "az", "és", "hogy", "nem", "egy", "van", "is", "de", "meg", "ez", "csak", "már"}},
+    {"ca", {"el", "la", "els", "les", "i", "és", "un", "una", "que", "de", "no", "per", "amb", "del", "però"}},
+};
+
+// The Latin-script language the function words point to, or "" when they do not decide.
+std::string by_stopwords(const std::string& text) {
+  std::vector<std::u32string> words;
+  std::u32string cur;
+  for (char32_t c : utext::lower(utext::decode(text))) {
+    if (utext::is_word(c)) {
+      cur += c;
+    } else if (!cur.empty()) {
+      words.push_back(cur), cur.clear();
+    }
+  }
+  if (!cur.empty()) words.push_back(cur);
+  std::string best;
+  size_t best_n = 0, second = 0;
+  for (const auto& [lang, list] : kStopwords) {
+    size_t n = 0;
+    for (const auto& w : words)
+      for (const char* sw : list)
+        if (w == utext::decode(sw)) {
+          ++n;
+          break;
+        }
+    if (n > best_n) second = best_n, best_n = n, best = lang;
+    else if (n > second) second = n;
+  }
+  bool decisive = best_n >= 2 && best_n >= 2 * second;
+  bool short_text = words.size() <= 12 && best_n >= 1 && best_n > second;
+  return decisive || short_text ? best : "";
+}
+
 std::string data_dir() {
   const char* env = std::getenv("TEMPER_TEXTCAT_DATA");
   return env && *env ? env : TEMPER_TEXTCAT_DATADIR;
@@ -136,6 +200,10 @@ std::string detect_language(const std::string& text) {
     return lang;
   }
   if (best == Script::Han) return unique.count("ja") ? "ja" : "zh-cn";
+  if (best == Script::Latin) {
+    std::string l = by_stopwords(text);
+    if (!l.empty()) return l;
+  }
   void* h = classifier(best);
   static std::mutex classify_mu;  // a libexttextcat handle is not reentrant
   std::lock_guard<std::mutex> guard(classify_mu);

@@ -4,6 +4,7 @@
 // ordered tuples and intervals, unions, matrices, text answers, percentages.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <set>
 
 #include "rl/rewards/math_eval.h"
@@ -63,6 +64,22 @@ bool same_digits(const Expr& a, const Expr& b) {
   return canon(a.name) == canon(b.name);
 }
 
+// Evaluates a and b at kTrials random points (math_eval.h) and hands each pair of finite
+// values to visit, which returns false to stop. Returns the number of points visited, or -1
+// when a side has no value at all (undecidable).
+int at_random_points(const Expr& a, const Expr& b, const std::function<bool(const Cplx&, const Cplx&)>& visit) {
+  int valid = 0;
+  for (int trial = 0; trial < kTrials; ++trial) {
+    auto value_of = [trial](const std::string& name) { return random_value(name, trial); };
+    auto va = evaluate(a, value_of), vb = evaluate(b, value_of);
+    if (!va || !vb) return -1;
+    if (!finite_value(*va) || !finite_value(*vb)) continue;
+    ++valid;
+    if (!visit(*va, *vb)) break;
+  }
+  return valid;
+}
+
 Cmp scalar(const Expr& a, const Expr& b, const CompareOptions& opt) {
   if (!scalar_kind(a) || !scalar_kind(b)) return to_string(a) == to_string(b) ? Cmp::Equal : Cmp::Unequal;
   if (a.kind == K::Num && b.kind == K::Num && (!a.exact || !b.exact))
@@ -98,15 +115,10 @@ Cmp scalar(const Expr& a, const Expr& b, const CompareOptions& opt) {
     return close(*va, *vb, 1e-10L) ? Cmp::Equal : Cmp::Unequal;
   }
   const long double tol = has_float(a) || has_float(b) ? std::pow(10.0L, -opt.float_rounding) : 1e-9L;
-  int valid = 0;
-  for (int trial = 0; trial < kTrials; ++trial) {
-    auto value_of = [trial](const std::string& name) { return random_value(name, trial); };
-    auto va = evaluate(a, value_of), vb = evaluate(b, value_of);
-    if (!va || !vb) return Cmp::Undecided;
-    if (!finite_value(*va) || !finite_value(*vb)) continue;
-    if (!close(*va, *vb, tol)) return Cmp::Unequal;
-    ++valid;
-  }
+  bool differ = false;
+  int valid = at_random_points(a, b, [&](const Cplx& va, const Cplx& vb) { return !(differ = !close(va, vb, tol)); });
+  if (valid < 0) return Cmp::Undecided;
+  if (differ) return Cmp::Unequal;
   return valid >= 3 ? Cmp::Equal : Cmp::Undecided;
 }
 
@@ -146,21 +158,20 @@ Cmp proportional(const Expr& a, const Expr& b, bool positive) {
   for (const auto& s : free_symbols(b)) syms.push_back(s);
   if (syms.empty()) return Cmp::Unequal;  // statements about constants: compared side by side only
   std::optional<Cplx> ratio;
-  int valid = 0;
-  for (int trial = 0; trial < kTrials; ++trial) {
-    auto value_of = [trial](const std::string& name) { return random_value(name, trial); };
-    auto va = evaluate(a, value_of), vb = evaluate(b, value_of);
-    if (!va || !vb) return Cmp::Undecided;
-    if (!finite_value(*va) || !finite_value(*vb)) continue;
-    if (std::abs(*vb) < 1e-12L) {
-      if (std::abs(*va) > 1e-9L) return Cmp::Unequal;
-      continue;
+  bool differ = false;
+  int zeros = 0;
+  int valid = at_random_points(a, b, [&](const Cplx& va, const Cplx& vb) {
+    if (std::abs(vb) < 1e-12L) {
+      ++zeros;
+      return !(differ = std::abs(va) > 1e-9L);
     }
-    Cplx r = *va / *vb;
+    Cplx r = va / vb;
     if (!ratio) ratio = r;
-    else if (!close(r, *ratio, 1e-9L)) return Cmp::Unequal;
-    ++valid;
-  }
+    return !(differ = !close(r, *ratio, 1e-9L));
+  });
+  if (valid < 0) return Cmp::Undecided;
+  if (differ) return Cmp::Unequal;
+  valid -= zeros;
   if (valid < 3 || !ratio || std::abs(*ratio) < 1e-12L || std::fabs(ratio->imag()) > 1e-9L) return Cmp::Undecided;
   if (positive && ratio->real() <= 0) return Cmp::Unequal;
   return Cmp::Equal;
