@@ -2,6 +2,7 @@
 #include "parallel/ulysses.h"
 
 #include <algorithm>
+#include <array>
 #include <numeric>
 
 #include "core/error.h"
@@ -152,22 +153,23 @@ void Ulysses::max_logit(Kernels& k, Tensor& out, const Tensor& q, const Tensor& 
   k.attention_max_logit(mine, qh, kh, b.cu_seqlens, b.max_seqlen);
 }
 
+std::array<Tensor, 6> Ulysses::core_buffers(Kernels& k, const std::array<Slot, 6>& slots, int64_t N, DType dt) {
+  const int64_t heads[6] = {Hl_, Gl_, KVl_, KVl_, KVl_, KVl_};
+  std::array<Tensor, 6> t;
+  for (int i = 0; i < 6; ++i) t[size_t(i)] = buffer(k, slots[size_t(i)], {N, heads[i], D_}, dt);
+  return t;
+}
+
 DiffCoreActs Ulysses::diff_inputs_to_heads(Kernels& k, const DiffCoreActs& a) {
   const int64_t N = a.q1.dim(0) * P_;
-  const DType dt = a.q1.dtype();
   DiffCoreActs h;
-  h.q1 = buffer(k, kQ, {N, Hl_, D_}, dt);
-  h.q2 = buffer(k, kQ2, {N, Gl_, D_}, dt);
-  h.k1 = buffer(k, kK, {N, KVl_, D_}, dt);
-  h.k2 = buffer(k, kK2, {N, KVl_, D_}, dt);
-  h.v1 = buffer(k, kV, {N, KVl_, D_}, dt);
-  h.v2 = buffer(k, kV2, {N, KVl_, D_}, dt);
-  seq_to_heads(k, h.q1, a.q1, H_, 1);
-  seq_to_heads(k, h.q2, a.q2, G_, 1);
-  seq_to_heads(k, h.k1, a.k1, KVH_, e_);
-  seq_to_heads(k, h.k2, a.k2, KVH_, e_);
-  seq_to_heads(k, h.v1, a.v1, KVH_, e_);
-  seq_to_heads(k, h.v2, a.v2, KVH_, e_);
+  const auto t = core_buffers(k, {kQ, kQ2, kK, kK2, kV, kV2}, N, a.q1.dtype());
+  Tensor* dst[6] = {&h.q1, &h.q2, &h.k1, &h.k2, &h.v1, &h.v2};
+  const Tensor* src[6] = {&a.q1, &a.q2, &a.k1, &a.k2, &a.v1, &a.v2};
+  for (int i = 0; i < 6; ++i) {
+    *dst[i] = t[size_t(i)];
+    seq_to_heads(k, *dst[i], *src[i], i == 0 ? H_ : i == 1 ? G_ : KVH_, i < 2 ? 1 : e_);
+  }
   // the kept tensors: this rank's heads over the whole sequence, in the caller's storage
   h.sig = a.sig.reshape({N, Hl_, 2 * D_});
   h.noise = a.noise.reshape({N, Gl_, 2 * D_});
@@ -195,24 +197,17 @@ void Ulysses::diff_backward(Kernels& k, DiffCoreGrads& g, const DiffCoreActs& a,
   DiffCoreGrads gh;
   gh.dout = buffer(k, kDO, {N, Hl_, 2 * D_}, dt);
   seq_to_heads(k, gh.dout, g.dout, H_, 1);
-  gh.dq1 = buffer(k, kDQ, {N, Hl_, D_}, dt);
-  gh.dq2 = buffer(k, kDQ2, {N, Gl_, D_}, dt);
-  gh.dk1 = buffer(k, kDK, {N, KVl_, D_}, dt);
-  gh.dk2 = buffer(k, kDK2, {N, KVl_, D_}, dt);
-  gh.dv1 = buffer(k, kDV, {N, KVl_, D_}, dt);
-  gh.dv2 = buffer(k, kDV2, {N, KVl_, D_}, dt);
+  const auto t6 = core_buffers(k, {kDQ, kDQ2, kDK, kDK2, kDV, kDV2}, N, dt);
+  Tensor* dh[6] = {&gh.dq1, &gh.dq2, &gh.dk1, &gh.dk2, &gh.dv1, &gh.dv2};
+  for (int i = 0; i < 6; ++i) *dh[i] = t6[size_t(i)];
   gh.dsig = g.dsig.reshape({N, Hl_, 2 * D_});  // the caller's scratch, same element count
   gh.dnoise = g.dnoise.reshape({N, Gl_, 2 * D_});
   DiffCoreTemps t{buffer(k, kHalf, {N, HG, D_}, dt), buffer(k, kDHalf, {N, HG, D_}, dt),
                   buffer(k, kTQ, {N, HG, D_}, dt), buffer(k, kTK, {N, KVl_, D_}, dt),
                   buffer(k, kTV, {N, KVl_, D_}, dt)};
   diff_core_backward(k, gh, h, p, b.cu_seqlens, b.max_seqlen, t);
-  heads_to_seq(k, g.dq1, gh.dq1, H_, 1);
-  heads_to_seq(k, g.dq2, gh.dq2, G_, 1);
-  heads_to_seq(k, g.dk1, gh.dk1, KVH_, e_);
-  heads_to_seq(k, g.dk2, gh.dk2, KVH_, e_);
-  heads_to_seq(k, g.dv1, gh.dv1, KVH_, e_);
-  heads_to_seq(k, g.dv2, gh.dv2, KVH_, e_);
+  Tensor* ds[6] = {&g.dq1, &g.dq2, &g.dk1, &g.dk2, &g.dv1, &g.dv2};
+  for (int i = 0; i < 6; ++i) heads_to_seq(k, *ds[i], *dh[i], i == 0 ? H_ : i == 1 ? G_ : KVH_, i < 2 ? 1 : e_);
 }
 
 int64_t pad_sequence(std::vector<int32_t>& tokens, std::vector<int32_t>& targets, std::vector<int32_t>& positions,

@@ -47,6 +47,7 @@
 // Parameter gradients of each rank cover its own tokens only: sum them over the SP group
 // (then over DP) after backward. Loss coefficients use the GLOBAL loss-token count.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -103,6 +104,8 @@ class Ulysses final : public AttentionCore {
   Tensor buffer(Kernels& k, Slot s, const Shape& shape, DType dt);  // reused scratch
   // q1 .. v2 of the caller's layout to this rank's heads (6 all-to-alls).
   DiffCoreActs diff_inputs_to_heads(Kernels& k, const DiffCoreActs& a);
+  // Scratch shaped like this rank's q1, q2, k1, k2, v1, v2 over N tokens, in the given slots.
+  std::array<Tensor, 6> core_buffers(Kernels& k, const std::array<Slot, 6>& slots, int64_t N, DType dt);
   Comm& comm_;
   int P_ = 1, r_ = 0, e_ = 1;
   int64_t H_ = 0, G_ = 0, KVH_ = 0, D_ = 0, Hl_ = 0, Gl_ = 0, KVl_ = 0;

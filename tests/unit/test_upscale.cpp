@@ -48,6 +48,15 @@ void randomise(Decoder& m, uint32_t seed) {
   m.refresh_compute();
 }
 
+// The largest |a - b| / (1 + |b|) over the logits.
+double worst_rel(const std::vector<double>& got, const std::vector<double>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i)
+    worst = std::max(worst, std::fabs(got[i] - want[i]) / (1 + std::fabs(want[i])));
+  return worst;
+}
+
 std::vector<double> all_logits(Decoder& m, Kernels& k, const Batch& b) {
   std::vector<int64_t> idx(size_t(b.n_tokens));
   for (int64_t i = 0; i < b.n_tokens; ++i) idx[size_t(i)] = i;
@@ -92,11 +101,8 @@ TEST(Upscale, LogitsOfTheUpscaledModelEqualTheOriginals) {
       ASSERT_EQ(big.params().size(), up.params.size()) << cs.what;
       for (auto& p : big.params()) k->copy(p.value, up.params.at(p.name));
       big.refresh_compute();
-      const std::vector<double> got = all_logits(big, *k, b);
-      ASSERT_EQ(got.size(), want.size());
-      double worst = 0;
-      for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]) / (1 + std::fabs(want[i])));
-      EXPECT_LT(worst, 1e-10) << cs.what << ", tied " << c.tie_embeddings << ", qk_norm " << c.qk_norm;
+      EXPECT_LT(worst_rel(all_logits(big, *k, b), want), 1e-10)
+          << cs.what << ", tied " << c.tie_embeddings << ", qk_norm " << c.qk_norm;
     }
   }
 }
@@ -152,11 +158,7 @@ TEST(Upscale, MotifHypercloningKeepsTheLogits) {
     ASSERT_EQ(big.params().size(), up.params.size()) << what;
     for (auto& p : big.params()) k->copy(p.value, up.params.at(p.name));
     big.refresh_compute();
-    const std::vector<double> got = all_logits(big, *k, b);
-    ASSERT_EQ(got.size(), want.size());
-    double worst = 0;
-    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]) / (1 + std::fabs(want[i])));
-    EXPECT_LT(worst, 1e-10) << what;
+    EXPECT_LT(worst_rel(all_logits(big, *k, b), want), 1e-10) << what;
   }
   UpscaleOptions bad;
   bad.signal_head_factor = 2;
