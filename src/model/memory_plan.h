@@ -68,6 +68,9 @@ struct MemoryPlanOptions {
   int64_t kv_slots = 0, kv_length = 0;  // generation cache (0: none)
   bool generation_apart = false;        // generation and training buffers never coexist (RL, eval)
   bool reference_policy = false;        // a frozen copy of the policy (RL's KL term)
+  // sp > 1: bytes of the sequence-parallel all-to-all buffers (parallel/ulysses scratch_bytes,
+  // filled in by the caller: model/ does not see parallel/)
+  int64_t sp_buffer_bytes = 0;
 };
 
 struct MemoryItem {
