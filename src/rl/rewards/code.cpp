@@ -70,9 +70,10 @@ SandboxLimits limits_of(const SandboxOptions& o) {
   l.max_processes = o.max_processes;
   l.max_open_files = o.max_open_files;
   l.output_cap_bytes = o.output_cap_bytes;
-  l.isolate_network = o.isolate_network;
-  l.isolate_pids = o.isolate_pids;
-  l.drop_root = o.drop_root;
+  l.tmp_bytes = o.tmp_bytes;
+  l.allow_unisolated = o.allow_unisolated;
+  l.force_unisolated = o.force_unisolated;
+  l.ro_paths = o.ro_paths;
   return l;
 }
 
@@ -81,7 +82,8 @@ SandboxLimits limits_of(const SandboxOptions& o) {
 [[noreturn]] void config_failure(const std::vector<std::string>& cmd, const ExecResult& r) {
   fail("code sandbox: cannot run '", cmd.empty() ? "" : cmd[0], "': ", r.error,
        ". Check the sandbox run/compile command (the program runs with PATH=/usr/local/bin:/usr/bin:/bin",
-       " and, when the trainer is root, as user nobody: set drop_root = false or use a system interpreter)");
+       " and sees /usr and the system's bin/lib folders only: use a system interpreter or list its folder in",
+       " rl.code_ro_paths)");
 }
 
 void write_file(const std::string& path, const std::string& text) {
@@ -103,7 +105,7 @@ RewardResult score_test_code(const CodeTestCode& tc, const std::string& code, co
   write_file(harness, code_harness_source());
   const std::string nonce = code_harness_nonce();
   auto cmd = build_command(opt.run_command, harness, true);
-  ExecResult r = sandbox_exec(cmd, nonce + "\n", dir.work(), limits_of(opt));
+  ExecResult r = sandbox_exec(cmd, nonce + "\n", dir, limits_of(opt));
   if (r.exec_failed) config_failure(cmd, r);
   HarnessOutcome h = parse_code_harness_output(r.out, nonce, tc.tests.size());
   size_t passed = 0;
@@ -143,9 +145,10 @@ RewardResult score_job(const CodeJob& job, const SandboxOptions& opt) {
   TEMPER_CHECK(job.test_code ? !job.test_code->tests.empty() : !job.tests.empty(),
                "code reward: a job has no tests (check the prompt record's \"tests\" or \"test_code\")");
   res.verdict = Verdict::Wrong;
-  int uid = -1, gid = -1;
-  sandbox_identity(opt.drop_root, &uid, &gid);
-  SandboxDir dir(opt.tmp_root, uid, gid);
+  for (size_t t = 0; t < job.tests.size(); ++t)  // any silent program would pass an empty one
+    TEMPER_CHECK(!canonical_output(job.tests[t].expected_output).empty(), "code reward: tests[", t,
+                 "] has an empty expected output (any silent program would pass it)");
+  SandboxDir dir(opt.tmp_root);
   if (job.test_code) return score_test_code(*job.test_code, *program, dir, opt);
   const std::string src = dir.work() + "/" + opt.source_name;
   write_file(src, *program);
@@ -153,7 +156,9 @@ RewardResult score_job(const CodeJob& job, const SandboxOptions& opt) {
   std::string isolation;
   if (!opt.compile_command.empty()) {
     auto cmd = build_command(opt.compile_command, src, true);
-    ExecResult c = sandbox_exec(cmd, "", dir.work(), lim);
+    SandboxLimits compile = lim;
+    compile.keep_work = true;  // its output stays in the job's folder for the runs
+    ExecResult c = sandbox_exec(cmd, "", dir, compile);
     if (c.exec_failed) config_failure(cmd, c);
     if (!c.ok()) {
       res.detail = cat("compile failed (", c.describe(), "): ", c.err.substr(0, 300));
@@ -164,7 +169,7 @@ RewardResult score_job(const CodeJob& job, const SandboxOptions& opt) {
   size_t passed = 0;
   std::string first_failure;
   for (size_t t = 0; t < job.tests.size(); ++t) {
-    ExecResult r = sandbox_exec(cmd, job.tests[t].input, dir.work(), lim);
+    ExecResult r = sandbox_exec(cmd, job.tests[t].input, dir, lim);
     if (r.exec_failed) config_failure(cmd, r);
     isolation = r.isolation;
     bool ok = r.ok() && canonical_output(r.out) == canonical_output(job.tests[t].expected_output);
@@ -255,6 +260,7 @@ CodeTestCode code_test_code_from_json(const nlohmann::json& ref) {
 std::vector<RewardResult> code_rewards(const std::vector<CodeJob>& jobs, const SandboxOptions& opt) {
   TEMPER_CHECK(!opt.run_command.empty(), "code sandbox: run_command is empty");
   TEMPER_CHECK(opt.wall_timeout_s > 0 && opt.cpu_seconds > 0, "code sandbox: timeouts must be positive");
+  check_sandbox_isolation(limits_of(opt));  // refuses, or warns once, where programs cannot be isolated
   for (const auto* cmd : {&opt.run_command, &opt.compile_command})
     if (!cmd->empty() && sandbox_which((*cmd)[0]).empty())
       fail("code sandbox: interpreter/compiler '", (*cmd)[0], "' not found on PATH");
