@@ -98,6 +98,24 @@ TEST(RunFailures, DiskFullWhileWritingACheckpointExitsTwoWithoutACrash) {
   }
 }
 
+// Finding 7: per-sample evaluation results cut short on a full disk were not noticed.
+TEST(RunFailures, DiskFullWhileWritingEvalResultsIsAnError) {
+  SmallDisk disk("disk_eval", "4k");
+  if (!disk.reason().empty()) GTEST_SKIP() << disk.reason();
+  const fs::path data = fresh_dir("disk_eval_data"), out = disk.dir() / "out";
+  auto r = run_cmd(temper_bin() + " generate-tasks --out " + data.string() + " --train 10 --eval 16");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = run_cmd(temper_bin() + " " + TEMPER_SOURCE_DIR + "/input/quickstart.deck --run.phase=eval --run.output_dir=" +
+              out.string() + " --eval.file=" + (data / "rl_eval.jsonl").string() +
+              " --eval.samples=4 --eval.max_new_tokens=16 --eval.temperature=1");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("eval_results.rank0.jsonl' failed: No space left on device"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out / "eval_summary.json"));
+  const std::string results = read_file(out / "eval_results.rank0.jsonl");
+  EXPECT_TRUE(results.empty() || results.back() == '\n') << "a half line was left in the results";
+  fs::remove_all(data);
+}
+
 // Finding 10: a run that fails before its first step leaves deck.resolved.ini alone.
 TEST(RunFailures, FailedRunKeepsThePreviousResolvedDeck) {
   const fs::path out = fresh_dir("keep_deck");
