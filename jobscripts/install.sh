@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
 pkgs=(build-essential cmake ninja-build pkg-config openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools
-      libboost-program-options-dev libgtest-dev libopenblas-dev nlohmann-json3-dev libpcre2-dev
+      libboost-program-options-dev libgtest-dev libopenblas-dev nlohmann-json3-dev libpcre2-dev libexttextcat-dev
       python3-numpy python3-h5py python3-matplotlib)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -46,8 +46,8 @@ void Deck::check_consistency() {
                  "; change one of them or set model.head_dim");
   TEMPER_CHECK(heads % kv == 0, pre, shown(*this, "model.n_kv_heads"), " does not divide ",
                shown(*this, "model.n_heads"));
-  // Ulysses (SFT) gives each SP rank whole heads (a model from hf:/checkpoint is checked when loaded).
-  if (get_string("run.phase") == "sft" && get_string("model.init") == "random")
+  // Ulysses (SFT, RL) gives each SP rank whole heads (a model from hf:/checkpoint is checked when loaded).
+  if ((get_string("run.phase") == "sft" || get_string("run.phase") == "rl") && get_string("model.init") == "random")
     TEMPER_CHECK(heads % get_int("parallel.sp") == 0, pre, shown(*this, "parallel.sp"), " does not divide ",
                  shown(*this, "model.n_heads"), ": Ulysses sequence parallelism gives every SP rank n_heads / sp "
                  "whole attention heads");

@@ -20,58 +20,73 @@ void response_logp(Engine& m, const std::vector<RlMicroBatch>& mbs, std::vector<
 
 }  // namespace
 
-UpdateStats policy_update(Engine& policy, Engine* ref, const std::vector<UpdateSample>& samples,
-                          const UpdateOptions& uo, double lr) {
+UpdateStats policy_update(Engine& policy, Engine* ref, std::vector<RlSample>& samples, const UpdateOptions& uo,
+                          double lr) {
   const auto t0 = std::chrono::steady_clock::now();
   UpdateStats st;
   const size_t S = samples.size();
   std::vector<RlSequence> seqs(S);
-  for (size_t i = 0; i < S; ++i) seqs[i] = {samples[i].prompt, samples[i].response};
-  const std::vector<RlMicroBatch> mbs = pack_rl_sequences(seqs, uo.micro_batch_tokens);
+  for (size_t i = 0; i < S; ++i) seqs[i] = {&samples[i].prompt, &samples[i].response};
+  std::vector<RlMicroBatch> mbs = pack_rl_sequences(seqs, uo.micro_batch_tokens);
+  // Ranks that run their layers together (DP-shard gathers) pass as many micro-batches:
+  // the others get empty ones (one token, no target, no gradient).
+  const int64_t n_mb = policy.lockstep_count(int64_t(mbs.size()));
+  while (int64_t(mbs.size()) < n_mb) {
+    RlMicroBatch e;
+    e.tokens = {0};
+    e.targets = {-1};
+    e.positions = {0};
+    e.cu_seqlens = {0, 1};
+    e.max_seqlen = 1;
+    mbs.push_back(std::move(e));
+  }
 
   // Behaviour log-probs: fixed for all reuse steps.
-  st.behaviour_logp.assign(S, {});
-  st.current_logp.assign(S, {});
-  for (size_t i = 0; i < S; ++i) st.behaviour_logp[i] = samples[i].sampler_logp;
+  std::vector<std::vector<double>> behaviour(S), current(S);
+  for (size_t i = 0; i < S; ++i) behaviour[i] = samples[i].sampler_logp;
   double gap = 0;
   int64_t gap_n = 0;
   if (uo.recompute_behaviour) {
-    response_logp(policy, mbs, st.behaviour_logp);
+    response_logp(policy, mbs, behaviour);
     for (size_t i = 0; i < S; ++i)
-      for (size_t t = 0; t < samples[i].sampler_logp.size() && t < st.behaviour_logp[i].size(); ++t, ++gap_n)
-        gap += std::fabs(samples[i].sampler_logp[t] - st.behaviour_logp[i][t]);
+      for (size_t t = 0; t < samples[i].sampler_logp.size() && t < behaviour[i].size(); ++t, ++gap_n)
+        gap += std::fabs(samples[i].sampler_logp[t] - behaviour[i][t]);
   }
   std::vector<std::vector<double>> ref_logp(S);
   if (uo.loss.kl_coef > 0) {
     TEMPER_CHECK(ref != nullptr, "policy_update: kl_coef > 0 needs a reference model");
     response_logp(*ref, mbs, ref_logp);
   }
+  auto finish = [&]() {
+    for (size_t i = 0; i < S; ++i) {
+      samples[i].behaviour_logp = behaviour[i];
+      samples[i].current_logp = current[i].size() == behaviour[i].size() ? current[i] : behaviour[i];
+    }
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return st;
+  };
 
   // The aggregation's denominator over the whole global batch.
   std::vector<PolicySample> all(S);
   for (size_t i = 0; i < S; ++i) {
-    all[i].cur_logp = st.behaviour_logp[i];  // shapes only
-    all[i].behaviour_logp = st.behaviour_logp[i];
+    all[i].cur_logp = behaviour[i];  // shapes only
+    all[i].behaviour_logp = behaviour[i];
     all[i].advantage = samples[i].advantage;
     all[i].discarded = samples[i].discarded;
   }
   PolicyLossOptions lo = uo.loss;
-  lo.kl_coef = uo.loss.kl_coef;
   const double local_den = S ? loss_denominator(all, lo) : 0.0;
   lo.denominator = policy.dp_sum(local_den);
   st.sampler_logp_gap = policy.dp_sum(gap) / std::max(1.0, policy.dp_sum(double(gap_n)));
   int64_t local_tokens = 0, local_samples = 0;
-  for (size_t i = 0; i < S; ++i)
-    if (!samples[i].discarded && !samples[i].response->empty()) {
-      local_tokens += int64_t(samples[i].response->size());
+  for (const RlSample& s : samples)
+    if (!s.discarded && !s.response.empty()) {
+      local_tokens += int64_t(s.response.size());
       ++local_samples;
     }
   st.tokens = policy.dp_sum(local_tokens);
   st.samples = policy.dp_sum(local_samples);
-  if (lo.denominator <= 0) {  // nothing carries a gradient anywhere: no optimizer step
-    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return st;
-  }
+  if (lo.denominator <= 0) return finish();  // nothing carries a gradient anywhere: no optimizer step
 
   const bool gspo = uo.algorithm == PolicyAlgorithm::GSPO;
   std::vector<std::vector<double>> dl(S);
@@ -80,12 +95,16 @@ UpdateStats policy_update(Engine& policy, Engine* ref, const std::vector<UpdateS
     policy.zero_grad();
     double loss = 0, pg = 0;
     for (const auto& mb : mbs) {
-      scatter_response_logp(mb, policy.forward(token_batch(mb)), st.current_logp);
+      scatter_response_logp(mb, policy.forward(token_batch(mb)), current);
+      if (mb.samples.empty()) {  // a filler micro-batch
+        policy.backward(std::vector<double>(mb.tokens.size(), 0.0));
+        continue;
+      }
       std::vector<PolicySample> part(mb.samples.size());
       for (size_t d = 0; d < mb.samples.size(); ++d) {
         const size_t i = size_t(mb.samples[d]);
-        part[d].cur_logp = st.current_logp[i];
-        part[d].behaviour_logp = st.behaviour_logp[i];
+        part[d].cur_logp = current[i];
+        part[d].behaviour_logp = behaviour[i];
         if (lo.kl_coef > 0) part[d].ref_logp = ref_logp[i];
         part[d].advantage = samples[i].advantage;
         part[d].discarded = samples[i].discarded;
@@ -116,8 +135,7 @@ UpdateStats policy_update(Engine& policy, Engine* ref, const std::vector<UpdateS
   st.ratio_mean = policy.dp_sum(ratio) / U;
   st.approx_kl = policy.dp_sum(akl) / KT;
   st.ref_kl = policy.dp_sum(rkl) / KT;
-  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return st;
+  return finish();
 }
 
 }  // namespace temper

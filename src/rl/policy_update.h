@@ -1,26 +1,19 @@
-// The optimisation half of an RL step: the kept samples of a rollout batch are
+// The optimisation half of an RL step: the samples of a rollout batch are
 // packed into micro-batches; behaviour (and reference) log-probs are fixed once;
 // then reuse_steps times: forward the policy, the GRPO/GSPO loss on the host
-// (rl/grpo, rl/gspo) gives dL/dlogp per response token, backward, gradients summed
-// over the mesh, clip and optimizer step (train/engine). Ratios are always taken
-// against the stored behaviour log-probs (mixed-policy trajectory reuse).
+// (rl/grpo, rl/gspo) gives dL/dlogp per response token, backward, and one
+// engine step (gradients reduced over the mesh, clip, optimizer; train/engine).
+// Ratios are always taken against the stored behaviour log-probs (mixed-policy
+// trajectory reuse).
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "rl/policy_loss.h"
+#include "rl/rl_sample.h"
 #include "train/engine.h"
 
 namespace temper {
-
-// One sample to train on (this rank's share of the step).
-struct UpdateSample {
-  const std::vector<int32_t>* prompt = nullptr;
-  const std::vector<int32_t>* response = nullptr;
-  std::vector<double> sampler_logp;  // recorded by the generation engine
-  double advantage = 0;
-  bool discarded = false;
-};
 
 struct UpdateOptions {
   PolicyAlgorithm algorithm = PolicyAlgorithm::GRPO;
@@ -39,15 +32,14 @@ struct UpdateStats {
   int64_t samples = 0;                    // trained samples (global)
   int64_t optimizer_steps = 0;
   double seconds = 0;
-  // Per local sample: behaviour and final current log-probs (for trajectory dumps).
-  std::vector<std::vector<double>> behaviour_logp, current_logp;
 };
 
-// Collective over the policy's mesh (every rank calls it, possibly with no
-// samples; the sp ranks of one data-parallel rank with the same samples). `ref`
-// is the frozen reference policy for the KL term (nullptr when loss.kl_coef == 0).
+// Collective over the policy's mesh: every rank calls it, possibly with no
+// samples; the sp ranks of one data-parallel rank with the same samples in the
+// same order. Sets every sample's behaviour_logp and current_logp. `ref` is the
+// frozen reference policy for the KL term (nullptr when loss.kl_coef == 0).
 // Every optimizer step uses the learning rate lr.
-UpdateStats policy_update(Engine& policy, Engine* ref, const std::vector<UpdateSample>& samples,
-                          const UpdateOptions& opt_u, double lr);
+UpdateStats policy_update(Engine& policy, Engine* ref, std::vector<RlSample>& samples, const UpdateOptions& opt,
+                          double lr);
 
 }  // namespace temper

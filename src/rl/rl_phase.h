@@ -4,6 +4,9 @@
 // following; unparsable responses discarded) -> group-normalised advantages ->
 // zero-variance groups dropped and refilled -> reuse_steps clipped policy updates
 // against the stored behaviour log-probs -> metrics, trajectory dumps, checkpoints.
+// Any mesh sp x dp_shard x dp_replicate: the policy is a train/engine; every rank
+// generates its share of the groups from the gathered policy and the sp ranks of
+// a data-parallel rank train on their samples together (rl/rollout_distribution).
 #pragma once
 #include <cstdint>
 #include <map>

@@ -43,12 +43,6 @@ std::vector<RlMicroBatch> pack_rl_sequences(const std::vector<RlSequence>& seqs,
   return out;
 }
 
-Batch to_batch(Kernels& k, const RlMicroBatch& mb, int vocab_size) {
-  Batch b = make_batch(k, mb.tokens, mb.targets, mb.positions, mb.cu_seqlens, vocab_size);
-  b.max_seqlen = mb.max_seqlen;
-  return b;
-}
-
 void scatter_response_logp(const RlMicroBatch& mb, const std::vector<double>& flat,
                            std::vector<std::vector<double>>& out) {
   TEMPER_CHECK(int64_t(flat.size()) == mb.n_tokens(), "scatter_response_logp: ", flat.size(), " values for ",

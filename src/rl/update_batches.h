@@ -29,8 +29,6 @@ struct RlMicroBatch {
 // empty response are skipped (they carry no token to train on).
 std::vector<RlMicroBatch> pack_rl_sequences(const std::vector<RlSequence>& seqs, int64_t max_tokens);
 
-Batch to_batch(Kernels& k, const RlMicroBatch& mb, int vocab_size);
-
 // flat logp (host, length n_tokens) -> per-sample response log-probs (out[sample] resized)
 void scatter_response_logp(const RlMicroBatch& mb, const std::vector<double>& flat,
                            std::vector<std::vector<double>>& out);

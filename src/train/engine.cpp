@@ -46,6 +46,10 @@ int64_t Engine::dp_sum(int64_t v) {
   return mesh_.replicate().allreduce_sum_i64(mesh_.shard().allreduce_sum_i64(v));
 }
 
+int64_t Engine::lockstep_count(int64_t n) {
+  return mesh_.sp().allreduce_max_i64(mesh_.shard().allreduce_max_i64(n));
+}
+
 void Engine::zero_grad() {
   if (shard_) shard_->zero_grad();
   model_->zero_grad();  // skips the gradients DpShard released; resets QK-clip's max logits

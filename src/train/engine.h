@@ -87,6 +87,12 @@ class Engine {
   double dp_sum(double v);
   int64_t dp_sum(int64_t v);
 
+  // How many micro-batches a step's forward/backward passes must number on this
+  // rank when it has n of its own: ranks that gather parameters together
+  // (dp_shard) or split one sequence (sp) run their passes in lock step, so the
+  // phase pads its list to this count with micro-batches that carry no loss.
+  int64_t lockstep_count(int64_t n);
+
   void zero_grad();
   // log p(target) of every token of b (0 where target < 0), whole batch. Keeps b
   // and the activations for backward(). Collective over sp (and dp_shard).

@@ -2,6 +2,8 @@
 // response that satisfies it and one that does not, strict vs loose, errors.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <map>
 #include <random>
 
 #include "core/error.h"
@@ -23,9 +25,9 @@ TEST(RewardsInstruction, EveryConstraintTrueAndFalse) {
       {R"({"type":"word_count","relation":"at least","n":5})", "one two three four five", "one two three four"},
       {R"({"type":"word_count","relation":"less than","n":3})", "hi there", "one two three"},
       {R"({"type":"word_count","relation":"at_most","n":2})", "hi there", "one two three"},
-      {R"({"type":"sentence_count","relation":"at least","n":3})", "A b. C d! E f?", "Only one. Two."},
+      {R"({"type":"sentence_count","relation":"at least","n":3})", "Aa bb. Cc dd! Ee ff?", "Only one. Two."},
       {R"({"type":"sentence_count","relation":"exactly","n":2})", "First one. Second one", "Just one."},
-      {R"({"type":"paragraph_count","n":3})", "p1\n\np2\n\n\np3", "p1\n\np2"},
+      {R"({"type":"paragraph_count","n":3})", "p1\n***\np2\n***\np3", "p1\n\np2\n\np3"},
       {R"({"type":"paragraph_count","n":2})", "first\n***\nsecond", "first\nstill first"},
       {R"({"type":"include_keywords","keywords":["Apple","river"]})", "An apple by the River.", "An apple alone."},
       {R"({"type":"forbidden_words","words":["bad"]})", "This is badly done, badge.", "This is Bad."},
@@ -41,11 +43,11 @@ TEST(RewardsInstruction, EveryConstraintTrueAndFalse) {
       {R"({"type":"title"})", "<<My Title>>\nbody", "<<>> body << broken\n>>"},
       {R"({"type":"ends_with","phrase":"Any other questions?"})", "Done. any other questions?\n",
        "Any other questions? Yes."},
-      {R"({"type":"starts_with","phrase":"My answer is"})", "  my answer is yes", "Well, my answer is yes"},
+      {R"({"type":"starts_with","phrase":"My answer is"})", "Intro\n  My answer is yes", "Well, my answer is yes"},
       {R"({"type":"no_commas"})", "No commas here.", "Well, here is one."},
-      {R"({"type":"placeholders","n":2})", "Send to [name] at [address].", "Send to [name] at []."},
+      {R"({"type":"placeholders","n":2})", "Send to [name] at [].", "Send to [name] at nowhere."},
       {R"({"type":"highlighted_sections","n":2})", "*one* and *two*", "*one* and nothing"},
-      {R"({"type":"sections","n":2})", "SECTION 1\nfoo\nSECTION 2\nbar", "SECTION 1\nfoo\nSECTION 2\nSECTION 3"},
+      {R"({"type":"sections","n":2,"relation":"exactly"})", "SECTION 1\nfoo\nSECTION 2\nbar", "SECTION 1\nfoo\nSECTION 2\nSECTION 3"},
       {R"({"type":"sections","n":2,"splitter":"Part"})", "Part 1\na\n## Part 2\nb", "Part 1 only"},
       {R"({"type":"quotation"})", "\"wrapped in quotes\"", "\"only at the start"},
       {R"({"type":"postscript"})", "Body.\nP.S. remember this", "Body. PS nothing"},
@@ -72,11 +74,11 @@ TEST(RewardsInstruction, ListIsStrictConjunction) {
 }
 
 TEST(RewardsInstruction, LooseAcceptsIFEvalVariants) {
-  // A chatty first line breaks "starts with"; loose drops it.
-  json starts = {{"type", "starts_with"}, {"phrase", "Dear team"}};
-  const char* chatty = "Sure! Here is the letter:\nDear team, all good.";
-  EXPECT_EQ(instruction_reward(chatty, starts, false).reward, 0.0);
-  EXPECT_EQ(instruction_reward(chatty, starts, true).reward, 1.0);
+  // A chatty first line breaks "wrapped in quotes"; loose drops it.
+  json quoted = {{"type", "startend:quotation"}};
+  const char* chatty = "Sure! Here is the answer:\n\"All good.\"";
+  EXPECT_EQ(instruction_reward(chatty, quoted, false).reward, 0.0);
+  EXPECT_EQ(instruction_reward(chatty, quoted, true).reward, 1.0);
   // Markdown emphasis breaks "ends with"; loose removes '*'.
   json ends = {{"type", "ends_with"}, {"phrase", "the end."}};
   EXPECT_EQ(instruction_reward("Story... **the end.**", ends, false).reward, 0.0);
@@ -122,7 +124,12 @@ TEST(RewardsInstruction, RandomBytesNeverThrow) {
     {"type":"all_uppercase"},{"type":"all_lowercase"},{"type":"json_format"},{"type":"bullet_count","n":1},
     {"type":"title"},{"type":"ends_with","phrase":"x"},{"type":"starts_with","phrase":"y"},{"type":"no_commas"},
     {"type":"placeholders","n":1},{"type":"highlighted_sections","n":1},{"type":"sections","n":1},
-    {"type":"quotation"},{"type":"postscript"},{"type":"keyword_frequency","keyword":"k","n":1}])");
+    {"type":"quotation"},{"type":"postscript"},{"type":"keyword_frequency","keyword":"k","n":1},
+    {"type":"language:response_language","language":"de"},{"type":"change_case:english_capital"},
+    {"type":"change_case:capital_word_frequency","capital_frequency":2,"capital_relation":"at least"},
+    {"type":"length_constraints:nth_paragraph_first_word","num_paragraphs":2,"nth_paragraph":2,"first_word":"a"},
+    {"type":"combination:two_responses"},{"type":"combination:repeat_prompt","prompt_to_repeat":"Say hi."},
+    {"type":"detectable_format:constrained_response"}])");
   std::mt19937 rng(11);
   const std::string alphabet = "*-[]<>{}\"\n ,.!?SECTION 1aAbB```json";
   for (int i = 0; i < 400; ++i) {
@@ -133,6 +140,51 @@ TEST(RewardsInstruction, RandomBytesNeverThrow) {
       ASSERT_NO_THROW(instruction_reward(s, c, i % 4 == 0)) << c.dump();
     }
   }
+}
+
+// The official checkers' own test cases (instructions_test.py) and edge cases written from
+// reading them (tests/fixtures/ifeval/checker_cases.jsonl): agreement per instruction type,
+// no false pass (temper following an instruction the official checker says is broken).
+TEST(RewardsInstruction, OfficialCheckerCases) {
+  std::ifstream in(std::string(TEMPER_SOURCE_DIR) + "/tests/fixtures/ifeval/checker_cases.jsonl");
+  ASSERT_TRUE(in.good());
+  struct Tally {
+    int cases = 0, agree = 0, false_pass = 0, false_fail = 0;
+  };
+  std::map<std::string, Tally> per_type;
+  Tally all;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    json c = json::parse(line);
+    json constraint = c["kwargs"];
+    constraint["type"] = c["id"];
+    bool want = c["strict"].get<bool>();
+    bool got = ifeval_instruction_followed(c["response"].get<std::string>(), constraint, false);
+    for (Tally* t : {&per_type[c["id"].get<std::string>()], &all}) {
+      ++t->cases;
+      t->agree += got == want;
+      t->false_pass += got && !want;
+      t->false_fail += !got && want;
+    }
+    if (got != want)
+      std::printf("  %s %s: %s\n    %s\n", got ? "FALSE PASS" : "false fail", c["id"].get<std::string>().c_str(),
+                  c["source"].get<std::string>().c_str(), c["response"].dump().substr(0, 200).c_str());
+  }
+  for (const auto& [type, t] : per_type)
+    std::printf("  %-46s %2d cases, agree %2d, false pass %d, false fail %d\n", type.c_str(), t.cases, t.agree,
+                t.false_pass, t.false_fail);
+  std::printf("IFEval checker cases: %d, agreement %.1f %%, false passes %d, false fails %d, types %zu\n", all.cases,
+              100.0 * all.agree / all.cases, all.false_pass, all.false_fail, per_type.size());
+  EXPECT_EQ(per_type.size(), 25u);
+  EXPECT_EQ(all.false_pass, 0);
+  EXPECT_GE(double(all.agree) / all.cases, 0.95);
+}
+
+TEST(RewardsInstruction, IfevalRecordAsConstraints) {
+  json rec = json::parse(R"({"instruction_id_list": ["punctuation:no_comma", "length_constraints:number_words"],
+                             "kwargs": [{}, {"num_words": 3, "relation": "at least", "unused": null}]})");
+  EXPECT_EQ(instruction_reward("three plain words", rec).verdict, Verdict::Correct);
+  EXPECT_EQ(instruction_reward("two, words", rec).verdict, Verdict::Wrong);
 }
 
 }  // namespace

@@ -27,22 +27,41 @@ struct RewardResult {
 std::optional<std::string> strip_think(const std::string& response);
 
 // ---- math ------------------------------------------------------------------
+// What to take as the answer when there is neither a \boxed{} nor a prefix.
+enum class MathFallback {
+  None,    // no answer (Unparsable): the default for RL
+  Latex,   // Math-Verify's "final answer is"/"answer:" anchors, then the last $...$ / \[...\] span
+  Number,  // the anchors, then the last plain number ("1,234.5", "2,74")
+  Both,    // the anchors, then the last math span, else the last number
+};
+
 struct MathOptions {
-  bool use_boxed = true;  // take the last \boxed{...} (or \boxed 5) when present
+  bool use_boxed = true;  // take the last \boxed{...} (with the boxes listed just before it)
   // Fallback markers, tried when no \boxed is found: the answer is the rest of the
   // line after the LAST occurrence of any of them (case-insensitive), e.g. "####", "Answer:".
   std::vector<std::string> answer_prefixes;
+  MathFallback fallback = MathFallback::None;
+  int float_rounding = 6;   // a decimal answer matches when equal after rounding to this many places
+  bool set_relation = true; // "-2 \le x \le 7" and "[-2, 7]" compare equal whichever is the reference
 };
 
 // ref: {"answer": "..."} (string or number, or an array of acceptable answers), or
-// the answer itself as a json string/number. Reward 1 when equal after normalisation.
+// the answer itself as a json string/number. Reward 1 when mathematically equal
+// (docs/rewards.md lists the rules).
 RewardResult math_reward(const std::string& response, const nlohmann::json& ref,
                          const MathOptions& opt = {});
 
 // Exposed for tests and for the eval phase.
 std::optional<std::string> extract_math_answer(const std::string& text, const MathOptions& opt = {});
-std::string normalize_math_answer(const std::string& answer);
-bool math_answers_equal(const std::string& a, const std::string& b);
+std::string normalize_math_answer(const std::string& answer);  // canonical text of the parsed answer
+struct MathJudgement {
+  bool equal = false;
+  bool undecided = false;  // neither proved equal nor unequal (unparsable side, no valid evaluation point)
+  std::string why;
+};
+// gold is the reference: the relation is not symmetric for "x = 5" against "5".
+MathJudgement judge_math_answers(const std::string& gold, const std::string& pred, const MathOptions& opt = {});
+bool math_answers_equal(const std::string& gold, const std::string& pred);
 
 // ---- instruction following ---------------------------------------------------
 // constraints: one object or an array of objects, each with a "type" (see
@@ -51,6 +70,9 @@ bool math_answers_equal(const std::string& a, const std::string& b);
 // Throws temper::Error for an unknown type or a missing/ill-typed key.
 RewardResult instruction_reward(const std::string& response, const nlohmann::json& constraints,
                                 bool loose = false);
+// One constraint against one response, as the official evaluation scores an instruction
+// (strict, or loose over its eight variants). Throws temper::Error for a bad constraint.
+bool ifeval_instruction_followed(const std::string& response, const nlohmann::json& constraint, bool loose);
 
 // ---- code ------------------------------------------------------------------
 struct CodeTest {
