@@ -251,6 +251,9 @@ Builder build_schema() {
   b.k("code_command", Str, "python3", "interpreter that runs code answers in the sandbox ('{src}' = file)");
   b.k("code_workers", Int, "4", "code sandboxes run concurrently").above(0);
   b.k("code_timeout", Float, "5", "wall-clock seconds per code test run").above(0);
+  b.k("code_batch", Int, "1",
+      "test-code answers (humaneval, mbpp) scored per sandboxed interpreter, each in its own forked process")
+      .above(0);
   b.k("code_unisolated", Bool, "false",
       "where namespaces are unavailable, run code answers unisolated (they can then read the run's files and "
       "see other processes; a warning at start) instead of refusing");

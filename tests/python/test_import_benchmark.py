@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Tests of postproc/import_benchmark.py on the records in tests/fixtures/benchmarks (and, when
-$TEMPER_BENCHMARKS or ../shared/benchmarks beside the checkout holds them, the record counts of the
+$TEMPER_BENCHMARKS_DIR or ../shared/benchmarks beside the checkout holds them, the record counts of the
 full files): benchmark detection, ids kept, prompts, verifier data, MBPP splits, options, and one-line
 errors with exit 2. Exits non-zero on failure (ctest python.test_import_benchmark)."""
 import json
@@ -13,7 +13,7 @@ import unittest
 SRC = os.environ.get("TEMPER_SOURCE_DIR") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TOOL = os.path.join(SRC, "postproc", "import_benchmark.py")
 FIX = os.path.join(SRC, "tests", "fixtures", "benchmarks")
-SHARED = os.environ.get("TEMPER_BENCHMARKS") or os.path.join(os.path.dirname(SRC), "shared", "benchmarks")
+SHARED = os.environ.get("TEMPER_BENCHMARKS_DIR") or os.path.join(os.path.dirname(SRC), "shared", "benchmarks")
 sys.path.insert(0, os.path.join(SRC, "postproc"))
 
 import import_benchmark  # noqa: E402
@@ -124,7 +124,7 @@ class Importer(unittest.TestCase):
             self.assertIn("not found", run(os.path.join(d, "missing.jsonl"), "--out", "-").stderr)
 
 
-@unittest.skipUnless(os.path.isdir(SHARED), f"{SHARED} not found (set TEMPER_BENCHMARKS to check the full files)")
+@unittest.skipUnless(os.path.isdir(SHARED), f"{SHARED} not found (set TEMPER_BENCHMARKS_DIR to check the full files)")
 class FullFiles(unittest.TestCase):
     def test_counts_and_unique_ids(self):
         for name, bench, n in [("gsm8k_test.jsonl", "gsm8k", 1319), ("math500_test.jsonl", "math500", 500),

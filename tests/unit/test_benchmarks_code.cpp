@@ -4,7 +4,7 @@
 // verifier on reference solutions: every HumanEval canonical solution passes and a
 // body that only `pass`es fails; every MBPP test-split reference program passes its
 // asserts and a wrong one fails. Runs on the fixtures always and on the full files
-// in $TEMPER_BENCHMARKS (default: shared/benchmarks beside the checkout) when they
+// in $TEMPER_BENCHMARKS_DIR (default: shared/benchmarks beside the checkout) when they
 // are there, skipping with a message otherwise. Needs /usr/bin/python3.
 #include <gtest/gtest.h>
 
@@ -34,7 +34,7 @@ const char* kPython = "/usr/bin/python3";
 fs::path fixtures_dir() { return fs::path(TEMPER_SOURCE_DIR) / "tests/fixtures/benchmarks"; }
 
 fs::path shared_dir() {
-  const char* env = std::getenv("TEMPER_BENCHMARKS");
+  const char* env = std::getenv("TEMPER_BENCHMARKS_DIR");
   if (env && *env) return env;
   return fs::path(TEMPER_SOURCE_DIR).parent_path() / "shared/benchmarks";
 }
@@ -105,7 +105,8 @@ class BenchmarkCode : public ::testing::Test {
     o.sandbox.run_command = {"python3"};
     o.sandbox.wall_timeout_s = 60;  // generous: a loaded CI machine must not turn a pass into a fail
     o.sandbox.cpu_seconds = 30;
-    o.sandbox.workers = 4;
+    o.sandbox.workers = 2;
+    o.sandbox.test_code_batch = 16;  // 16 jobs per interpreter start, each in its own forked process
     o.sandbox.tmp_root = root_;
     return o;
   }
@@ -193,10 +194,37 @@ TEST_F(BenchmarkCode, MbppFixturesThroughImporter) {
   EXPECT_NE(r[0].result.detail.find("passed 1/3; test 1: AssertionError"), std::string::npos) << r[0].result.detail;
 }
 
+// Every benchmark's converted records load as RL/eval prompts and reach their verifier.
+TEST_F(BenchmarkCode, MathAndIfevalRecordsLoadAndScore) {
+  auto gsm = import(fixtures_dir() / "gsm8k_test.jsonl");
+  ASSERT_EQ(gsm.size(), 3u);
+  EXPECT_EQ(gsm[0].family, RewardFamily::Math);
+  auto math = import(fixtures_dir() / "math500_test.jsonl");
+  EXPECT_EQ(math[0].family, RewardFamily::Math);
+  auto ifeval = import(fixtures_dir() / "ifeval_input_data.jsonl");
+  ASSERT_EQ(ifeval.size(), 3u);
+  EXPECT_EQ(ifeval[0].family, RewardFamily::Instruction);
+  auto r = score_responses(gsm, {0, 0, 0}, {"So she makes \\boxed{18} dollars.", "\\boxed{19}", "eighteen"},
+                           {0, 0, 0}, scoring());
+  EXPECT_EQ(r[0].result.verdict, Verdict::Correct) << r[0].result.detail;
+  EXPECT_EQ(r[1].result.verdict, Verdict::Wrong) << r[1].result.detail;
+  EXPECT_EQ(r[2].result.verdict, Verdict::Unparsable) << r[2].result.detail;
+  auto m = score_responses(math, {0, 0}, {"\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "\\boxed{(3, \\pi)}"},
+                           {0, 0}, scoring());
+  EXPECT_EQ(m[0].result.verdict, Verdict::Correct) << m[0].result.detail;
+  EXPECT_EQ(m[1].result.verdict, Verdict::Wrong) << m[1].result.detail;
+  // Record 1000: no commas, 3 highlighted sections, at least 300 words.
+  std::string ok = "*one* *two* *three*";
+  for (int i = 0; i < 300; ++i) ok += " word";
+  auto f = score_responses(ifeval, {0, 0}, {ok, "*one*, *two* *three* short"}, {0, 0}, scoring());
+  EXPECT_EQ(f[0].result.verdict, Verdict::Correct) << f[0].result.detail;
+  EXPECT_EQ(f[1].result.verdict, Verdict::Wrong) << f[1].result.detail;
+}
+
 TEST_F(BenchmarkCode, HumanEvalReferenceSolutions) {
   const fs::path file = shared_dir() / "humaneval.jsonl";
   if (!fs::exists(file))
-    GTEST_SKIP() << file << " not found: set TEMPER_BENCHMARKS to the folder of the benchmark files to run this check";
+    GTEST_SKIP() << file << " not found: set TEMPER_BENCHMARKS_DIR to the folder of the benchmark files to run this check";
   auto prompts = import(file);
   check_humaneval(file, prompts, 164);
 }
@@ -204,7 +232,7 @@ TEST_F(BenchmarkCode, HumanEvalReferenceSolutions) {
 TEST_F(BenchmarkCode, MbppReferenceSolutions) {
   const fs::path file = shared_dir() / "mbpp.jsonl";
   if (!fs::exists(file))
-    GTEST_SKIP() << file << " not found: set TEMPER_BENCHMARKS to the folder of the benchmark files to run this check";
+    GTEST_SKIP() << file << " not found: set TEMPER_BENCHMARKS_DIR to the folder of the benchmark files to run this check";
   auto prompts = import(file);
   ASSERT_EQ(prompts.size(), 500u);
   for (size_t i = 0; i < prompts.size(); ++i) ASSERT_EQ(prompts[i].ref["id"], int64_t(11 + i));

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 
 #include "core/error.h"
 #include "rl/rewards/code_harness.h"
@@ -21,6 +22,16 @@ namespace {
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// True while a process has `marker` in its command line.
+bool process_alive(const std::string& marker) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream f(e.path() / "cmdline", std::ios::binary);
+    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (cmd.find(marker) != std::string::npos) return true;
+  }
+  return false;
 }
 
 class CodeHarness : public ::testing::Test {
@@ -132,14 +143,56 @@ TEST_F(CodeHarness, HangingTestAndLingeringThreadAreBounded) {
   EXPECT_LT(now_s() - t0, 10.0);
 }
 
+TEST_F(CodeHarness, BatchedJobsAreIsolatedFromEachOther) {
+  opt_.test_code_batch = 8;
+  opt_.wall_timeout_s = 2;
+  const std::string add = "def add(a, b):\n    return a + b\n";
+  // Each job in its own process: patched builtins, a hang, an early exit, forged
+  // output, a setsid daemon in one job change nothing for the next ones.
+  std::vector<std::string> codes = {
+      add + "import builtins\nbuiltins.abs = lambda x: 42\nbuiltins.add = lambda a, b: 3",
+      add + "assert abs(-1) == 1",
+      "def add(a, b):\n    while True: pass",
+      add + "import os\nos.write(1, b'job 4 test 0 ok\\n')\nprint('job 5 test 0 ok')\nos._exit(0)",
+      "def add(a, b):\n    return 0",
+      "import os, time\nif os.fork() == 0:\n    os.setsid()\n    os.execv('/bin/sleep', ['sleep', '30.4711'])\n"
+      "time.sleep(0.3)\n" + add,
+      add + "import os\nfor p in os.listdir('/proc'):\n    try:\n        c = open('/proc/%s/cmdline' % p).read()\n"
+            "    except OSError:\n        continue\n    assert '30.4711' not in c, 'the daemon of the job before is alive'\n",
+      add};
+  std::vector<CodeJob> jobs;
+  for (auto& c : codes) jobs.push_back(CodeJob{"```python\n" + c + "\n```", {}, kAdd});
+  jobs.insert(jobs.begin() + 2, CodeJob{"no code block", {}, kAdd});  // Unparsable, not sent
+  double t0 = now_s();
+  auto r = code_rewards(jobs, opt_);
+  EXPECT_LT(now_s() - t0, 20.0);
+  const std::vector<Verdict> want = {Verdict::Correct, Verdict::Correct, Verdict::Unparsable, Verdict::Wrong,
+                                     Verdict::Wrong,   Verdict::Wrong,   Verdict::Correct,    Verdict::Correct,
+                                     Verdict::Correct};
+  // Without a PID namespace the daemon lives until the end of the run (the sandbox
+  // then finds it by its marker), so job 7 sees it.
+  const bool pid_ns = r[7].detail.find("pid") != std::string::npos;
+  for (size_t i = 0; i < want.size(); ++i)
+    if (i != 7 || pid_ns) EXPECT_EQ(r[i].verdict, want[i]) << i << ": " << r[i].detail;
+  EXPECT_FALSE(process_alive("30.4711"));
+  EXPECT_NE(r[3].detail.find("timeout after 2 s"), std::string::npos) << r[3].detail;
+  EXPECT_NE(r[4].detail.find("no result (the program ended: exit 0)"), std::string::npos) << r[4].detail;
+  EXPECT_NE(r[0].detail.find("(batch of 8)"), std::string::npos) << r[0].detail;
+}
+
 TEST(CodeHarnessParse, OnlyLinesWithTheNonceCount) {
-  const std::string out = "noise test 0 ok\nabc test 1 ok\n\nabc test 0 fail AssertionError: x\nabc test 9 ok\n"
-                          "xabc test 2 ok\nabc done\n";
-  HarnessOutcome h = parse_code_harness_output(out, "abc", 3);
-  EXPECT_EQ(h.passed, (std::vector<bool>{false, true, false}));
-  EXPECT_EQ(h.failure[0], "AssertionError: x");
-  EXPECT_TRUE(h.done);
-  EXPECT_FALSE(parse_code_harness_output(out, "", 3).done);
+  const std::string out = "noise job 0 test 0 ok\nabc job 0 test 1 ok\n\nabc job 0 test 0 fail AssertionError: x\n"
+                          "abc job 0 test 9 ok\nabc job 7 test 0 ok\nxabc job 0 test 2 ok\nabc job 0 done\n"
+                          "abc job 1 program NameError: y\nabc job 1 ended exit 0\n";
+  auto h = parse_code_harness_output(out, "abc", {3, 2});
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h[0].passed, (std::vector<bool>{false, true, false}));
+  EXPECT_EQ(h[0].failure[0], "AssertionError: x");
+  EXPECT_TRUE(h[0].done);
+  EXPECT_FALSE(h[1].done);
+  EXPECT_EQ(h[1].program_error, "NameError: y");
+  EXPECT_EQ(h[1].ended, "exit 0");
+  EXPECT_FALSE(parse_code_harness_output(out, "", {3, 2})[0].done);
   EXPECT_EQ(code_harness_nonce().size(), 32u);
   EXPECT_NE(code_harness_nonce(), code_harness_nonce());
   EXPECT_EQ(code_harness_program({"def f():\n    \"\"\"doc\"\"\"", "", {}}, "    return 1\n"),

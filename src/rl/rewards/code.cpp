@@ -95,61 +95,80 @@ void write_file(const std::string& path, const std::string& text) {
   chmod(path.c_str(), 0644);  // readable by the (possibly unprivileged) program, not writable
 }
 
-// Test-code job (HumanEval, MBPP): one run of the Python harness scores every test.
-RewardResult score_test_code(const CodeTestCode& tc, const std::string& code, const SandboxDir& dir,
-                             const SandboxOptions& opt) {
-  RewardResult res;
-  write_file(dir.work() + "/solution.py", code_harness_program(tc, code));
-  write_file(dir.work() + "/tests.json", code_harness_spec(tc));
+// The program of a job: the last fenced block of the response after <think>; sets
+// an Unparsable result and returns nullopt when there is none.
+std::optional<std::string> job_program(const CodeJob& job, const SandboxOptions& opt, RewardResult* res) {
+  res->verdict = Verdict::Unparsable;
+  auto body = strip_think(job.response);
+  if (!body) {
+    res->detail = "unterminated <think> block";
+    return std::nullopt;
+  }
+  auto program = extract_code_block(*body, opt.fence_tags);
+  if (!program) res->detail = "no fenced code block";
+  return program;
+}
+
+// A batch of test-code jobs (HumanEval, MBPP): one run of the Python harness, each
+// job in its own forked process with the per-job deadline (code_harness.h).
+void score_test_code_batch(const std::vector<const CodeJob*>& jobs, const std::vector<std::string>& code,
+                           const SandboxOptions& opt, std::vector<RewardResult*> out) {
+  std::vector<const CodeTestCode*> tcs;
+  std::vector<std::string> programs;
+  std::vector<size_t> n_tests;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    tcs.push_back(&*jobs[j]->test_code);
+    programs.push_back(code_harness_program(*jobs[j]->test_code, code[j]));
+    n_tests.push_back(jobs[j]->test_code->tests.size());
+  }
+  SandboxDir dir(opt.tmp_root);
+  write_file(dir.work() + "/tests.json", code_harness_spec(tcs, programs, opt.wall_timeout_s));
   const std::string harness = dir.work() + "/harness.py";
   write_file(harness, code_harness_source());
   const std::string nonce = code_harness_nonce();
+  SandboxLimits lim = limits_of(opt);
+  lim.wall_timeout_s = double(jobs.size()) * (opt.wall_timeout_s + 0.5) + 5.0;  // the harness's own deadline
   auto cmd = build_command(opt.run_command, harness, true);
-  ExecResult r = sandbox_exec(cmd, nonce + "\n", dir, limits_of(opt));
+  ExecResult r = sandbox_exec(cmd, nonce + "\n", dir, lim);
   if (r.exec_failed) config_failure(cmd, r);
-  HarnessOutcome h = parse_code_harness_output(r.out, nonce, tc.tests.size());
-  size_t passed = 0;
-  std::string first_failure;
-  for (size_t t = 0; t < tc.tests.size(); ++t) {
-    if (h.passed[t]) {
-      ++passed;
-    } else if (first_failure.empty()) {
-      std::string why = !h.program_error.empty() ? "program raised " + h.program_error
-                        : !h.failure[t].empty()  ? h.failure[t]
-                        : !r.ok()                ? r.describe()
-                                                 : "no result (the program ended the run)";
-      first_failure = cat("test ", t, ": ", why);
+  const std::vector<HarnessOutcome> hs = parse_code_harness_output(r.out, nonce, n_tests);
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const HarnessOutcome& h = hs[j];
+    size_t passed = 0;
+    std::string first_failure;
+    for (size_t t = 0; t < n_tests[j]; ++t) {
+      if (h.passed[t]) {
+        ++passed;
+      } else if (first_failure.empty()) {
+        std::string why = !h.program_error.empty() ? "program raised " + h.program_error
+                          : !h.failure[t].empty()  ? h.failure[t]
+                          : h.ended == "timeout"   ? cat("timeout after ", opt.wall_timeout_s, " s")
+                          : !h.ended.empty()       ? "no result (the program ended: " + h.ended + ")"
+                          : !r.ok()                ? "harness: " + r.describe() + " " + r.err.substr(0, 200)
+                                                   : "no result";
+        first_failure = cat("test ", t, ": ", why);
+      }
     }
+    const bool all = passed == n_tests[j];
+    RewardResult& res = *out[j];
+    res.verdict = all ? Verdict::Correct : Verdict::Wrong;
+    res.reward = opt.all_or_nothing ? (all ? 1.0 : 0.0) : double(passed) / double(n_tests[j]);
+    res.detail = cat("passed ", passed, "/", n_tests[j], first_failure.empty() ? "" : "; ", first_failure,
+                     "; isolation: ", r.isolation, jobs.size() > 1 ? cat(" (batch of ", jobs.size(), ")") : "");
   }
-  const bool all = passed == tc.tests.size();
-  res.verdict = all ? Verdict::Correct : Verdict::Wrong;
-  res.reward = opt.all_or_nothing ? (all ? 1.0 : 0.0) : double(passed) / double(tc.tests.size());
-  res.detail = cat("passed ", passed, "/", tc.tests.size(), first_failure.empty() ? "" : "; ", first_failure,
-                   "; isolation: ", r.isolation);
-  return res;
 }
 
+// A job with stdin/stdout tests: one run per test.
 RewardResult score_job(const CodeJob& job, const SandboxOptions& opt) {
   RewardResult res;
-  res.verdict = Verdict::Unparsable;
-  auto body = strip_think(job.response);
-  if (!body) {
-    res.detail = "unterminated <think> block";
-    return res;
-  }
-  auto program = extract_code_block(*body, opt.fence_tags);
-  if (!program) {
-    res.detail = "no fenced code block";
-    return res;
-  }
-  TEMPER_CHECK(job.test_code ? !job.test_code->tests.empty() : !job.tests.empty(),
-               "code reward: a job has no tests (check the prompt record's \"tests\" or \"test_code\")");
-  res.verdict = Verdict::Wrong;
+  auto program = job_program(job, opt, &res);
+  if (!program) return res;
+  TEMPER_CHECK(!job.tests.empty(), "code reward: a job has no tests (check the prompt record's \"tests\")");
   for (size_t t = 0; t < job.tests.size(); ++t)  // any silent program would pass an empty one
     TEMPER_CHECK(!canonical_output(job.tests[t].expected_output).empty(), "code reward: tests[", t,
                  "] has an empty expected output (any silent program would pass it)");
+  res.verdict = Verdict::Wrong;
   SandboxDir dir(opt.tmp_root);
-  if (job.test_code) return score_test_code(*job.test_code, *program, dir, opt);
   const std::string src = dir.work() + "/" + opt.source_name;
   write_file(src, *program);
   SandboxLimits lim = limits_of(opt);
@@ -265,21 +284,51 @@ std::vector<RewardResult> code_rewards(const std::vector<CodeJob>& jobs, const S
     if (!cmd->empty() && sandbox_which((*cmd)[0]).empty())
       fail("code sandbox: interpreter/compiler '", (*cmd)[0], "' not found on PATH");
   std::vector<RewardResult> results(jobs.size());
+  // Work items: a stdin/stdout job alone, or up to test_code_batch test-code jobs
+  // whose responses hold a program (the others are Unparsable right away).
+  std::vector<std::vector<size_t>> items;
+  std::vector<std::string> code(jobs.size());
+  const size_t batch = size_t(std::max(1, opt.test_code_batch));
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (!jobs[i].test_code) {
+      items.push_back({i});
+      continue;
+    }
+    TEMPER_CHECK(!jobs[i].test_code->tests.empty(), "code reward: a job has no tests (check \"test_code\")");
+    auto program = job_program(jobs[i], opt, &results[i]);
+    if (!program) continue;
+    code[i] = std::move(*program);
+    if (items.empty() || !jobs[items.back()[0]].test_code || items.back().size() >= batch) items.emplace_back();
+    items.back().push_back(i);
+  }
   std::atomic<size_t> next{0};
   std::mutex err_mu;
   std::exception_ptr error;
   auto worker = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < jobs.size();) {
+    for (size_t w; (w = next.fetch_add(1)) < items.size();) {
       try {
-        results[i] = score_job(jobs[i], opt);
+        const std::vector<size_t>& item = items[w];
+        if (!jobs[item[0]].test_code) {
+          results[item[0]] = score_job(jobs[item[0]], opt);
+          continue;
+        }
+        std::vector<const CodeJob*> js;
+        std::vector<std::string> cs;
+        std::vector<RewardResult*> out;
+        for (size_t i : item) {
+          js.push_back(&jobs[i]);
+          cs.push_back(code[i]);
+          out.push_back(&results[i]);
+        }
+        score_test_code_batch(js, cs, opt, out);
       } catch (...) {
         std::lock_guard<std::mutex> lock(err_mu);
         if (!error) error = std::current_exception();
-        next = jobs.size();  // stop handing out work
+        next = items.size();  // stop handing out work
       }
     }
   };
-  size_t n = std::min<size_t>(std::max(1, opt.workers), jobs.size());
+  size_t n = std::min<size_t>(std::max(1, opt.workers), items.size());
   std::vector<std::thread> pool;
   for (size_t w = 0; w < n; ++w) pool.emplace_back(worker);
   for (auto& t : pool) t.join();

@@ -80,7 +80,7 @@ struct CodeTest {
   std::string expected_output;
 };
 
-// Python test code run after the program in the same interpreter (HumanEval's
+// Python test code run after the program in the same process (HumanEval's
 // `test` + `check(entry_point)`, MBPP's `test_list` asserts): the program is
 // `prefix` + the extracted code, then `setup` runs, then each test in turn, all in
 // the program's namespace; a test passes when it raises nothing (see code_harness.h).
@@ -124,7 +124,10 @@ struct SandboxOptions {
   std::vector<std::string> ro_paths;  // more host paths shown read-only (rl.code_ro_paths)
   std::string tmp_root;           // parent of the jobs' host folders; empty = $TMPDIR or /tmp
 
-  int workers = 4;                // concurrent jobs
+  int workers = 4;                // concurrent jobs (or batches)
+  // Test-code jobs scored by one sandboxed harness run, each in a process of its
+  // own forked from it (code_harness.h); wall_timeout_s applies per job.
+  int test_code_batch = 1;
   bool all_or_nothing = false;    // reward 1/0 instead of the fraction of tests passed
 };
 
