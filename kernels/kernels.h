@@ -116,20 +116,22 @@ class Kernels {
                                  const Tensor& coef, const Tensor& rstd) = 0;
 
   // ---- differential attention: combining signal and noise maps (Ye et al. 2024,
-  // grouped as in Motif 2's GDA) ------------------------------------------------
-  // a1[N,H,D]: signal heads softmax(Q1 K1^T/sqrt(D)) V; a2[N,G,D]: noise-control
-  // heads softmax(Q2 K2^T/sqrt(D)) V, H % G == 0, signal head h uses noise head
-  // h / (H/G). lam[4,D] rows (lq1, lk1, lq2, lk2), weight[D] the per-head norm:
+  // grouped as in Motif 2's GDA; model/differential_attention.h) -------------------
+  // a1[N,H,D]: signal heads softmax(Q1 K1^T/sqrt(d)) V; a2[N,G,D]: noise-control
+  // heads softmax(Q2 K2^T/sqrt(d)) V, H % G == 0, signal head h uses noise head
+  // h / (H/G). D is the width combined per head (2d in the released layout, values
+  // twice as wide as queries). lam[4,Dl] rows (lq1, lk1, lq2, lk2), weight[D] the
+  // per-head norm:
   //   lambda = exp(lq1 . lk1) - exp(lq2 . lk2) + lambda_init
   //   y[n,h] = a1[n,h] - lambda * a2[n, h/(H/G)]
   //   out[n,h] = (1 - lambda_init) * weight * y[n,h] * rstd[n,h],
   //   rstd[n,h] = 1/sqrt(mean_D(y^2) + eps)  (stat dtype [N,H])
   virtual void diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2,
-                                         const Tensor& lam, const Tensor& weight, float lambda_init, float eps) = 0;
+                                         const Tensor& lam, const Tensor& weight, double lambda_init, float eps) = 0;
   // da1, da2 overwritten; dlam, dweight accumulate (f32 like other weight grads).
   virtual void diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight,
                                           const Tensor& dout, const Tensor& a1, const Tensor& a2, const Tensor& lam,
-                                          const Tensor& weight, const Tensor& rstd, float lambda_init) = 0;
+                                          const Tensor& weight, const Tensor& rstd, double lambda_init) = 0;
 
   // ---- elementwise ----------------------------------------------------------
   virtual void add_inplace(Tensor& y, const Tensor& x) = 0;  // y += x

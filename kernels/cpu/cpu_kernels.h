@@ -28,6 +28,8 @@ class CpuKernels final : public Kernels {
   Tensor alloc(const Shape& shape, DType dtype) override;
   void zero(Tensor& t) override;
   void copy(Tensor& dst, const Tensor& src) override;
+  void copy_heads(Tensor& dst, int64_t dst_head, const Tensor& src, int64_t src_head, int64_t count,
+                  bool accumulate) override;
 
   // embedding.cpp
   void embedding_forward(Tensor& out, const Tensor& tokens, const Tensor& wte) override;
@@ -67,10 +69,10 @@ class CpuKernels final : public Kernels {
   void polynorm_backward(Tensor& dgu, Tensor& dcoef, const Tensor& dout, const Tensor& gu, const Tensor& coef,
                          const Tensor& rstd) override;
   void diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2, const Tensor& lam,
-                                 const Tensor& weight, float lambda_init, float eps) override;
+                                 const Tensor& weight, double lambda_init, float eps) override;
   void diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight, const Tensor& dout,
                                   const Tensor& a1, const Tensor& a2, const Tensor& lam, const Tensor& weight,
-                                  const Tensor& rstd, float lambda_init) override;
+                                  const Tensor& rstd, double lambda_init) override;
 
   // elementwise.cpp
   void add_inplace(Tensor& y, const Tensor& x) override;

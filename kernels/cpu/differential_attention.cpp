@@ -18,7 +18,7 @@ namespace temper {
 
 namespace {
 
-// e1 = exp(lq1 . lk1), e2 = exp(lq2 . lk2) from lam[4, D].
+// e1 = exp(lq1 . lk1), e2 = exp(lq2 . lk2) from lam[4, D] (D: the lambda vectors' length).
 template <typename T>
 void lambda_exps(const T* lam, int64_t D, double& e1, double& e2) {
   double d1 = 0, d2 = 0;
@@ -33,7 +33,7 @@ void lambda_exps(const T* lam, int64_t D, double& e1, double& e2) {
 }  // namespace
 
 void CpuKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2,
-                                           const Tensor& lam, const Tensor& weight, float lambda_init, float eps) {
+                                           const Tensor& lam, const Tensor& weight, double lambda_init, float eps) {
   const char* op = "diff_attn_combine_forward";
   DType dt = cpu::common_float_dtype(
       op, {{"out", &out}, {"rstd", &rstd}, {"a1", &a1}, {"a2", &a2}, {"lam", &lam}, {"weight", &weight}});
@@ -43,7 +43,7 @@ void CpuKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tens
   cpu::dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     double e1, e2;
-    lambda_exps(lam.data<T>(), D, e1, e2);
+    lambda_exps(lam.data<T>(), d.Dl, e1, e2);
     const double lambda = e1 - e2 + double(lambda_init), s = 1.0 - double(lambda_init);
     const T* x1 = a1.data<T>();
     const T* x2 = a2.data<T>();
@@ -71,7 +71,7 @@ void CpuKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tens
 
 void CpuKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight,
                                             const Tensor& dout, const Tensor& a1, const Tensor& a2, const Tensor& lam,
-                                            const Tensor& weight, const Tensor& rstd, float lambda_init) {
+                                            const Tensor& weight, const Tensor& rstd, double lambda_init) {
   const char* op = "diff_attn_combine_backward";
   DType dt = cpu::common_float_dtype(op, {{"da1", &da1},
                                           {"da2", &da2},
@@ -93,8 +93,9 @@ void CpuKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dl
   cpu::dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* L = lam.data<T>();
+    const int64_t Dl = d.Dl;
     double e1, e2;
-    lambda_exps(L, D, e1, e2);
+    lambda_exps(L, Dl, e1, e2);
     const double lambda = e1 - e2 + double(lambda_init), s = 1.0 - double(lambda_init);
     const T* x1 = a1.data<T>();
     const T* x2 = a2.data<T>();
@@ -139,11 +140,11 @@ void CpuKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dl
       dw[i] += static_cast<T>(acc);
     }
     T* dL = dlam.data<T>();
-    for (int64_t i = 0; i < D; ++i) {
-      dL[i] += static_cast<T>(dlambda * e1 * double(L[D + i]));
-      dL[D + i] += static_cast<T>(dlambda * e1 * double(L[i]));
-      dL[2 * D + i] += static_cast<T>(-dlambda * e2 * double(L[3 * D + i]));
-      dL[3 * D + i] += static_cast<T>(-dlambda * e2 * double(L[2 * D + i]));
+    for (int64_t i = 0; i < Dl; ++i) {
+      dL[i] += static_cast<T>(dlambda * e1 * double(L[Dl + i]));
+      dL[Dl + i] += static_cast<T>(dlambda * e1 * double(L[i]));
+      dL[2 * Dl + i] += static_cast<T>(-dlambda * e2 * double(L[3 * Dl + i]));
+      dL[3 * Dl + i] += static_cast<T>(-dlambda * e2 * double(L[2 * Dl + i]));
     }
   });
 }

@@ -1,5 +1,5 @@
-// CPU backend: allocation, zeroing, copies with f32/f64/bf16 conversion, and
-// the factory make_cpu_kernels().
+// CPU backend: allocation, zeroing, copies with f32/f64/bf16 conversion, the
+// strided head-block copy (copy_heads), and the factory make_cpu_kernels().
 #include <cstring>
 
 #include "core/bf16.h"
@@ -63,6 +63,32 @@ void CpuKernels::copy(Tensor& dst, const Tensor& src) {
   void* d = dst.raw();
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) store(d, dd, i, load(s, sd, i));
+}
+
+void CpuKernels::copy_heads(Tensor& dst, int64_t dst_head, const Tensor& src, int64_t src_head, int64_t count,
+                            bool accumulate) {
+  const char* op = "copy_heads";
+  cpu::check_on_cpu(op, {{"dst", &dst}, {"src", &src}});
+  check_copy_heads(dst, dst_head, src, src_head, count);
+  const int64_t N = dst.dim(0), Hd = dst.dim(1), Hs = src.dim(1), D = dst.dim(2), w = count * D;
+  if (N == 0 || w == 0) return;
+  if (!accumulate) {
+    const size_t es = dtype_size(dst.dtype());
+    char* d = static_cast<char*>(dst.raw()) + size_t(dst_head * D) * es;
+    const char* s = static_cast<const char*>(src.raw()) + size_t(src_head * D) * es;
+#pragma omp parallel for schedule(static) if (N * w > 65536)
+    for (int64_t t = 0; t < N; ++t) std::memcpy(d + size_t(t * Hd * D) * es, s + size_t(t * Hs * D) * es, size_t(w) * es);
+    return;
+  }
+  const DType dt = cpu::common_float_dtype(op, {{"dst", &dst}, {"src", &src}});
+  cpu::dispatch_float(dt, [&](auto tag) {
+    using T = decltype(tag);
+    T* d = dst.data<T>() + dst_head * D;
+    const T* s = src.data<T>() + src_head * D;
+#pragma omp parallel for schedule(static) if (N * w > 65536)
+    for (int64_t t = 0; t < N; ++t)
+      for (int64_t i = 0; i < w; ++i) d[t * Hd * D + i] += s[t * Hs * D + i];
+  });
 }
 
 }  // namespace temper

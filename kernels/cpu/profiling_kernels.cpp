@@ -72,6 +72,10 @@ void ProfilingKernels::zero(Tensor& t) {
 void ProfilingKernels::copy(Tensor& dst, const Tensor& src) {
   timed("copy", [&] { inner_.copy(dst, src); });
 }
+void ProfilingKernels::copy_heads(Tensor& dst, int64_t dst_head, const Tensor& src, int64_t src_head, int64_t count,
+                                  bool accumulate) {
+  timed("copy_heads", [&] { inner_.copy_heads(dst, dst_head, src, src_head, count, accumulate); });
+}
 void ProfilingKernels::embedding_forward(Tensor& out, const Tensor& tokens, const Tensor& wte) {
   timed("embedding_forward", [&] { inner_.embedding_forward(out, tokens, wte); });
 }
@@ -122,7 +126,7 @@ void ProfilingKernels::polynorm_backward(Tensor& dgu, Tensor& dcoef, const Tenso
   timed("polynorm_backward", [&] { inner_.polynorm_backward(dgu, dcoef, dout, gu, coef, rstd); });
 }
 void ProfilingKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2,
-                                                 const Tensor& lam, const Tensor& weight, float lambda_init,
+                                                 const Tensor& lam, const Tensor& weight, double lambda_init,
                                                  float eps) {
   timed("diff_attn_combine_forward",
         [&] { inner_.diff_attn_combine_forward(out, rstd, a1, a2, lam, weight, lambda_init, eps); });
@@ -130,7 +134,7 @@ void ProfilingKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, cons
 void ProfilingKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight,
                                                   const Tensor& dout, const Tensor& a1, const Tensor& a2,
                                                   const Tensor& lam, const Tensor& weight, const Tensor& rstd,
-                                                  float lambda_init) {
+                                                  double lambda_init) {
   timed("diff_attn_combine_backward", [&] {
     inner_.diff_attn_combine_backward(da1, da2, dlam, dweight, dout, a1, a2, lam, weight, rstd, lambda_init);
   });

@@ -43,6 +43,8 @@ class ProfilingKernels final : public Kernels {
   Tensor alloc(const Shape& shape, DType dtype) override;
   void zero(Tensor& t) override;
   void copy(Tensor& dst, const Tensor& src) override;
+  void copy_heads(Tensor& dst, int64_t dst_head, const Tensor& src, int64_t src_head, int64_t count,
+                  bool accumulate) override;
   void synchronize() override { inner_.synchronize(); }
 
   void embedding_forward(Tensor& out, const Tensor& tokens, const Tensor& wte) override;
@@ -66,10 +68,10 @@ class ProfilingKernels final : public Kernels {
   void polynorm_backward(Tensor& dgu, Tensor& dcoef, const Tensor& dout, const Tensor& gu, const Tensor& coef,
                          const Tensor& rstd) override;
   void diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2, const Tensor& lam,
-                                 const Tensor& weight, float lambda_init, float eps) override;
+                                 const Tensor& weight, double lambda_init, float eps) override;
   void diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight, const Tensor& dout,
                                   const Tensor& a1, const Tensor& a2, const Tensor& lam, const Tensor& weight,
-                                  const Tensor& rstd, float lambda_init) override;
+                                  const Tensor& rstd, double lambda_init) override;
   void add_inplace(Tensor& y, const Tensor& x) override;
   void scale_inplace(Tensor& y, float s) override;
   void axpby(Tensor& y, double a, const Tensor& x, double b) override;

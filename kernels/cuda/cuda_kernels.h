@@ -84,10 +84,10 @@ class CudaKernels final : public Kernels {
   void polynorm_backward(Tensor& dgu, Tensor& dcoef, const Tensor& dout, const Tensor& gu, const Tensor& coef,
                          const Tensor& rstd) override;
   void diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2, const Tensor& lam,
-                                 const Tensor& weight, float lambda_init, float eps) override;
+                                 const Tensor& weight, double lambda_init, float eps) override;
   void diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight, const Tensor& dout,
                                   const Tensor& a1, const Tensor& a2, const Tensor& lam, const Tensor& weight,
-                                  const Tensor& rstd, float lambda_init) override;
+                                  const Tensor& rstd, double lambda_init) override;
 
   // elementwise.cu
   void add_inplace(Tensor& y, const Tensor& x) override;

@@ -2,6 +2,7 @@
 // (kernels.h diff_attn_combine_*), bf16 in/out, f32 math.
 //   lambda = exp(lq1 . lk1) - exp(lq2 . lk2) + lambda_init, s = 1 - lambda_init
 //   y = a1[n,h] - lambda a2[n,g(h)],  out = s w y rstd,  rstd = 1/sqrt(mean_D(y^2) + eps)
+// (D: the combined width, 2 x head_dim in the released layout; lam rows have their own length Dl)
 // Forward: one warp per (token, signal head); each block first computes lambda
 // from lam[4,D] (two dot products) into shared memory.
 // Backward: one warp per (token, noise head) walks the H/G signal heads of its
@@ -35,11 +36,11 @@ __device__ void lambda_exps(const __nv_bfloat16* lam, int64_t D, float& e1, floa
 
 __global__ void combine_fwd_kernel(__nv_bfloat16* out, float* rstd, const __nv_bfloat16* a1, const __nv_bfloat16* a2,
                                    const __nv_bfloat16* lam, const __nv_bfloat16* w, int64_t N, int64_t H, int64_t G,
-                                   int64_t D, float lambda_init, float eps) {
+                                   int64_t D, int64_t Dl, float lambda_init, float eps) {
   __shared__ float s_lambda;
   if (threadIdx.x < 32) {
     float e1, e2;
-    lambda_exps(lam, D, e1, e2);
+    lambda_exps(lam, Dl, e1, e2);
     if (threadIdx.x == 0) s_lambda = e1 - e2 + lambda_init;
   }
   __syncthreads();
@@ -66,14 +67,14 @@ __global__ void combine_fwd_kernel(__nv_bfloat16* out, float* rstd, const __nv_b
 __global__ void combine_bwd_kernel(__nv_bfloat16* da1, __nv_bfloat16* da2, float* dweight, float* dlambda,
                                    const __nv_bfloat16* dout, const __nv_bfloat16* a1, const __nv_bfloat16* a2,
                                    const __nv_bfloat16* lam, const __nv_bfloat16* w, const float* rstd, int64_t N,
-                                   int64_t H, int64_t G, int64_t D, float lambda_init) {
+                                   int64_t H, int64_t G, int64_t D, int64_t Dl, float lambda_init) {
   __shared__ float s_lambda;
   __shared__ float s_dw[kWarps][kMaxD];
   __shared__ float s_dl[kWarps];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (warp == 0) {
     float e1, e2;
-    lambda_exps(lam, D, e1, e2);
+    lambda_exps(lam, Dl, e1, e2);
     if (lane == 0) s_lambda = e1 - e2 + lambda_init;
   }
   __syncthreads();
@@ -138,7 +139,7 @@ __global__ void combine_bwd_kernel(__nv_bfloat16* da1, __nv_bfloat16* da2, float
   }
 }
 
-// dlam rows (lq1, lk1, lq2, lk2) += dlambda * (e1 lk1, e1 lq1, -e2 lk2, -e2 lq2); one warp.
+// dlam rows (lq1, lk1, lq2, lk2) of length D += dlambda * (e1 lk1, e1 lq1, -e2 lk2, -e2 lq2); one warp.
 __global__ void lambda_grad_kernel(float* dlam, const float* dlambda, const __nv_bfloat16* lam, int64_t D) {
   float e1, e2;
   lambda_exps(lam, D, e1, e2);
@@ -154,7 +155,7 @@ __global__ void lambda_grad_kernel(float* dlam, const float* dlambda, const __nv
 }  // namespace
 
 void CudaKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Tensor& a1, const Tensor& a2,
-                                            const Tensor& lam, const Tensor& weight, float lambda_init, float eps) {
+                                            const Tensor& lam, const Tensor& weight, double lambda_init, float eps) {
   const char* op = "diff_attn_combine_forward";
   cuda::check_dtype(op, "out", out, DType::BF16);
   cuda::check_dtype(op, "rstd", rstd, DType::F32);
@@ -167,13 +168,13 @@ void CudaKernels::diff_attn_combine_forward(Tensor& out, Tensor& rstd, const Ten
   if (d.N == 0) return;
   combine_fwd_kernel<<<cuda::grid_for(d.N * d.H, kWarps, op), 32 * kWarps, 0, stream_>>>(
       cuda::bf(out), cuda::f32(rstd), cuda::bf(a1), cuda::bf(a2), cuda::bf(lam), cuda::bf(weight), d.N, d.H, d.G, d.D,
-      lambda_init, eps);
+      d.Dl, float(lambda_init), eps);
   TEMPER_CUDA_CHECK_LAUNCH();
 }
 
 void CudaKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight,
                                              const Tensor& dout, const Tensor& a1, const Tensor& a2, const Tensor& lam,
-                                             const Tensor& weight, const Tensor& rstd, float lambda_init) {
+                                             const Tensor& weight, const Tensor& rstd, double lambda_init) {
   const char* op = "diff_attn_combine_backward";
   cuda::check_dtype(op, "da1", da1, DType::BF16);
   cuda::check_dtype(op, "da2", da2, DType::BF16);
@@ -199,9 +200,9 @@ void CudaKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& d
   const unsigned blocks = unsigned(want < 1024 ? want : 1024);
   combine_bwd_kernel<<<blocks, 32 * kWarps, 0, stream_>>>(
       cuda::bf(da1), cuda::bf(da2), cuda::f32(dweight), cuda::f32(dlambda), cuda::bf(dout), cuda::bf(a1), cuda::bf(a2),
-      cuda::bf(lam), cuda::bf(weight), cuda::f32(rstd), d.N, d.H, d.G, d.D, lambda_init);
+      cuda::bf(lam), cuda::bf(weight), cuda::f32(rstd), d.N, d.H, d.G, d.D, d.Dl, float(lambda_init));
   TEMPER_CUDA_CHECK_LAUNCH();
-  lambda_grad_kernel<<<1, 32, 0, stream_>>>(cuda::f32(dlam), cuda::f32(dlambda), cuda::bf(lam), d.D);
+  lambda_grad_kernel<<<1, 32, 0, stream_>>>(cuda::f32(dlam), cuda::f32(dlambda), cuda::bf(lam), d.Dl);
   TEMPER_CUDA_CHECK_LAUNCH();
 }
 

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "model/decoder.h"
+#include "parallel/ulysses.h"
 #include "train/model_setup.h"
 
 namespace temper {
@@ -35,6 +36,7 @@ DeckPlan plan_from_deck(const Deck& d, const ModelConfig& cfg, int replicate) {
     o.kv_slots = 16;  // GreedyEval's batch
     o.kv_length = d.get_int("data.seq_len");
   }
+  if (o.sp > 1) o.sp_buffer_bytes = Ulysses::scratch_bytes(cfg, (o.tokens + o.sp - 1) / o.sp, o.sp, o.compute_dtype);
   const MemoryPlan plan(cfg, o);
   p.total_bytes = plan.total();
   p.device_gib = d.get_float("parallel.device_memory_gib");
@@ -50,7 +52,7 @@ DeckPlan plan_from_deck(const Deck& d, const ModelConfig& cfg, int replicate) {
                   "parallel.dp_shard or parallel.sp, use model.activation_checkpointing = full, or shorten the "
                   "micro-batch\n",
                   total_gib, p.device_gib);
-  p.text = cat(cfg.summary(seq), "\n", plan.table(), verdict);
+  p.text = cat(cfg.summary(seq), "\n", "parameters by term:\n", cfg.param_terms(), plan.table(), verdict);
   return p;
 }
 

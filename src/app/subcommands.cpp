@@ -126,7 +126,8 @@ int export_checkpoint(const std::vector<std::string>& args, int rank) {
   return 0;
 }
 
-// temper upscale --checkpoint PATH|DIR --out DIR --width-factor F (--depth N | --insert-layers i,j,...)
+// temper upscale --checkpoint PATH|DIR --out DIR --width-factor F [--head-factor H] [--signal-head-factor M]
+//   [--untie-embeddings] (--depth N | --insert-layers i,j,...)
 std::vector<int> parse_int_list(const std::string& flag, const std::string& v) {
   std::vector<int> out;
   size_t pos = 0;
@@ -155,7 +156,8 @@ std::string num(double v) {
 }
 
 int upscale_command(const std::vector<std::string>& args, int rank) {
-  const char* usage = "(options: --checkpoint PATH|DIR --out DIR --width-factor F --depth N | --insert-layers i,j,...)";
+  const char* usage = "(options: --checkpoint PATH|DIR --out DIR --width-factor F --head-factor H "
+                      "--signal-head-factor M --untie-embeddings --depth N | --insert-layers i,j,...)";
   std::string in, out;
   UpscaleOptions o;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -171,6 +173,9 @@ int upscale_command(const std::vector<std::string>& args, int rank) {
     if (args[i] == "--checkpoint") in = value();
     else if (args[i] == "--out") out = value();
     else if (args[i] == "--width-factor") o.width_factor = single("--width-factor");
+    else if (args[i] == "--head-factor") o.head_factor = single("--head-factor");
+    else if (args[i] == "--signal-head-factor") o.signal_head_factor = single("--signal-head-factor");
+    else if (args[i] == "--untie-embeddings") o.untie_embeddings = true;
     else if (args[i] == "--depth") o.depth = single("--depth");
     else if (args[i] == "--insert-layers") o.insert_after = parse_int_list("--insert-layers", value());
     else fail("upscale: unknown option '", args[i], "' ", usage);
@@ -206,7 +211,9 @@ int upscale_command(const std::vector<std::string>& args, int rank) {
       "--model.rope_theta=" + num(n.rope_theta), "--model.norm_eps=" + num(n.norm_eps),
       "--model.init_std=" + num(n.init_std), std::string("--model.qk_norm=") + (n.qk_norm ? "true" : "false"),
       std::string("--model.qkv_bias=") + (n.qkv_bias ? "true" : "false"),
-      std::string("--model.tie_embeddings=") + (n.tie_embeddings ? "true" : "false")};
+      std::string("--model.tie_embeddings=") + (n.tie_embeddings ? "true" : "false"),
+      std::string("--model.attention=") + attention_kind_name(n.attention),
+      "--model.gda_noise_heads=" + std::to_string(n.differential() ? n.n_noise_heads : 0)};
   CheckpointState w;
   w.step = 0;
   w.phase = "upscale";
@@ -217,7 +224,7 @@ int upscale_command(const std::vector<std::string>& args, int rank) {
   std::cout << "upscale: " << path << " (" << cfg.n_layers << " layers, d_model " << cfg.d_model << ", "
             << cfg.param_count() << " parameters) -> " << file << " (" << n.n_layers << " layers, d_model "
             << n.d_model << ", " << n.n_heads << "/" << n.n_kv_heads << " heads, ffn " << n.ffn_dim << ", "
-            << n.param_count() << " parameters" << (cfg.tie_embeddings && o.width_factor > 1 ?
+            << n.param_count() << " parameters" << (n.tie_embeddings && o.width_factor > 1 ?
             ", model.norm_eps " + num(n.norm_eps) : std::string()) << ")\n";
   return 0;
 }

@@ -23,7 +23,8 @@ std::string usage_text() {
              "      writes a Hugging Face model directory (config.json, safetensors, tokenizer files)\n"
              "  temper plan DECK [--section.key=value ...]\n"
              "      prints the per-rank memory plan of the deck's training run (nothing is trained)\n"
-             "  temper upscale --checkpoint PATH|DIR --out DIR [--width-factor F] [--depth N | --insert-layers i,j]\n"
+             "  temper upscale --checkpoint PATH|DIR --out DIR [--width-factor F] [--head-factor H]\n"
+             "      [--signal-head-factor M] [--untie-embeddings] [--depth N | --insert-layers i,j]\n"
              "      a wider (hypercloned) and/or deeper (identity layers) model computing the same function\n";
 }
 

@@ -51,26 +51,19 @@ void Deck::check_consistency() {
     TEMPER_CHECK(heads % get_int("parallel.sp") == 0, pre, shown(*this, "parallel.sp"), " does not divide ",
                  shown(*this, "model.n_heads"), ": Ulysses sequence parallelism gives every SP rank n_heads / sp "
                  "whole attention heads");
-  for (const char* key : {"sft.qk_clip_tau", "rl.qk_clip_tau"})
-    TEMPER_CHECK(get_float(key) == 0 || get_string("model.attention") == "standard", pre, shown(*this, key),
-                 " needs model.attention = standard (QK-clip rescales W_q/W_k of one softmax), not ",
-                 shown(*this, "model.attention"));
-  // QK-clip measures logits on the local attention; Ulysses runs attention elsewhere.
-  if (get_string("run.phase") == "sft" && get_int("parallel.sp") > 1)
-    TEMPER_CHECK(get_float("sft.qk_clip_tau") == 0, pre, shown(*this, "sft.qk_clip_tau"),
-                 " is not available with ", shown(*this, "parallel.sp"), " (QK-clip needs the whole sequence's "
-                 "logits on one rank)");
   const auto parts = get_list("model.recompute");
   TEMPER_CHECK(!parts.empty(), pre, "model.recompute (", where("model.recompute"),
                ") is empty: name attention and/or mlp");
   for (const auto& part : parts)
     TEMPER_CHECK(part == "attention" || part == "mlp", pre, shown(*this, "model.recompute"), ": '", part,
                  "' is not a part that can be recomputed (attention, mlp)");
-  if (get_string("model.attention") == "grouped_differential") {
+  const std::string attention = get_string("model.attention");
+  int64_t noise = attention == "differential" ? heads : 0;
+  if (attention == "grouped_differential") {
     // Motif 2 GDA: the noise-control heads, each shared by a group of signal heads.
     const bool explicit_count = get_int("model.gda_noise_heads") > 0;
     const int64_t ratio = get_int("model.gda_ratio");
-    const int64_t noise = explicit_count ? get_int("model.gda_noise_heads") : heads / ratio;
+    noise = explicit_count ? get_int("model.gda_noise_heads") : heads / ratio;
     const std::string src = explicit_count ? shown(*this, "model.gda_noise_heads") : shown(*this, "model.gda_ratio");
     if (!explicit_count)
       TEMPER_CHECK(heads % ratio == 0 && noise > 0, pre, src, " does not divide ", shown(*this, "model.n_heads"));
@@ -79,14 +72,18 @@ void Deck::check_consistency() {
     TEMPER_CHECK(noise % kv == 0, pre, src, " gives ", noise, " noise-control heads, not a multiple of ",
                  shown(*this, "model.n_kv_heads"), " (each noise head's signal heads must share one kv head)");
   }
-  if (get_string("model.attention") != "standard") {
-    TEMPER_CHECK(get_int("parallel.sp") == 1, pre, "model.attention = ", get_string("model.attention"), " (",
-                 where("model.attention"), ") cannot be combined with ", shown(*this, "parallel.sp"),
-                 " (Ulysses sequence parallelism wraps standard attention only)");
+  if (attention != "standard") {
+    // Ulysses gives every SP rank whole groups: n_heads / sp signal heads with their noise-control heads.
+    const int64_t sp = get_int("parallel.sp");
+    if (get_string("run.phase") == "sft" && get_string("model.init") == "random")
+      TEMPER_CHECK(heads % sp == 0 && noise % sp == 0, pre, shown(*this, "parallel.sp"), " does not divide the ",
+                   heads, " signal heads and ", noise, " noise-control heads of model.attention = ", attention,
+                   ": Ulysses gives every SP rank whole groups (n_heads / sp signal heads with their n_noise_heads / "
+                   "sp noise-control heads); choose parallel.sp among the common divisors of ", heads, " and ", noise);
     const auto rp = get_list("model.recompute");
     TEMPER_CHECK(get_string("model.activation_checkpointing") != "selective" ||
                      std::find(rp.begin(), rp.end(), "attention") == rp.end(),
-                 pre, "model.attention = ", get_string("model.attention"), " (", where("model.attention"),
+                 pre, "model.attention = ", attention, " (", where("model.attention"),
                  ") keeps its attention core: ", shown(*this, "model.recompute"), " may name mlp only");
   }
   if (get_string("model.attention") != "standard")

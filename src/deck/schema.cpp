@@ -78,8 +78,11 @@ Builder build_schema() {
   b.k("vocab_size", Int, "0", "vocabulary size; 0 = take it from the tokenizer").at_least(0);
   b.k("d_model", Int, "256", "hidden size").above(0);
   b.k("n_layers", Int, "4", "number of decoder layers").above(0);
-  b.k("n_heads", Int, "4", "number of query heads").above(0);
-  b.k("n_kv_heads", Int, "4", "number of key/value heads (grouped-query attention); must divide n_heads")
+  b.k("n_heads", Int, "4", "number of query heads (with differential attention: signal heads; Motif-2-12.7B 32)")
+      .above(0);
+  b.k("n_kv_heads", Int, "4", "number of key/value heads (grouped-query attention); must divide n_heads. "
+      "With differential attention: key heads per path (signal keys and noise keys each) and value heads of "
+      "width 2 head_dim (Motif-2-12.7B 8; its config.json's num_key_value_heads is twice that)")
       .above(0).alias({"num_key_value_heads", "kv_heads"});
   b.k("head_dim", Int, "0", "dimension of one head; 0 = d_model / n_heads").at_least(0);
   b.k("ffn_dim", Int, "768", "hidden size of the (SwiGLU) feed-forward block")
@@ -102,9 +105,10 @@ Builder build_schema() {
       .alias({"recompute_parts"});
   b.k("init_std", Float, "0.02", "standard deviation of the random initialisation").above(0);
   b.k("attention", Str, "standard",
-      "attention of every layer: standard (GQA); differential (Diff Transformer: every head has a "
-      "noise-control head, out = RMSNorm(A1 - lambda A2) (1 - lambda_init)); grouped_differential (Motif 2 "
-      "GDA: fewer noise-control heads, each shared by n_heads/noise-heads signal heads)")
+      "attention of every layer: standard (GQA); differential (Diff Transformer, Motif-2.6B: every head has a "
+      "noise-control head, out = RMSNorm(A1 - lambda A2) (1 - lambda_init) with 2 head_dim wide values); "
+      "grouped_differential (Motif-2-12.7B's GDA: fewer noise-control heads, each shared by n_heads/noise-heads "
+      "signal heads). Both in the released layout (docs/motif.md)")
       .one_of({"standard", "differential", "grouped_differential"});
   b.k("gda_ratio", Int, "4",
       "grouped_differential: signal heads per noise-control head (n_heads / gda_ratio noise heads; "
@@ -113,8 +117,11 @@ Builder build_schema() {
       "grouped_differential: number of noise-control heads; 0 = n_heads / gda_ratio. Must divide n_heads "
       "and be a multiple of n_kv_heads").at_least(0);
   b.k("diff_lambda_init", Float, "-1",
-      "differential attention lambda_init; negative = 0.8 - 0.6 exp(-0.3 (layer - 1)) per 1-based layer")
+      "differential attention lambda_init; negative = Motif's schedule 0.8 - 0.6 exp(-0.3 (l - 1)) for the 0-based "
+      "layer l (what its released models use)")
       .below(1);
+  b.k("diff_norm_eps", Float, "1e-5",
+      "differential attention: epsilon of the per-head sub-layer RMSNorm (Motif's attn_rms_norm_eps)").above(0);
   b.k("mlp_activation", Str, "swiglu",
       "MLP activation on the gate|up projection: swiglu (silu(gate) * up) or polynorm "
       "((w0 N(g^3) + w1 N(g^2) + w2 N(g) + b) * up, N = RMS normalisation over the hidden dimension)")
@@ -172,7 +179,8 @@ Builder build_schema() {
       .above(0);
   b.k("qk_clip_tau", Float, "0",
       "QK-clip (MuonClip): after each step, heads whose max pre-softmax logit exceeded this get W_q, W_k "
-      "rescaled so it becomes this; 0 = off").at_least(0);
+      "rescaled so it becomes this (differential attention: signal and noise-control heads alike; any "
+      "parallel.sp); 0 = off").at_least(0);
   b.k("lr", Float, "3e-4", "peak learning rate").at_least(0).alias({"learning_rate"});
   b.k("min_lr", Float, "3e-5", "learning rate at the end of the cosine decay").at_least(0)
       .alias({"final_lr", "lr_min"});

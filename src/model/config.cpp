@@ -35,9 +35,9 @@ MlpActivation mlp_activation_from_name(const std::string& name) {
 
 const char* mlp_activation_name(MlpActivation a) { return a == MlpActivation::PolyNorm ? "polynorm" : "swiglu"; }
 
-float ModelConfig::lambda_init(int layer) const {
+double ModelConfig::lambda_init(int layer) const {
   if (diff_lambda_init >= 0.0f) return diff_lambda_init;
-  return float(0.8 - 0.6 * std::exp(-0.3 * double(layer)));
+  return 0.8 - 0.6 * std::exp(-0.3 * double(layer - 1));  // Motif's released schedule (0-based layer)
 }
 
 void ModelConfig::validate() const {
@@ -77,16 +77,18 @@ void ModelConfig::validate() const {
                qk_norm ? "qk_norm" : "qkv_bias", " (Motif has neither)");
   TEMPER_CHECK(diff_lambda_init < 1.0f, "model config: diff_lambda_init must be below 1 (the output is scaled by "
                "1 - lambda_init), got ", diff_lambda_init);
+  TEMPER_CHECK(diff_norm_eps > 0.0f, "model config: diff_norm_eps must be positive, got ", diff_norm_eps);
 }
 
 int64_t ModelConfig::embedding_params() const { return int64_t(vocab_size) * d_model; }
 
 int64_t ModelConfig::attention_params_per_layer() const {
   const int64_t C = d_model, q = int64_t(n_heads) * head_dim, kv = int64_t(n_kv_heads) * head_dim;
+  if (differential())  // q [(H+G)D, C], k and v [2 KVH D, C], o [C, 2HD], lambda [4, D], sub-layer norm [2D]
+    return q_heads() * head_dim * C + 4 * kv * C + C * attn_out_dim() + 6 * int64_t(head_dim);
   int64_t n = q * C + 2 * kv * C + C * q;  // q, k, v, o weights
   if (qkv_bias) n += q + 2 * kv;
   if (qk_norm) n += 2 * int64_t(head_dim);
-  if (differential()) n += int64_t(n_noise_heads) * head_dim * C + kv * C + 5 * int64_t(head_dim);
   return n;
 }
 
@@ -105,11 +107,11 @@ int64_t ModelConfig::param_count() const {
 
 double ModelConfig::flops_per_token(int64_t seq_len) const {
   TEMPER_CHECK(seq_len > 0, "flops_per_token: seq_len must be positive, got ", seq_len);
-  const double C = d_model, q = double(n_heads) * head_dim, kv = double(n_kv_heads) * head_dim;
-  const double noise = differential() ? double(n_noise_heads) * head_dim : 0.0;  // q2 rows, noise heads
-  const double per_layer = q * C + 2 * kv * C + C * q + 3.0 * ffn_dim * C + (differential() ? noise * C + kv * C : 0.0);
+  const double C = d_model, q = double(q_heads()) * head_dim, kv = double(n_kv_heads) * head_dim;
+  const double attn_proj = differential() ? q * C + 4 * kv * C + C * double(attn_out_dim()) : q * C + 2 * kv * C + C * q;
+  const double per_layer = attn_proj + 3.0 * ffn_dim * C;
   const double p_mm = n_layers * per_layer + double(vocab_size) * C;
-  const double attn = 6.0 * n_layers * (q + noise) * double(seq_len + 1);
+  const double attn = (differential() ? 9.0 : 6.0) * n_layers * q * double(seq_len + 1);
   return 6.0 * p_mm + attn;
 }
 
@@ -127,11 +129,16 @@ std::string human(double x) {
 
 std::string ModelConfig::summary(int64_t seq_len) const {
   std::ostringstream os;
-  os << "decoder: " << n_layers << " layers, d_model " << d_model << ", heads " << n_heads << " (kv "
-     << n_kv_heads << ", dim " << head_dim << "), ffn " << ffn_dim << ", vocab " << vocab_size
-     << ", rope_theta " << rope_theta << (qk_norm ? ", qk_norm" : "") << (qkv_bias ? ", qkv_bias" : "")
+  os << "decoder: " << n_layers << " layers, d_model " << d_model << ", heads " << n_heads;
+  if (differential())
+    os << " signal + " << n_noise_heads << " noise (kv " << n_kv_heads << " per path, dim " << head_dim
+       << ", values " << 2 * head_dim << ")";
+  else
+    os << " (kv " << n_kv_heads << ", dim " << head_dim << ")";
+  os << ", ffn " << ffn_dim << ", vocab " << vocab_size << ", rope_theta " << rope_theta
+     << (qk_norm ? ", qk_norm" : "") << (qkv_bias ? ", qkv_bias" : "")
      << (tie_embeddings ? ", tied embeddings" : ", untied head");
-  if (differential()) os << ", " << attention_kind_name(attention) << " attention (" << n_noise_heads << " noise heads)";
+  if (differential()) os << ", " << attention_kind_name(attention) << " attention";
   if (mlp_activation != MlpActivation::SwiGLU) os << ", " << mlp_activation_name(mlp_activation) << " MLP";
   os << "\n";
   os << "  params: embedding " << human(double(embedding_params())) << ", attention "
@@ -140,6 +147,36 @@ std::string ModelConfig::summary(int64_t seq_len) const {
      << ", head " << human(double(head_params())) << "; total " << human(double(param_count())) << " ("
      << param_count() << ")\n";
   os << "  training FLOPs/token at seq_len " << seq_len << ": " << human(flops_per_token(seq_len));
+  return os.str();
+}
+
+std::string ModelConfig::param_terms() const {
+  const int64_t V = vocab_size, C = d_model, L = n_layers, D = head_dim, F = ffn_dim, KVH = n_kv_heads;
+  std::ostringstream os;
+  auto line = [&](const char* what, const std::string& formula, int64_t n) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%15lld", static_cast<long long>(n));
+    os << "  " << what << buf << "  " << formula << "\n";
+  };
+  line("embedding ", cat(V, " vocab x ", C, " d_model"), embedding_params());
+  if (differential()) {
+    line("attention ", cat(L, " layers x (q ", q_heads(), " heads (", n_heads, " signal + ", n_noise_heads,
+                           " noise) x ", D, " x ", C, " + k, v 2 x ", 2 * KVH, " heads x ", D, " x ", C, " + o ", C,
+                           " x ", attn_out_dim(), " + lambda 4 x ", D, " + sub-layer norm ", 2 * D, ")"),
+         n_layers * attention_params_per_layer());
+  } else {
+    line("attention ", cat(L, " layers x (q ", n_heads, " x ", D, " x ", C, " + k, v 2 x ", KVH, " x ", D, " x ", C,
+                           " + o ", C, " x ", attn_out_dim(), qkv_bias ? " + q, k, v biases" : "",
+                           qk_norm ? " + q, k norms 2 x " + std::to_string(D) : "", ")"),
+         n_layers * attention_params_per_layer());
+  }
+  line("mlp       ", cat(L, " layers x (gate, up, down 3 x ", F, " x ", C,
+                         mlp_activation == MlpActivation::PolyNorm ? " + PolyNorm 3 weights + 1 bias" : "", ")"),
+       n_layers * mlp_params_per_layer());
+  line("norms     ", cat("(2 x ", L, " layers + final) x ", C), norm_params());
+  line("head      ", tie_embeddings ? std::string("tied to the embedding") : cat(V, " vocab x ", C, " d_model (untied)"),
+       head_params());
+  line("total     ", "", param_count());
   return os.str();
 }
 
@@ -170,14 +207,16 @@ ModelConfig model_config_from_hf_json(const std::string& json_text, const std::s
     return j[key].get<bool>();
   };
   const std::string type = j.value("model_type", std::string());
-  TEMPER_CHECK(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3", source,
-               ": model_type '", type, "' is not supported (expected llama, mistral, qwen2 or qwen3)");
+  TEMPER_CHECK(type == "llama" || type == "mistral" || type == "qwen2" || type == "qwen3" || type == "motif", source,
+               ": model_type '", type, "' is not supported (expected llama, mistral, qwen2, qwen3 or motif)");
   TEMPER_CHECK(!j.contains("rope_scaling") || j["rope_scaling"].is_null(), source,
                ": rope_scaling is not supported (got ", j.contains("rope_scaling") ? j["rope_scaling"].dump() : "",
                ")");
   TEMPER_CHECK(!get_bool("use_sliding_window", false), source, ": use_sliding_window=true is not supported");
-  const std::string act = j.value("hidden_act", std::string("silu"));
-  TEMPER_CHECK(act == "silu", source, ": hidden_act '", act, "' is not supported (only silu / SwiGLU)");
+  const bool motif = type == "motif";
+  const std::string act = j.value("hidden_act", std::string(motif ? "poly_norm" : "silu"));
+  TEMPER_CHECK(act == (motif ? "poly_norm" : "silu"), source, ": hidden_act '", act, "' is not supported (",
+               motif ? "a Motif model has poly_norm" : "only silu / SwiGLU", ")");
 
   ModelConfig c;
   c.vocab_size = get_int("vocab_size", 0, true);
@@ -193,6 +232,29 @@ ModelConfig model_config_from_hf_json(const std::string& json_text, const std::s
   c.tie_embeddings = get_bool("tie_word_embeddings", false);
   c.qk_norm = type == "qwen3";
   c.qkv_bias = type == "qwen2" ? true : get_bool("attention_bias", false);
+  if (motif) {
+    // num_attention_heads counts signal + noise query heads, num_key_value_heads both key paths;
+    // without num_noise_heads every signal head has its own noise head (Motif-2.6B).
+    const int total = c.n_heads, kv_total = c.n_kv_heads;
+    TEMPER_CHECK(!get_bool("use_bias", false) && !c.qkv_bias, source,
+                 ": use_bias / attention_bias = true is not supported (Motif's released models have no biases)");
+    TEMPER_CHECK(get_int("k_ratio", 1, false) == 1, source, ": k_ratio ", get_int("k_ratio", 1, false),
+                 " is not supported (the released models have k_ratio 1: one noise key head per signal key head)");
+    TEMPER_CHECK(kv_total % 2 == 0, source, ": num_key_value_heads (", kv_total,
+                 ") must be even: half are the signal keys, half the noise-control keys");
+    const int noise = get_int("num_noise_heads", total / 2, false);
+    TEMPER_CHECK(noise > 0 && noise < total, source, ": num_noise_heads (", noise,
+                 ") must be positive and below num_attention_heads (", total, ")");
+    TEMPER_CHECK(total % noise == 0, source, ": num_attention_heads (", total, ") - num_noise_heads (", noise,
+                 ") = ", total - noise, " signal heads, not a multiple of num_noise_heads (each noise-control head "
+                 "serves the same number of signal heads)");
+    c.n_heads = total - noise;
+    c.n_noise_heads = noise;
+    c.n_kv_heads = kv_total / 2;
+    c.attention = c.n_heads == noise ? AttentionKind::Differential : AttentionKind::GroupedDifferential;
+    c.mlp_activation = MlpActivation::PolyNorm;
+    c.diff_norm_eps = get_float("attn_rms_norm_eps", 1e-5);
+  }
   try {
     c.validate();
   } catch (const Error& e) {

@@ -30,22 +30,32 @@ struct ModelConfig {
   bool qk_norm = false;         // Qwen3: RMSNorm over each head's q and k before RoPE
   bool qkv_bias = false;        // Qwen2: biases on the q, k, v projections
   bool tie_embeddings = true;   // output head shares the embedding matrix
-  // Motif architecture. Differential attention has G = n_noise_heads noise-control
-  // heads (differential: G = H; grouped_differential: H % G == 0, G % KVH == 0).
+  // Motif architecture (model/differential_attention.h), as the released models lay it out:
+  // n_heads = H signal heads, n_noise_heads = G noise-control heads (differential: G = H;
+  // grouped_differential: H % G == 0), n_kv_heads = KVH key heads per path (signal keys K1,
+  // noise keys K2) and KVH value heads of width 2 head_dim; H % KVH == 0, G % KVH == 0.
+  // Hugging Face (MotifForCausalLM): num_attention_heads = H + G, num_key_value_heads = 2 KVH.
   AttentionKind attention = AttentionKind::Standard;
   int n_noise_heads = 0;           // G; 0 with Standard
-  float diff_lambda_init = -1.0f;  // < 0: 0.8 - 0.6 exp(-0.3 l) for 0-based layer l
+  float diff_lambda_init = -1.0f;  // < 0: the released depth schedule 0.8 - 0.6 exp(-0.3 (l - 1)), 0-based l
+  float diff_norm_eps = 1e-5f;     // eps of the per-head sub-layer RMSNorm (HF attn_rms_norm_eps)
   MlpActivation mlp_activation = MlpActivation::SwiGLU;
+  float polynorm_eps = 1e-6f;      // eps of PolyNorm's three normalisations (fixed in Motif's code, not in config.json)
   bool differential() const { return attention != AttentionKind::Standard; }
-  float lambda_init(int layer) const;  // lambda_init of 0-based layer `layer`
+  double lambda_init(int layer) const;  // lambda_init of 0-based layer `layer`
+  // Query heads per token as stored (H, or H + G with differential attention) and the
+  // width of the attention output that enters the o projection (H D, or H 2D).
+  int64_t q_heads() const { return int64_t(n_heads) + (differential() ? n_noise_heads : 0); }
+  int64_t attn_out_dim() const { return int64_t(n_heads) * head_dim * (differential() ? 2 : 1); }
 
   // Throws temper::Error naming the first offending field.
   void validate() const;
 
   // Parameter counts (elements), by group; param_count() is their sum.
   int64_t embedding_params() const;        // V*C
-  int64_t attention_params_per_layer() const;  // q,k,v,o weights (+ q,k,v biases, + q/k norm weights)
-                                               // (+ q2, k2, lambda [4,D], head norm [D] when differential)
+  int64_t attention_params_per_layer() const;  // q,k,v,o weights (+ q,k,v biases, + q/k norm weights);
+                                               // differential: q [(H+G)D], k, v [2 KVH D], o [C, 2HD] weights,
+                                               // lambda [4,D], sub-layer norm [2D]
   int64_t mlp_params_per_layer() const;    // gate|up [2F,C] and down [C,F] (+ 4 PolyNorm coefficients)
   int64_t norm_params() const;             // 2 per layer + final, C each
   int64_t head_params() const;             // V*C when untied, else 0
@@ -58,20 +68,28 @@ struct ModelConfig {
   // term is attention: per layer and query, QK^T and PV cost 2*H*D FLOPs each per
   // visible key, a causal query sees (seq_len+1)/2 keys on average, and backward is
   // twice forward: 3 * 2 * 2 * H * D * (seq_len+1)/2. Norms, RoPE, softmax and
-  // SwiGLU elementwise work are ignored (< 1%). Differential attention adds q2, k2 to
-  // P_mm and runs H + G attention heads: the second term becomes 6 L (H+G) D (seq_len+1).
+  // SwiGLU elementwise work are ignored (< 1%). Differential attention (released layout)
+  // has q [(H+G)D], k, v [2 KVH D], o [C, 2 H D] in P_mm; each of the H + G heads computes
+  // one D-wide score map and a 2D-wide value product (3 D per visible key instead of 2 D):
+  // the second term becomes 9 L (H+G) D (seq_len+1). (temper's kernels run the two value
+  // halves as two attention calls, recomputing the scores: the time is that of 4 D.)
   double flops_per_token(int64_t seq_len) const;
 
   // Multi-line human-readable summary: shape, parameters by group, FLOPs/token.
   std::string summary(int64_t seq_len = 2048) const;
+  // One line per parameter group: its count and the product it comes from (temper plan).
+  std::string param_terms() const;
 };
 
-// From a Hugging Face config.json (model_type llama, mistral, qwen2 or qwen3):
+// From a Hugging Face config.json (model_type llama, mistral, qwen2, qwen3 or motif):
 // hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads,
 // head_dim, intermediate_size, vocab_size, rope_theta, rms_norm_eps,
 // initializer_range, tie_word_embeddings, attention_bias. qwen2 implies qkv_bias,
-// qwen3 implies qk_norm. rope_scaling, sliding windows and activations other
-// than silu are refused. `source` names the file in error messages. Validated.
+// qwen3 implies qk_norm. motif (MotifForCausalLM): grouped differential attention
+// with num_noise_heads (absent: differential, G = num_attention_heads / 2),
+// attn_rms_norm_eps, hidden_act poly_norm; use_bias and k_ratio != 1 are refused.
+// rope_scaling, sliding windows and other activations are refused. `source` names
+// the file in error messages. Validated.
 ModelConfig model_config_from_hf_json(const std::string& json_text, const std::string& source);
 ModelConfig load_hf_config(const std::string& path);  // reads the file, then the above
 

@@ -2,6 +2,7 @@
 // (embedding -> blocks -> final RMSNorm -> chunked output head).
 #include "model/decoder.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -40,6 +41,7 @@ Decoder::Decoder(const ModelConfig& cfg, Kernels& k, DType param_dtype) : cfg_(c
 
   const int64_t V = cfg_.vocab_size, C = cfg_.d_model, H = cfg_.n_heads, KVH = cfg_.n_kv_heads,
                 D = cfg_.head_dim, F = cfg_.ffn_dim, L = cfg_.n_layers;
+  (void)H;
   params_.reserve(size_t(3 + 18 * L));  // pointers into params_ stay valid: never reallocated
   embed_ = &add_param("embed", {V, C}, true);
   blocks_.resize(size_t(L));
@@ -47,9 +49,11 @@ Decoder::Decoder(const ModelConfig& cfg, Kernels& k, DType param_dtype) : cfg_(c
     const std::string p = "layers." + std::to_string(l) + ".";
     BlockWeights& w = blocks_[size_t(l)];
     w.attn_norm = &add_param(p + "attn_norm.weight", {C}, false);
-    w.q = &add_param(p + "attn.q.weight", {H * D, C}, true);
-    w.k = &add_param(p + "attn.k.weight", {KVH * D, C}, true);
-    w.v = &add_param(p + "attn.v.weight", {KVH * D, C}, true);
+    // differential attention: the released layout, q [(H+G) D, C], k and v [2 KVH D, C] (model/differential_attention.h)
+    const int64_t kv_rows = (cfg_.differential() ? 2 : 1) * KVH * D;
+    w.q = &add_param(p + "attn.q.weight", {cfg_.q_heads() * D, C}, true);
+    w.k = &add_param(p + "attn.k.weight", {kv_rows, C}, true);
+    w.v = &add_param(p + "attn.v.weight", {kv_rows, C}, true);
     if (cfg_.qkv_bias) {
       w.q_bias = &add_param(p + "attn.q.bias", {H * D}, false);
       w.k_bias = &add_param(p + "attn.k.bias", {KVH * D}, false);
@@ -60,13 +64,11 @@ Decoder::Decoder(const ModelConfig& cfg, Kernels& k, DType param_dtype) : cfg_(c
       w.k_norm = &add_param(p + "attn.k_norm.weight", {D}, false);
     }
     if (cfg_.differential()) {
-      w.q2 = &add_param(p + "attn.q2.weight", {int64_t(cfg_.n_noise_heads) * D, C}, true);
-      w.k2 = &add_param(p + "attn.k2.weight", {KVH * D, C}, true);
       w.lambda = &add_param(p + "attn.lambda", {4, D}, false);
-      w.head_norm = &add_param(p + "attn.head_norm.weight", {D}, false);
+      w.head_norm = &add_param(p + "attn.head_norm.weight", {2 * D}, false);
       w.lambda_init = cfg_.lambda_init(int(l));
     }
-    w.o = &add_param(p + "attn.o.weight", {C, H * D}, true);
+    w.o = &add_param(p + "attn.o.weight", {C, cfg_.attn_out_dim()}, true);
     w.mlp_norm = &add_param(p + "mlp_norm.weight", {C}, false);
     w.gate_up = &add_param(p + "mlp.gate_up.weight", {2 * F, C}, true);
     w.down = &add_param(p + "mlp.down.weight", {C, F}, true);
@@ -201,19 +203,38 @@ void Decoder::zero_grad() {
 void Decoder::set_record_max_logits(bool on) {
   max_logits_.clear();
   if (!on) return;
-  for (int l = 0; l < cfg_.n_layers; ++l) max_logits_.push_back(k_.alloc({cfg_.n_heads}, stat_dtype_));
+  for (int l = 0; l < cfg_.n_layers; ++l) max_logits_.push_back(k_.alloc({cfg_.q_heads()}, stat_dtype_));
   reset_max_logits();
+}
+
+void Decoder::record_max_logits(int l, const BlockActs& a, const Batch& b) {
+  // [H] of the query heads, or [H + G] with differential attention: signal heads (Q1 against K1),
+  // then noise-control heads (Q2 against K2). Under Ulysses the core sees the whole sequence.
+  Tensor& out = max_logits_[size_t(l)];
+  const int64_t H = cfg_.n_heads;
+  auto one = [&](Tensor dst, const Tensor& q, const Tensor& kk) {
+    if (b.attention) b.attention->max_logit(k_, dst, q, kk, b);
+    else k_.attention_max_logit(dst, q, kk, b.cu_seqlens, b.max_seqlen);
+  };
+  if (!cfg_.differential()) {
+    one(out, a.q, a.k);
+    return;
+  }
+  one(out.rows(0, H), a.q, a.k);
+  one(out.rows(H, cfg_.q_heads()), a.q2, a.k2);
 }
 
 void Decoder::reset_max_logits() {
   if (max_logits_.empty()) return;
-  Tensor minus_inf = to_device(k_, std::vector<double>(size_t(cfg_.n_heads), -INFINITY), stat_dtype_);
+  Tensor minus_inf = to_device(k_, std::vector<double>(size_t(cfg_.q_heads()), -INFINITY), stat_dtype_);
   for (auto& t : max_logits_) k_.copy(t, minus_inf);
 }
 
 int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   const int64_t C = cfg_.d_model, H = cfg_.n_heads, KVH = cfg_.n_kv_heads, D = cfg_.head_dim, F = cfg_.ffn_dim;
   const int64_t G = cfg_.n_noise_heads;
+  const bool diff = cfg_.differential();
+  const int64_t Dv = diff ? 2 * D : D;  // width of one head's attention output (2D: the released value heads)
   const int L = cfg_.n_layers;
   const DType act = compute_dtype_, st = stat_dtype_;
   int64_t bytes = 0;
@@ -243,22 +264,30 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
     add(a.k, {n, KVH, D}, act);
     add(a.v, {n, KVH, D}, act);
     if (attn) {
-      add(a.attn, {n, H, D}, act);
+      add(a.attn, {n, H, Dv}, act);
       add(a.lse, {n, H}, st);
     }
     add(a.x_mid, {n, C}, act);
     add(a.ln2, {n, C}, act);
     add(a.rstd2, {n}, st);
-    if (cfg_.differential()) {
+    if (diff) {
       add(a.q2, {n, G, D}, act);
       add(a.k2, {n, KVH, D}, act);
-      add(a.attn_sig, {n, H, D}, act);
-      add(a.attn_noise, {n, G, D}, act);
+      add(a.v2, {n, KVH, D}, act);
+      add(a.attn_sig, {n, H, Dv}, act);
+      add(a.attn_noise, {n, G, Dv}, act);
       add(a.lse2, {n, G}, st);
       add(a.head_rstd, {n, H}, st);
     }
     if (mlp) add_mlp(a);
   };
+  // differential attention: the q|k|v projection before the head split and one attention half,
+  // shared by every block (model/differential_attention.cpp)
+  Tensor proj, half;
+  if (diff) {
+    add(proj, {n, (cfg_.q_heads() + 4 * KVH) * D}, act);
+    add(half, {n, std::max(H, G), D}, act);
+  }
   buf.work = BlockActs();
   if (ckpt_ == Checkpointing::Full) {
     add_block(buf.work, true, true);  // one work area; blocks keep only their input (resid)
@@ -269,6 +298,8 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
       add(buf.work.lse, {n, H}, st);
     }
   }
+  buf.work.proj = proj;
+  buf.work.half = half;
   for (int l = 0; l < L; ++l) {
     BlockActs& a = buf.blocks[size_t(l)];
     if (ckpt_ == Checkpointing::Full) {
@@ -285,6 +316,8 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
         a.attn = buf.work.attn;
         a.lse = buf.work.lse;
       }
+      a.proj = proj;
+      a.half = half;
     }
     a.x_in = buf.resid[size_t(l)];
     a.x_out = buf.resid[size_t(l + 1)];
@@ -296,14 +329,18 @@ int64_t Decoder::plan_buffers(int64_t n, Buffers& buf, bool allocate) const {
   add(s.dq, {n, H, D}, act);
   add(s.dk, {n, KVH, D}, act);
   add(s.dv, {n, KVH, D}, act);
-  add(s.dattn, {n, H, D}, act);
+  add(s.dattn, {n, H, Dv}, act);
   if (cfg_.qk_norm) add(s.dk_pre, {n, KVH, D}, act);
-  if (cfg_.differential()) {
-    add(s.da_sig, {n, H, D}, act);
-    add(s.da_noise, {n, G, D}, act);
+  if (diff) {
+    add(s.da_sig, {n, H, Dv}, act);
+    add(s.da_noise, {n, G, Dv}, act);
     add(s.dq2, {n, G, D}, act);
     add(s.dk2, {n, KVH, D}, act);
     add(s.dv2, {n, KVH, D}, act);
+    add(s.t_dout, {n, std::max(H, G), D}, act);
+    add(s.t_dq, {n, std::max(H, G), D}, act);
+    add(s.t_dk, {n, KVH, D}, act);
+    add(s.t_dv, {n, KVH, D}, act);
   }
   add(s.dgu, {n, 2 * F}, act);
   add(s.dact, {n, F}, act);
@@ -366,10 +403,7 @@ void Decoder::run_forward(const Batch& b) {
     BlockActs a = block_view(l, n);
     if (hooks_) hooks_->before_forward(l);
     block_forward(k_, cfg_, blocks_[size_t(l)], a, b);
-    if (!max_logits_.empty()) {
-      TEMPER_CHECK(!b.attention, "QK-clip: max logits cannot be recorded under sequence parallelism (parallel.sp > 1)");
-      k_.attention_max_logit(max_logits_[size_t(l)], a.q, a.k, b.cu_seqlens, b.max_seqlen);
-    }
+    if (!max_logits_.empty()) record_max_logits(l, a, b);
     if (hooks_) hooks_->after_forward(l);
   }
   Tensor lnf = buf_.lnf.rows(0, n), rstdf = buf_.rstdf.rows(0, n);

@@ -13,11 +13,13 @@
 //   layers.{i}.mlp.down.weight          [C, F]
 //   final_norm.weight                   [C]      (model.norm)
 //   lm_head.weight                      [V, C]   only when embeddings are untied
-// Motif architecture (model/differential_attention.h, model/polynorm.h):
-//   layers.{i}.attn.{q2,k2}.weight      [G*D|KVH*D, C]  noise-control q/k (differential attention)
-//   layers.{i}.attn.lambda              [4, D]   rows lq1, lk1, lq2, lk2 (differential attention)
-//   layers.{i}.attn.head_norm.weight    [D]      per-head RMSNorm of the combined output
-//   layers.{i}.mlp.polynorm             [4]      w0, w1, w2, b (mlp_activation = polynorm)
+// Motif architecture (model/differential_attention.h, model/polynorm.h), the released layout:
+//   layers.{i}.attn.q.weight            [(H+G)*D, C]  signal and noise-control queries (q_proj)
+//   layers.{i}.attn.{k,v}.weight        [2*KVH*D, C]  (K1, K2) and (V1, V2) head pairs (k_proj, v_proj)
+//   layers.{i}.attn.o.weight            [C, 2*H*D]    (o_proj)
+//   layers.{i}.attn.lambda              [4, D]   rows lq1, lk1, lq2, lk2 (lambda_q1 .. lambda_k2)
+//   layers.{i}.attn.head_norm.weight    [2D]     per-head sub-layer RMSNorm of the combined output (subln)
+//   layers.{i}.mlp.polynorm             [4]      w0, w1, w2, b (mlp.act_fn.weight, .bias)
 #pragma once
 #include <cstdint>
 #include <string>
@@ -119,9 +121,12 @@ class Decoder {
 
   // QK-clip (train/qk_clip.h): while on, forward records per layer the largest
   // pre-softmax logit of each query head (Kernels::attention_max_logit on the
-  // post-RoPE q, k), max-accumulated until zero_grad() resets it to -inf.
+  // post-RoPE q, k; through Batch::attention under sequence parallelism, where a
+  // rank fills only the heads it holds: reduce (max) over the SP group),
+  // max-accumulated until zero_grad() resets it to -inf. Differential attention:
+  // H signal heads (Q1 . K1), then G noise-control heads (Q2 . K2).
   void set_record_max_logits(bool on);
-  const std::vector<Tensor>& max_logits() const { return max_logits_; }  // L x stat_dtype[H]; empty when off
+  const std::vector<Tensor>& max_logits() const { return max_logits_; }  // L x stat_dtype[q_heads()]; empty when off
 
   // Changes what forward keeps (frees the activation buffers; the next forward
   // reallocates). Gradients are identical under every policy.
@@ -170,6 +175,7 @@ class Decoder {
   RecomputeParts parts_;  // what selective recomputes
   std::vector<Tensor> max_logits_;  // QK-clip records (set_record_max_logits)
   void reset_max_logits();
+  void record_max_logits(int layer, const BlockActs& a, const Batch& b);
   Checkpointing ckpt_ = Checkpointing::None;  // token count of the batch whose activations are kept (-1: none)
 };
 

@@ -20,11 +20,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* const kArchitectures[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
+const char* const kArchitectures[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MotifForCausalLM"};
 
 std::string model_type_of(const std::string& arch) {
   if (arch == "LlamaForCausalLM") return "llama";
   if (arch == "Qwen2ForCausalLM") return "qwen2";
+  if (arch == "MotifForCausalLM") return "motif";
   return "qwen3";
 }
 
@@ -89,7 +90,7 @@ HfModelInfo read_hf_model_info(const std::string& dir) {
   bool known = false;
   for (const char* a : kArchitectures) known = known || info.architecture == a;
   TEMPER_CHECK(known, path, ": key 'architectures' names '", info.architecture,
-               "', which temper cannot load (LlamaForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM)");
+               "', which temper cannot load (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM or MotifForCausalLM)");
   const std::string type = j.value("model_type", std::string());
   TEMPER_CHECK(type == model_type_of(info.architecture), path, ": key 'model_type' is '", type, "' but '",
                info.architecture, "' needs '", model_type_of(info.architecture), "'");
@@ -120,40 +121,59 @@ HfModelInfo read_hf_model_info(const std::string& dir) {
 }
 
 std::string hf_architecture_for(const ModelConfig& c) {
+  if (c.differential()) {
+    TEMPER_CHECK(c.mlp_activation == MlpActivation::PolyNorm, "Hugging Face export: ", attention_kind_name(c.attention),
+                 " attention is exported as MotifForCausalLM, whose MLP is PolyNorm; this model has a ",
+                 mlp_activation_name(c.mlp_activation), " MLP (no released architecture has that combination)");
+    return "MotifForCausalLM";
+  }
+  TEMPER_CHECK(c.mlp_activation == MlpActivation::SwiGLU, "Hugging Face export: standard attention with a ",
+               mlp_activation_name(c.mlp_activation), " MLP has no released architecture (Llama/Qwen need swiglu, "
+               "Motif needs grouped_differential or differential attention)");
   if (c.qk_norm) return "Qwen3ForCausalLM";
   if (c.qkv_bias) return "Qwen2ForCausalLM";
   return "LlamaForCausalLM";
 }
 
 std::vector<HfParamMap> hf_param_maps(const ModelConfig& c) {
-  TEMPER_CHECK(!c.differential() && c.mlp_activation == MlpActivation::SwiGLU,
-               "Hugging Face import/export supports Llama/Qwen2/Qwen3 shapes only; this model has ",
-               attention_kind_name(c.attention), " attention and a ", mlp_activation_name(c.mlp_activation),
-               " MLP (Motif-style checkpoints are saved and resumed as temper HDF5 checkpoints instead)");
+  hf_architecture_for(c);  // refuses the combinations no released model has
   const int64_t V = c.vocab_size, C = c.d_model, H = c.n_heads, KVH = c.n_kv_heads, D = c.head_dim, F = c.ffn_dim;
+  const bool diff = c.differential();
   std::vector<HfParamMap> m;
-  m.push_back({"embed", {V, C}, {"model.embed_tokens.weight"}});
+  auto one = [&](const std::string& name, const Shape& shape, const std::string& hf) {
+    m.push_back({name, shape, {hf}, {shape}});
+  };
+  one("embed", {V, C}, "model.embed_tokens.weight");
   for (int i = 0; i < c.n_layers; ++i) {
     const std::string t = cat("layers.", i, "."), h = cat("model.layers.", i, ".");
-    m.push_back({t + "attn_norm.weight", {C}, {h + "input_layernorm.weight"}});
+    one(t + "attn_norm.weight", {C}, h + "input_layernorm.weight");
+    const int64_t q_rows = c.q_heads() * D, kv_rows = (diff ? 2 : 1) * KVH * D;
     for (const char* p : {"q", "k", "v"}) {
-      const int64_t rows = std::string(p) == "q" ? H * D : KVH * D;
-      m.push_back({t + "attn." + p + ".weight", {rows, C}, {h + "self_attn." + p + "_proj.weight"}});
+      const int64_t rows = std::string(p) == "q" ? q_rows : kv_rows;
+      one(t + "attn." + p + ".weight", {rows, C}, h + "self_attn." + p + "_proj.weight");
     }
     if (c.qkv_bias)
-      for (const char* p : {"q", "k", "v"}) {
-        const int64_t rows = std::string(p) == "q" ? H * D : KVH * D;
-        m.push_back({t + "attn." + p + ".bias", {rows}, {h + "self_attn." + p + "_proj.bias"}});
-      }
+      for (const char* p : {"q", "k", "v"})
+        one(t + "attn." + p + ".bias", {std::string(p) == "q" ? H * D : KVH * D}, h + "self_attn." + p + "_proj.bias");
     if (c.qk_norm)
-      for (const char* p : {"q", "k"}) m.push_back({t + "attn." + p + "_norm.weight", {D}, {h + "self_attn." + p + "_norm.weight"}});
-    m.push_back({t + "attn.o.weight", {C, H * D}, {h + "self_attn.o_proj.weight"}});
-    m.push_back({t + "mlp_norm.weight", {C}, {h + "post_attention_layernorm.weight"}});
-    m.push_back({t + "mlp.gate_up.weight", {2 * F, C}, {h + "mlp.gate_proj.weight", h + "mlp.up_proj.weight"}});
-    m.push_back({t + "mlp.down.weight", {C, F}, {h + "mlp.down_proj.weight"}});
+      for (const char* p : {"q", "k"}) one(t + "attn." + p + "_norm.weight", {D}, h + "self_attn." + p + "_norm.weight");
+    if (diff) {
+      m.push_back({t + "attn.lambda", {4, D},
+                   {h + "self_attn.lambda_q1", h + "self_attn.lambda_k1", h + "self_attn.lambda_q2",
+                    h + "self_attn.lambda_k2"},
+                   {{D}, {D}, {D}, {D}}});
+      one(t + "attn.head_norm.weight", {2 * D}, h + "self_attn.subln.weight");
+    }
+    one(t + "attn.o.weight", {C, c.attn_out_dim()}, h + "self_attn.o_proj.weight");
+    one(t + "mlp_norm.weight", {C}, h + "post_attention_layernorm.weight");
+    m.push_back({t + "mlp.gate_up.weight", {2 * F, C}, {h + "mlp.gate_proj.weight", h + "mlp.up_proj.weight"},
+                 {{F, C}, {F, C}}});
+    one(t + "mlp.down.weight", {C, F}, h + "mlp.down_proj.weight");
+    if (c.mlp_activation == MlpActivation::PolyNorm)
+      m.push_back({t + "mlp.polynorm", {4}, {h + "mlp.act_fn.weight", h + "mlp.act_fn.bias"}, {{3}, {1}}});
   }
-  m.push_back({"final_norm.weight", {C}, {"model.norm.weight"}});
-  if (!c.tie_embeddings) m.push_back({"lm_head.weight", {V, C}, {"lm_head.weight"}});
+  one("final_norm.weight", {C}, "model.norm.weight");
+  if (!c.tie_embeddings) one("lm_head.weight", {V, C}, "lm_head.weight");
   return m;
 }
 
@@ -164,13 +184,6 @@ std::string hf_init_dir(const std::string& v) {
 }
 
 namespace {
-
-// Shape of one HF part of a mapped parameter (gate_up is split in two along rows).
-Shape part_shape(const HfParamMap& m) {
-  Shape s = m.shape;
-  s[0] /= int64_t(m.hf_names.size());
-  return s;
-}
 
 void check_same_shape(const ModelConfig& a, const ModelConfig& b, const std::string& src) {
   auto eq = [&](const char* what, double x, double y) {
@@ -188,6 +201,11 @@ void check_same_shape(const ModelConfig& a, const ModelConfig& b, const std::str
   eq("qk_norm", a.qk_norm, b.qk_norm);
   eq("qkv_bias", a.qkv_bias, b.qkv_bias);
   eq("tie_word_embeddings", a.tie_embeddings, b.tie_embeddings);
+  eq("differential attention (num_noise_heads > 0)", a.differential(), b.differential());
+  eq("num_noise_heads", a.n_noise_heads, b.n_noise_heads);
+  eq("PolyNorm MLP (hidden_act poly_norm)", a.mlp_activation == MlpActivation::PolyNorm,
+     b.mlp_activation == MlpActivation::PolyNorm);
+  if (a.differential()) eq("attn_rms_norm_eps", a.diff_norm_eps, b.diff_norm_eps);
 }
 
 }  // namespace
@@ -208,14 +226,13 @@ void load_hf_weights(Decoder& model, Kernels& k, const std::string& dir) {
     }
   TEMPER_CHECK(missing.empty(), "model directory '", dir, "' lacks ", missing.size(), " tensor(s) a ",
                info.architecture, " with this config.json needs: ", list_some(missing));
-  for (const auto& m : maps) {
-    const Shape want = part_shape(m);
-    for (const auto& h : m.hf_names) {
+  for (const auto& m : maps)
+    for (size_t i = 0; i < m.hf_names.size(); ++i) {
+      const std::string& h = m.hf_names[i];
       const auto& got = set.info(h).shape;
-      TEMPER_CHECK(got == want, set.file_of(h), ": tensor '", h, "' has shape ", shape_str(got), " but ", dir,
-                   "/config.json implies ", shape_str(want), " (temper parameter '", m.name, "')");
+      TEMPER_CHECK(got == m.hf_shapes[i], set.file_of(h), ": tensor '", h, "' has shape ", shape_str(got), " but ",
+                   dir, "/config.json implies ", shape_str(m.hf_shapes[i]), " (temper parameter '", m.name, "')");
     }
-  }
   std::vector<std::string> unexpected;
   std::vector<std::string> o_biases;
   for (const auto& n : set.names()) {
@@ -241,13 +258,14 @@ void load_hf_weights(Decoder& model, Kernels& k, const std::string& dir) {
   for (const auto& m : maps) {
     Tensor host;
     if (m.hf_names.size() == 1) {
-      host = set.read_f32(m.hf_names[0]);
+      host = set.read_f32(m.hf_names[0]).reshape(m.shape);
     } else {
       host = Tensor::empty(m.shape, DType::F32);
-      const int64_t part = host.numel() / int64_t(m.hf_names.size());
-      for (size_t i = 0; i < m.hf_names.size(); ++i) {
-        Tensor t = set.read_f32(m.hf_names[i]);
-        std::copy(t.data<float>(), t.data<float>() + part, host.data<float>() + int64_t(i) * part);
+      int64_t at = 0;
+      for (const auto& h : m.hf_names) {
+        Tensor t = set.read_f32(h);
+        std::copy(t.data<float>(), t.data<float>() + t.numel(), host.data<float>() + at);
+        at += t.numel();
       }
     }
     k.copy(model.param(m.name).value, host);
@@ -268,10 +286,10 @@ std::string hf_config_json(const ModelConfig& c, const HfExportOptions& o) {
   j["hidden_size"] = c.d_model;
   j["intermediate_size"] = c.ffn_dim;
   j["num_hidden_layers"] = c.n_layers;
-  j["num_attention_heads"] = c.n_heads;
-  j["num_key_value_heads"] = c.n_kv_heads;
+  j["num_attention_heads"] = c.q_heads();  // Motif: signal + noise-control heads
+  j["num_key_value_heads"] = (c.differential() ? 2 : 1) * c.n_kv_heads;  // Motif: both key paths
   j["head_dim"] = c.head_dim;
-  j["hidden_act"] = "silu";
+  j["hidden_act"] = c.differential() ? "poly_norm" : "silu";
   j["max_position_embeddings"] = o.max_position_embeddings;
   j["rms_norm_eps"] = tidy(c.norm_eps);
   j["initializer_range"] = tidy(c.init_std);
@@ -286,7 +304,21 @@ std::string hf_config_json(const ModelConfig& c, const HfExportOptions& o) {
   j["use_cache"] = true;
   j["bos_token_id"] = o.bos_token_id >= 0 ? nlohmann::json(o.bos_token_id) : nlohmann::json(nullptr);
   j["eos_token_id"] = o.eos_token_id >= 0 ? nlohmann::json(o.eos_token_id) : nlohmann::json(nullptr);
-  if (arch == "LlamaForCausalLM") {
+  if (arch == "MotifForCausalLM") {
+    // The keys Motif's released config.json and model code read (docs/motif.md); lambda_init follows
+    // the code's depth schedule, so a fixed model.diff_lambda_init cannot be exported.
+    TEMPER_CHECK(c.diff_lambda_init < 0, "Hugging Face export: model.diff_lambda_init = ", c.diff_lambda_init,
+                 " is fixed, but Motif's model code computes lambda_init from the depth (set it to -1)");
+    j["num_noise_heads"] = c.n_noise_heads;
+    j["attn_rms_norm_eps"] = tidy(c.diff_norm_eps);
+    j["k_ratio"] = 1;
+    j["use_bias"] = false;
+    j["attention_bias"] = false;
+    j["use_sliding_window"] = false;
+    j["sliding_window"] = nullptr;
+    j["auto_map"] = {{"AutoConfig", "configuration_motif.MotifConfig"},
+                     {"AutoModelForCausalLM", "modeling_motif.MotifForCausalLM"}};
+  } else if (arch == "LlamaForCausalLM") {
     j["attention_bias"] = false;
     j["mlp_bias"] = false;
     j["pretraining_tp"] = 1;
@@ -316,11 +348,15 @@ std::vector<std::string> export_hf(const ModelConfig& cfg, const std::map<std::s
     TEMPER_CHECK(t.shape() == m.shape, "export: parameter '", m.name, "' has shape ", shape_str(t.shape()),
                  " but the model config implies ", shape_str(m.shape));
     if (m.hf_names.size() == 1) {
-      tensors.emplace_back(m.hf_names[0], t);
+      tensors.emplace_back(m.hf_names[0], t.reshape(m.hf_shapes[0]));
     } else {
-      const int64_t rows = m.shape[0] / int64_t(m.hf_names.size());
-      for (size_t i = 0; i < m.hf_names.size(); ++i)
-        tensors.emplace_back(m.hf_names[i], t.rows(int64_t(i) * rows, int64_t(i + 1) * rows));
+      const Tensor flat = t.reshape({t.numel()});
+      int64_t at = 0;
+      for (size_t i = 0; i < m.hf_names.size(); ++i) {
+        const int64_t n = shape_numel(m.hf_shapes[i]);
+        tensors.emplace_back(m.hf_names[i], flat.rows(at, at + n).reshape(m.hf_shapes[i]));
+        at += n;
+      }
     }
     // Qwen3 with q/k/v biases is attention_bias = true, which gives o_proj a bias too: write zeros.
     if (cfg.qk_norm && cfg.qkv_bias && ends_with(m.name, ".attn.o.weight")) {
@@ -352,7 +388,7 @@ std::vector<std::string> export_hf(const ModelConfig& cfg, const std::map<std::s
     int copied = 0;
     for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
                           "merges.txt", "added_tokens.json", "tokenizer.model", "chat_template.jinja",
-                          "chat_template.json"}) {
+                          "chat_template.json", "configuration_motif.py", "modeling_motif.py"}) {
       const fs::path src = fs::path(o.tokenizer_dir) / f;
       if (!fs::exists(src)) continue;
       fs::copy_file(src, fs::path(out_dir) / f, fs::copy_options::overwrite_existing, ec);

@@ -5,13 +5,14 @@
 //   ln = rmsnorm(x); x += down(swiglu(ln W_gu^T))
 // then the final norm and output head on the requested rows only. x += y gives
 // the same values as the decoder's y + x (float addition commutes). Differential
-// attention caches K2 too and combines the two cached attentions as in training;
-// PolyNorm replaces SwiGLU.
+// attention (model/differential_attention.h) caches K1, K2, V1, V2 and combines the
+// cached attentions as in training; PolyNorm replaces SwiGLU.
 #include "model/inference.h"
 
 #include <algorithm>
 
 #include "core/error.h"
+#include "model/differential_attention.h"
 
 namespace temper {
 
@@ -53,8 +54,6 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
     w.gate_up = compute_of(model, p + "mlp.gate_up.weight");
     w.down = compute_of(model, p + "mlp.down.weight");
     if (cfg_.differential()) {
-      w.q2 = compute_of(model, p + "attn.q2.weight");
-      w.k2 = compute_of(model, p + "attn.k2.weight");
       w.lambda = compute_of(model, p + "attn.lambda");
       w.head_norm = compute_of(model, p + "attn.head_norm.weight");
       w.lambda_init = cfg_.lambda_init(l);
@@ -75,14 +74,20 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
   for (int l = 0; l < L; ++l) {
     kcache_.push_back(alloc({S, T, KVH, D}, act_));
     vcache_.push_back(alloc({S, T, KVH, D}, act_));
-    if (cfg_.differential()) k2cache_.push_back(alloc({S, T, KVH, D}, act_));
+    if (cfg_.differential()) {
+      k2cache_.push_back(alloc({S, T, KVH, D}, act_));
+      v2cache_.push_back(alloc({S, T, KVH, D}, act_));
+    }
   }
   if (cfg_.differential()) {
     const int64_t G = cfg_.n_noise_heads;
+    proj_qkv_ = alloc({N, (cfg_.q_heads() + 4 * KVH) * D}, act_);
     q2_ = alloc({N, G, D}, act_);
     k2_ = alloc({N, KVH, D}, act_);
-    attn_sig_ = alloc({N, H, D}, act_);
-    attn_noise_ = alloc({N, G, D}, act_);
+    v2_ = alloc({N, KVH, D}, act_);
+    attn_sig_ = alloc({N, H, 2 * D}, act_);
+    attn_noise_ = alloc({N, G, 2 * D}, act_);
+    half_ = alloc({N, std::max(H, G), D}, act_);
     head_rstd_ = alloc({N, H}, stat_);
   }
   if (cfg_.mlp_activation == MlpActivation::PolyNorm) act_rstd_ = alloc({N, 3}, stat_);
@@ -98,7 +103,7 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
   q_ = alloc({N, H, D}, act_);
   kk_ = alloc({N, KVH, D}, act_);
   v_ = alloc({N, KVH, D}, act_);
-  attn_ = alloc({N, H, D}, act_);
+  attn_ = alloc({N, H, cfg_.attn_out_dim() / H}, act_);
   proj_ = alloc({N, C}, act_);
   gu_ = alloc({N, 2 * F}, act_);
   act_buf_ = alloc({N, F}, act_);
@@ -138,43 +143,50 @@ void InferenceEngine::forward_chunk(int64_t n, const std::vector<int64_t>& want,
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerWeights& w = layers_[l];
     k_.rmsnorm_forward(ln, rstd, x, *w.attn_norm, cfg_.norm_eps);
-    Tensor q_lin = (cfg_.qk_norm ? q_pre_.rows(0, n) : q).reshape({n, H * D});
-    Tensor k_lin = (cfg_.qk_norm ? k_pre_.rows(0, n) : kk).reshape({n, KVH * D});
-    Tensor v_lin = v.reshape({n, KVH * D});
-    k_.matmul_forward(q_lin, ln, *w.q, w.q_bias);
-    k_.matmul_forward(k_lin, ln, *w.k, w.k_bias);
-    k_.matmul_forward(v_lin, ln, *w.v, w.v_bias);
-    if (cfg_.qk_norm) {
-      Tensor qo = q.reshape({n * H, D}), qr = q_rstd_.rows(0, n).reshape({n * H});
-      Tensor ko = kk.reshape({n * KVH, D}), kr = k_rstd_.rows(0, n).reshape({n * KVH});
-      k_.rmsnorm_forward(qo, qr, q_pre_.rows(0, n).reshape({n * H, D}), *w.q_norm, cfg_.norm_eps);
-      k_.rmsnorm_forward(ko, kr, k_pre_.rows(0, n).reshape({n * KVH, D}), *w.k_norm, cfg_.norm_eps);
-    }
-    k_.rope_forward(q, pos, cfg_.rope_theta);
-    k_.rope_forward(kk, pos, cfg_.rope_theta);
-    k_.kv_cache_write(kcache_[l], vcache_[l], kk, v, slot, pos);
-    if (cfg_.differential()) {  // model/differential_attention.h, against the cache
-      Tensor q2 = q2_.rows(0, n), k2 = k2_.rows(0, n), a1 = attn_sig_.rows(0, n), a2 = attn_noise_.rows(0, n);
-      Tensor hr = head_rstd_.rows(0, n);
-      Tensor q2_lin = q2.reshape({n, cfg_.n_noise_heads * D}), k2_lin = k2.reshape({n, KVH * D});
-      k_.matmul_forward(q2_lin, ln, *w.q2, nullptr);
-      k_.matmul_forward(k2_lin, ln, *w.k2, nullptr);
-      k_.rope_forward(q2, pos, cfg_.rope_theta);
-      k_.rope_forward(k2, pos, cfg_.rope_theta);
-      k_.kv_cache_write(k2cache_[l], vcache_[l], k2, v, slot, pos);  // v rewritten with the same values
-      k_.attention_cached(a1, q, kcache_[l], vcache_[l], slot, pos);
-      k_.attention_cached(a2, q2, k2cache_[l], vcache_[l], slot, pos);
-      k_.diff_attn_combine_forward(attn, hr, a1, a2, *w.lambda, *w.head_norm, w.lambda_init, cfg_.norm_eps);
+    if (cfg_.differential()) {  // model/differential_attention.h, against the caches
+      const int64_t QH = cfg_.q_heads(), KH = 2 * KVH;
+      Tensor flat = proj_qkv_.reshape({proj_qkv_.numel()});
+      Tensor qf = flat.rows(0, n * QH * D).reshape({n, QH, D});
+      Tensor kf = flat.rows(n * QH * D, n * (QH + KH) * D).reshape({n, KH, D});
+      Tensor vf = flat.rows(n * (QH + KH) * D, n * (QH + 2 * KH) * D).reshape({n, KH, D});
+      Tensor ql = qf.reshape({n, QH * D}), kl = kf.reshape({n, KH * D}), vl = vf.reshape({n, KH * D});
+      k_.matmul_forward(ql, ln, *w.q, nullptr);
+      k_.matmul_forward(kl, ln, *w.k, nullptr);
+      k_.matmul_forward(vl, ln, *w.v, nullptr);
+      Tensor q2 = q2_.rows(0, n), k2 = k2_.rows(0, n), v2 = v2_.rows(0, n);
+      diff_split_heads(k_, cfg_, qf, kf, vf, q, q2, kk, k2, v, v2);
+      for (Tensor* t : {&q, &q2, &kk, &k2}) k_.rope_forward(*t, pos, cfg_.rope_theta);
+      k_.kv_cache_write(kcache_[l], vcache_[l], kk, v, slot, pos);
+      k_.kv_cache_write(k2cache_[l], v2cache_[l], k2, v2, slot, pos);
+      Tensor sig = attn_sig_.rows(0, n), noise = attn_noise_.rows(0, n), half = half_, hr = head_rstd_.rows(0, n);
+      const DiffCoreParams p{w.lambda, w.head_norm, nullptr, nullptr, w.lambda_init, cfg_.diff_norm_eps};
+      diff_attention_cached(k_, attn, hr, sig, noise, half, q, q2, kcache_[l], k2cache_[l], vcache_[l], v2cache_[l],
+                            slot, pos, p);
     } else {
+      Tensor q_lin = (cfg_.qk_norm ? q_pre_.rows(0, n) : q).reshape({n, H * D});
+      Tensor k_lin = (cfg_.qk_norm ? k_pre_.rows(0, n) : kk).reshape({n, KVH * D});
+      Tensor v_lin = v.reshape({n, KVH * D});
+      k_.matmul_forward(q_lin, ln, *w.q, w.q_bias);
+      k_.matmul_forward(k_lin, ln, *w.k, w.k_bias);
+      k_.matmul_forward(v_lin, ln, *w.v, w.v_bias);
+      if (cfg_.qk_norm) {
+        Tensor qo = q.reshape({n * H, D}), qr = q_rstd_.rows(0, n).reshape({n * H});
+        Tensor ko = kk.reshape({n * KVH, D}), kr = k_rstd_.rows(0, n).reshape({n * KVH});
+        k_.rmsnorm_forward(qo, qr, q_pre_.rows(0, n).reshape({n * H, D}), *w.q_norm, cfg_.norm_eps);
+        k_.rmsnorm_forward(ko, kr, k_pre_.rows(0, n).reshape({n * KVH, D}), *w.k_norm, cfg_.norm_eps);
+      }
+      k_.rope_forward(q, pos, cfg_.rope_theta);
+      k_.rope_forward(kk, pos, cfg_.rope_theta);
+      k_.kv_cache_write(kcache_[l], vcache_[l], kk, v, slot, pos);
       k_.attention_cached(attn, q, kcache_[l], vcache_[l], slot, pos);
     }
-    k_.matmul_forward(proj, attn.reshape({n, H * D}), *w.o, nullptr);
+    k_.matmul_forward(proj, attn.reshape({n, cfg_.attn_out_dim()}), *w.o, nullptr);
     k_.add_inplace(x, proj);
     k_.rmsnorm_forward(ln, rstd, x, *w.mlp_norm, cfg_.norm_eps);
     k_.matmul_forward(gu, ln, *w.gate_up, nullptr);
     if (w.polynorm) {
       Tensor ar = act_rstd_.rows(0, n);
-      k_.polynorm_forward(act, ar, gu, *w.polynorm, cfg_.norm_eps);
+      k_.polynorm_forward(act, ar, gu, *w.polynorm, cfg_.polynorm_eps);
     } else {
       k_.swiglu_forward(act, gu);
     }
@@ -283,7 +295,7 @@ void InferenceEngine::copy_slot(int dst, int src, int len) {
     const int64_t T = max_len_, row = int64_t(cfg_.n_kv_heads) * cfg_.head_dim;
     for (size_t l = 0; l < kcache_.size(); ++l) {
       std::vector<Tensor*> caches{&kcache_[l], &vcache_[l]};
-      if (!k2cache_.empty()) caches.push_back(&k2cache_[l]);
+      if (!k2cache_.empty()) caches.insert(caches.end(), {&k2cache_[l], &v2cache_[l]});
       for (Tensor* c : caches) {
         Tensor d = c->rows(dst, dst + 1).reshape({T, row}).rows(0, len);
         k_.copy(d, c->rows(src, src + 1).reshape({T, row}).rows(0, len));

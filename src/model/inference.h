@@ -54,9 +54,9 @@ class InferenceEngine {
   struct LayerWeights {
     const Tensor *attn_norm, *q, *k, *v, *q_bias, *k_bias, *v_bias, *q_norm, *k_norm, *o, *mlp_norm, *gate_up,
         *down;
-    // differential attention (q2, k2, lambda, head norm) and PolyNorm coefficients, else null
-    const Tensor *q2, *k2, *lambda, *head_norm, *polynorm;
-    float lambda_init;
+    // differential attention (lambda, sub-layer norm) and PolyNorm coefficients, else null
+    const Tensor *lambda, *head_norm, *polynorm;
+    double lambda_init;
   };
   // Runs n staged tokens (host_tok_/host_pos_/host_slot_ rows [0, n)) through the model,
   // writes the caches, and the logits of chunk rows `want` into logits rows [out_row, ...).
@@ -72,8 +72,9 @@ class InferenceEngine {
   std::vector<LayerWeights> layers_;
   const Tensor *embed_, *final_norm_, *head_;
   std::vector<Tensor> kcache_, vcache_;  // per layer [S, T, KVH, D]
-  std::vector<Tensor> k2cache_;          // differential attention: noise-control keys, per layer
-  Tensor q2_, k2_, attn_sig_, attn_noise_, head_rstd_, act_rstd_;  // differential / PolyNorm scratch
+  std::vector<Tensor> k2cache_, v2cache_;  // differential attention: K2 and V2 (kcache_, vcache_ hold K1, V1)
+  // differential / PolyNorm scratch (model/differential_attention.h)
+  Tensor proj_qkv_, q2_, k2_, v2_, attn_sig_, attn_noise_, half_, head_rstd_, act_rstd_;
   // Scratch for chunk_ tokens.
   Tensor x_, ln_, rstd_, q_pre_, q_rstd_, k_pre_, k_rstd_, q_, kk_, v_, attn_, proj_, gu_, act_buf_;
   Tensor tok_, pos_, slot_;                          // i32 [chunk_] on the device

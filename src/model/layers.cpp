@@ -38,11 +38,14 @@ BlockActs first_rows(const BlockActs& a, int64_t n) {
   r.x_out = head_rows(a.x_out, n);
   r.q2 = head_rows(a.q2, n);
   r.k2 = head_rows(a.k2, n);
+  r.v2 = head_rows(a.v2, n);
   r.attn_sig = head_rows(a.attn_sig, n);
   r.attn_noise = head_rows(a.attn_noise, n);
   r.lse2 = head_rows(a.lse2, n);
   r.head_rstd = head_rows(a.head_rstd, n);
   r.act_rstd = head_rows(a.act_rstd, n);
+  r.proj = a.proj;  // shared scratch: views are cut by their users
+  r.half = a.half;
   return r;
 }
 
@@ -61,11 +64,15 @@ BlockScratch first_rows(const BlockScratch& s, int64_t n) {
   r.dq2 = head_rows(s.dq2, n);
   r.dk2 = head_rows(s.dk2, n);
   r.dv2 = head_rows(s.dv2, n);
+  r.t_dout = s.t_dout;  // scratch: views are cut by their users
+  r.t_dq = s.t_dq;
+  r.t_dk = s.t_dk;
+  r.t_dv = s.t_dv;
   return r;
 }
 
 void block_forward(Kernels& k, const ModelConfig& c, const BlockWeights& w, BlockActs& a, const Batch& b) {
-  const int64_t N = a.x_in.dim(0), H = c.n_heads, D = c.head_dim;
+  const int64_t N = a.x_in.dim(0), A = c.attn_out_dim();
   // attention half
   k.rmsnorm_forward(a.ln1, a.rstd1, a.x_in, w.attn_norm->compute, c.norm_eps);
   if (c.differential()) {
@@ -74,7 +81,7 @@ void block_forward(Kernels& k, const ModelConfig& c, const BlockWeights& w, Bloc
     standard_attention_forward(k, c, w, a, b);
   }
   Tensor x_mid = a.x_mid;
-  k.matmul_forward(x_mid, a.attn.reshape({N, H * D}), w.o->compute, nullptr);
+  k.matmul_forward(x_mid, a.attn.reshape({N, A}), w.o->compute, nullptr);
   k.add_inplace(x_mid, a.x_in);
   // MLP half
   k.rmsnorm_forward(a.ln2, a.rstd2, a.x_mid, w.mlp_norm->compute, c.norm_eps);
@@ -114,15 +121,15 @@ void attention_core_forward(Kernels& k, BlockActs& a, const Batch& b) {
 
 void block_backward(Kernels& k, const ModelConfig& c, const BlockWeights& w, const BlockActs& a,
                     BlockScratch& s, Tensor& dres, const Batch& b) {
-  const int64_t N = a.x_in.dim(0), H = c.n_heads, D = c.head_dim;
+  const int64_t N = a.x_in.dim(0), A = c.attn_out_dim();
   // MLP half: x_out = x_mid + down(swiglu(gate_up(norm(x_mid))))
   k.matmul_backward(&s.dact, false, w.down->grad, nullptr, dres, a.act, w.down->compute);
   mlp_activation_backward(k, c, w, a, s);
   k.matmul_backward(&s.dln, false, w.gate_up->grad, nullptr, s.dgu, a.ln2, w.gate_up->compute);
   k.rmsnorm_backward(dres, true, w.mlp_norm->grad, s.dln, a.x_mid, w.mlp_norm->compute, a.rstd2);
   // attention half: x_mid = x_in + o(attn(rope(qk_norm(q(ln1))), ...))
-  Tensor dattn2 = s.dattn.reshape({N, H * D});
-  k.matmul_backward(&dattn2, false, w.o->grad, nullptr, dres, a.attn.reshape({N, H * D}), w.o->compute);
+  Tensor dattn2 = s.dattn.reshape({N, A});
+  k.matmul_backward(&dattn2, false, w.o->grad, nullptr, dres, a.attn.reshape({N, A}), w.o->compute);
   if (c.differential()) {
     diff_attention_backward(k, c, w, a, s, b);
   } else {

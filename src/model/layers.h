@@ -37,12 +37,11 @@ struct BlockWeights {
   NamedParam* mlp_norm = nullptr;   // [C]
   NamedParam* gate_up = nullptr;    // [2F, C]: rows [0,F) gate, [F,2F) up
   NamedParam* down = nullptr;       // [C, F]
-  // Differential attention (model/differential_attention.h)
-  NamedParam* q2 = nullptr;         // [G*D, C]   noise-control queries
-  NamedParam* k2 = nullptr;         // [KVH*D, C] noise-control keys
+  // Differential attention (model/differential_attention.h): q is [(H+G)*D, C] in the
+  // released head order, k and v [2*KVH*D, C], o [C, 2*H*D]; and
   NamedParam* lambda = nullptr;     // [4, D]     rows lq1, lk1, lq2, lk2
-  NamedParam* head_norm = nullptr;  // [D]        per-head RMSNorm weight of the combined output
-  float lambda_init = 0.0f;         // this layer's fixed lambda_init
+  NamedParam* head_norm = nullptr;  // [2D]       per-head sub-layer RMSNorm weight of the combined output
+  double lambda_init = 0.0;         // this layer's fixed lambda_init
   // PolyNorm MLP activation (model/polynorm.h)
   NamedParam* polynorm = nullptr;   // [4] w0, w1, w2, b
 };
@@ -59,10 +58,14 @@ struct BlockActs {
   Tensor ln2, rstd2;    // [N, C], [N]
   Tensor gu, act;       // [N, 2F], [N, F]
   Tensor x_out;         // [N, C] residual stream leaving the block (next block's x_in)
-  // differential attention only: attn is the combined, normed output
-  Tensor q2, k2;              // [N, G, D], [N, KVH, D] after RoPE
-  Tensor attn_sig, attn_noise; // [N, H, D] softmax(Q1K1^T)V (lse in lse), [N, G, D] softmax(Q2K2^T)V
+  // differential attention only (model/differential_attention.h): q, k, v above are the
+  // signal queries Q1 [N, H, D], signal keys K1 and first value halves V1 [N, KVH, D];
+  // attn is the combined, normed output [N, H, 2D] (the o projection's input)
+  Tensor q2, k2, v2;           // [N, G, D], [N, KVH, D], [N, KVH, D] (q2, k2 after RoPE)
+  Tensor attn_sig, attn_noise; // [N, H, 2D] softmax(Q1K1^T)[V1|V2] (lse in lse), [N, G, 2D] with Q2, K2
   Tensor lse2, head_rstd;     // [N, G], [N, H]
+  Tensor proj, half;          // shared by all blocks: the q|k|v projection [N, (H+G+4KVH) D] before the
+                              // head split, and one D-wide attention output [N, max(H,G), D]
   Tensor act_rstd;            // [N, 3] PolyNorm only
 };
 
@@ -75,10 +78,37 @@ struct BlockScratch {
   Tensor dk_pre;  // [N, KVH, D] (qk_norm only)
   Tensor dgu;     // [N, 2F]
   Tensor dact;    // [N, F]
-  // differential attention only
-  Tensor da_sig, da_noise;  // [N, H, D], [N, G, D]
+  // differential attention only (dattn is [N, H, 2D])
+  Tensor da_sig, da_noise;  // [N, H, 2D], [N, G, 2D]
   Tensor dq2;               // [N, G, D]
   Tensor dk2, dv2;          // [N, KVH, D]
+  Tensor t_dout, t_dq;      // [N, max(H,G), D] attention-half temporaries
+  Tensor t_dk, t_dv;        // [N, KVH, D]
+};
+
+// The differential attention core's tensors (model/differential_attention.h), in one layout of
+// T tokens: h signal, g noise-control, kv key/value heads of dimension D.
+struct DiffCoreActs {
+  Tensor q1, q2, k1, k2, v1, v2;  // [T,h,D], [T,g,D], [T,kv,D] x 4 (queries and keys after RoPE)
+  Tensor sig, noise;              // [T,h,2D], [T,g,2D]: softmax(Q K^T / sqrt(D)) [V1 | V2]
+  Tensor lse1, lse2;              // [T,h], [T,g]
+  Tensor rstd;                    // [T,h] of the sub-layer norm
+  Tensor out;                     // [T,h,2D] the combined output
+};
+// Its gradients: dout in, d{q,k,v}{1,2} out (overwritten), dsig / dnoise scratch.
+struct DiffCoreGrads {
+  Tensor dout;                             // [T,h,2D]
+  Tensor dq1, dq2, dk1, dk2, dv1, dv2;     // as q1 .. v2
+  Tensor dsig, dnoise;                     // [T,h,2D], [T,g,2D] scratch
+};
+// The layer's combination parameters and where their gradients accumulate.
+struct DiffCoreParams {
+  const Tensor* lambda;  // [4, D]
+  const Tensor* weight;  // [2D] sub-layer norm
+  Tensor* dlambda;       // accumulated by backward (null in forward-only use)
+  Tensor* dweight;
+  double lambda_init;
+  float eps;
 };
 
 // The attention core of a block (q, k after RoPE -> attn, before the o projection), when
@@ -93,6 +123,16 @@ class AttentionCore {
                        const Batch& b) = 0;
   virtual void backward(Kernels& k, Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& out,
                         const Tensor& lse, const Tensor& q, const Tensor& kk, const Tensor& v, const Batch& b) = 0;
+  // QK-clip: out[h] = max(out[h], largest logit of query head h) over the whole sequence, for
+  // q [N, Hq, D] against kk [N, KVH, D] (GQA); out [Hq] of the stat dtype. An implementation
+  // that splits heads over ranks may leave other ranks' heads untouched (the caller reduces max).
+  virtual void max_logit(Kernels& k, Tensor& out, const Tensor& q, const Tensor& kk, const Batch& b) = 0;
+  // The differential attention core (model/differential_attention.h): a.q1 .. a.v2 and a.out in
+  // the caller's token layout; a.sig, a.noise, a.lse1, a.lse2, a.rstd kept in the implementation's
+  // own layout (same element counts).
+  virtual void diff_forward(Kernels& k, DiffCoreActs& a, const DiffCoreParams& p, const Batch& b) = 0;
+  virtual void diff_backward(Kernels& k, DiffCoreGrads& g, const DiffCoreActs& a, const DiffCoreParams& p,
+                             const Batch& b) = 0;
 };
 
 void block_forward(Kernels& k, const ModelConfig& c, const BlockWeights& w, BlockActs& a, const Batch& b);

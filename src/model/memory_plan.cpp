@@ -22,18 +22,19 @@ int64_t MemoryPlan::activation_bytes(const ModelConfig& c, int64_t n, DType comp
   TEMPER_CHECK(n >= 0, "MemoryPlan: negative token count ", n);
   const int64_t a = int64_t(dtype_size(compute_dtype)), s = int64_t(dtype_size(stat_dtype));
   const int64_t C = c.d_model, H = c.n_heads, KVH = c.n_kv_heads, D = c.head_dim, F = c.ffn_dim, L = c.n_layers;
+  const int64_t G = c.n_noise_heads, Dv = c.differential() ? 2 * D : D, HG = std::max(H, G);
   // Per token, in the order of Decoder::plan_buffers.
   int64_t block = C * a + s;                                            // ln1, rstd1
   if (c.qk_norm) block += H * D * a + H * s + KVH * D * a + KVH * s;    // q_pre, q_rstd, k_pre, k_rstd
   block += H * D * a + 2 * KVH * D * a;                                 // q, k, v
-  const int64_t attn = H * D * a + H * s;                               // attn, lse
+  const int64_t attn = H * Dv * a + H * s;                              // attn, lse
   block += C * a + C * a + s;                                           // x_mid, ln2, rstd2
-  const int64_t G = c.n_noise_heads;
-  if (c.differential())  // q2, k2, attn_sig, attn_noise, lse2, head_rstd (model/differential_attention.h)
-    block += G * D * a + KVH * D * a + H * D * a + G * D * a + G * s + H * s;
+  if (c.differential())  // q2, k2, v2, attn_sig, attn_noise, lse2, head_rstd (model/differential_attention.h)
+    block += G * D * a + 2 * KVH * D * a + H * Dv * a + G * Dv * a + G * s + H * s;
   int64_t mlp = 2 * F * a + F * a;                                      // gu, act
   if (c.mlp_activation == MlpActivation::PolyNorm) mlp += 3 * s;        // PolyNorm rstd
   int64_t per_token = (L + 1) * C * a;                                  // residual streams
+  if (c.differential()) per_token += (c.q_heads() + 4 * KVH) * D * a + HG * D * a;  // shared q|k|v, one half
   switch (policy) {
     case Checkpointing::None: per_token += L * (block + attn + mlp); break;
     case Checkpointing::Selective:  // the recomputed parts: one shared area instead of one per layer
@@ -42,9 +43,10 @@ int64_t MemoryPlan::activation_bytes(const ModelConfig& c, int64_t n, DType comp
     case Checkpointing::Full: per_token += block + attn + mlp; break;   // one block work area
   }
   per_token += C * a + s;                                               // final norm out, rstd
-  per_token += C * a + H * D * a + 2 * KVH * D * a + H * D * a;         // scratch: dln, dq, dk, dv, dattn
+  per_token += C * a + H * D * a + 2 * KVH * D * a + H * Dv * a;        // scratch: dln, dq, dk, dv, dattn
   if (c.qk_norm) per_token += KVH * D * a;                              // dk_pre
-  if (c.differential()) per_token += H * D * a + 2 * G * D * a + 2 * KVH * D * a;  // da_sig, da_noise, dq2, dk2, dv2
+  if (c.differential())  // da_sig, da_noise, dq2, dk2, dv2, attention-half temporaries
+    per_token += H * Dv * a + G * Dv * a + G * D * a + 2 * KVH * D * a + 2 * HG * D * a + 2 * KVH * D * a;
   per_token += 2 * F * a + F * a + C * a + s;                           // dgu, dact, dres, logp_tmp
   return n * per_token;
 }
@@ -89,6 +91,9 @@ MemoryPlan::MemoryPlan(const ModelConfig& cfg, const MemoryPlanOptions& o) {
           ? cat("selective (", recompute_parts_name(o.recompute), ")") : std::string(checkpointing_name(o.checkpointing));
   items_.push_back({"activations", activation_bytes(cfg, n, o.compute_dtype, o.stat_dtype, o.checkpointing, o.recompute),
                     cat(n, " tokens", sp_note, ", checkpointing ", policy, ": kept for backward + scratch")});
+  if (o.sp > 1)
+    items_.push_back({"Ulysses buffers", o.sp_buffer_bytes,
+                      cat("all-to-all staging and this rank's heads over ", n * o.sp, " tokens (parallel/ulysses)")});
   const int64_t V = cfg.vocab_size;
   int64_t rows = o.logits_rows;
   if (rows == 0) rows = std::min<int64_t>({4096, std::max<int64_t>(1, (int64_t(768) << 20) / (6 * V)), n});
@@ -97,7 +102,7 @@ MemoryPlan::MemoryPlan(const ModelConfig& cfg, const MemoryPlanOptions& o) {
                     cat(rows, " rows x ", V, " x ", o.logits_bytes_per_elem, " B")});
   items_.push_back({"batch indices", n * 4 * 4, "tokens, targets, positions, logp (4 B each)"});
   if (o.kv_slots > 0 && o.kv_length > 0) {
-    const int64_t caches = cfg.differential() ? 3 : 2;  // K, V (+ K2 of differential attention)
+    const int64_t caches = cfg.differential() ? 4 : 2;  // K, V (K1, K2, V1, V2 with differential attention)
     const int64_t kv = o.kv_slots * o.kv_length * cfg.n_layers * caches * cfg.n_kv_heads * cfg.head_dim * cb;
     items_.push_back({"KV cache", kv, cat(o.kv_slots, " slots x ", o.kv_length, " positions x ", cfg.n_layers,
                                           " layers x ", caches, " x ", cfg.n_kv_heads, " x ", cfg.head_dim, " x ",

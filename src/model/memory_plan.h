@@ -55,6 +55,9 @@ struct MemoryPlanOptions {
   int64_t logits_rows = 0;
   int64_t logits_bytes_per_elem = 6;
   int64_t kv_slots = 0, kv_length = 0;  // generation cache (0: none)
+  // sp > 1: bytes of the sequence-parallel all-to-all buffers (parallel/ulysses scratch_bytes,
+  // filled in by the caller: model/ does not see parallel/)
+  int64_t sp_buffer_bytes = 0;
 };
 
 struct MemoryItem {

@@ -5,7 +5,7 @@ namespace temper {
 
 void mlp_activation_forward(Kernels& k, const ModelConfig& c, const BlockWeights& w, BlockActs& a) {
   if (c.mlp_activation == MlpActivation::PolyNorm) {
-    k.polynorm_forward(a.act, a.act_rstd, a.gu, w.polynorm->compute, c.norm_eps);
+    k.polynorm_forward(a.act, a.act_rstd, a.gu, w.polynorm->compute, c.polynorm_eps);
   } else {
     k.swiglu_forward(a.act, a.gu);
   }

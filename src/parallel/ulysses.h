@@ -32,9 +32,22 @@
 // than kept per layer), dout seq_to_heads, attention_backward, then dq, dk, dv heads_to_seq
 // (replica gradients summed). Per block: 4 all-to-alls forward, 8 backward.
 //
+// Differential attention (model/differential_attention.h): Q1 (H heads), Q2 (G heads) and
+// K1, K2, V1, V2 (KVH heads, replicated as above) go seq_to_heads; the whole core (the four
+// attention calls and the combination with lambda and the sub-layer norm) runs on rank r's
+// heads: signal heads [r H/P, (r+1) H/P) and noise heads [r G/P, (r+1) G/P), exactly the noise
+// heads of those signal heads (h / (H/G)), with the kv heads both use. P must divide H and G.
+// The combined output [N, H/P, 2D] goes heads_to_seq; A1, A2, lse, lse2 and the norm's rstd
+// stay head-sharded in BlockActs. Per block: 7 all-to-alls forward, 13 backward (q1 .. v2 and
+// dout seq_to_heads, d{q,k,v}{1,2} back). lambda and the norm weight get this rank's heads'
+// share of their gradient, summed over the SP group like every parameter gradient.
+// QK-clip (max_logit): q and k go seq_to_heads; this rank's heads' maxima land in its slice
+// of the [H] (or [G]) output, the other entries stay as they were (reduce max over the group).
+//
 // Parameter gradients of each rank cover its own tokens only: sum them over the SP group
 // (then over DP) after backward. Loss coefficients use the GLOBAL loss-token count.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -47,7 +60,8 @@ namespace temper {
 
 class Ulysses final : public AttentionCore {
  public:
-  // Throws (naming parallel.sp and the head count) unless n_heads % sp.size() == 0.
+  // Throws (naming parallel.sp and the head counts) unless sp.size() divides n_heads (and
+  // n_noise_heads with differential attention).
   Ulysses(Comm& sp, const ModelConfig& cfg);
 
   int size() const { return P_; }
@@ -68,7 +82,8 @@ class Ulysses final : public AttentionCore {
 
   // Bytes of the scratch buffers (reused by every block) for n_local tokens per rank of
   // activation dtype `act`: n D (5 H + 4 KVHx) elements (staging, q, out, dout, dq at
-  // n H D each; k, v, dk, dv at n KVHx D each). allocated_bytes() is what is held now.
+  // n H D each; k, v, dk, dv at n KVHx D each); differential attention adds the noise
+  // path and the core's temporaries (see the .cpp). allocated_bytes() is what is held now.
   static int64_t scratch_bytes(const ModelConfig& cfg, int64_t n_local, int sp, DType act);
   int64_t allocated_bytes() const;
 
@@ -77,13 +92,23 @@ class Ulysses final : public AttentionCore {
                const Batch& b) override;
   void backward(Kernels& k, Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& dout, const Tensor& out,
                 const Tensor& lse, const Tensor& q, const Tensor& kk, const Tensor& v, const Batch& b) override;
+  void max_logit(Kernels& k, Tensor& out, const Tensor& q, const Tensor& kk, const Batch& b) override;
+  void diff_forward(Kernels& k, DiffCoreActs& a, const DiffCoreParams& p, const Batch& b) override;
+  void diff_backward(Kernels& k, DiffCoreGrads& g, const DiffCoreActs& a, const DiffCoreParams& p,
+                     const Batch& b) override;
 
  private:
-  enum Slot { kStage, kQ, kK, kV, kO, kDO, kDQ, kDK, kDV, kSlots };
+  enum Slot { kStage, kQ, kK, kV, kO, kDO, kDQ, kDK, kDV,                 // standard (q: signal queries)
+              kQ2, kK2, kV2, kDQ2, kDK2, kDV2, kHalf, kDHalf, kTQ, kTK, kTV,  // differential attention
+              kSlots };
   Tensor buffer(Kernels& k, Slot s, const Shape& shape, DType dt);  // reused scratch
+  // q1 .. v2 of the caller's layout to this rank's heads (6 all-to-alls).
+  DiffCoreActs diff_inputs_to_heads(Kernels& k, const DiffCoreActs& a);
+  // Scratch shaped like this rank's q1, q2, k1, k2, v1, v2 over N tokens, in the given slots.
+  std::array<Tensor, 6> core_buffers(Kernels& k, const std::array<Slot, 6>& slots, int64_t N, DType dt);
   Comm& comm_;
   int P_ = 1, r_ = 0, e_ = 1;
-  int64_t H_ = 0, KVH_ = 0, D_ = 0, Hl_ = 0, KVl_ = 0;
+  int64_t H_ = 0, G_ = 0, KVH_ = 0, D_ = 0, Hl_ = 0, Gl_ = 0, KVl_ = 0;
   Tensor bufs_[kSlots];
 };
 

@@ -44,6 +44,7 @@ ModelConfig model_config_from_deck(const Deck& d, int tokenizer_vocab) {
     if (c.n_noise_heads == 0) c.n_noise_heads = c.n_heads / int(d.get_int("model.gda_ratio"));
   }
   c.diff_lambda_init = float(d.get_float("model.diff_lambda_init"));
+  c.diff_norm_eps = float(d.get_float("model.diff_norm_eps"));
   c.mlp_activation = mlp_activation_from_name(d.get_string("model.mlp_activation"));
   c.validate();
   return c;

@@ -123,8 +123,6 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& o, Decoder& mo
   }
   const double tau = o.qk_clip_tau;
   if (tau > 0) {
-    TEMPER_CHECK(!model.config().differential(), "qk_clip_tau needs standard attention; this model has ",
-                 attention_kind_name(model.config().attention), " attention");
     if (model.config().qk_norm && world.rank() == 0)
       log_warn("qk_clip_tau with model.qk_norm: the per-head RMSNorm would undo a W_q/W_k rescale, so "
                "QK-clip only reports max_logit here and changes no weight (the shared norm weights are not touched)");

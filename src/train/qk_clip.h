@@ -9,6 +9,12 @@
 // Every logit of head h is multiplied by s_q(h) s_k(g) = gamma_h: an exceeding
 // head's maximum becomes exactly tau, a head at or below tau keeps its logits
 // (with one query head per kv head this is Kimi's sqrt(gamma) on both sides).
+// Differential attention: both softmaxes are measured, the H signal heads (Q1 . K1) and
+// the G noise-control heads (Q2 . K2), and clipped the same way on their own rows of the
+// shared W_q and W_k (model/differential_attention.h: a signal key head with its signal
+// query heads, a noise key head with its noise query heads). Under sequence parallelism
+// each rank measures its heads over the whole sequence; the max over all ranks completes
+// the vector (gathered_max_logits).
 // Biases are scaled with their rows so q and k scale exactly. With qk_norm the
 // per-head RMSNorm divides any scale of W_q / W_k out again (repeated rescaling
 // would only shrink W_k towards the norm's eps), and the norm weights are shared
@@ -35,8 +41,16 @@ struct QkClipStats {
 };
 
 // The max logits the model recorded since its last zero_grad() (Decoder::set_record_max_logits),
-// reduced (max) over `comm` when given: [layer][head], -inf where nothing was recorded.
+// reduced (max) over `comm` when given (it must span the SP group): [layer][query head], -inf
+// where nothing was recorded.
 std::vector<std::vector<double>> gathered_max_logits(Decoder& model, Kernels& k, Comm* comm);
+
+// Query head i of a layer (the order of the max logits) -> its rows in W_q and the key
+// head it reads, in units of head_dim rows.
+struct QkHeadRows {
+  int64_t q_head, k_head;
+};
+std::vector<QkHeadRows> qk_head_rows(const ModelConfig& c);
 
 // Rescales W_q, W_k (and biases) of the model's master weights as above (not with
 // qk_norm: measures only); call model.refresh_compute() afterwards. tau must be > 0.

@@ -57,15 +57,15 @@ TEST_F(CudaMotifTest, PolyNormMatchesCpu) {
 
 TEST_F(CudaMotifTest, DiffCombineMatchesCpu) {
   struct Case {
-    int64_t N, H, G, D;
+    int64_t N, H, G, D, Dl;  // D: combined width (2 x head_dim in the released layout), Dl: lambda length
   };
-  for (const Case c : {Case{1, 4, 4, 64}, Case{37, 12, 4, 128}, Case{300, 16, 4, 128}, Case{50, 6, 2, 96},
-                       Case{20, 8, 1, 256}}) {
+  for (const Case c : {Case{1, 4, 4, 64, 32}, Case{37, 12, 4, 128, 64}, Case{300, 32, 8, 256, 128},
+                       Case{50, 6, 2, 96, 48}, Case{20, 8, 1, 256, 128}, Case{9, 4, 2, 64, 64}}) {
     const std::string tag = "N=" + std::to_string(c.N) + " H=" + std::to_string(c.H) + " G=" + std::to_string(c.G) +
-                            " D=" + std::to_string(c.D);
+                            " D=" + std::to_string(c.D) + " Dl=" + std::to_string(c.Dl);
     const float lambda_init = 0.35f;
     Tensor a1 = host_rand({c.N, c.H, c.D}, rng), a2 = host_rand({c.N, c.G, c.D}, rng);
-    Tensor lam = host_rand({4, c.D}, rng, 0.0, 0.1), w = host_rand({c.D}, rng, 0.5, 1.5);
+    Tensor lam = host_rand({4, c.Dl}, rng, 0.0, 0.1), w = host_rand({c.D}, rng, 0.5, 1.5);
     Tensor d_a1 = bf(a1), d_a2 = bf(a2), d_lam = bf(lam), d_w = bf(w);
     Tensor out = poisoned(*g, {c.N, c.H, c.D}, BF16), rstd = poisoned(*g, {c.N, c.H}, F32);
     Tensor ref = Tensor::empty({c.N, c.H, c.D}, F32), rrstd = Tensor::empty({c.N, c.H}, F32);
@@ -74,7 +74,7 @@ TEST_F(CudaMotifTest, DiffCombineMatchesCpu) {
     expect_close_scaled(host(out), ref, kRtol, "diff_attn_combine_forward " + tag);
     expect_close(host(rstd), rrstd, 0.0, 1e-3, "combine rstd " + tag);
     Tensor dout = host_rand({c.N, c.H, c.D}, rng);
-    Tensor l0 = host_rand({4, c.D}, rng), w0 = host_rand({c.D}, rng);
+    Tensor l0 = host_rand({4, c.Dl}, rng), w0 = host_rand({c.D}, rng);
     Tensor da1 = poisoned(*g, {c.N, c.H, c.D}, BF16), da2 = poisoned(*g, {c.N, c.G, c.D}, BF16);
     Tensor dlam = f32(l0), dw = f32(w0);
     Tensor rda1 = Tensor::empty({c.N, c.H, c.D}, F32), rda2 = Tensor::empty({c.N, c.G, c.D}, F32);
@@ -100,17 +100,21 @@ TEST_F(CudaMotifTest, BadShapesThrow) {
   EXPECT_THROW(g->diff_attn_combine_backward(da1, da2, dlam, dw, a1, a1, a2, lam, w, r, 0.2f), Error);  // D > 256
 }
 
-// A whole 2-layer model with GDA (8 signal heads, 2 noise heads, 2 kv heads) and a
-// PolyNorm MLP: log-probs, logits and all gradients of the CUDA decoder against
-// the CPU decoder with the same weights (init does not depend on the backend).
-TEST_F(CudaMotifTest, WholeGdaPolyNormModelMatchesCpu) {
+// A whole 2-layer model with grouped differential attention in the released layout
+// (8 signal heads in groups of 4 with 2 noise heads, 2 + 2 key heads, value heads 2 x head_dim)
+// and a PolyNorm MLP: log-probs, logits and all gradients of the CUDA decoder against the CPU
+// decoder with the same weights (init does not depend on the backend), at head_dim 16 and at
+// Motif-2-12.7B's head_dim 128 (the Hopper attention kernels' D).
+class CudaMotifModel : public CudaMotifTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(CudaMotifModel, WholeGdaPolyNormModelMatchesCpu) {
   ModelConfig c;
   c.vocab_size = 97;
   c.d_model = 64;
   c.n_layers = 2;
   c.n_heads = 8;
   c.n_kv_heads = 2;
-  c.head_dim = 16;
+  c.head_dim = GetParam();
   c.ffn_dim = 96;
   c.init_std = 0.05f;
   c.tie_embeddings = false;
@@ -162,6 +166,9 @@ TEST_F(CudaMotifTest, WholeGdaPolyNormModelMatchesCpu) {
   }
   EXPECT_LT(lerr, 0.03 * lmax + 0.02) << "logits";
 }
+
+INSTANTIATE_TEST_SUITE_P(HeadDims, CudaMotifModel, ::testing::Values(16, 128),
+                         [](const auto& pi) { return "D" + std::to_string(pi.param); });
 
 }  // namespace
 }  // namespace temper::gpu_test

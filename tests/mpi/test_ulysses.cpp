@@ -3,7 +3,11 @@
 //  * the attention core (out, dq, dk, dv) for GQA with kv_heads >, = and < sp,
 //  * a whole 2-layer model (qk_norm, qkv_bias, packed documents crossing shard boundaries,
 //    padding, kv_heads < sp): logp per token, loss and ALL parameter gradients, for sp = world
-//    and, at 4 ranks, sp = 2 x dp_replicate = 2; also under full activation checkpointing.
+//    and, at 4 ranks, sp = 2 x dp_replicate = 2; also under full activation checkpointing;
+//  * the same for grouped differential attention (4:1 and 2:1 groups, the released layout,
+//    PolyNorm MLP) and differential attention (G = H), sp = 2 and 4;
+//  * QK-clip under sp: the max logits reduced over the SP group equal one rank's (standard and
+//    both paths of differential attention), and so do the clipped W_q, W_k.
 // Runs under mpirun -np 2 and -np 4.
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -19,6 +23,7 @@
 #include "parallel/mpi_comm.h"
 #include "parallel/ulysses.h"
 #include "train/model_state.h"
+#include "train/qk_clip.h"
 
 using namespace temper;
 
@@ -207,16 +212,32 @@ double step(Decoder& m, Kernels& k, const Batch& b, const Tensor& dlogp, Tensor&
   return loss;
 }
 
-void model_equals_one_rank(int sp, Checkpointing ckpt) {
-  const int W = world_size();
-  Mesh mesh = Mesh::build(MPI_COMM_WORLD, {sp, 1, W / sp});
-  auto k = make_cpu_kernels();
-  const int R = mesh.replicate().size(), rho = mesh.replicate().rank(), r = mesh.sp().rank();
+ModelConfig standard_model() {
   ModelConfig c = attn_config(4, 1, 8);  // kv_heads < sp
   c.d_model = 32;
   c.qk_norm = true;
   c.qkv_bias = true;
   c.tie_embeddings = false;
+  return c;
+}
+
+// Differential attention in the released layout: H signal heads in groups with G noise heads,
+// KVH key heads per path, PolyNorm MLP. sp must divide H and G.
+ModelConfig differential_model(int H, int G, int KVH) {
+  ModelConfig c = attn_config(H, KVH, 8);
+  c.d_model = 32;
+  c.tie_embeddings = false;
+  c.attention = G == H ? AttentionKind::Differential : AttentionKind::GroupedDifferential;
+  c.n_noise_heads = G;
+  c.mlp_activation = MlpActivation::PolyNorm;
+  return c;
+}
+
+void model_equals_one_rank(int sp, Checkpointing ckpt, const ModelConfig& c = standard_model()) {
+  const int W = world_size();
+  Mesh mesh = Mesh::build(MPI_COMM_WORLD, {sp, 1, W / sp});
+  auto k = make_cpu_kernels();
+  const int R = mesh.replicate().size(), rho = mesh.replicate().rank(), r = mesh.sp().rank();
   // micro-batch i: documents crossing the shard boundaries, N not a multiple of sp (padding)
   std::vector<HostBatch> mbs;
   int64_t loss_tokens = 0;
@@ -224,7 +245,9 @@ void model_equals_one_rank(int sp, Checkpointing ckpt) {
     mbs.push_back(packed({5 + i, 2, 19, 1, 6 - i}, c.vocab_size, 7 + uint64_t(i)));
     loss_tokens += count_loss_tokens(mbs.back().targets);
   }
-  const std::string what = "sp " + std::to_string(sp) + " dp_replicate " + std::to_string(R) + " checkpointing " +
+  const std::string what = std::string(attention_kind_name(c.attention)) + " H " + std::to_string(c.n_heads) + " G " +
+                           std::to_string(c.n_noise_heads) + " KVH " + std::to_string(c.n_kv_heads) + " sp " +
+                           std::to_string(sp) + " dp_replicate " + std::to_string(R) + " checkpointing " +
                            checkpointing_name(ckpt);
 
   // 1 rank: every micro-batch, gradients accumulated
@@ -286,4 +309,77 @@ TEST(Ulysses, ModelEqualsOneRankFullCheckpointing) { model_equals_one_rank(world
 TEST(Ulysses, ModelEqualsOneRankSp2Replicate2) {
   if (world_size() != 4) GTEST_SKIP() << "needs 4 ranks";
   model_equals_one_rank(2, Checkpointing::None);
+}
+
+// Grouped differential attention (4:1 and 2:1: 8 signal heads with 2 or 4 noise heads, 2 key heads per
+// path, so kv_heads = sp or < sp) and differential attention (G = H) at sp = world (2 and 4).
+TEST(Ulysses, GroupedDifferentialModelEqualsOneRank) {
+  const int W = world_size();
+  if (W == 2) model_equals_one_rank(2, Checkpointing::None, differential_model(8, 2, 2));
+  model_equals_one_rank(W, Checkpointing::None, differential_model(8, 4, 2));
+  model_equals_one_rank(W, Checkpointing::Full, differential_model(8, 4, 2));
+  model_equals_one_rank(W, Checkpointing::None, differential_model(4, 4, 2));
+}
+
+TEST(Ulysses, GroupedDifferentialSp2Replicate2) {
+  if (world_size() != 4) GTEST_SKIP() << "needs 4 ranks";
+  model_equals_one_rank(2, Checkpointing::None, differential_model(8, 2, 2));
+}
+
+TEST(Ulysses, DifferentialHeadsNotDivisibleBySpIsAClearError) {
+  Mesh mesh = Mesh::build(MPI_COMM_WORLD, {world_size(), 1, 1});
+  const int P = mesh.sp().size();
+  try {
+    Ulysses u(mesh.sp(), differential_model(4 * P, 1, 1));  // one noise-control head cannot be split
+    FAIL() << "1 noise head at sp " << P << " was accepted";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("parallel.sp = " + std::to_string(P)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("1 noise-control heads"), std::string::npos) << e.what();
+  }
+}
+
+// QK-clip at sp = world: every rank records the max logits of the heads it holds over the whole
+// sequence; the max over the group equals one rank's record, for standard attention and for both
+// softmaxes of differential attention, and the clipped W_q, W_k equal one rank's.
+TEST(Ulysses, QkClipMaxLogitsEqualOneRank) {
+  Mesh mesh = Mesh::build(MPI_COMM_WORLD, {world_size(), 1, 1});
+  auto k = make_cpu_kernels();
+  const int P = mesh.sp().size();
+  for (ModelConfig c : {attn_config(4, 1, 8), differential_model(8, 4, 2)}) {
+    c.d_model = 32;
+    c.init_std = 0.2f;  // logits well above tau
+    HostBatch h = packed({7, 2, 17, 1, 6}, c.vocab_size, 3);
+    Decoder ref(c, *k, DType::F64), m(c, *k, DType::F64);
+    for (Decoder* d : {&ref, &m}) {
+      d->init_random(9);
+      d->set_record_max_logits(true);
+      d->zero_grad();
+    }
+    Tensor logp;
+    ref.forward(make_batch(*k, h.tokens, h.targets, h.positions, h.cu, c.vocab_size), logp);
+    Ulysses u(mesh.sp(), c);
+    pad_sequence(h.tokens, h.targets, h.positions, h.cu, P);
+    Batch whole = make_batch(*k, h.tokens, h.targets, h.positions, h.cu, c.vocab_size);
+    m.forward(u.shard(whole), logp);
+    const auto want = gathered_max_logits(ref, *k, nullptr), got = gathered_max_logits(m, *k, &mesh.sp());
+    ASSERT_EQ(got.size(), want.size());
+    const std::string what = std::string(attention_kind_name(c.attention)) + " sp " + std::to_string(P);
+    double top = 0;
+    for (size_t l = 0; l < want.size(); ++l) {
+      ASSERT_EQ(int64_t(want[l].size()), c.q_heads()) << what;
+      for (size_t i = 0; i < want[l].size(); ++i) {
+        EXPECT_NEAR(got[l][i], want[l][i], 1e-12 * std::fabs(want[l][i])) << what << " layer " << l << " head " << i;
+        top = std::max(top, want[l][i]);
+      }
+    }
+    const double tau = 0.5 * top;
+    const QkClipStats a = qk_clip(ref, *k, want, tau), b = qk_clip(m, *k, got, tau);
+    EXPECT_GT(a.heads_clipped, 0) << what;
+    EXPECT_EQ(a.heads_clipped, b.heads_clipped) << what;
+    for (int l = 0; l < c.n_layers; ++l)
+      for (const char* w : {"attn.q.weight", "attn.k.weight"}) {
+        const std::string name = "layers." + std::to_string(l) + "." + w;
+        EXPECT_LT(rel_err(m.param(name).value, ref.param(name).value), 1e-12) << what << " " << name;
+      }
+  }
 }

@@ -77,28 +77,28 @@ TEST_F(CpuMotif, PolyNormRejectsBadShapes) {
 }
 
 struct CombineCase {
-  int64_t N, H, G, D;
+  int64_t N, H, G, D, Dl;  // D: the combined (value) width, Dl: the lambda vectors' length
 };
 
 void PrintTo(const CombineCase& c, std::ostream* os) {
-  *os << "N" << c.N << " H" << c.H << " G" << c.G << " D" << c.D;
+  *os << "N" << c.N << " H" << c.H << " G" << c.G << " D" << c.D << " Dl" << c.Dl;
 }
 
 class CpuDiffCombine : public CpuMotif, public ::testing::WithParamInterface<CombineCase> {};
 
 TEST_P(CpuDiffCombine, ForwardAndGradients) {
-  const auto [N, H, G, D] = GetParam();
+  const auto [N, H, G, D, Dl] = GetParam();
   const float eps = 1e-6f, lambda_init = 0.35f;
   Tensor a1 = rand_tensor({N, H, D}, F64, rng), a2 = rand_tensor({N, G, D}, F64, rng);
-  Tensor lam = rand_tensor({4, D}, F64, rng, 0.05, 0.4), w = rand_tensor({D}, F64, rng, 0.5, 1.5);
+  Tensor lam = rand_tensor({4, Dl}, F64, rng, 0.05, 0.4), w = rand_tensor({D}, F64, rng, 0.5, 1.5);
   Tensor R = rand_tensor({N, H, D}, F64, rng);
   // forward against the equations
   Tensor out = poisoned({N, H, D}, F64), rstd = poisoned({N, H}, F64);
   K->diff_attn_combine_forward(out, rstd, a1, a2, lam, w, lambda_init, eps);
   double d1 = 0, d2 = 0;
-  for (int64_t i = 0; i < D; ++i) {
-    d1 += get(lam, i) * get(lam, D + i);
-    d2 += get(lam, 2 * D + i) * get(lam, 3 * D + i);
+  for (int64_t i = 0; i < Dl; ++i) {
+    d1 += get(lam, i) * get(lam, Dl + i);
+    d2 += get(lam, 2 * Dl + i) * get(lam, 3 * Dl + i);
   }
   const double lambda = std::exp(d1) - std::exp(d2) + lambda_init;
   for (int64_t n = 0; n < N; ++n)
@@ -117,7 +117,7 @@ TEST_P(CpuDiffCombine, ForwardAndGradients) {
     return weighted_sum(R, o);
   };
   Tensor da1 = poisoned({N, H, D}, F64), da2 = poisoned({N, G, D}, F64);
-  Tensor l0 = rand_tensor({4, D}, F64, rng), dlam = clone(l0), w0 = rand_tensor({D}, F64, rng), dw = clone(w0);
+  Tensor l0 = rand_tensor({4, Dl}, F64, rng), dlam = clone(l0), w0 = rand_tensor({D}, F64, rng), dw = clone(w0);
   K->diff_attn_combine_backward(da1, da2, dlam, dw, R, a1, a2, lam, w, rstd, lambda_init);
   check_grad("combine da1", a1, da1, f);
   check_grad("combine da2", a2, da2, f);
@@ -126,11 +126,13 @@ TEST_P(CpuDiffCombine, ForwardAndGradients) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Groups, CpuDiffCombine,
-                         ::testing::Values(CombineCase{5, 2, 2, 4},   // differential: G = H
-                                           CombineCase{4, 6, 2, 3},   // GDA 3:1
-                                           CombineCase{3, 4, 1, 6}),  // all signal heads share one noise head
+                         ::testing::Values(CombineCase{5, 2, 2, 4, 2},   // differential: G = H, 2D-wide values
+                                           CombineCase{4, 6, 2, 6, 3},   // GDA 3:1, the released widths
+                                           CombineCase{3, 4, 1, 6, 6},   // all signal heads share one noise head
+                                           CombineCase{3, 4, 2, 3, 5}),  // lambda longer than the width
                          [](const auto& pi) {
-                           return "H" + std::to_string(pi.param.H) + "G" + std::to_string(pi.param.G);
+                           return "H" + std::to_string(pi.param.H) + "G" + std::to_string(pi.param.G) + "D" +
+                                  std::to_string(pi.param.D) + "L" + std::to_string(pi.param.Dl);
                          });
 
 // lambda forced to 0 (lambda vectors 0 -> exp(0) - exp(0) = 0, lambda_init 0) with
@@ -189,6 +191,8 @@ TEST_F(CpuMotif, CombineRejectsBadShapes) {
   Tensor a2ok = rand_tensor({3, 2, 2}, F64, rng), lam_bad = rand_tensor({2, 2}, F64, rng);
   EXPECT_THROW(K->diff_attn_combine_forward(out, rstd, a1, a2ok, lam_bad, w, 0.2f, 1e-6f), Error);
   EXPECT_NO_THROW(K->diff_attn_combine_forward(out, rstd, a1, a2ok, lam, w, 0.2f, 1e-6f));
+  Tensor w_bad = rand_tensor({3}, F64, rng);  // the norm weight must match the combined width
+  EXPECT_THROW(K->diff_attn_combine_forward(out, rstd, a1, a2ok, lam, w_bad, 0.2f, 1e-6f), Error);
 }
 
 }  // namespace

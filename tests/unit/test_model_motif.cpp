@@ -61,8 +61,9 @@ TEST_P(MotifGrad, FiniteDifferenceEveryParameterF64) {
   std::vector<double> r(size_t(b.n_tokens));
   for (auto& x : r) x = rng.uniform() * 2.0 - 0.5;
   EXPECT_EQ(check_every_param_fd(*k, m, b, r, rng), 4 * int(m.params().size()));
-  // 13 standard tensors per layer minus 3 biases/2 qk norms, + q2, k2, lambda, head_norm (+ polynorm)
-  const size_t per_layer = 8 + (cfg.differential() ? 4 : 0) + (cfg.mlp_activation == MlpActivation::PolyNorm ? 1 : 0);
+  // 13 standard tensors per layer minus 3 biases/2 qk norms, + lambda, head_norm (+ polynorm): the released
+  // layout keeps both query paths in q, both key paths in k and both value halves in v
+  const size_t per_layer = 8 + (cfg.differential() ? 2 : 0) + (cfg.mlp_activation == MlpActivation::PolyNorm ? 1 : 0);
   EXPECT_EQ(m.params().size(), 3 + 2 * per_layer);
 }
 
@@ -140,21 +141,26 @@ TEST(MotifModel, CountsFlopsAndInit) {
   int64_t total = 0;
   for (auto& p : m.params()) total += p.value.numel();
   EXPECT_EQ(total, c.param_count());
-  // by hand, per layer: q2 [2*4, 16] + k2 [2*4, 16] + lambda 4*4 + head norm 4 = 276 attention extra, 4 MLP
+  // by hand, per layer (H 4 signal + G 2 noise heads, KVH 2, D 4, C 16): q [6*4, 16] 384, k and v [2*2*4, 16]
+  // 256 each, o [16, 4*2*4] 512, lambda 4*4, sub-layer norm 8 = 1432 against 768 standard; PolyNorm 4
   ModelConfig plain = c;
   plain.attention = AttentionKind::Standard;
   plain.n_noise_heads = 0;
   plain.mlp_activation = MlpActivation::SwiGLU;
-  EXPECT_EQ(c.param_count() - plain.param_count(), 2 * (276 + 4));
-  // FLOPs: q2, k2 matmuls and the G noise heads' attention
-  EXPECT_DOUBLE_EQ(c.flops_per_token(9) - plain.flops_per_token(9), 6.0 * 2 * (8 * 16 + 8 * 16) + 6.0 * 2 * 8 * 10);
+  EXPECT_EQ(c.attention_params_per_layer(), 1432);
+  EXPECT_EQ(c.param_count() - plain.param_count(), 2 * (1432 - 768 + 4));
+  // FLOPs: 1408 matmul weights per layer against 768; attention 9 (H+G) D (s+1) against 6 H D (s+1)
+  EXPECT_DOUBLE_EQ(c.flops_per_token(9) - plain.flops_per_token(9),
+                   6.0 * 2 * (1408 - 768) + 9.0 * 2 * 24 * 10 - 6.0 * 2 * 16 * 10);
   // init: lambda_init by depth, PolyNorm coefficients 1/3 and bias 0
   Decoder m64(c, *k, DType::F64);
   m64.init_random(1);
   EXPECT_EQ(to_host_f64(*k, m64.param("layers.1.mlp.polynorm").value),
             (std::vector<double>{1.0 / 3, 1.0 / 3, 1.0 / 3, 0.0}));
-  EXPECT_NEAR(c.lambda_init(0), 0.2, 1e-7);
-  EXPECT_NEAR(c.lambda_init(1), 0.8 - 0.6 * std::exp(-0.3), 1e-7);
+  // the released schedule 0.8 - 0.6 exp(-0.3 (l - 1)) of the 0-based layer l
+  EXPECT_NEAR(c.lambda_init(0), 0.8 - 0.6 * std::exp(0.3), 1e-7);
+  EXPECT_NEAR(c.lambda_init(1), 0.2, 1e-7);
+  EXPECT_NEAR(c.lambda_init(2), 0.8 - 0.6 * std::exp(-0.3), 1e-7);
   c.diff_lambda_init = 0.5f;
   EXPECT_EQ(c.lambda_init(7), 0.5f);
   EXPECT_NE(c.summary().find("grouped_differential"), std::string::npos);

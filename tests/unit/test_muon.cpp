@@ -363,12 +363,10 @@ TEST(QkClip, WithQkNormItMeasuresButChangesNoWeight) {
   EXPECT_EQ(values(model.param("layers.0.attn.k.weight").value), k0);
 }
 
-TEST(QkClip, DeckRefusesItWithSequenceParallelism) {
-  try {
-    Deck::defaults({"--parallel.sp=2", "--sft.qk_clip_tau=5"});
-    FAIL() << "qk_clip with sp 2 accepted";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("sft.qk_clip_tau"), std::string::npos) << e.what();
-  }
-  EXPECT_NO_THROW(Deck::defaults({"--parallel.sp=2", "--sft.optimizer=muon"}));
+TEST(QkClip, DeckAcceptsItWithSequenceParallelismAndDifferentialAttention) {
+  // (tests/mpi/test_ulysses.cpp checks the values: max logits reduced over the SP group, both softmaxes)
+  EXPECT_NO_THROW(Deck::defaults({"--parallel.sp=2", "--sft.qk_clip_tau=5"}));
+  EXPECT_NO_THROW(Deck::defaults({"--parallel.sp=2", "--sft.qk_clip_tau=5", "--model.n_heads=8",
+                                  "--model.n_kv_heads=2", "--model.head_dim=8", "--model.attention=grouped_differential",
+                                  "--model.gda_noise_heads=2", "--sft.optimizer=muon"}));
 }

@@ -1,8 +1,10 @@
 // Hypercloning / depth upscaling: the upscaled model's logits equal the
 // original's (width x2, depth +2, both; tied and untied embeddings, GQA, qkv
-// bias, qk_norm) on the CPU backend in f64; bad options are refused; through
-// the executable the upscaled checkpoint is a model.init that SFT accepts and
-// that starts at the original model's loss.
+// bias, qk_norm; Motif: differential -> grouped differential attention with the
+// signal heads repeated 4 times, heads not following d_model, untied head, PolyNorm)
+// on the CPU backend in f64; bad options are refused; through the executable the
+// upscaled checkpoint is a model.init that SFT accepts and that starts at the
+// original model's loss.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -44,6 +46,15 @@ void randomise(Decoder& m, uint32_t seed) {
     for (int64_t i = 0; i < p.value.numel(); ++i) p.value.data<double>()[i] = vec ? 1.0 + d(g) : d(g);
   }
   m.refresh_compute();
+}
+
+// The largest |a - b| / (1 + |b|) over the logits.
+double worst_rel(const std::vector<double>& got, const std::vector<double>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i)
+    worst = std::max(worst, std::fabs(got[i] - want[i]) / (1 + std::fabs(want[i])));
+  return worst;
 }
 
 std::vector<double> all_logits(Decoder& m, Kernels& k, const Batch& b) {
@@ -90,13 +101,71 @@ TEST(Upscale, LogitsOfTheUpscaledModelEqualTheOriginals) {
       ASSERT_EQ(big.params().size(), up.params.size()) << cs.what;
       for (auto& p : big.params()) k->copy(p.value, up.params.at(p.name));
       big.refresh_compute();
-      const std::vector<double> got = all_logits(big, *k, b);
-      ASSERT_EQ(got.size(), want.size());
-      double worst = 0;
-      for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]) / (1 + std::fabs(want[i])));
-      EXPECT_LT(worst, 1e-10) << cs.what << ", tied " << c.tie_embeddings << ", qk_norm " << c.qk_norm;
+      EXPECT_LT(worst_rel(all_logits(big, *k, b), want), 1e-10)
+          << cs.what << ", tied " << c.tie_embeddings << ", qk_norm " << c.qk_norm;
     }
   }
+}
+
+// Motif-2.6B-like (differential attention: 2 signal + 2 noise heads, 2 + 2 key heads, 2D values,
+// PolyNorm, tied) to Motif-2-12.7B-like widths: d_model and ffn x2, signal heads x4 in each group
+// (grouped 4:1), noise and key/value heads kept, untied head, one more layer; and a grouped model
+// hypercloned x2 in width and heads. The logits stay.
+TEST(Upscale, MotifHypercloningKeepsTheLogits) {
+  auto k = make_cpu_kernels();
+  ModelConfig c = small(true, false, false, 2, 2);
+  c.head_dim = 4;
+  c.attention = AttentionKind::Differential;
+  c.n_noise_heads = 2;
+  c.mlp_activation = MlpActivation::PolyNorm;
+  ModelConfig g = small(false, false, false, 4, 2);
+  g.attention = AttentionKind::GroupedDifferential;
+  g.n_noise_heads = 2;
+  g.mlp_activation = MlpActivation::PolyNorm;
+  UpscaleOptions to12b;
+  to12b.width_factor = 2;
+  to12b.head_factor = 1;
+  to12b.signal_head_factor = 4;
+  to12b.untie_embeddings = true;
+  to12b.depth = 3;
+  UpscaleOptions clone2;
+  clone2.width_factor = 2;
+  for (auto [cfg, opt] : {std::pair<ModelConfig, UpscaleOptions>{c, to12b}, {g, clone2}}) {
+    Decoder orig(cfg, *k, DType::F64);
+    randomise(orig, 11);
+    std::map<std::string, Tensor> ps;
+    for (auto& p : orig.params()) ps[p.name] = p.value;
+    Batch b = make_lm_batch(*k, {{1, 5, 9, 3, 7, 2, 8, 0}, {4, 36, 6, 30, 11}}, cfg.vocab_size);
+    const std::vector<double> want = all_logits(orig, *k, b);
+    const UpscaledModel up = upscale_model(cfg, ps, opt);
+    const ModelConfig& n = up.config;
+    const std::string what = attention_kind_name(cfg.attention);
+    EXPECT_EQ(n.attention, AttentionKind::GroupedDifferential) << what;
+    EXPECT_EQ(n.d_model, 2 * cfg.d_model) << what;
+    EXPECT_EQ(n.ffn_dim, 2 * cfg.ffn_dim) << what;
+    if (opt.signal_head_factor == 4) {
+      EXPECT_EQ(n.n_heads, 8);
+      EXPECT_EQ(n.n_noise_heads, 2);
+      EXPECT_EQ(n.n_kv_heads, 2);
+      EXPECT_FALSE(n.tie_embeddings);
+      EXPECT_EQ(n.n_layers, 3);
+    } else {
+      EXPECT_EQ(n.n_heads, 8);
+      EXPECT_EQ(n.n_noise_heads, 4);
+      EXPECT_EQ(n.n_kv_heads, 4);
+    }
+    Decoder big(n, *k, DType::F64);
+    ASSERT_EQ(big.params().size(), up.params.size()) << what;
+    for (auto& p : big.params()) k->copy(p.value, up.params.at(p.name));
+    big.refresh_compute();
+    EXPECT_LT(worst_rel(all_logits(big, *k, b), want), 1e-10) << what;
+  }
+  UpscaleOptions bad;
+  bad.signal_head_factor = 2;
+  Decoder plain(small(false, false, false, 2, 2), *k, DType::F64);
+  std::map<std::string, Tensor> ps;
+  for (auto& p : plain.params()) ps[p.name] = p.value;
+  EXPECT_THROW(upscale_model(plain.config(), ps, bad), Error);
 }
 
 TEST(Upscale, BadOptionsAreRefused) {

@@ -138,7 +138,9 @@ int dump(const std::string& dir, const std::string& backend) {
   cfg << "{\"backend\": \"" << backend << "\", \"vocab_size\": " << c.vocab_size << ", \"d_model\": " << c.d_model
       << ", \"n_layers\": " << c.n_layers << ", \"n_heads\": " << c.n_heads << ", \"n_noise_heads\": " << c.n_noise_heads
       << ", \"n_kv_heads\": " << c.n_kv_heads << ", \"head_dim\": " << c.head_dim << ", \"ffn_dim\": " << c.ffn_dim
-      << ", \"rope_theta\": " << double(c.rope_theta) << ", \"norm_eps\": " << double(c.norm_eps) << ", \"attention\": \""
+      << ", \"rope_theta\": " << double(c.rope_theta) << ", \"norm_eps\": " << double(c.norm_eps)
+      << ", \"diff_norm_eps\": " << double(c.diff_norm_eps) << ", \"polynorm_eps\": " << double(c.polynorm_eps)
+      << ", \"attention\": \""
       << attention_kind_name(c.attention) << "\", \"mlp_activation\": \"" << mlp_activation_name(c.mlp_activation)
       << "\", \"tie_embeddings\": " << (c.tie_embeddings ? "true" : "false") << ", \"lambda_init\": [";
   for (int l = 0; l < c.n_layers; ++l) cfg << (l ? ", " : "") << double(c.lambda_init(l));

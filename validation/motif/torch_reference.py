@@ -11,12 +11,13 @@ L = sum_n dlogp[n] * logp[n] with autograd; prints the max relative error
 exits non-zero when one exceeds the tolerance (1e-9 for an f64 CPU dump, 5e-2
 for a bf16 CUDA dump).
 
-Equations (see src/model/differential_attention.h, src/model/polynorm.h):
-  Q1 = x Wq^T [N,H,D], Q2 = x Wq2^T [N,G,D], K1, K2, V = x W^T [N,KVH,D]; RoPE on Q1,K1,Q2,K2
-  A1 = softmax(Q1 K1^T / sqrt(D) + causal doc mask) V      (GQA: head h uses kv h // (H/KVH))
-  A2 = softmax(Q2 K2^T / sqrt(D) + mask) V                 (noise head g uses kv g // (G/KVH))
+Equations (see src/model/differential_attention.h, src/model/polynorm.h; the released layout):
+  Q = x Wq^T [N,H+G,D] in G groups of (H/G signal heads, 1 noise head) -> Q1 [N,H,D], Q2 [N,G,D]
+  K, V = x W^T [N,2 KVH,D] in pairs (path 1, path 2) -> K1, K2, V1, V2 [N,KVH,D]; RoPE on Q, K
+  A1 = softmax(Q1 K1^T / sqrt(D) + causal doc mask) [V1 | V2]   (GQA: head h uses kv h // (H/KVH))
+  A2 = softmax(Q2 K2^T / sqrt(D) + mask) [V1 | V2]             (noise head g uses kv g // (G/KVH))
   lambda = exp(lq1.lk1) - exp(lq2.lk2) + lambda_init
-  O[h] = (1 - lambda_init) * RMSNorm(A1[h] - lambda * A2[h // (H/G)]) * w_head
+  O[h] = (1 - lambda_init) * RMSNorm_2D(A1[h] - lambda * A2[h // (H/G)]) * w_head
   MLP: gate, up = split(x Wgu^T); act = PolyNorm(gate) * up,
   PolyNorm(z) = c0 N(z^3) + c1 N(z^2) + c2 N(z) + c3,  N(z) = z / sqrt(mean(z^2) + eps)
 """
@@ -76,27 +77,32 @@ def forward(cfg, P, tokens, targets, positions, cu):
     for l in range(cfg["n_layers"]):
         p = f"layers.{l}."
         h = rmsnorm(x, P[p + "attn_norm.weight"], eps)
-        q = rope((h @ P[p + "attn.q.weight"].T).view(n, H, D), positions, theta)
-        k = rope((h @ P[p + "attn.k.weight"].T).view(n, KVH, D), positions, theta)
-        v = (h @ P[p + "attn.v.weight"].T).view(n, KVH, D)
-        a1 = attention(q, k, v, cu)
-        if diff:
-            q2 = rope((h @ P[p + "attn.q2.weight"].T).view(n, G, D), positions, theta)
-            k2 = rope((h @ P[p + "attn.k2.weight"].T).view(n, KVH, D), positions, theta)
-            a2 = attention(q2, k2, v, cu)
+        if diff:  # the released layout (src/model/differential_attention.h)
+            r = H // G
+            q = rope((h @ P[p + "attn.q.weight"].T).view(n, H + G, D), positions, theta)
+            k = rope((h @ P[p + "attn.k.weight"].T).view(n, 2 * KVH, D), positions, theta)
+            v = (h @ P[p + "attn.v.weight"].T).view(n, 2 * KVH, D)
+            qg = q.view(n, G, r + 1, D)
+            q1, q2 = qg[:, :, :r].reshape(n, H, D), qg[:, :, r].reshape(n, G, D)
+            k1, k2, v1, v2 = k[:, 0::2], k[:, 1::2], v[:, 0::2], v[:, 1::2]
+            a1 = torch.cat([attention(q1, k1, v1, cu), attention(q1, k1, v2, cu)], dim=-1)
+            a2 = torch.cat([attention(q2, k2, v1, cu), attention(q2, k2, v2, cu)], dim=-1)
             lam_v = P[p + "attn.lambda"]
             lam_init = cfg["lambda_init"][l]
             lam = torch.exp((lam_v[0] * lam_v[1]).sum()) - torch.exp((lam_v[2] * lam_v[3]).sum()) + lam_init
-            y = a1 - lam * a2.repeat_interleave(H // G, dim=1)
-            o = (1.0 - lam_init) * rmsnorm(y, P[p + "attn.head_norm.weight"], eps)
+            y = a1 - lam * a2.repeat_interleave(r, dim=1)
+            o = ((1.0 - lam_init) * rmsnorm(y, P[p + "attn.head_norm.weight"], cfg["diff_norm_eps"])).reshape(n, -1)
         else:
-            o = a1
-        x = x + o.reshape(n, H * D) @ P[p + "attn.o.weight"].T
+            q = rope((h @ P[p + "attn.q.weight"].T).view(n, H, D), positions, theta)
+            k = rope((h @ P[p + "attn.k.weight"].T).view(n, KVH, D), positions, theta)
+            v = (h @ P[p + "attn.v.weight"].T).view(n, KVH, D)
+            o = attention(q, k, v, cu).reshape(n, H * D)
+        x = x + o @ P[p + "attn.o.weight"].T
         h = rmsnorm(x, P[p + "mlp_norm.weight"], eps)
         gu = h @ P[p + "mlp.gate_up.weight"].T
         gate, up = gu[:, :F], gu[:, F:]
         if cfg["mlp_activation"] == "polynorm":
-            act = polynorm(gate, P[p + "mlp.polynorm"], eps) * up
+            act = polynorm(gate, P[p + "mlp.polynorm"], cfg["polynorm_eps"]) * up
         else:
             act = torch.nn.functional.silu(gate) * up
         x = x + act @ P[p + "mlp.down.weight"].T
