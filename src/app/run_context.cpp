@@ -50,6 +50,10 @@ bool RunContext::stop_requested(double /*elapsed since the phase started*/) {
   else
     std::snprintf(text, sizeof text, "walltime margin reached (%.0f s of run.walltime %.0f s)", process_seconds(), walltime);
   if (flag > 0) stop_reason_ = text;
+  // The margin reached before this process made a step: a requeue would do the same again, forever
+  TEMPER_CHECK(!(flag == 2 && stop_checks_ == 1), "run.walltime ", deck_.get_int("run.walltime"),
+               " s less run.walltime_margin ", deck_.get_int("run.walltime_margin"), " s leaves no time for a step (",
+               text, " before the first step); give the job more time or a smaller margin");
   return flag > 0;
 }
 

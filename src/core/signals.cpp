@@ -22,8 +22,10 @@ double now() {
   return seconds(t);
 }
 
+// The first signal counts (a job script's forwarded SIGUSR1 may follow the scheduler's SIGTERM).
 extern "C" void on_signal(int sig) {
-  if (g_signal == 0) clock_gettime(CLOCK_MONOTONIC, &g_signal_time);
+  if (g_signal != 0) return;
+  clock_gettime(CLOCK_MONOTONIC, &g_signal_time);
   g_signal = sig;
 }
 

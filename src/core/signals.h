@@ -19,9 +19,9 @@ constexpr int kExitRequeue = 3;   // "checkpoint written, please requeue me"
 // Idempotent: main calls it again after MPI_Init in case the MPI library replaced one.
 void install_signal_handlers();
 bool signal_received();            // this rank got one of those signals
-int last_signal();                 // the signal number, 0 if none
+int last_signal();                 // the first signal's number, 0 if none
 const char* signal_name(int sig);  // "SIGUSR1", ...
-double signal_age_seconds();       // seconds since the signal arrived (0 if none)
+double signal_age_seconds();       // seconds since the first signal arrived (0 if none)
 double process_seconds();          // seconds since install_signal_handlers() was first called
 void clear_signal();               // for tests
 
