@@ -73,7 +73,8 @@ int run(int argc, char** argv, int rank, int world_size, bool& setup_done) {
 
   MeshShape shape{int(deck.get_int("parallel.sp")), int(deck.get_int("parallel.dp_shard")),
                   int(deck.get_int("parallel.dp_replicate"))};
-  MeshOptions opt{int(deck.get_int("parallel.ranks_per_node")), deck.get_bool("parallel.allow_cross_node")};
+  MeshOptions opt{int(deck.get_int("parallel.ranks_per_node")), deck.get_bool("parallel.allow_cross_node"),
+                  deck.get_float("parallel.comm_timeout")};
   Mesh mesh = Mesh::build(MPI_COMM_WORLD, shape, opt);
   std::string map = mesh.rank_map();
   if (rank == 0) log_info(map);

@@ -139,7 +139,8 @@ Builder build_schema() {
       "communicators for device tensors with backend = cuda: auto (NCCL on the axes of more than one rank), "
       "nccl (NCCL on every axis, also of one rank), mpi (none; multi-rank cuda runs then fail)")
       .one_of({"auto", "nccl", "mpi"});
-  b.k("comm_timeout", Float, "600", "seconds a collective may take before the job aborts naming it (NCCL)")
+  b.k("comm_timeout", Float, "600", "seconds a collective may take before the job aborts naming it and the ranks "
+      "that did not arrive (MPI and NCCL)")
       .above(0);
   b.k("device_memory_gib", Float, "80",
       "memory of one device in GiB; the memory plan (temper plan, and the start of training) warns above it")
@@ -263,6 +264,11 @@ Builder build_schema() {
   b.k("code_batch", Int, "1",
       "test-code answers (humaneval, mbpp) scored per sandboxed interpreter, each in its own forked process")
       .above(0);
+  b.k("code_unisolated", Bool, "false",
+      "where namespaces are unavailable, run code answers unisolated (they can then read the run's files and "
+      "see other processes; a warning at start) instead of refusing");
+  b.k("code_ro_paths", List, "",
+      "more host paths code answers see read-only (an interpreter outside /usr and its libraries)");
   b.k("if_loose", Bool, "false", "instruction following checked in IFEval's loose mode");
   b.k("answer_prefixes", List, "", "math answer markers tried when there is no \\boxed{}, like '####, Answer:'");
 

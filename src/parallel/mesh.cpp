@@ -164,6 +164,8 @@ Mesh Mesh::build(MPI_Comm world, MeshShape shape, MeshOptions opt) {
   m.sp_ = split(r * shape.dp_shard + d, s, "sp");
   m.shard_ = split(r * shape.sp + s, d, "dp_shard");
   m.replicate_ = split(d * shape.sp + s, r, "dp_replicate");
+  for (auto* c : {&m.world_, &m.sp_, &m.shard_, &m.replicate_})
+    if (auto* mc = dynamic_cast<MpiComm*>(c->get())) mc->set_timeout(opt.comm_timeout_s);
   return m;
 }
 

@@ -24,6 +24,7 @@ struct MeshShape {
 struct MeshOptions {
   int ranks_per_node = 0;         // 0 = detect (MPI_Comm_split_type with MPI_COMM_TYPE_SHARED)
   bool allow_cross_node = false;  // let SP / DP-shard groups span nodes (warn instead of fail)
+  double comm_timeout_s = 0;      // deadline of every MPI collective (parallel.comm_timeout); 0 = none
 };
 
 class Mesh {

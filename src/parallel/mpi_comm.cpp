@@ -1,6 +1,8 @@
 // MpiComm: collectives on host tensors with MPI. Each collective validates its
 // tensors (host, same dtype, consistent counts), then issues one MPI call, or
-// a sequence of calls on pieces when the count exceeds max_chunk_elems.
+// a sequence of calls on pieces when the count exceeds max_chunk_elems. Every
+// call is non-blocking and waited for with the communicator's deadline
+// (mpi_deadline.h): a rank that never arrives ends the job instead of hanging it.
 #include "parallel/mpi_comm.h"
 
 #include <algorithm>
@@ -69,7 +71,7 @@ Tensor staging(int64_t elems, DType dt) { return Tensor::empty({elems}, dt); }
 }  // namespace
 
 MpiComm::MpiComm(MPI_Comm comm, std::string name, bool take_ownership)
-    : comm_(comm), name_(std::move(name)), owned_(take_ownership) {
+    : comm_(comm), name_(std::move(name)), owned_(take_ownership), deadline_(comm, name_) {
   TEMPER_CHECK(comm != MPI_COMM_NULL, "MpiComm '", name_, "': null MPI communicator");
   if (owned_) MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   check_mpi(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
@@ -135,7 +137,9 @@ void MpiComm::allreduce(Tensor& x, ReduceOp op) {
   const int64_t n = x.numel();
   for (int64_t off = 0; off < n; off += max_chunk_) {
     int len = static_cast<int>(std::min(max_chunk_, n - off));
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, at(x, off), len, mpi_type(x.dtype()), mop, comm_), "MPI_Allreduce");
+    MPI_Request req;
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, at(x, off), len, mpi_type(x.dtype()), mop, comm_, &req), "MPI_Iallreduce");
+    check_mpi(deadline_.wait(&req, "allreduce"), "MPI_Iallreduce");
   }
 }
 
@@ -146,11 +150,17 @@ void MpiComm::broadcast(Tensor& x, int root) {
   const int64_t n = x.numel();
   for (int64_t off = 0; off < n; off += max_chunk_) {
     int len = static_cast<int>(std::min(max_chunk_, n - off));
-    check_mpi(MPI_Bcast(at(x, off), len, mpi_type(x.dtype()), root, comm_), "MPI_Bcast");
+    MPI_Request req;
+    check_mpi(MPI_Ibcast(at(x, off), len, mpi_type(x.dtype()), root, comm_, &req), "MPI_Ibcast");
+    check_mpi(deadline_.wait(&req, "broadcast"), "MPI_Ibcast");
   }
 }
 
-void MpiComm::barrier() { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+void MpiComm::barrier() {
+  MPI_Request req;
+  check_mpi(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier");
+  check_mpi(deadline_.wait(&req, "barrier"), "MPI_Ibarrier");
+}
 
 void MpiComm::reduce_scatter(Tensor& out, const Tensor& in, ReduceOp op) {
   check_host("reduce_scatter", out, "output");
@@ -169,9 +179,13 @@ void MpiComm::reduce_scatter(Tensor& out, const Tensor& in, ReduceOp op) {
     src = staging(in.numel(), dt);
     std::memcpy(src.raw(), in.raw(), in.nbytes());
   }
+  auto reduce_scatter_block = [&](const void* send, void* recv, int count) {
+    MPI_Request req;
+    check_mpi(MPI_Ireduce_scatter_block(send, recv, count, mpi_type(dt), mop, comm_, &req), "MPI_Ireduce_scatter_block");
+    check_mpi(deadline_.wait(&req, "reduce_scatter"), "MPI_Ireduce_scatter_block");
+  };
   if (n <= max_chunk_) {
-    check_mpi(MPI_Reduce_scatter_block(src.raw(), out.raw(), static_cast<int>(n), mpi_type(dt), mop, comm_),
-              "MPI_Reduce_scatter_block");
+    reduce_scatter_block(src.raw(), out.raw(), static_cast<int>(n));
     return;
   }
   const int64_t piece = staged_piece(es);
@@ -179,8 +193,7 @@ void MpiComm::reduce_scatter(Tensor& out, const Tensor& in, ReduceOp op) {
   for (int64_t p0 = 0; p0 < n; p0 += piece) {
     const int64_t len = std::min(piece, n - p0);
     for (int r = 0; r < size_; ++r) std::memcpy(at(pack, r * len), at(src, r * n + p0), len * es);
-    check_mpi(MPI_Reduce_scatter_block(pack.raw(), at(out, p0), static_cast<int>(len), mpi_type(dt), mop, comm_),
-              "MPI_Reduce_scatter_block");
+    reduce_scatter_block(pack.raw(), at(out, p0), static_cast<int>(len));
   }
 }
 
@@ -201,20 +214,20 @@ void MpiComm::all_gather(Tensor& out, const Tensor& in) {
     src = staging(n, dt);
     std::memcpy(src.raw(), in.raw(), in.nbytes());
   }
+  auto allgather = [&](const void* send, void* recv, int count) {
+    MPI_Request req;
+    check_mpi(MPI_Iallgather(send, count, mpi_type(dt), recv, count, mpi_type(dt), comm_, &req), "MPI_Iallgather");
+    check_mpi(deadline_.wait(&req, "all_gather"), "MPI_Iallgather");
+  };
   if (n <= max_chunk_) {
-    const void* send = in_place ? MPI_IN_PLACE : src.raw();
-    check_mpi(MPI_Allgather(send, static_cast<int>(n), mpi_type(dt), out.raw(), static_cast<int>(n), mpi_type(dt),
-                            comm_),
-              "MPI_Allgather");
+    allgather(in_place ? MPI_IN_PLACE : src.raw(), out.raw(), static_cast<int>(n));
     return;
   }
   const int64_t piece = staged_piece(es);
   Tensor pack = staging(piece * size_, dt);
   for (int64_t p0 = 0; p0 < n; p0 += piece) {
     const int64_t len = std::min(piece, n - p0);
-    check_mpi(MPI_Allgather(at(src, p0), static_cast<int>(len), mpi_type(dt), pack.raw(), static_cast<int>(len),
-                            mpi_type(dt), comm_),
-              "MPI_Allgather");
+    allgather(at(src, p0), pack.raw(), static_cast<int>(len));
     for (int r = 0; r < size_; ++r) std::memmove(at(out, r * n + p0), at(pack, r * len), len * es);
   }
 }
@@ -236,10 +249,13 @@ void MpiComm::all_to_all(Tensor& out, const Tensor& in) {
     src = staging(in.numel(), dt);
     std::memcpy(src.raw(), in.raw(), in.nbytes());
   }
+  auto alltoall = [&](const void* send, void* recv, int count) {
+    MPI_Request req;
+    check_mpi(MPI_Ialltoall(send, count, mpi_type(dt), recv, count, mpi_type(dt), comm_, &req), "MPI_Ialltoall");
+    check_mpi(deadline_.wait(&req, "all_to_all"), "MPI_Ialltoall");
+  };
   if (n <= max_chunk_) {
-    check_mpi(MPI_Alltoall(src.raw(), static_cast<int>(n), mpi_type(dt), out.raw(), static_cast<int>(n),
-                           mpi_type(dt), comm_),
-              "MPI_Alltoall");
+    alltoall(src.raw(), out.raw(), static_cast<int>(n));
     return;
   }
   const int64_t piece = staged_piece(es);
@@ -247,9 +263,7 @@ void MpiComm::all_to_all(Tensor& out, const Tensor& in) {
   for (int64_t p0 = 0; p0 < n; p0 += piece) {
     const int64_t len = std::min(piece, n - p0);
     for (int j = 0; j < size_; ++j) std::memcpy(at(send, j * len), at(src, j * n + p0), len * es);
-    check_mpi(MPI_Alltoall(send.raw(), static_cast<int>(len), mpi_type(dt), recv.raw(), static_cast<int>(len),
-                           mpi_type(dt), comm_),
-              "MPI_Alltoall");
+    alltoall(send.raw(), recv.raw(), static_cast<int>(len));
     for (int i = 0; i < size_; ++i) std::memcpy(at(out, i * n + p0), at(recv, i * len), len * es);
   }
 }

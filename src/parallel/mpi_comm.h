@@ -10,6 +10,7 @@
 #include <string>
 
 #include "parallel/comm.h"
+#include "parallel/mpi_deadline.h"
 
 namespace temper {
 
@@ -42,6 +43,12 @@ class MpiComm : public Comm {
   void set_max_chunk_elems(int64_t n);
   int64_t max_chunk_elems() const { return max_chunk_; }
 
+  // Seconds each collective may take before this rank throws an Error naming it and the
+  // ranks that did not arrive (parallel.comm_timeout); <= 0: wait forever. Set it equally
+  // on every rank.
+  void set_timeout(double seconds) { deadline_.set_timeout(seconds); }
+  double timeout() const { return deadline_.timeout(); }
+
  private:
   void check_mpi(int rc, const char* call) const;
   void check_host(const char* coll, const Tensor& t, const char* role) const;
@@ -54,6 +61,7 @@ class MpiComm : public Comm {
   int rank_ = 0, size_ = 1;
   MPI_Op bf16_sum_ = MPI_OP_NULL, bf16_max_ = MPI_OP_NULL, bf16_min_ = MPI_OP_NULL;
   int64_t max_chunk_ = int64_t(1) << 30;
+  CollectiveDeadline deadline_;
 };
 
 }  // namespace temper

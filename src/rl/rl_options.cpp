@@ -16,6 +16,8 @@ ScoringOptions scoring_options_from_deck(const Deck& d) {
   s.sandbox.workers = int(d.get_int("rl.code_workers"));
   s.sandbox.wall_timeout_s = d.get_float("rl.code_timeout");
   s.sandbox.test_code_batch = int(d.get_int("rl.code_batch"));
+  s.sandbox.allow_unisolated = d.get_bool("rl.code_unisolated");
+  s.sandbox.ro_paths = d.get_list("rl.code_ro_paths");
   s.if_loose = d.get_bool("rl.if_loose");
   return s;
 }

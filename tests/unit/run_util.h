@@ -58,6 +58,26 @@ inline std::string read_file(const std::filesystem::path& p) {
   return ss.str();
 }
 
+// Starts `cmd` through /bin/sh in a process group of its own, output to `log`; returns its pid.
+inline pid_t start_in_background(const std::string& cmd, const std::filesystem::path& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd + " > " + log.string() + " 2>&1").c_str(), nullptr);
+    _exit(127);
+  }
+  return pid;
+}
+
+// True once the metrics file of every one of `np` ranks under `dir` holds a step line: all
+// ranks are past start-up (their signal handlers are installed before the phase starts).
+inline bool all_ranks_stepping(const std::filesystem::path& dir, int np) {
+  for (int rank = 0; rank < np; ++rank)
+    if (read_file(dir / ("metrics.rank" + std::to_string(rank) + ".jsonl")).find("\"step\":") == std::string::npos)
+      return false;
+  return true;
+}
+
 // The "loss" of every step line of a metrics JSONL file, in order.
 inline std::vector<double> step_losses(const std::filesystem::path& metrics) {
   std::vector<double> out;

@@ -4,10 +4,14 @@
 // deck.resolved.ini alone, sft.steps = 0 and broken data get one clear message.
 // The disk-full cases mount a small tmpfs and skip, saying why, where that is not allowed.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "unit/run_util.h"
 
@@ -94,6 +98,24 @@ TEST(RunFailures, DiskFullWhileWritingACheckpointExitsTwoWithoutACrash) {
   }
 }
 
+// Finding 7: per-sample evaluation results cut short on a full disk were not noticed.
+TEST(RunFailures, DiskFullWhileWritingEvalResultsIsAnError) {
+  SmallDisk disk("disk_eval", "4k");
+  if (!disk.reason().empty()) GTEST_SKIP() << disk.reason();
+  const fs::path data = fresh_dir("disk_eval_data"), out = disk.dir() / "out";
+  auto r = run_cmd(temper_bin() + " generate-tasks --out " + data.string() + " --train 10 --eval 16");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = run_cmd(temper_bin() + " " + TEMPER_SOURCE_DIR + "/input/quickstart.deck --run.phase=eval --run.output_dir=" +
+              out.string() + " --eval.file=" + (data / "rl_eval.jsonl").string() +
+              " --eval.samples=4 --eval.max_new_tokens=16 --eval.temperature=1");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("eval_results.rank0.jsonl' failed: No space left on device"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out / "eval_summary.json"));
+  const std::string results = read_file(out / "eval_results.rank0.jsonl");
+  EXPECT_TRUE(results.empty() || results.back() == '\n') << "a half line was left in the results";
+  fs::remove_all(data);
+}
+
 // Finding 10: a run that fails before its first step leaves deck.resolved.ini alone.
 TEST(RunFailures, FailedRunKeepsThePreviousResolvedDeck) {
   const fs::path out = fresh_dir("keep_deck");
@@ -150,5 +172,65 @@ TEST(RunFailures, BadEvalItemAndNulByteAreNamed) {
   r = run_cmd(temper_bin() + " " + (out / "nul.deck").string());
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("nul.deck:2: the line holds a NUL byte (column 12)"), std::string::npos) << r.output;
+  fs::remove_all(out);
+}
+
+namespace {
+
+// Pid of the temper rank `rank` whose command line holds `marker` (0 when none).
+pid_t rank_pid(const std::string& marker, int rank) {
+  for (auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name[0] < '0' || name[0] > '9') continue;
+    if (read_file(e.path() / "cmdline").find(marker) == std::string::npos) continue;
+    std::string env = read_file(e.path() / "environ");
+    for (char& c : env)
+      if (c == '\0') c = '\n';
+    if (("\n" + env).find("\nOMPI_COMM_WORLD_RANK=" + std::to_string(rank) + "\n") != std::string::npos)
+      return pid_t(std::stol(name));
+  }
+  return 0;
+}
+
+}  // namespace
+
+// Finding 12: a stopped rank (SIGSTOP) hung a CPU/MPI job forever (comm_timeout was NCCL's
+// only). Now the others give up after parallel.comm_timeout, name the collective and the
+// rank, and the job ends.
+TEST(RunFailures, StoppedRankEndsTheJobWithinTheTimeout) {
+  const fs::path out = fresh_dir("stopped_rank");
+  const std::string cmd = toy(out, "--toy.steps=1000000 --toy.sleep_ms=5 --parallel.comm_timeout=3", 2);
+  pid_t job = start_in_background(cmd, out / "log.txt");
+  ASSERT_GE(job, 0);
+  bool started = false;
+  for (int i = 0; i < 12000 && !(started = all_ranks_stepping(out, 2)); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const pid_t victim = started ? rank_pid(out.string(), 1) : 0;
+  if (!started || victim == 0) {
+    kill(-job, SIGKILL);
+    waitpid(job, nullptr, 0);
+    FAIL() << "the job did not start stepping, or rank 1 was not found:\n" << read_file(out / "log.txt");
+  }
+  ASSERT_EQ(kill(victim, SIGSTOP), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  int status = 0;
+  bool ended = false;
+  for (int i = 0; i < 6000 && !ended; ++i) {  // 60 s: far beyond the 3 s deadline
+    ended = waitpid(job, &status, WNOHANG) == job;
+    if (!ended) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!ended) {  // today's main hangs here: clean up and report
+    kill(victim, SIGKILL);
+    kill(-job, SIGKILL);
+    waitpid(job, &status, 0);
+  }
+  kill(victim, SIGKILL);  // normally gone with the job already
+  const std::string log = read_file(out / "log.txt");
+  ASSERT_TRUE(ended) << "the job hung with a stopped rank:\n" << log;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << log;
+  EXPECT_LT(took, 3 + 2 + 15) << "the job outlived its deadline by far:\n" << log;
+  EXPECT_NE(log.find("did not complete within parallel.comm_timeout = 3 s"), std::string::npos) << log;
+  EXPECT_NE(log.find("did not arrive: 1 (not responding"), std::string::npos) << log;
   fs::remove_all(out);
 }

@@ -119,15 +119,6 @@ TEST(RunToy, CorruptNewestCheckpointFallsBackToPrevious) {
   fs::remove_all(a);
 }
 
-// True once every rank's metrics file holds a step line: all ranks are past start-up
-// (their signal handlers are installed before the phase starts).
-bool all_ranks_stepping(const fs::path& dir, int np) {
-  for (int rank = 0; rank < np; ++rank)
-    if (read_file(dir / ("metrics.rank" + std::to_string(rank) + ".jsonl")).find("\"step\":") == std::string::npos)
-      return false;
-  return true;
-}
-
 // SIGUSR1 to mpirun (forwarded to the ranks, as Slurm's --signal=B:USR1 does
 // through the batch script) → checkpoint + exit 3; the rerun resumes and ends
 // with exactly the parameters of an uninterrupted run. The signal is sent once
@@ -140,13 +131,8 @@ TEST(RunToy, SignalCheckpointsRequeuesAndResumes) {
     auto r = run_cmd(toy_cmd(a, "--toy.steps=400 --checkpoint.resume=never", np));
     ASSERT_EQ(r.status, 0) << r.output;
     std::string cmd = toy_cmd(b, "--toy.steps=400 --toy.sleep_ms=50 --checkpoint.every=0 --checkpoint.resume=never", np);
-    pid_t pid = fork();
+    pid_t pid = start_in_background(cmd, b / "log.txt");
     ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      setpgid(0, 0);
-      execl("/bin/sh", "sh", "-c", ("exec " + cmd + " > " + (b / "log.txt").string() + " 2>&1").c_str(), nullptr);
-      _exit(127);
-    }
     bool started = false;
     for (int i = 0; i < 12000 && !started; ++i) {  // up to 2 minutes of start-up on a loaded machine
       started = all_ranks_stepping(b, np);

@@ -70,9 +70,10 @@ SandboxLimits limits_of(const SandboxOptions& o) {
   l.max_processes = o.max_processes;
   l.max_open_files = o.max_open_files;
   l.output_cap_bytes = o.output_cap_bytes;
-  l.isolate_network = o.isolate_network;
-  l.isolate_pids = o.isolate_pids;
-  l.drop_root = o.drop_root;
+  l.tmp_bytes = o.tmp_bytes;
+  l.allow_unisolated = o.allow_unisolated;
+  l.force_unisolated = o.force_unisolated;
+  l.ro_paths = o.ro_paths;
   return l;
 }
 
@@ -81,7 +82,8 @@ SandboxLimits limits_of(const SandboxOptions& o) {
 [[noreturn]] void config_failure(const std::vector<std::string>& cmd, const ExecResult& r) {
   fail("code sandbox: cannot run '", cmd.empty() ? "" : cmd[0], "': ", r.error,
        ". Check the sandbox run/compile command (the program runs with PATH=/usr/local/bin:/usr/bin:/bin",
-       " and, when the trainer is root, as user nobody: set drop_root = false or use a system interpreter)");
+       " and sees /usr and the system's bin/lib folders only: use a system interpreter or list its folder in",
+       " rl.code_ro_paths)");
 }
 
 void write_file(const std::string& path, const std::string& text) {
@@ -119,9 +121,7 @@ void score_test_code_batch(const std::vector<const CodeJob*>& jobs, const std::v
     programs.push_back(code_harness_program(*jobs[j]->test_code, code[j]));
     n_tests.push_back(jobs[j]->test_code->tests.size());
   }
-  int uid = -1, gid = -1;
-  sandbox_identity(opt.drop_root, &uid, &gid);
-  SandboxDir dir(opt.tmp_root, uid, gid);
+  SandboxDir dir(opt.tmp_root);
   write_file(dir.work() + "/tests.json", code_harness_spec(tcs, programs, opt.wall_timeout_s));
   const std::string harness = dir.work() + "/harness.py";
   write_file(harness, code_harness_source());
@@ -129,7 +129,7 @@ void score_test_code_batch(const std::vector<const CodeJob*>& jobs, const std::v
   SandboxLimits lim = limits_of(opt);
   lim.wall_timeout_s = double(jobs.size()) * (opt.wall_timeout_s + 0.5) + 5.0;  // the harness's own deadline
   auto cmd = build_command(opt.run_command, harness, true);
-  ExecResult r = sandbox_exec(cmd, nonce + "\n", dir.work(), lim);
+  ExecResult r = sandbox_exec(cmd, nonce + "\n", dir, lim);
   if (r.exec_failed) config_failure(cmd, r);
   const std::vector<HarnessOutcome> hs = parse_code_harness_output(r.out, nonce, n_tests);
   for (size_t j = 0; j < jobs.size(); ++j) {
@@ -164,17 +164,20 @@ RewardResult score_job(const CodeJob& job, const SandboxOptions& opt) {
   auto program = job_program(job, opt, &res);
   if (!program) return res;
   TEMPER_CHECK(!job.tests.empty(), "code reward: a job has no tests (check the prompt record's \"tests\")");
+  for (size_t t = 0; t < job.tests.size(); ++t)  // any silent program would pass an empty one
+    TEMPER_CHECK(!canonical_output(job.tests[t].expected_output).empty(), "code reward: tests[", t,
+                 "] has an empty expected output (any silent program would pass it)");
   res.verdict = Verdict::Wrong;
-  int uid = -1, gid = -1;
-  sandbox_identity(opt.drop_root, &uid, &gid);
-  SandboxDir dir(opt.tmp_root, uid, gid);
+  SandboxDir dir(opt.tmp_root);
   const std::string src = dir.work() + "/" + opt.source_name;
   write_file(src, *program);
   SandboxLimits lim = limits_of(opt);
   std::string isolation;
   if (!opt.compile_command.empty()) {
     auto cmd = build_command(opt.compile_command, src, true);
-    ExecResult c = sandbox_exec(cmd, "", dir.work(), lim);
+    SandboxLimits compile = lim;
+    compile.keep_work = true;  // its output stays in the job's folder for the runs
+    ExecResult c = sandbox_exec(cmd, "", dir, compile);
     if (c.exec_failed) config_failure(cmd, c);
     if (!c.ok()) {
       res.detail = cat("compile failed (", c.describe(), "): ", c.err.substr(0, 300));
@@ -185,7 +188,7 @@ RewardResult score_job(const CodeJob& job, const SandboxOptions& opt) {
   size_t passed = 0;
   std::string first_failure;
   for (size_t t = 0; t < job.tests.size(); ++t) {
-    ExecResult r = sandbox_exec(cmd, job.tests[t].input, dir.work(), lim);
+    ExecResult r = sandbox_exec(cmd, job.tests[t].input, dir, lim);
     if (r.exec_failed) config_failure(cmd, r);
     isolation = r.isolation;
     bool ok = r.ok() && canonical_output(r.out) == canonical_output(job.tests[t].expected_output);
@@ -276,6 +279,7 @@ CodeTestCode code_test_code_from_json(const nlohmann::json& ref) {
 std::vector<RewardResult> code_rewards(const std::vector<CodeJob>& jobs, const SandboxOptions& opt) {
   TEMPER_CHECK(!opt.run_command.empty(), "code sandbox: run_command is empty");
   TEMPER_CHECK(opt.wall_timeout_s > 0 && opt.cpu_seconds > 0, "code sandbox: timeouts must be positive");
+  check_sandbox_isolation(limits_of(opt));  // refuses, or warns once, where programs cannot be isolated
   for (const auto* cmd : {&opt.run_command, &opt.compile_command})
     if (!cmd->empty() && sandbox_which((*cmd)[0]).empty())
       fail("code sandbox: interpreter/compiler '", (*cmd)[0], "' not found on PATH");

@@ -1,13 +1,12 @@
 // Process sandbox for the code reward (see code_sandbox.h, docs/rewards.md).
-// The child is started like posix_spawn (clone with CLONE_VM|CLONE_VFORK), with
-// the namespaces requested as clone flags, and only makes system calls on data
-// prepared before the clone until it execs.
+// The child is started like posix_spawn (clone with CLONE_VM|CLONE_VFORK), with the
+// namespaces requested as clone flags, and only makes system calls on data prepared
+// before the clone until it execs.
 #include "rl/rewards/code_sandbox.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -19,34 +18,43 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "core/error.h"
+#include "core/log.h"
+#include "rl/rewards/sandbox_cgroup.h"
+#include "rl/rewards/sandbox_view.h"
 
 namespace temper {
 namespace {
 
 constexpr const char* kSandboxPath = "/usr/local/bin:/usr/bin:/bin";
+constexpr int kNamespaces = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // ---- the child, between clone and exec ----------------------------------------
 // It shares the parent's memory (CLONE_VM|CLONE_VFORK, like posix_spawn: no page
 // table copy of a large trainer, no atfork handlers), so it only makes system
 // calls, writes nothing but its own stack, and reports failures on a pipe.
-enum : int { kStageDup = 1, kStageChdir, kStageRlimit, kStageDrop, kStageUserMap, kStageExec };
-const char* const kStages[] = {"?", "dup2", "chdir", "setrlimit", "drop privileges", "user namespace map", "exec"};
+enum : int {
+  kStageUserMap = 1, kStageCgroup, kStageView, kStageDup, kStageDrop, kStageRlimit, kStageChdir, kStageExec
+};
+const char* const kStages[] = {"?", "user namespace map", "joining the cgroup", "file system view", "dup2",
+                               "dropping privileges", "setrlimit", "chdir", "exec"};
 struct Failure {
   int stage;
   int err;
+  int step;  // the view's failed step
 };
 
 struct ChildPlan {
@@ -61,10 +69,12 @@ struct ChildPlan {
   gid_t gid;
   const char* uid_map;  // "<uid> <uid> 1\n" for a user namespace
   const char* gid_map;
+  const SandboxView* view;            // null when unisolated
+  std::vector<const char*> cgroups;   // cgroup.procs files to join
 };
 
-[[noreturn]] void child_fail(int fd, int stage) {
-  Failure f{stage, errno};
+[[noreturn]] void child_fail(int fd, int stage, int step = -1) {
+  Failure f{stage, errno, step};
   ssize_t n;
   do n = write(fd, &f, sizeof f); while (n < 0 && errno == EINTR);
   _exit(127);
@@ -88,12 +98,19 @@ int child_main(void* arg) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  setpgid(0, 0);
+  setsid();  // its own session: no controlling terminal to inject input into; group = session
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (p.user_ns) {  // map only our own ids into the new user namespace
     write_proc("/proc/self/setgroups", "deny");
     if (!write_proc("/proc/self/uid_map", p.uid_map) || !write_proc("/proc/self/gid_map", p.gid_map))
       child_fail(p.report_fd, kStageUserMap);
+  }
+  for (const char* procs : p.cgroups)
+    if (!write_proc(procs, "0")) child_fail(p.report_fd, kStageCgroup);
+  if (p.view) {
+    const int step = p.view->enter();
+    if (step >= 0) child_fail(p.report_fd, kStageView, step);
+    sethostname("sandbox", 7);
   }
   // stdio: 0/1/2 from the pipes, the report pipe at 3 (close-on-exec), nothing else.
   if (dup2(p.in_fd, 0) < 0 || dup2(p.out_fd, 1) < 0 || dup2(p.err_fd, 2) < 0) child_fail(p.report_fd, kStageDup);
@@ -108,29 +125,15 @@ int child_main(void* arg) {
         syscall(SYS_setresuid, p.uid, p.uid, p.uid) != 0)
       child_fail(3, kStageDrop);
   }
+  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);  // no setuid binary gives anything back
   if (setrlimit(RLIMIT_CPU, &p.lim_cpu) != 0 || setrlimit(RLIMIT_AS, &p.lim_as) != 0 ||
       setrlimit(RLIMIT_FSIZE, &p.lim_fsize) != 0 || setrlimit(RLIMIT_NOFILE, &p.lim_nofile) != 0 ||
-      setrlimit(RLIMIT_CORE, &p.lim_core) != 0)
+      setrlimit(RLIMIT_CORE, &p.lim_core) != 0 || setrlimit(RLIMIT_NPROC, &p.lim_nproc) != 0)
     child_fail(3, kStageRlimit);
-  setrlimit(RLIMIT_NPROC, &p.lim_nproc);  // best effort (a root trainer may exceed it)
   if (chdir(p.workdir) != 0) child_fail(3, kStageChdir);
   umask(077);
   execve(p.path, p.argv, p.envp);
   child_fail(3, kStageExec);
-}
-
-// Namespace sets to try, most isolated first. As root the program also drops to
-// nobody, so no user namespace is needed; otherwise one maps only our own ids.
-std::vector<int> namespace_attempts(bool net, bool pid, bool root) {
-  int want = (net ? CLONE_NEWNET : 0) | (pid ? CLONE_NEWPID : 0);
-  std::vector<int> out;
-  if (want) {
-    int base = root ? 0 : CLONE_NEWUSER;
-    out.push_back(base | want);
-    if (net && pid) out.push_back(base | CLONE_NEWNET);
-  }
-  out.push_back(0);
-  return out;
 }
 
 // Number of tasks (threads count) whose real uid is `uid`: RLIMIT_NPROC counts them all.
@@ -154,9 +157,10 @@ long count_user_tasks(uid_t uid) {
   return total;
 }
 
-// Without a PID namespace, kill processes that escaped the group (setsid) but still
-// carry our marker in their environment or sit in the work dir.
-void kill_escapees(const std::string& marker, const std::string& workdir) {
+// Unisolated and without a uid of its own (a non-root trainer): kill processes that
+// escaped the group but still carry the run's marker in their environment or sit in
+// the work dir. A process that clears both is not found: docs/rewards.md says so.
+void kill_marked(const std::string& marker, const std::string& workdir) {
   DIR* d = opendir("/proc");
   if (!d) return;
   pid_t self = getpid();
@@ -205,74 +209,24 @@ void remove_tree_at(int parent, const char* name) {
   unlinkat(parent, name, AT_REMOVEDIR);
 }
 
-}  // namespace
-
-std::string ExecResult::describe() const {
-  if (exec_failed) return "could not start: " + error;
-  if (timed_out) return cat("timeout after ", wall_s, " s");
-  if (output_truncated) return "output over the size cap";
-  if (term_signal) return cat("killed by signal ", term_signal, " (", strsignal(term_signal), ")");
-  return cat("exit ", exit_code);
+rlimit lim_of(long long soft, long long hard) {
+  rlimit r{};
+  r.rlim_cur = static_cast<rlim_t>(soft);
+  r.rlim_max = static_cast<rlim_t>(hard);
+  return r;
 }
 
-void sandbox_identity(bool drop_root, int* uid, int* gid) {
-  *uid = static_cast<int>(getuid());
-  *gid = static_cast<int>(getgid());
-  if (drop_root && geteuid() == 0) {
-    passwd pw{}, *res = nullptr;
-    char buf[1024];
-    bool found = getpwnam_r("nobody", &pw, buf, sizeof buf, &res) == 0 && res;
-    *uid = found ? static_cast<int>(pw.pw_uid) : 65534;
-    *gid = found ? static_cast<int>(pw.pw_gid) : 65534;
-  }
+// Errors of a clone or set-up step that mean "namespaces are not available here".
+bool namespace_refusal(int stage, int err) {
+  if (stage == kStageUserMap) return true;
+  if (stage == kStageView) return err == EPERM || err == EACCES || err == EINVAL || err == ENOSYS;
+  return false;
 }
 
-std::string sandbox_which(const std::string& name) {
-  if (name.find('/') != std::string::npos) return access(name.c_str(), X_OK) == 0 ? name : "";
-  std::string dirs = kSandboxPath;
-  if (const char* p = getenv("PATH")) dirs += std::string(":") + p;
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string dir = dirs.substr(start, end - start);
-    if (!dir.empty()) {
-      std::string full = dir + "/" + name;
-      struct stat st {};
-      if (stat(full.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(full.c_str(), X_OK) == 0) return full;
-    }
-    start = end + 1;
-  }
-  return "";
-}
-
-SandboxDir::SandboxDir(const std::string& tmp_root, int owner_uid, int owner_gid) {
-  std::string root = tmp_root;
-  if (root.empty()) root = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-  std::string tmpl = root + "/temper-sbx-XXXXXX";
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  if (!mkdtemp(buf.data()))
-    fail("code sandbox: cannot create a temporary directory under '", root, "': ", strerror(errno),
-         " (set the sandbox tmp_root to a writable directory)");
-  base_ = buf.data();
-  work_ = base_ + "/w";
-  if (mkdir(work_.c_str(), 0700) != 0) fail("code sandbox: cannot create '", work_, "': ", strerror(errno));
-  bool other = owner_uid >= 0 && owner_uid != static_cast<int>(getuid());
-  if (other && chown(work_.c_str(), owner_uid, owner_gid) != 0)
-    fail("code sandbox: cannot hand '", work_, "' to uid ", owner_uid, ": ", strerror(errno));
-  // The program may enter base_ but not write to it (as its owner, it could chmod it back).
-  chmod(base_.c_str(), other ? 0711 : 0500);
-}
-
-SandboxDir::~SandboxDir() {
-  if (base_.empty()) return;
-  chmod(base_.c_str(), 0700);
-  remove_tree_at(AT_FDCWD, base_.c_str());
-}
-
-ExecResult sandbox_exec(const std::vector<std::string>& argv_in, const std::string& input,
-                        const std::string& workdir, const SandboxLimits& lim) {
+// One run. `isolated`: in namespaces with the private view; otherwise in the job's host folder.
+// *refused is set when namespaces were refused (the caller may fall back).
+ExecResult run_once(const std::vector<std::string>& argv_in, const std::string& input, const SandboxDir& job,
+                    const SandboxLimits& lim, bool isolated, std::string* refused) {
   ExecResult res;
   TEMPER_CHECK(!argv_in.empty(), "code sandbox: empty command");
   std::string path = sandbox_which(argv_in[0]);
@@ -281,40 +235,70 @@ ExecResult sandbox_exec(const std::vector<std::string>& argv_in, const std::stri
     res.error = cat("'", argv_in[0], "' not found on PATH (", kSandboxPath, ":$PATH)");
     return res;
   }
-  int uid = 0, gid = 0;
-  sandbox_identity(lim.drop_root, &uid, &gid);
+  const bool root = geteuid() == 0;
+  const SandboxUser& user = job.user();
+  const std::string workdir = isolated ? "/work" : job.work();
 
+  std::unique_ptr<SandboxView> view;
+  std::string root_dir;
+  if (isolated) {
+    root_dir = job.base() + "/root";
+    SandboxViewOptions vo;
+    vo.tmp_bytes = lim.tmp_bytes;
+    vo.keep_work = lim.keep_work;
+    vo.ro_paths = lim.ro_paths;
+    view = std::make_unique<SandboxView>(root_dir, job.work(), vo, user.uid(), user.gid());
+    char real[PATH_MAX];
+    if (!realpath(path.c_str(), real) || !view->shows(real)) {
+      res.exec_failed = true;
+      res.error = cat("'", path, "' (", realpath(path.c_str(), real) ? real : "unresolvable",
+                      ") is not visible inside the sandbox (it shows /usr and the system's bin/lib folders; "
+                      "add the interpreter's folder to rl.code_ro_paths)");
+      return res;
+    }
+  }
+  SandboxCgroup cgroup(lim.memory_bytes, lim.max_processes);
+
+  // Command-line words naming files of the job's folder (anywhere in the word, as in
+  // "sh -c 'cc {src}'") name them where the program sees them.
   std::vector<std::string> argv_s = argv_in;
+  if (isolated)
+    for (auto& w : argv_s)
+      for (size_t p = w.find(job.work()); p != std::string::npos; p = w.find(job.work(), p + 5))
+        w.replace(p, job.work().size(), "/work");
+  const std::string marker = "TEMPER_SANDBOX=" + job.work();
   std::vector<std::string> env_s = {std::string("PATH=") + kSandboxPath, "HOME=" + workdir,
-                                    "TMPDIR=" + workdir, "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1",
-                                    "PYTHONIOENCODING=utf-8", "TEMPER_SANDBOX=" + workdir};
+                                    "TMPDIR=" + std::string(isolated ? "/tmp" : workdir), "LANG=C.UTF-8",
+                                    "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8"};
+  if (!isolated) env_s.push_back(marker);
   std::vector<char*> argv = c_strings(argv_s), envp = c_strings(env_s);
-  std::string uid_map = cat(uid, " ", uid, " 1\n"), gid_map = cat(gid, " ", gid, " 1\n");
+  std::string uid_map = cat(user.uid(), " ", user.uid(), " 1\n"), gid_map = cat(user.gid(), " ", user.gid(), " 1\n");
 
-  auto lim_of = [](long long soft, long long hard) {
-    rlimit r{};
-    r.rlim_cur = static_cast<rlim_t>(soft);
-    r.rlim_max = static_cast<rlim_t>(hard);
-    return r;
-  };
   ChildPlan plan{};
   plan.path = path.c_str();
   plan.argv = argv.data();
   plan.envp = envp.data();
   plan.workdir = workdir.c_str();
   plan.lim_cpu = lim_of(lim.cpu_seconds, lim.cpu_seconds + 1);
-  plan.lim_as = lim_of(lim.memory_bytes, lim.memory_bytes);
   plan.lim_fsize = lim_of(lim.file_size_bytes, lim.file_size_bytes);
-  long nproc = count_user_tasks(static_cast<uid_t>(uid)) + lim.max_processes;
-  plan.lim_nproc = lim_of(nproc, nproc);
   plan.lim_nofile = lim_of(lim.max_open_files, lim.max_open_files);
   plan.lim_core = lim_of(0, 0);
-  bool root = geteuid() == 0;
-  plan.drop = lim.drop_root && root && uid != 0;
-  plan.uid = static_cast<uid_t>(uid);
-  plan.gid = static_cast<gid_t>(gid);
+  // Processes: a uid or a user namespace of its own makes RLIMIT_NPROC count this tree only.
+  const bool own_count = user.leased() || (isolated && !root);
+  const long nproc = own_count ? lim.max_processes : count_user_tasks(user.uid()) + lim.max_processes;
+  plan.lim_nproc = lim_of(nproc, nproc);
+  // Memory: the cgroup caps the tree; without one, an address-space limit per process that
+  // the process cap multiplies up to the same total.
+  const long long as = cgroup.ok() ? lim.memory_bytes : lim.memory_bytes / std::max(1, lim.max_processes);
+  plan.lim_as = lim_of(as, as);
+  plan.drop = root && user.leased();
+  plan.user_ns = isolated && !root;
+  plan.uid = user.uid();
+  plan.gid = user.gid();
   plan.uid_map = uid_map.c_str();
   plan.gid_map = gid_map.c_str();
+  plan.view = view.get();
+  for (const auto& f : cgroup.procs_files()) plan.cgroups.push_back(f.c_str());
 
   int in_p[2], out_p[2], err_p[2], rep_p[2];
   if (pipe2(in_p, O_CLOEXEC) != 0) fail("code sandbox: pipe: ", strerror(errno));
@@ -337,37 +321,25 @@ ExecResult sandbox_exec(const std::vector<std::string>& argv_in, const std::stri
   void* stack = mmap(nullptr, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   auto start = Clock::now();
   pid_t pid = -1;
-  int used = 0, ns_errno = 0, clone_errno = 0;
-  Failure failure{0, 0};
-  for (int flags : namespace_attempts(lim.isolate_network, lim.isolate_pids, root)) {
-    if (stack == MAP_FAILED) {
-      clone_errno = errno;
-      break;
-    }
-    plan.user_ns = (flags & CLONE_NEWUSER) != 0;
+  int clone_errno = 0;
+  Failure failure{0, 0, -1};
+  const int flags = isolated ? kNamespaces | (root ? 0 : CLONE_NEWUSER) : 0;
+  if (stack == MAP_FAILED) {
+    clone_errno = errno;
+  } else {
     // Returns once the child has called execve or exited (CLONE_VFORK).
     pid = clone(child_main, static_cast<char*>(stack) + stack_size, flags | CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
     if (pid < 0) {
       clone_errno = errno;
-      if (flags && ns_errno == 0) ns_errno = errno;
-      continue;
-    }
-    Failure f{0, 0};
-    if (read(rep_p[0], &f, sizeof f) == static_cast<ssize_t>(sizeof f)) {  // it failed before exec
-      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    } else if (read(rep_p[0], &failure, sizeof failure) == static_cast<ssize_t>(sizeof failure)) {
+      while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {  // it failed before exec
       }
       pid = -1;
-      if (f.stage == kStageUserMap && flags) {
-        if (ns_errno == 0) ns_errno = f.err;
-        continue;
-      }
-      failure = f;
-      break;
+    } else {
+      failure = Failure{0, 0, -1};
     }
-    used = flags;
-    break;
+    munmap(stack, stack_size);
   }
-  if (stack != MAP_FAILED) munmap(stack, stack_size);
   sigset_t run_mask = old_mask;
   sigaddset(&run_mask, SIGPIPE);
   pthread_sigmask(SIG_SETMASK, &run_mask, nullptr);
@@ -376,13 +348,17 @@ ExecResult sandbox_exec(const std::vector<std::string>& argv_in, const std::stri
     for (int fd : {in_p[1], out_p[0], err_p[0]}) close(fd);
     pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     res.exec_failed = true;
-    if (failure.stage > 0 && failure.stage <= kStageExec)
-      res.error = cat(kStages[failure.stage], " of '", path, "' failed: ", strerror(failure.err));
-    else
+    if (failure.stage > 0 && failure.stage <= kStageExec) {
+      std::string what = kStages[failure.stage];
+      if (failure.stage == kStageView && view) what += " (" + view->describe(failure.step) + ")";
+      res.error = cat(what, " of '", path, "' failed: ", strerror(failure.err));
+      if (isolated && refused && namespace_refusal(failure.stage, failure.err)) *refused = res.error;
+    } else {
       res.error = cat("clone: ", strerror(clone_errno));
+      if (isolated && refused) *refused = cat("namespaces refused: ", strerror(clone_errno));
+    }
     return res;
   }
-  setpgid(pid, pid);  // the child did it too; after its exec this one fails harmlessly
   int pidfd = -1;
 #ifdef SYS_pidfd_open
   pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
@@ -397,7 +373,7 @@ ExecResult sandbox_exec(const std::vector<std::string>& argv_in, const std::stri
   size_t written = 0;
   bool exited = false, killed = false;
   double exit_at = 0, kill_at = 0;
-  auto kill_group = [&] {
+  auto kill_group = [&] {  // the child is a session (and group) leader: its group is its pid
     kill(-pid, SIGKILL);
     kill(pid, SIGKILL);
   };
@@ -487,24 +463,140 @@ ExecResult sandbox_exec(const std::vector<std::string>& argv_in, const std::stri
     }
   }
   res.wall_s = seconds_since(start);
-
-  if (!(used & CLONE_NEWPID)) kill_escapees("TEMPER_SANDBOX=" + workdir, workdir);
+  // Nothing of the run may outlive it: its PID namespace died with it; its uid is swept
+  // (double forks, setsid, execve with a clean environment all keep the uid).
+  if (user.leased()) user.kill_all();
+  else if (!isolated) kill_marked(marker, job.work());
+  res.memory_cap_hit = cgroup.memory_cap_hit();
   if (exited) {
     if (WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status)) res.term_signal = WTERMSIG(status);
   }
   if (res.timed_out || res.output_truncated) res.term_signal = 0;
-  std::string parts;
-  if (used & CLONE_NEWNET) parts += "net+";
-  if (used & CLONE_NEWPID) parts += "pid+";
-  if (used & CLONE_NEWUSER) parts += "userns+";
-  if (plan.drop) parts += cat("uid:", uid, "+");
-  if (parts.empty()) parts = "none+";
-  parts.pop_back();
-  if ((lim.isolate_network && !(used & CLONE_NEWNET)) || (lim.isolate_pids && !(used & CLONE_NEWPID)))
-    parts += cat(" (namespaces refused: ", strerror(ns_errno), ")");
-  res.isolation = parts;
+  std::string iso = isolated ? std::string(root ? "" : "userns+") + "mnt+pid+net+ipc+uts" : "unisolated";
+  iso += user.leased() ? cat(", uid ", user.uid()) : cat(", uid ", user.uid(), " (the trainer's)");
+  iso += cgroup.ok() ? ", " + cgroup.kind() : cat(", rlimits (", as >> 20, " MiB x ", lim.max_processes, " processes)");
+  res.isolation = iso;
   return res;
+}
+
+std::mutex g_probe_mu;
+
+}  // namespace
+
+std::string ExecResult::describe() const {
+  if (exec_failed) return "could not start: " + error;
+  if (timed_out) return cat("timeout after ", wall_s, " s");
+  if (output_truncated) return "output over the size cap";
+  if (memory_cap_hit && term_signal == SIGKILL) return "killed at the memory cap of its process tree";
+  if (term_signal) return cat("killed by signal ", term_signal, " (", strsignal(term_signal), ")");
+  return cat("exit ", exit_code);
+}
+
+std::string sandbox_which(const std::string& name) {
+  if (name.find('/') != std::string::npos) return access(name.c_str(), X_OK) == 0 ? name : "";
+  std::string dirs = kSandboxPath;
+  if (const char* p = getenv("PATH")) dirs += std::string(":") + p;
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string dir = dirs.substr(start, end - start);
+    if (!dir.empty()) {
+      std::string full = dir + "/" + name;
+      struct stat st {};
+      if (stat(full.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(full.c_str(), X_OK) == 0) return full;
+    }
+    start = end + 1;
+  }
+  return "";
+}
+
+SandboxDir::SandboxDir(const std::string& tmp_root) : user_(SandboxUser::acquire()) {
+  std::string root = tmp_root;
+  if (root.empty()) root = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  std::string tmpl = root + "/temper-sbx-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (!mkdtemp(buf.data()))
+    fail("code sandbox: cannot create a temporary directory under '", root, "': ", strerror(errno),
+         " (set the sandbox tmp_root to a writable directory)");
+  base_ = buf.data();
+  work_ = base_ + "/w";
+  if (mkdir(work_.c_str(), 0700) != 0) fail("code sandbox: cannot create '", work_, "': ", strerror(errno));
+  const std::string root_dir = base_ + "/root";  // the mount point of each run's private root
+  if (mkdir(root_dir.c_str(), 0700) != 0) fail("code sandbox: cannot create '", root_dir, "': ", strerror(errno));
+  // Unisolated, the program works in w/ as the job's uid: it may enter base_ but not write to it.
+  const bool other = user_.uid() != getuid();
+  if (other && chown(work_.c_str(), user_.uid(), user_.gid()) != 0)
+    fail("code sandbox: cannot hand '", work_, "' to uid ", user_.uid(), ": ", strerror(errno));
+  chmod(base_.c_str(), other ? 0711 : 0500);
+}
+
+SandboxDir::~SandboxDir() {
+  if (base_.empty()) return;
+  user_.kill_all();
+  chmod(base_.c_str(), 0700);
+  remove_tree_at(AT_FDCWD, base_.c_str());
+}
+
+std::string sandbox_isolation_problem() {
+  static std::string problem;
+  static bool probed = false;
+  std::lock_guard<std::mutex> lock(g_probe_mu);
+  if (probed) return problem;
+  probed = true;
+  try {
+    SandboxDir probe("");
+    SandboxLimits lim;
+    lim.wall_timeout_s = 10;
+    std::string refused;
+    ExecResult r = run_once({"true"}, "", probe, lim, true, &refused);
+    if (r.exec_failed) problem = r.error;
+    else if (!r.ok()) problem = "a sandboxed /bin/true ended with " + r.describe() + ": " + r.err.substr(0, 200);
+  } catch (const std::exception& e) {
+    problem = e.what();
+  }
+  return problem;
+}
+
+void check_sandbox_isolation(const SandboxLimits& lim) {
+  if (lim.force_unisolated) {
+    TEMPER_CHECK(lim.allow_unisolated, "code sandbox: unisolated runs were asked for but are not allowed");
+    return;
+  }
+  const std::string problem = sandbox_isolation_problem();
+  if (problem.empty()) return;
+  TEMPER_CHECK(lim.allow_unisolated, "code sandbox: programs cannot be isolated here (", problem,
+               "); code rewards refuse to run unisolated, where a program could read the run's data and prompts,"
+               " other processes and other sandboxes. Run as root or where user namespaces are allowed, or set "
+               "rl.code_unisolated = true to accept the risk");
+  static std::once_flag warned;
+  std::call_once(warned, [&] {
+    log_warn("code sandbox: programs run UNISOLATED (", problem, "): they see the whole file system and every "
+             "process, as ", geteuid() == 0 ? "a uid of their own" : "the trainer's user",
+             "; rl.code_unisolated = true allows this");
+  });
+}
+
+ExecResult sandbox_exec(const std::vector<std::string>& argv, const std::string& input, const SandboxDir& job,
+                        const SandboxLimits& lim) {
+  if (lim.force_unisolated) {
+    if (!lim.allow_unisolated) {
+      ExecResult r;
+      r.exec_failed = true;
+      r.error = "unisolated runs are not allowed";
+      return r;
+    }
+    return run_once(argv, input, job, lim, false, nullptr);
+  }
+  if (lim.allow_unisolated && !sandbox_isolation_problem().empty()) return run_once(argv, input, job, lim, false, nullptr);
+  std::string refused;
+  ExecResult r = run_once(argv, input, job, lim, true, &refused);
+  if (!refused.empty() && lim.allow_unisolated) return run_once(argv, input, job, lim, false, nullptr);
+  if (!refused.empty())
+    r.error += " (programs cannot be isolated here; rl.code_unisolated = true would run them unisolated)";
+  return r;
 }
 
 }  // namespace temper

@@ -111,17 +111,18 @@ struct SandboxOptions {
   std::string source_name = "main.py";
   std::vector<std::string> fence_tags = {"python", "py", "python3"};  // plus untagged ```
 
-  double wall_timeout_s = 5.0;    // per test run (also per compile); SIGKILL of the group
+  double wall_timeout_s = 5.0;    // per test run (also per compile); SIGKILL of the tree
   int cpu_seconds = 5;            // RLIMIT_CPU
-  long long memory_bytes = 1LL << 30;      // RLIMIT_AS
+  long long memory_bytes = 1LL << 30;      // the whole process tree (cgroup, else rlimits; code_sandbox.h)
   long long file_size_bytes = 16LL << 20;  // RLIMIT_FSIZE
-  int max_processes = 32;         // RLIMIT_NPROC headroom above the user's current count
+  long long tmp_bytes = 64LL << 20;        // size of each of the private /tmp, /dev/shm and /work
+  int max_processes = 32;         // the whole process tree
   int max_open_files = 64;        // RLIMIT_NOFILE
   size_t output_cap_bytes = 1 << 20;  // per stream; excess is truncated and the run fails
-  bool isolate_network = true;    // try a network namespace (via a user namespace if not root)
-  bool isolate_pids = true;       // try a PID namespace (kills daemonised children)
-  bool drop_root = true;          // when run as root, the program runs as "nobody"
-  std::string tmp_root;           // parent of work dirs; empty = $TMPDIR or /tmp
+  bool allow_unisolated = false;  // where namespaces are unavailable, run anyway (warns; rl.code_unisolated)
+  bool force_unisolated = false;  // never isolate (tests of that mode; needs allow_unisolated)
+  std::vector<std::string> ro_paths;  // more host paths shown read-only (rl.code_ro_paths)
+  std::string tmp_root;           // parent of the jobs' host folders; empty = $TMPDIR or /tmp
 
   int workers = 4;                // concurrent jobs (or batches)
   // Test-code jobs scored by one sandboxed harness run, each in a process of its
