@@ -91,13 +91,16 @@ int run(int argc, char** argv, int rank, int world_size, bool& setup_done) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything slow (MPI_Init alone takes most of a second): a SIGUSR1/SIGTERM during
+  // start-up (a scheduler's warning, a preemption) is kept and acted on at the first step
+  // boundary instead of killing the job before it could checkpoint. Again after MPI_Init, in
+  // case the MPI library installed a handler of its own.
+  install_signal_handlers();
   MPI_Init(&argc, &argv);
+  install_signal_handlers();
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  // At once: a SIGUSR1/SIGTERM during start-up (a scheduler's early warning) is kept and acted on
-  // at the first step boundary instead of killing the job before it could checkpoint.
-  install_signal_handlers();
   bool setup_done = false;
   int status = 0;
   try {
@@ -113,6 +116,9 @@ int main(int argc, char** argv) {
     if (setup_done && size > 1) MPI_Abort(MPI_COMM_WORLD, kExitError);
     status = kExitError;
   }
+  if (status == kExitRequeue && rank == 0 && signal_received())
+    std::fprintf(stderr, "temper: exit status %d (requeue) %.1f s after %s\n", status, signal_age_seconds(),
+                 signal_name(last_signal()));
   MPI_Finalize();
   return status;
 }

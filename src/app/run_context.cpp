@@ -1,5 +1,6 @@
 #include "app/run_context.h"
 
+#include <cstdio>
 #include <filesystem>
 
 #include "core/file_write.h"
@@ -41,15 +42,28 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
   }
 }
 
-bool RunContext::stop_requested(double elapsed) {
+bool RunContext::stop_requested(double /*elapsed since the phase started*/) {
   if (++stop_checks_ == 2) commit_resolved_deck();  // the first step is done: set-up succeeded
+  // 1: a signal on some rank; 2: the walltime margin, counted from process start (the job
+  // script passes what its allocation has left when it launches the ranks)
   double flag = 0;
   if (signal_received()) flag = 1;
   double walltime = double(deck_.get_int("run.walltime"));
-  if (walltime > 0 && elapsed >= walltime - double(deck_.get_int("run.walltime_margin"))) flag = std::max(flag, 2.0);
+  if (walltime > 0 && process_seconds() >= walltime - double(deck_.get_int("run.walltime_margin")))
+    flag = std::max(flag, 2.0);
   flag = mesh_.world().allreduce_max(flag);
-  if (flag == 1) stop_reason_ = "signal received";
-  if (flag == 2) stop_reason_ = "walltime margin reached";
+  char text[96];
+  if (flag == 1 && signal_received())
+    std::snprintf(text, sizeof text, "signal received (%s, %.1f s ago)", signal_name(last_signal()), signal_age_seconds());
+  else if (flag == 1)
+    std::snprintf(text, sizeof text, "signal received (on another rank)");
+  else
+    std::snprintf(text, sizeof text, "walltime margin reached (%.0f s of run.walltime %.0f s)", process_seconds(), walltime);
+  if (flag > 0) stop_reason_ = text;
+  // The margin reached before this process made a step: a requeue would do the same again, forever
+  TEMPER_CHECK(!(flag == 2 && stop_checks_ == 1), "run.walltime ", deck_.get_int("run.walltime"),
+               " s less run.walltime_margin ", deck_.get_int("run.walltime_margin"), " s leaves no time for a step (",
+               text, " before the first step); give the job more time or a smaller margin");
   return flag > 0;
 }
 

@@ -68,7 +68,9 @@ Builder build_schema() {
   b.k("output_dir", Str, "out", "directory for checkpoints, metrics and dumps (relative to the working directory)");
   b.k("seed", Int, "1234", "global random seed (initialisation, sampling)").at_least(0);
   b.k("backend", Str, "cpu", "compute backend").one_of({"cpu", "cuda"});
-  b.k("walltime", Int, "0", "job wall-clock limit in seconds; 0 = none").at_least(0);
+  b.k("walltime", Int, "0",
+      "wall-clock seconds this run may take, counted from process start (the job scripts pass what the "
+      "allocation has left); 0 = none").at_least(0);
   b.k("walltime_margin", Int, "300",
       "seconds before walltime at which to write a checkpoint and stop").at_least(0);
 

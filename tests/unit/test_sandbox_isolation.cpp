@@ -70,8 +70,8 @@ class SandboxIsolation : public ::testing::Test {
     opt_.run_command = {"sh"};
     opt_.source_name = "main.sh";
     opt_.fence_tags = {"sh"};
-    opt_.wall_timeout_s = 10;
-    opt_.cpu_seconds = 10;
+    opt_.wall_timeout_s = 30;  // generous: a loaded CI machine must not turn a pass into a fail
+    opt_.cpu_seconds = 20;
     opt_.memory_bytes = 512LL << 20;
     opt_.workers = 2;
     opt_.tmp_root = (dir_ / "sbx").string();
@@ -192,19 +192,30 @@ TEST_F(SandboxIsolation, MemoryCapCoversTheWholeTree) {
   opt_.source_name = "main.py";
   opt_.fence_tags = {"python"};
   opt_.memory_bytes = 400LL << 20;  // the tree; each child alone stays well below
+  // The children hold their memory together: each reports when it has allocated (and lets go
+  // of the report pipe), and only when all four have does the parent let them print. A child
+  // killed first ends the reports early (end of file): no timing in the test.
   const std::string program =
-      "import os, time\n"
-      "kids = []\n"
+      "import os\n"
+      "r1, w1 = os.pipe()\n"
+      "r2, w2 = os.pipe()\n"
       "for i in range(4):\n"
-      "    pid = os.fork()\n"
-      "    if pid == 0:\n"
+      "    if os.fork() == 0:\n"
+      "        os.close(r1); os.close(w2)\n"
       "        b = b'x' * (150 << 20)\n"
-      "        time.sleep(1.5)\n"
+      "        os.write(w1, b'.'); os.close(w1)\n"
+      "        os.read(r2, 1)\n"
       "        os.write(1, b'held\\n')\n"
       "        os._exit(0)\n"
-      "    kids.append(pid)\n"
-      "for pid in kids:\n"
-      "    os.waitpid(pid, 0)\n";
+      "os.close(w1); os.close(r2)\n"
+      "got = b''\n"
+      "while len(got) < 4:\n"
+      "    c = os.read(r1, 4)\n"
+      "    if not c: break\n"
+      "    got += c\n"
+      "if len(got) == 4: os.close(w2)\n"
+      "else: os.kill(0, 9)\n"
+      "for i in range(4): os.wait()\n";
   auto r = code_rewards({CodeJob{"```python\n" + program + "```", {{"", "held\nheld\nheld\nheld\n"}}}}, opt_).at(0);
   EXPECT_EQ(r.reward, 0.0) << "600 MB were held under a 400 MB cap: " << r.detail;
   // One child of 150 MB fits (under a cgroup; the rlimit fallback divides the cap among max_processes).
