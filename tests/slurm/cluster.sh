@@ -1,12 +1,13 @@
 # A throw-away Slurm cluster on this host for the scheduler tests (sourced by tests/slurm/run.sh).
 # It runs inside the private PID, mount, network and UTS namespaces run.sh enters, so every daemon
 # and job dies with the test, its TCP ports are on a private loopback and its node names resolve
-# through a private /etc/hosts. munged with a fresh key on a private socket authenticates;
-# slurmctld and one slurmd per node run in the foreground (-D) with everything under $SLURM_TEST_DIR.
-# Nodes are n1..nN: node nK's slurmd runs in its own UTS and mount namespaces (hostname nK, its
-# own spool and PMIx directories bound on $SLURM_TEST_DIR/local), listening on port 6817+K; this
-# emulates several nodes on one host without Slurm's --enable-multiple-slurmd build option (which
-# Debian's build lacks), each with CPUS cpus and GPUS generic gpus (stand-in device files: the CPU build ignores them).
+# through a private /etc/hosts. slurmctld and one slurmd per node run in the foreground (-D), with
+# everything under $SLURM_TEST_DIR; munge authenticates with a fresh key.
+# Nodes n1..nN: node nK's slurmd runs in its own UTS and mount namespaces (hostname nK; its own
+# spool, PMIx directory and munged socket bound on $SLURM_TEST_DIR/local), listening on port
+# 6817+K, with CPUS cpus and GPUS gpus (stand-in device files: the CPU build ignores them). Debian's
+# build does have --enable-multiple-slurmd (its auth_munge.so carries that mode's replay message),
+# but slurmd processes sharing one /tmp and spool collide in PMIx's per-step directories.
 
 cluster_log() { echo "slurm-test: $*"; }
 
