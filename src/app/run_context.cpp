@@ -17,6 +17,10 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
   std::string ckpt_dir = deck.get_string("checkpoint.dir");
   if (ckpt_dir.empty()) ckpt_dir = (fs::path(output_dir_) / "checkpoints").string();
   store_ = std::make_unique<CheckpointStore>(ckpt_dir, int(deck.get_int("checkpoint.keep_last")));
+  // checkpoint I/O on a communicator of its own: its collectives never match the training's
+  MPI_Comm_dup(MPI_COMM_WORLD, &io_comm_);
+  if (mesh.world_rank() == 0) log_info("checkpoints: ", checkpoint_io_name(), ", written by all ", mesh.world_size(),
+                                       mesh.world_size() == 1 ? " rank" : " ranks", " into ", ckpt_dir);
   kernels_ = make_kernels(deck.get_string("run.backend"), mesh.local_rank());
   const std::string dc = deck.get_string("parallel.device_comm");
   if (kernels_->device() == Device::CUDA) {
@@ -70,32 +74,20 @@ bool RunContext::stop_requested(double /*elapsed since the phase started*/) {
 std::optional<CheckpointState> RunContext::resume_state() {
   std::string mode = deck_.get_string("checkpoint.resume");
   if (mode == "never") return std::nullopt;
-  std::string path;
-  if (is_root()) {
-    if (mode == "auto") {
-      auto s = store_->load_latest_valid(&path);
-      if (!s) path.clear();
-    } else {
-      path = mode;
-    }
-  }
-  mesh_.world().broadcast_string(path, 0);
+  // auto: the newest checkpoint whose slices all verify (each rank checks 1/size of them)
+  std::string path = mode == "auto" ? store_->latest_valid_collective(io_comm_) : mode;
   if (path.empty()) return std::nullopt;
-  log_info("resuming from ", path);
-  return CheckpointStore::load(path);
+  if (is_root()) log_info("resuming from ", path);
+  return CheckpointStore::open(path);  // each rank reads only the slices it holds
 }
 
 std::string RunContext::write_checkpoint(CheckpointState& state) {
   commit_resolved_deck();
-  std::string path;
-  if (is_root()) {
-    state.deck_text = deck_.resolved_text();
-    auto sh = mesh_.shape();
-    state.mesh = {sh.sp, sh.dp_shard, sh.dp_replicate};
-    path = store_->write(state);
-    log_info("checkpoint written: ", path);
-  }
-  mesh_.world().broadcast_string(path, 0);
+  state.deck_text = deck_.resolved_text();
+  auto sh = mesh_.shape();
+  state.mesh = {sh.sp, sh.dp_shard, sh.dp_replicate};
+  const std::string path = store_->write(state, io_comm_);  // collective: every rank writes its slices
+  if (is_root()) log_info("checkpoint written: ", path);
   return path;
 }
 

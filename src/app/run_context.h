@@ -36,6 +36,7 @@ class RunContext final : public PhaseContext {
   std::unique_ptr<Kernels> kernels_;
   std::string output_dir_;
   std::unique_ptr<CheckpointStore> store_;
+  MPI_Comm io_comm_ = MPI_COMM_NULL;  // a duplicate of MPI_COMM_WORLD for checkpoint I/O
   std::string stop_reason_;
   int stop_checks_ = 0;
   bool deck_committed_ = false;

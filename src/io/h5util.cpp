@@ -61,7 +61,14 @@ struct NoAtexitHandler {
 } const no_atexit_handler;
 }  // namespace
 
-Silence::Silence() {
+namespace {
+std::recursive_mutex& hdf5_mutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+}  // namespace
+
+Silence::Silence() : lock_(hdf5_mutex()) {
   H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
 }
@@ -151,6 +158,22 @@ void flush_file(hid_t file, const std::string& path) {
   check_status(H5Fflush(file, H5F_SCOPE_GLOBAL), path, "flushing HDF5 file failed");
 }
 
+#ifdef H5_HAVE_PARALLEL
+Hid create_file_mpio(const std::string& path, MPI_Comm comm) {
+  Hid fapl(check(H5Pcreate(H5P_FILE_ACCESS), path, "H5Pcreate"));
+  check_status(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), path, "H5Pset_fapl_mpio");
+  return Hid(check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), path,
+                   "cannot create HDF5 file (MPI-IO)"));
+}
+
+Hid mpio_transfer(bool collective, const std::string& ctx) {
+  Hid x(check(H5Pcreate(H5P_DATASET_XFER), ctx, "H5Pcreate"));
+  check_status(H5Pset_dxpl_mpio(x, collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT), ctx,
+               "H5Pset_dxpl_mpio");
+  return x;
+}
+#endif
+
 namespace {
 // Link creation: intermediate groups on, UTF-8 names.
 Hid link_plist(const std::string& ctx) {
@@ -222,6 +245,90 @@ Hid write_dataset(hid_t loc, const std::string& name, hid_t mem_type, const Shap
     check_status(H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), where,
                  "writing dataset failed");
   return dset;
+}
+
+Hid create_dataset(hid_t loc, const std::string& name, hid_t type, const Shape& shape, const std::string& ctx) {
+  std::string where = sub(ctx, name);
+  Hid space = make_space(shape, where);
+  Hid lcpl = link_plist(where);
+  Hid dcpl(check(H5Pcreate(H5P_DATASET_CREATE), where, "H5Pcreate"));
+  check_status(H5Pset_layout(dcpl, H5D_CONTIGUOUS), where, "H5Pset_layout");
+  check_status(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY), where, "H5Pset_alloc_time");
+  check_status(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER), where, "H5Pset_fill_time");
+  return Hid(check(H5Dcreate2(loc, name.c_str(), type, space, lcpl, dcpl, H5P_DEFAULT), where,
+                   "cannot create dataset (does a dataset of the same name prefix exist?)"));
+}
+
+namespace {
+// Adds to `space`'s selection the elements [b, e) (relative to the block that
+// `start` fixes in dimensions < k) of the C-order flattening: one hyperslab per
+// run of whole rows, recursing into the partial first and last rows.
+void select_run(hid_t space, const std::vector<hsize_t>& dims, size_t k, std::vector<hsize_t>& start, hsize_t b,
+                hsize_t e, bool& first, const std::string& ctx) {
+  if (b >= e) return;
+  hsize_t inner = 1;
+  for (size_t j = k + 1; j < dims.size(); ++j) inner *= dims[j];
+  auto rows = [&](hsize_t r0, hsize_t r1) {  // whole rows [r0, r1) of dimension k
+    std::vector<hsize_t> st(start), cnt(dims.size(), 1);
+    st[k] = r0;
+    for (size_t j = k + 1; j < dims.size(); ++j) st[j] = 0, cnt[j] = dims[j];
+    cnt[k] = r1 - r0;
+    check_status(H5Sselect_hyperslab(space, first ? H5S_SELECT_SET : H5S_SELECT_OR, st.data(), nullptr,
+                                     cnt.data(), nullptr),
+                 ctx, "cannot select a range of the dataset");
+    first = false;
+  };
+  const hsize_t r0 = b / inner, r1 = e / inner;
+  if (b % inner == 0 && e % inner == 0) return rows(r0, r1);
+  auto part = [&](hsize_t row, hsize_t pb, hsize_t pe) {
+    start[k] = row;
+    select_run(space, dims, k + 1, start, pb, pe, first, ctx);
+    start[k] = 0;
+  };
+  if (r0 == r1) return part(r0, b - r0 * inner, e - r0 * inner);
+  hsize_t whole_from = r0;
+  if (b % inner != 0) {
+    part(r0, b - r0 * inner, inner);
+    whole_from = r0 + 1;
+  }
+  if (whole_from < r1) rows(whole_from, r1);
+  if (e % inner != 0) part(r1, 0, e - r1 * inner);
+}
+
+// The dataset's file space with [begin, end) selected, and the matching memory space.
+std::pair<Hid, Hid> range_spaces(hid_t dset, const Shape& shape, int64_t begin, int64_t end, const std::string& ctx) {
+  const int64_t numel = shape_numel(shape);
+  TEMPER_CHECK(begin >= 0 && begin <= end && end <= numel, "element range [", begin, ", ", end, ") outside ",
+               shape_str(shape), " (", ctx, ")");
+  Hid fspace(check(H5Dget_space(dset), ctx, "H5Dget_space"));
+  hsize_t n = hsize_t(end - begin);
+  Hid mspace(check(H5Screate_simple(1, &n, nullptr), ctx, "H5Screate_simple"));
+  if (begin == end) {
+    check_status(H5Sselect_none(fspace), ctx, "H5Sselect_none");
+    check_status(H5Sselect_none(mspace), ctx, "H5Sselect_none");
+  } else if (shape.empty()) {
+    check_status(H5Sselect_all(fspace), ctx, "H5Sselect_all");
+  } else {
+    std::vector<hsize_t> dims(shape.begin(), shape.end()), start(shape.size(), 0);
+    bool first = true;
+    select_run(fspace, dims, 0, start, hsize_t(begin), hsize_t(end), first, ctx);
+  }
+  return {std::move(fspace), std::move(mspace)};
+}
+}  // namespace
+
+void write_range(hid_t dset, hid_t mem_type, const Shape& shape, int64_t begin, int64_t end, const void* data,
+                 hid_t xfer, const std::string& ctx) {
+  auto [fspace, mspace] = range_spaces(dset, shape, begin, end, ctx);
+  check_status(H5Dwrite(dset, mem_type, mspace, fspace, xfer, data), ctx, "writing dataset failed");
+}
+
+void read_range(hid_t dset, hid_t mem_type, const Shape& shape, int64_t begin, int64_t end, void* out,
+                const std::string& ctx) {
+  if (begin == end) return;
+  auto [fspace, mspace] = range_spaces(dset, shape, begin, end, ctx);
+  check_status(H5Dread(dset, mem_type, mspace, fspace, H5P_DEFAULT, out), ctx,
+               "reading dataset failed (corrupt or truncated file?)");
 }
 
 Hid open_dataset(hid_t loc, const std::string& name, const std::string& ctx) {
@@ -376,6 +483,44 @@ void write_attr_ints(hid_t obj, const std::string& name, const std::vector<int>&
   Hid space = v.empty() ? Hid(check(H5Screate(H5S_NULL), ctx, "H5Screate"))
                         : make_space({static_cast<int64_t>(v.size())}, ctx);
   write_attr(obj, name, H5T_NATIVE_INT, space, v.empty() ? nullptr : v.data(), ctx);
+}
+
+namespace {
+template <typename T>
+void write_attr_vec(hid_t obj, const std::string& name, hid_t type, const std::vector<T>& v, const std::string& ctx) {
+  Hid space = v.empty() ? Hid(check(H5Screate(H5S_NULL), ctx, "H5Screate"))
+                        : make_space({static_cast<int64_t>(v.size())}, ctx);
+  write_attr(obj, name, type, space, v.empty() ? nullptr : v.data(), ctx);
+}
+
+template <typename T>
+std::vector<T> read_attr_vec(hid_t obj, const std::string& name, hid_t type, const std::string& ctx) {
+  Hid attr = open_attr(obj, name, ctx);
+  std::string where = cat(ctx, " attribute '", name, "'");
+  Hid space(check(H5Aget_space(attr), where, "H5Aget_space"));
+  if (H5Sget_simple_extent_type(space) == H5S_NULL) return {};
+  hssize_t n = H5Sget_simple_extent_npoints(space);
+  check(static_cast<hid_t>(n), where, "cannot read attribute size");
+  std::vector<T> v(static_cast<size_t>(n));
+  if (n > 0) check_status(H5Aread(attr, type, v.data()), where, "cannot read attribute");
+  return v;
+}
+}  // namespace
+
+void write_attr_i64s(hid_t obj, const std::string& name, const std::vector<int64_t>& v, const std::string& ctx) {
+  write_attr_vec(obj, name, H5T_NATIVE_INT64, v, ctx);
+}
+
+void write_attr_u32s(hid_t obj, const std::string& name, const std::vector<uint32_t>& v, const std::string& ctx) {
+  write_attr_vec(obj, name, H5T_NATIVE_UINT32, v, ctx);
+}
+
+std::vector<int64_t> read_attr_i64s(hid_t obj, const std::string& name, const std::string& ctx) {
+  return read_attr_vec<int64_t>(obj, name, H5T_NATIVE_INT64, ctx);
+}
+
+std::vector<uint32_t> read_attr_u32s(hid_t obj, const std::string& name, const std::string& ctx) {
+  return read_attr_vec<uint32_t>(obj, name, H5T_NATIVE_UINT32, ctx);
 }
 
 std::string read_attr_string(hid_t obj, const std::string& name, const std::string& ctx) {

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,16 @@ namespace temper::h5 {
 // CRC-32 (IEEE 802.3, the zlib/PNG polynomial), slicing-by-8; `crc` chains calls.
 uint32_t crc32(const void* data, size_t n, uint32_t crc = 0);
 
-// Turns HDF5's automatic error printing off for its lifetime (restores it after).
+// True when this build links the parallel (MPI-IO) HDF5 library.
+#ifdef H5_HAVE_PARALLEL
+constexpr bool kParallel = true;
+#else
+constexpr bool kParallel = false;
+#endif
+
+// Turns HDF5's automatic error printing off for its lifetime (restores it after)
+// and holds the process-wide HDF5 lock: the library is not thread-safe, and an
+// asynchronous checkpoint writes from a thread of its own.
 class Silence {
  public:
   Silence();
@@ -26,6 +36,7 @@ class Silence {
   Silence& operator=(const Silence&) = delete;
 
  private:
+  std::lock_guard<std::recursive_mutex> lock_;
   H5E_auto2_t func_ = nullptr;
   void* data_ = nullptr;
 };
@@ -61,6 +72,12 @@ class Hid {
 Hid create_file(const std::string& path);         // truncates an existing file
 Hid open_file(const std::string& path, bool writable = false);
 void flush_file(hid_t file, const std::string& path);
+#ifdef H5_HAVE_PARALLEL
+// Collective over comm: creates (truncates) `path` for MPI-IO access.
+Hid create_file_mpio(const std::string& path, MPI_Comm comm);
+// A transfer property list for collective (true) or independent MPI-IO.
+Hid mpio_transfer(bool collective, const std::string& ctx);
+#endif
 
 // Groups; `path` may contain '/', intermediate groups are created.
 Hid create_group(hid_t loc, const std::string& path, const std::string& ctx);
@@ -75,6 +92,17 @@ hid_t native_type(DType t);
 // groups of `name` are created.
 Hid write_dataset(hid_t loc, const std::string& name, hid_t mem_type, const Shape& shape,
                   const void* data, const std::string& ctx);
+// Creates a contiguous dataset whose storage is allocated at once and never
+// filled (every element is written later, as flat ranges, possibly by several ranks).
+Hid create_dataset(hid_t loc, const std::string& name, hid_t type, const Shape& shape, const std::string& ctx);
+// Elements [begin, end) of the C-order flattening of a dataset of `shape`, from or
+// to `count = end - begin` contiguous elements in memory. xfer: a transfer property
+// list (H5P_DEFAULT, or mpio_transfer()); with begin == end nothing is selected
+// (a rank taking part in a collective write with nothing to write).
+void write_range(hid_t dset, hid_t mem_type, const Shape& shape, int64_t begin, int64_t end, const void* data,
+                 hid_t xfer, const std::string& ctx);
+void read_range(hid_t dset, hid_t mem_type, const Shape& shape, int64_t begin, int64_t end, void* out,
+                const std::string& ctx);
 Hid open_dataset(hid_t loc, const std::string& name, const std::string& ctx);
 Shape dataset_shape(hid_t dset, const std::string& ctx);
 void read_dataset(hid_t dset, hid_t mem_type, void* out, const std::string& ctx);
@@ -92,9 +120,13 @@ void write_attr_int(hid_t obj, const std::string& name, int v, const std::string
 void write_attr_i64(hid_t obj, const std::string& name, int64_t v, const std::string& ctx);
 void write_attr_u32(hid_t obj, const std::string& name, uint32_t v, const std::string& ctx);
 void write_attr_ints(hid_t obj, const std::string& name, const std::vector<int>& v, const std::string& ctx);
+void write_attr_i64s(hid_t obj, const std::string& name, const std::vector<int64_t>& v, const std::string& ctx);
+void write_attr_u32s(hid_t obj, const std::string& name, const std::vector<uint32_t>& v, const std::string& ctx);
 std::string read_attr_string(hid_t obj, const std::string& name, const std::string& ctx);
 int64_t read_attr_i64(hid_t obj, const std::string& name, const std::string& ctx);
 uint32_t read_attr_u32(hid_t obj, const std::string& name, const std::string& ctx);
 std::vector<int> read_attr_ints(hid_t obj, const std::string& name, const std::string& ctx);
+std::vector<int64_t> read_attr_i64s(hid_t obj, const std::string& name, const std::string& ctx);
+std::vector<uint32_t> read_attr_u32s(hid_t obj, const std::string& name, const std::string& ctx);
 
 }  // namespace temper::h5

@@ -172,19 +172,40 @@ Tensor DpShard::full_host(const Piece& x, const Tensor& shard_host) const {
   return host_copy(k_, full.rows(0, x.numel).reshape(x.shape));
 }
 
-Tensor DpShard::slice_host(const Piece& x, const Tensor& full, const std::string& key) const {
-  TEMPER_CHECK(full.shape() == x.shape, "checkpoint tensor '", key, "' has shape ", shape_str(full.shape()),
+Tensor DpShard::slice_host(const Piece& x, const CheckpointState& in, const std::string& key) const {
+  const Shape shape = in.tensor_shape(key);
+  TEMPER_CHECK(shape == x.shape, "checkpoint tensor '", key, "' has shape ", shape_str(shape),
                " but the deck's model needs ", shape_str(x.shape),
                " (vocabulary or model size differs from the checkpoint's)");
-  TEMPER_CHECK(full.device() == Device::CPU, "DpShard: checkpoint tensor '", key, "' is not a host tensor");
-  Tensor out = Tensor::empty({x.len}, full.dtype(), Device::CPU);
-  const size_t es = dtype_size(full.dtype());
-  std::memset(out.raw(), 0, size_t(x.len) * es);
   const int64_t begin = std::min<int64_t>(x.numel, int64_t(r_) * x.len);
   const int64_t end = std::min<int64_t>(x.numel, begin + x.len);
-  if (end > begin)
-    std::memcpy(out.raw(), static_cast<const char*>(full.raw()) + size_t(begin) * es, size_t(end - begin) * es);
+  Tensor mine = in.read_range(key, begin, end);  // only this rank's elements are read
+  Tensor out = Tensor::empty({x.len}, mine.dtype(), Device::CPU);
+  const size_t es = dtype_size(mine.dtype());
+  std::memset(out.raw(), 0, size_t(x.len) * es);
+  if (end > begin) std::memcpy(out.raw(), mine.raw(), size_t(end - begin) * es);
   return out;
+}
+
+void DpShard::save_pieces(const std::map<std::string, Tensor>& moments, std::map<std::string, TensorPiece>& out,
+                          int copy, int copies) const {
+  TEMPER_CHECK(copies >= 1 && copy >= 0 && copy < copies, "DpShard::save_pieces: part ", copy, " of ", copies);
+  auto piece = [&](const Piece& x, const Tensor& shard_host, const std::string& key) {
+    TEMPER_CHECK(shard_host.numel() == x.len, "DpShard: shard of '", key, "' has ", shard_host.numel(),
+                 " elements, expected ", x.len);
+    const int64_t b = std::min<int64_t>(x.numel, int64_t(r_) * x.len);
+    const int64_t n = std::min<int64_t>(x.numel, b + x.len) - b;  // real elements of this shard
+    const int64_t part = (n + copies - 1) / copies;
+    const int64_t lo = std::min(n, int64_t(copy) * part), hi = std::min(n, lo + part);
+    TensorPiece p;
+    p.shape = x.shape;
+    p.dtype = shard_host.dtype();
+    p.offset = b + lo;
+    p.data = shard_host.reshape({x.len}).rows(lo, hi);
+    out[key] = p;
+  };
+  for (const auto& x : pieces_) piece(x, host_copy(k_, x.master), "model/" + x.p->name);
+  for (const auto& [key, shard] : moments) piece(piece_of_moment(key), shard, key);
 }
 
 void DpShard::save_state(const std::map<std::string, Tensor>& moments, std::map<std::string, Tensor>& out,
@@ -211,12 +232,17 @@ const DpShard::Piece& DpShard::piece_of_moment(const std::string& key) const {
 }
 
 void DpShard::load_model(const std::map<std::string, Tensor>& in) {
+  CheckpointState s;
+  s.tensors = in;
+  load_model(s);
+}
+
+void DpShard::load_model(const CheckpointState& in) {
   for (auto& x : pieces_) {
     const std::string key = "model/" + x.p->name;
-    auto it = in.find(key);
-    TEMPER_CHECK(it != in.end(), "checkpoint has no tensor '", key,
+    TEMPER_CHECK(in.has_tensor(key), "checkpoint has no tensor '", key,
                  "': it was written by a different model (compare [model] in the deck)");
-    k_.copy(x.master, slice_host(x, it->second, key));
+    k_.copy(x.master, slice_host(x, in, key));
   }
   if (pinned_) {  // keep the resident copies in step with the new masters
     pinned_ = false;
@@ -226,12 +252,18 @@ void DpShard::load_model(const std::map<std::string, Tensor>& in) {
 
 std::map<std::string, Tensor> DpShard::slice_moments(const std::map<std::string, Tensor>& in,
                                                      const std::vector<std::string>& keys) const {
+  CheckpointState s;
+  s.tensors = in;
+  return slice_moments(s, keys);
+}
+
+std::map<std::string, Tensor> DpShard::slice_moments(const CheckpointState& in,
+                                                     const std::vector<std::string>& keys) const {
   std::map<std::string, Tensor> moments;
   for (const auto& key : keys) {
-    auto it = in.find(key);
-    TEMPER_CHECK(it != in.end(), "checkpoint has no optimizer state '", key,
+    TEMPER_CHECK(in.has_tensor(key), "checkpoint has no optimizer state '", key,
                  "' (was it written with another sft.optimizer?)");
-    moments[key] = slice_host(piece_of_moment(key), it->second, key);
+    moments[key] = slice_host(piece_of_moment(key), in, key);
   }
   return moments;
 }

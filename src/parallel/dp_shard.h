@@ -33,16 +33,19 @@
 // the next layer's parameters and no overlap of a reduce-scatter with the next
 // layer's backward yet.
 //
-// Checkpoints stay mesh-independent: save_state() all-gathers every shard into
-// the logical full tensor ("model/<name>", "optim/<kind>/<name>", the shapes of
-// an unsharded run), load_model() and slice_moments() take each rank's piece out
-// of the full tensors, so a checkpoint written with any mesh loads on any other.
+// Checkpoints stay mesh-independent: they hold the logical full tensors
+// ("model/<name>", "optim/<kind>/<name>", the shapes of an unsharded run).
+// save_pieces() hands each rank's shard (split further among the ranks holding
+// the same shard) to a collective checkpoint write without any communication;
+// save_state() all-gathers whole tensors instead. load_model() and
+// slice_moments() read only each rank's piece, so any mesh loads any other's.
 #pragma once
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "io/checkpoint.h"
 #include "kernels/kernels.h"
 #include "model/decoder.h"
 #include "parallel/comm.h"
@@ -83,13 +86,22 @@ class DpShard : public LayerParamHooks {
   // not write the checkpoint).
   void save_state(const std::map<std::string, Tensor>& moments, std::map<std::string, Tensor>& out,
                   bool keep = true) const;
+  // No communication. This rank's pieces of model/<name> (master shards) and of
+  // every entry of `moments` (host shards), for a collective checkpoint write:
+  // the shard's real elements split into `copies` parts (the ranks holding the
+  // same shard: sp x dp_replicate), this rank writing part `copy`.
+  void save_pieces(const std::map<std::string, Tensor>& moments, std::map<std::string, TensorPiece>& out,
+                   int copy, int copies) const;
   // Master shards from full logical host values model/<name> (as save_state writes
   // them, on any mesh). Throws naming the first missing or mis-shaped tensor.
   void load_model(const std::map<std::string, Tensor>& in);
+  // The same from a checkpoint, reading only this rank's element ranges.
+  void load_model(const CheckpointState& in);
   // This rank's shards of the full logical tensors named by `keys`
   // (optim/<kind>/<name>, any kinds, e.g. Muon's muon_m next to AdamW's m, v).
   std::map<std::string, Tensor> slice_moments(const std::map<std::string, Tensor>& in,
                                               const std::vector<std::string>& keys) const;
+  std::map<std::string, Tensor> slice_moments(const CheckpointState& in, const std::vector<std::string>& keys) const;
 
   int shard_count() const { return S_; }
   // Bytes of the sharded state on this rank (master + grad shards), for checks.
@@ -109,7 +121,7 @@ class DpShard : public LayerParamHooks {
   void release(Piece& x);           // full tensors undefined
   void scatter_grad(Piece& x);      // full grad -> grad shard, full grad released
   Tensor full_host(const Piece& x, const Tensor& shard_host) const;  // collective
-  Tensor slice_host(const Piece& x, const Tensor& full, const std::string& key) const;
+  Tensor slice_host(const Piece& x, const CheckpointState& in, const std::string& key) const;
   std::vector<Piece*>& group(int layer);
 
   Decoder& model_;

@@ -201,7 +201,7 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
     CheckpointState s;
     s.step = step;
     s.phase = "rl";
-    policy.save(s, root);
+    policy.save(s);
     if (o.filter) s.u64["rl/filter"] = filter.save_state().pack();
     s.u64["rl/mix"] = mixer.save_state().pack();
     s.u64["rl/refill"] = refill.save_state().pack();

@@ -132,12 +132,13 @@ EngineStepStats Engine::step(double lr) {
 
 int64_t Engine::optimizer_steps() const { return optimizer_ ? optimizer_->steps_taken() : 0; }
 
-void Engine::save(CheckpointState& s, bool keep) {
+void Engine::save(CheckpointState& s) {
   std::map<std::string, Tensor> moments;
   if (optimizer_) optimizer_->save(moments);
-  if (shard_) {  // gathered into whole logical tensors; only `keep` ranks hold them
-    shard_->save_state(moments, s.tensors, keep);
-  } else if (keep) {
+  if (shard_) {  // the ranks of one shard (sp x dp_replicate) each write a part of it
+    const int copies = mesh_.shape().sp * mesh_.shape().dp_replicate;
+    shard_->save_pieces(moments, s.pieces, mesh_.replicate_rank() * mesh_.shape().sp + mesh_.sp_rank(), copies);
+  } else {  // identical on every rank: the collective writer splits them
     save_model_state(*model_, k_, s.tensors);
     for (auto& [key, t] : moments) s.tensors[key] = t;
   }
@@ -158,12 +159,17 @@ void Engine::load(const CheckpointState& s) {
   if (shard_) {  // this rank's slices of the whole tensors
     std::vector<std::string> keys;
     for (const auto& kv : mine) keys.push_back(kv.first);
-    shard_->load_model(s.tensors);
-    if (optimizer_) optimizer_->load(shard_->slice_moments(s.tensors, keys), steps);
+    shard_->load_model(s);
+    if (optimizer_) optimizer_->load(shard_->slice_moments(s, keys), steps);
   } else {
-    load_model_state(*model_, k_, s.tensors);
+    load_model_state(*model_, k_, s.read_tensors("model/"));
     model_->refresh_compute();
-    if (optimizer_) optimizer_->load(s.tensors, steps);
+    if (optimizer_) {
+      std::map<std::string, Tensor> state;
+      for (const auto& kv : mine)
+        if (s.has_tensor(kv.first)) state[kv.first] = s.read_tensor(kv.first);
+      optimizer_->load(state, steps);
+    }
   }
 }
 

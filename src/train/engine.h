@@ -105,11 +105,14 @@ class Engine {
   EngineStepStats step(double lr);
   int64_t optimizer_steps() const;
 
-  // Model and optimizer state as whole tensors into s (every rank calls; only
-  // the checkpoint writer keeps the tensors when keep is false elsewhere).
-  void save(CheckpointState& s, bool keep);
-  // From whole tensors written on any mesh. Optimizer steps from "optim/steps"
-  // (older checkpoints: "rl/optimizer_steps", else s.step).
+  // Model and optimizer state into s for a collective checkpoint write (every
+  // rank calls; no communication): host copies of this rank's share. Under
+  // dp_shard the pieces of its shards (split among the sp x dp_replicate ranks
+  // holding the same shard), else whole tensors (the writer splits them).
+  void save(CheckpointState& s);
+  // From whole tensors written on any mesh, reading (s.reader) only the element
+  // ranges this rank holds. Optimizer steps from "optim/steps" (older
+  // checkpoints: "rl/optimizer_steps", else s.step).
   void load(const CheckpointState& s);
 
   void begin_generation();

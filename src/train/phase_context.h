@@ -24,10 +24,12 @@ class PhaseContext {
   virtual bool stop_requested(double elapsed_seconds) = 0;
   virtual std::string stop_reason() const = 0;
 
-  // Collective. Resume per checkpoint.resume (auto | never | <path>): rank 0 chooses the file,
-  // every rank loads it. nullopt when starting fresh.
+  // Collective. Resume per checkpoint.resume (auto | never | <path>): with auto the newest
+  // checkpoint that the ranks verify together; every rank opens it and reads tensors on
+  // demand (CheckpointState::reader). nullopt when starting fresh.
   virtual std::optional<CheckpointState> resume_state() = 0;
-  // Collective. Rank 0 writes `state` (which must be the same on every rank); returns the path.
+  // Collective. Every rank writes its pieces and its share of the whole tensors of `state`
+  // (the same on every rank), rank 0 its strings and counters; returns the path.
   virtual std::string write_checkpoint(CheckpointState& state) = 0;
   // Path of the JSONL metrics file for this rank ("" when log.metrics is off).
   virtual std::string metrics_path() const = 0;

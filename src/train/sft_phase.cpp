@@ -72,7 +72,7 @@ int run_sft_phase(PhaseContext& ctx, const SftOptions& o, const Tokenizer& tok, 
     CheckpointState s;
     s.step = step;
     s.phase = "sft";
-    engine.save(s, ctx.is_root());
+    engine.save(s);
     nlohmann::json pos;
     pos["stage"] = data_stage;
     pos["loader"] = nlohmann::json::parse(data->state());

@@ -34,8 +34,8 @@ int run_toy_phase(PhaseContext& ctx, const ToyOptions& o) {
   if (auto st = ctx.resume_state()) {
     TEMPER_CHECK(st->phase == "toy", "checkpoint is of phase '", st->phase, "', this run is 'toy'");
     step = st->step;
-    k.copy(x, st->tensors.at("x"));
-    opt.load(st->tensors, step);
+    k.copy(x, st->read_tensor("x"));
+    opt.load(st->read_tensors("optim/"), step);
     const auto& all = st->u64.at("rng_all");
     TEMPER_CHECK(all.size() == size_t(4 * ctx.mesh().world_size()), "toy checkpoint was written by ",
                  all.size() / 4, " ranks; this run has ", ctx.mesh().world_size());

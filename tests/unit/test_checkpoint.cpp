@@ -175,7 +175,9 @@ TEST_F(CheckpointTest, RoundTripEveryDtypeShapeAndMeta) {
   EXPECT_EQ(h5::read_attr_string(d, "dtype", path), "bf16");
   h5::Hid ty(H5Dget_type(d));
   EXPECT_GT(H5Tequal(ty, H5T_STD_U16LE), 0);
-  EXPECT_EQ(h5::read_attr_u32(d, "crc32", path), h5::crc32(bf.raw(), bf.nbytes()));
+  // format 2: one slice (one writer), its CRC-32
+  EXPECT_EQ(h5::read_attr_i64s(d, "slices", path), (std::vector<int64_t>{0, bf.numel()}));
+  EXPECT_EQ(h5::read_attr_u32s(d, "slice_crc32", path), std::vector<uint32_t>{h5::crc32(bf.raw(), bf.nbytes())});
 }
 
 TEST_F(CheckpointTest, EmptyMeshAndNoTensorsRoundTrip) {
