@@ -13,6 +13,8 @@
 // Plain C++ so host-only code (tests, benchmarks) can include it.
 #pragma once
 
+#include <cstdint>
+
 namespace temper::cuda {
 
 enum class AttnPass { Forward, Backward };
@@ -37,5 +39,8 @@ int attention_last_variant(AttnPass pass);
 void note_attention_variant(AttnPass pass, int variant);  // called by the kernels
 // True when this build links cuDNN (CMake option TEMPER_CUDNN): v3 can run.
 bool attention_cudnn_built();
+// Overrides TEMPER_CUDNN_MAX_WORKSPACE_MB (the largest backward workspace v3
+// may take before a call runs v2; cudnn_attention.h); negative: the environment's again.
+void set_cudnn_workspace_limit_mb(int64_t mb);
 
 }  // namespace temper::cuda

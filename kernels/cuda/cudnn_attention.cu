@@ -13,6 +13,8 @@
 #include <cudnn_graph.h>
 
 #include <array>
+#include <atomic>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,6 +31,12 @@ bool attention_cudnn_built() { return TEMPER_HAVE_CUDNN + 0 != 0; }
 namespace temper::cuda::cudnn_attn {
 
 #if !TEMPER_HAVE_CUDNN
+
+}  // namespace temper::cuda::cudnn_attn
+namespace temper::cuda {
+void set_cudnn_workspace_limit_mb(int64_t) {}
+}  // namespace temper::cuda
+namespace temper::cuda::cudnn_attn {
 
 bool available() { return false; }
 bool forward(CudaKernels&, Tensor&, Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
@@ -279,6 +287,7 @@ struct Plan {
   std::shared_ptr<Graph> graph;  // descriptors the plan refers to
   DescPtr plan;                  // null: cuDNN refused this shape
   int64_t workspace = 0;
+  bool warned = false;           // workspace guard message printed
 };
 
 // Descriptors of the tensors both passes bind. Layout (B documents, padded length
@@ -546,6 +555,32 @@ Plan* choose(DeviceState& st, bool backward, const attn::Dims& d, int max_seqlen
   return p.plan ? &p : nullptr;
 }
 
+// Largest backward workspace v3 may take (bytes). With GQA, cuDNN's backward
+// plan holds the per-query-head dK/dV in its workspace at the graph's padded
+// shape, batch x length x H x D f32 (H200, 2026-12-04: 48 MiB at 4 x 2048 x 12
+// x 128), so a packing of many documents with one long one pays for
+// documents x longest; past this bound the call runs the v2 kernels instead.
+// TEMPER_CUDNN_MAX_WORKSPACE_MB overrides the default 2048.
+std::atomic<int64_t> g_workspace_override{-1};  // set_cudnn_workspace_limit_mb (-1: environment)
+
+int64_t max_backward_workspace() {
+  const int64_t o = g_workspace_override.load(std::memory_order_relaxed);
+  if (o >= 0) return o << 20;
+  static const int64_t bytes = [] {
+    const char* e = std::getenv("TEMPER_CUDNN_MAX_WORKSPACE_MB");
+    int64_t mb = 2048;
+    if (e != nullptr && *e != '\0') {
+      char* end = nullptr;
+      const long long v = std::strtoll(e, &end, 10);
+      TEMPER_CHECK(end != e && *end == '\0' && v >= 0, "environment variable TEMPER_CUDNN_MAX_WORKSPACE_MB='", e,
+                   "' is not a non-negative number of MiB");
+      mb = v;
+    }
+    return mb << 20;
+  }();
+  return bytes;
+}
+
 // A dense plan that cuDNN rejects at execution (nothing has run) is dropped
 // for the process; the caller retries with the ragged graph.
 void drop_dense(Plan& plan, const Refused& e) {
@@ -634,6 +669,14 @@ const float kOneValue = 1.0f;
 
 }  // namespace
 
+}  // namespace temper::cuda::cudnn_attn
+
+namespace temper::cuda {
+void set_cudnn_workspace_limit_mb(int64_t mb) { cudnn_attn::g_workspace_override.store(mb < 0 ? -1 : mb); }
+}  // namespace temper::cuda
+
+namespace temper::cuda::cudnn_attn {
+
 bool available() {
   std::lock_guard<std::mutex> lock(g_mutex);
   return device_state().handle != nullptr;
@@ -681,6 +724,17 @@ bool backward(CudaKernels& g, Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& 
   for (;;) {
     Plan* plan = choose(st, true, d, max_seqlen);
     if (plan == nullptr) return false;
+    if (plan->workspace > max_backward_workspace()) {  // memory guard: the v2 kernels need none
+      if (!plan->warned)
+        std::fprintf(stderr,
+                     "temper: cuDNN backward attention H=%lld KVH=%lld D=%lld batch=%lld seq=%lld needs %lld MiB of "
+                     "workspace (> TEMPER_CUDNN_MAX_WORKSPACE_MB=%lld); using the v2 kernels for it\n",
+                     (long long)plan->key.H, (long long)plan->key.KVH, (long long)plan->key.D,
+                     (long long)plan->key.B, (long long)plan->key.S, (long long)(plan->workspace >> 20),
+                     (long long)(max_backward_workspace() >> 20));
+      plan->warned = true;
+      return false;
+    }
     Binding b;
     b.add(kQ, q.raw()), b.add(kK, k.raw()), b.add(kV, v.raw()), b.add(kO, out.raw()), b.add(kStats, lse.raw());
     b.add(kDO, dout.raw()), b.add(kDQ, dq.raw()), b.add(kDK, dk.raw()), b.add(kDV, dv.raw());

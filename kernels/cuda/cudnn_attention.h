@@ -24,7 +24,10 @@
 // config that finalises), and cached for the process; the workspace comes from
 // the caching allocator. Callers must pass max_seqlen >= the longest document
 // (Batch does). Only D = 64 / 128, bf16, 16-byte aligned tensors; anything
-// cuDNN refuses returns false and the caller runs the v2 / v1 kernels.
+// cuDNN refuses returns false and the caller runs the v2 / v1 kernels. With
+// GQA the backward workspace grows with documents x longest document (cuDNN
+// keeps per-query-head dK/dV at the padded shape); a backward needing more than
+// TEMPER_CUDNN_MAX_WORKSPACE_MB (default 2048) runs the v2 kernels instead.
 // Built only when CMake found cuDNN (TEMPER_HAVE_CUDNN); otherwise every call
 // returns false.
 #pragma once

@@ -208,6 +208,19 @@ TEST_F(CudaAttentionTest, CudnnServesV3) {
   EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Backward), 1);
 }
 
+// The workspace guard: a GQA backward whose cuDNN workspace exceeds the limit
+// runs v2 instead (forward stays on cuDNN), with the same results.
+TEST_F(CudaAttentionTest, CudnnWorkspaceGuardFallsBackToV2) {
+  if (!cuda::attention_cudnn_built()) GTEST_SKIP() << "built without cuDNN (TEMPER_CUDNN=OFF)";
+  struct Limit {
+    Limit() { cuda::set_cudnn_workspace_limit_mb(0); }
+    ~Limit() { cuda::set_cudnn_workspace_limit_mb(-1); }
+  } limit;
+  run_case({{300, 1, 200}, 12, 2, 128});
+  EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Forward), 3);
+  EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Backward), 2);
+}
+
 // Head dims without a tensor-core kernel take the scalar fallback.
 TEST_F(CudaAttentionTest, FallbackHeadDims) {
   const std::vector<AttnCase> cases = {{{50, 13}, 2, 1, 32}, {{33, 64, 31}, 6, 3, 96}, {{77}, 7, 1, 40}};
