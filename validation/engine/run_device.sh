@@ -73,12 +73,17 @@ fi
 
 if [[ " $PARTS " == *" big "* ]]; then
   stamp "big: RL steps of the Qwen2-1.5B shape, 1 rank and dp_shard 2 (2 ranks on one GPU)"
-  [ -f "$W/data/rl_prompts.jsonl" ] || "$T" generate-tasks --out "$W/data" --seed 1 --eval 64 > "$O/generate.log" 2>&1
+  # Instruction-following prompts: a random model's answers are judged (pass or fail), never
+  # "unparsable" (which the update drops); a random model rarely ends its turn and a response cut at
+  # max_new_tokens is unparsable, so the stop string "the" ends most responses before the limit.
+  python3 -c "
+for i in range(256):
+    print('{\"messages\":[{\"role\":\"user\",\"content\":\"Write about topic %d\"}],\"task\":\"if\",\"constraints\":{\"type\":\"letter_frequency\",\"letter\":\"%s\",\"n\":2}}' % (i, 'aeiou'[i % 5]))" > "$W/if.jsonl"
   BIG="input/quickstart_rl.deck --run.backend=$BACKEND --model.init=random --model.vocab_size=0 --model.d_model=1536
        --model.n_layers=28 --model.n_heads=12 --model.n_kv_heads=2 --model.head_dim=128 --model.ffn_dim=8960
        --model.rope_theta=1000000 --model.qkv_bias=true --model.tie_embeddings=true
        --data.tokenizer=${TOKENIZER:-hf:.cache/hf-tokenizers/qwen3} --data.chat_template=chatml
-       --rl.prompts_file=$W/data/rl_prompts.jsonl --rl.eval_file= --rl.filter=false --rl.steps=${BIG_STEPS:-3}
+       --rl.prompts_file=$W/if.jsonl --rl.task_mix=if:1 --rl.stop_strings=the --rl.eval_file= --rl.filter=false --rl.steps=${BIG_STEPS:-3}
        --rl.prompts_per_step=32 --rl.group_size=8 --rl.drop_zero_variance=false --rl.max_new_tokens=256 --rl.max_batch=256 --rl.lr=1e-6
        --rl.dump_every=0 --checkpoint.every=0 ${BIG_ARGS:-}"
   for n in ${BIG_RANKS:-2}; do
@@ -92,12 +97,12 @@ if [[ " $PARTS " == *" big "* ]]; then
     echo "1.5B on $n rank(s): exit $?"
   done
   echo
-  echo "| 1.5B RL on one GPU | gen tokens per step (rank 0) | generation tok/s (rank 0) | gen s | update s | step s |"
-  echo "| --- | --- | --- | --- | --- | --- |"
+  echo "| 1.5B RL on one GPU | gen tokens per step (rank 0) | generation tok/s (rank 0) | gen s | trained tokens (all ranks) | update s | step s |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
   for n in ${BIG_RANKS:-2}; do
     m=$W/big$n/metrics.rank0.jsonl
     cp "$m" "$O/big$n.metrics.jsonl" 2>/dev/null
-    echo "| $([ "$n" = 1 ] && echo '1 rank' || echo "dp_shard $n, $n ranks") | $(col "$m" gen_tokens) | $(col "$m" gen_tok_per_s) | $(col "$m" gen_seconds) | $(col "$m" update_seconds) | $(col "$m" step_seconds) |"
+    echo "| $([ "$n" = 1 ] && echo '1 rank' || echo "dp_shard $n, $n ranks") | $(col "$m" gen_tokens) | $(col "$m" gen_tok_per_s) | $(col "$m" gen_seconds) | $(col "$m" trained_tokens) | $(col "$m" update_seconds) | $(col "$m" step_seconds) |"
   done
   for n in ${BIG_RANKS:-2}; do grep -h -iE "error|peak|init" "$O/big$n.log" | tail -4; done
 fi
