@@ -8,6 +8,7 @@
 // dk/dv through f32 atomics, so results may differ in the last bits from run
 // to run); any other D <= 128 runs the scalar tiled kernels (no atomics).
 #include "kernels/cuda/attention_common.h"
+#include "kernels/cuda/cudnn_attention.h"
 #include "kernels/cuda/cuda_kernels.h"
 
 namespace temper {
@@ -473,13 +474,20 @@ void CudaKernels::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const T
   cuda::check_shape(op, "out", out, q.shape());
   cuda::check_shape(op, "lse", lse, {int64_t(d.N), int64_t(d.H)});
   if (d.N == 0) return;
+  const int var = cuda::attention_variant(cuda::AttnPass::Backward);
+  if ((var == 0 || var == 3) &&
+      cuda::cudnn_attn::backward(*this, dq, dk, dv, dout, out, lse, q, k, v, cu_seqlens, d, max_seqlen)) {
+    cuda::note_attention_variant(cuda::AttnPass::Backward, 3);
+    return;
+  }
   const int64_t rows = int64_t(d.N) * d.H;
   Tensor delta = alloc({rows}, DType::F32);
   attention_delta_kernel<<<cuda::grid_for(rows, 8, op), 256, 0, stream_>>>(cuda::f32(delta), cuda::bf(dout),
                                                                            cuda::bf(out), rows, d.D);
   TEMPER_CUDA_CHECK_LAUNCH();
   const bool aligned = aligned16({&dout, &q, &k, &v});
-  const bool v2 = cuda::attention_variant(cuda::AttnPass::Backward) != 1;  // 0 (default): v2
+  const bool v2 = var != 1;  // 0 (default) and 3 that fell back: v2
+  cuda::note_attention_variant(cuda::AttnPass::Backward, aligned && (d.D == 128 || d.D == 64) && v2 ? 2 : 1);
   if (aligned && d.D == 128 && v2)
     launch_flash_backward<128, 64>(*this, dq, dk, dv, dout, lse, delta, q, k, v, cu_seqlens, d);
   else if (aligned && d.D == 128)

@@ -5,6 +5,7 @@
 // as the fallback. Both write out[N,H,D] (bf16) and lse[N,H] (f32, natural log
 // of the scaled scores) for the backward pass.
 #include "kernels/cuda/attention_common.h"
+#include "kernels/cuda/cudnn_attention.h"
 #include "kernels/cuda/cuda_kernels.h"
 
 namespace temper {
@@ -326,11 +327,19 @@ void CudaKernels::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, c
   cuda::check_shape(op, "out", out, q.shape());
   cuda::check_shape(op, "lse", lse, {int64_t(d.N), int64_t(d.H)});
   if (d.N == 0) return;
+  int var = cuda::attention_variant(cuda::AttnPass::Forward);
+  if ((var == 0 || var == 3) &&
+      cuda::cudnn_attn::forward(*this, out, lse, q, k, v, cu_seqlens, d, max_seqlen)) {
+    cuda::note_attention_variant(cuda::AttnPass::Forward, 3);
+    return;
+  }
+  if (var == 3) var = 0;  // cuDNN cannot run this shape: the automatic choice below
   const bool aligned = aligned16({&out, &q, &k, &v});
-  if (aligned && (d.D == 128 || d.D == 64) && (cuda::attention_variant(cuda::AttnPass::Forward) == 2 ||
-                  (cuda::attention_variant(cuda::AttnPass::Forward) == 0 && d.D == 128)))
+  int ran = 1;
+  if (aligned && (d.D == 128 || d.D == 64) && (var == 2 || (var == 0 && d.D == 128))) {
     cuda::attn::flash_forward_v2(stream_, out, lse, q, k, v, cu_seqlens, d);
-  else if (aligned && d.D == 128)
+    ran = 2;
+  } else if (aligned && d.D == 128)
     launch_flash_forward<128>(stream_, out, lse, q, k, v, cu_seqlens, d);
   else if (aligned && d.D == 64)
     launch_flash_forward<64>(stream_, out, lse, q, k, v, cu_seqlens, d);
@@ -338,6 +347,7 @@ void CudaKernels::attention_forward(Tensor& out, Tensor& lse, const Tensor& q, c
     launch_scalar_forward<8>(stream_, out, lse, q, k, v, cu_seqlens, d);
   else
     launch_scalar_forward<16>(stream_, out, lse, q, k, v, cu_seqlens, d);
+  cuda::note_attention_variant(cuda::AttnPass::Forward, ran);
 }
 
 }  // namespace temper

@@ -12,6 +12,7 @@ namespace temper::cuda {
 namespace {
 
 std::atomic<int> g_override[2] = {{0}, {0}};
+std::atomic<int> g_last[2] = {{0}, {0}};
 
 // 0 (automatic: the measured default) when unset or empty, else "v1" / "1" .. "v<kAttnVariants>".
 int parse_env(const char* name) {
@@ -42,6 +43,14 @@ void set_attention_variant(AttnPass pass, int variant) {
   TEMPER_CHECK(variant >= 0 && variant <= kAttnVariants, "set_attention_variant: variant ", variant,
                " is not 0 (environment) or 1 .. ", kAttnVariants);
   g_override[pass == AttnPass::Forward ? 0 : 1].store(variant, std::memory_order_relaxed);
+}
+
+int attention_last_variant(AttnPass pass) {
+  return g_last[pass == AttnPass::Forward ? 0 : 1].load(std::memory_order_relaxed);
+}
+
+void note_attention_variant(AttnPass pass, int variant) {
+  g_last[pass == AttnPass::Forward ? 0 : 1].store(variant, std::memory_order_relaxed);
 }
 
 }  // namespace temper::cuda

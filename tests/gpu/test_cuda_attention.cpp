@@ -1,5 +1,6 @@
 // CUDA attention vs the f32 CPU oracle: attention_forward / attention_backward
-// (tensor-core path for D = 64 and 128, scalar fallback for other D) over
+// (every variant: own tensor-core kernels v1/v2 and cuDNN v3 for D = 64 and
+// 128, scalar fallback for other D) over
 // packed documents of odd lengths, empty and one-token documents, GQA ratios
 // 1, 2, 6 and 7; attention_cached for decode (split-K) and prefill, several
 // slots of different lengths, groups of more than 8 query heads. Outputs are
@@ -177,6 +178,47 @@ TEST_F(CudaAttentionTest, VariantsAgreeWithV1) {
     }
     if (HasFailure()) return;
   }
+}
+
+// v3 is cuDNN's fused attention: in a build with cuDNN, D = 64 and 128 must
+// really run on it (not fall back), over packed documents (empty and one-token
+// ones included; one document of a multiple of 128 tokens takes the dense
+// graph), GQA and MHA, and match the CPU oracle including lse; the default
+// (no variant chosen) is v3 as well. Other head dims fall back.
+TEST_F(CudaAttentionTest, CudnnServesV3) {
+  if (!cuda::attention_cudnn_built()) GTEST_SKIP() << "built without cuDNN (TEMPER_CUDNN=OFF)";
+  const std::vector<AttnCase> cases = {{{1000, 2000, 37}, 12, 2, 128},
+                                       {{1500, 1500}, 14, 2, 64},
+                                       {{2048}, 12, 2, 128},  // one document, multiple of 128: dense graph
+                                       {{1536}, 14, 2, 64},
+                                       {{100, 1, 0, 200, 37}, 4, 4, 64},
+                                       {{513, 2, 250, 1, 1, 90, 7}, 6, 1, 128}};
+  for (int explicit_v3 = 0; explicit_v3 <= 1; ++explicit_v3) {
+    VariantScope scope(explicit_v3 ? 3 : 0, explicit_v3 ? 3 : 0);
+    for (size_t i = explicit_v3 ? 4 : 0; i < cases.size(); ++i) {  // the long ones once
+      run_case(cases[i]);
+      EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Forward), 3) << describe(cases[i], 0);
+      EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Backward), 3) << describe(cases[i], 0);
+      if (HasFailure()) return;
+    }
+  }
+  VariantScope scope(3, 3);
+  run_case({{50, 13}, 2, 1, 32});
+  EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Forward), 1);
+  EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Backward), 1);
+}
+
+// The workspace guard: a GQA backward whose cuDNN workspace exceeds the limit
+// runs v2 instead (forward stays on cuDNN), with the same results.
+TEST_F(CudaAttentionTest, CudnnWorkspaceGuardFallsBackToV2) {
+  if (!cuda::attention_cudnn_built()) GTEST_SKIP() << "built without cuDNN (TEMPER_CUDNN=OFF)";
+  struct Limit {
+    Limit() { cuda::set_cudnn_workspace_limit_mb(0); }
+    ~Limit() { cuda::set_cudnn_workspace_limit_mb(-1); }
+  } limit;
+  run_case({{300, 1, 200}, 12, 2, 128});
+  EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Forward), 3);
+  EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Backward), 2);
 }
 
 // Head dims without a tensor-core kernel take the scalar fallback.

@@ -58,7 +58,9 @@ TEST(PlanDeck, TwelveBillionDeckFitsAnH100) {
 TEST(PlanDeck, RlDeckOfTwelveBillionWithLongResponsesFits) {
   const Deck d = Deck::load(std::string(TEMPER_SOURCE_DIR) + "/input/motif_12b_rl.deck");
   const ModelConfig cfg = model_config_from_deck(d, 300);
-  EXPECT_NEAR(double(cfg.param_count()), 12.7e9, 0.05e9);
+  EXPECT_EQ(cfg.param_count(), 12703860896);  // Motif-2-12.7B as released, as input/motif_12b_64k.deck
+  EXPECT_EQ(d.get_string("model.attention"), "grouped_differential");
+  EXPECT_EQ(d.get_string("model.mlp_activation"), "polynorm");
   EXPECT_GE(d.get_int("rl.max_new_tokens"), 32768);
   EXPECT_EQ(d.get_int("rl.filter_rollouts"), 5);
   const DeckPlan p = plan_from_deck(d, cfg);

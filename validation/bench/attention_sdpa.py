@@ -4,7 +4,9 @@
 document of 4K, 16K, 32K tokens) through torch.nn.functional.
 scaled_dot_product_attention (bf16, is_causal=True, GQA via enable_gqa or
 repeated K/V), timed with CUDA events. Prints the same table and the same
-"RESULT" lines (tagged sdpa) that run_attention.sh pairs with temper's.
+"RESULT" lines (tagged sdpa: PyTorch's own backend choice) that
+run_attention.sh pairs with temper's; rows tagged sdpa_flash / sdpa_cudnn force
+one fused backend each (printed for reference, where the backend takes the shape).
 FLOPs: forward 2*2*S^2/2*H*D (causal), backward 2.5x forward.
 Usage: python3 attention_sdpa.py [seq ...]
 """
@@ -23,6 +25,21 @@ def sdpa(q, k, v):
         rep = q.shape[1] // k.shape[1]
         return F.scaled_dot_product_attention(q, k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1),
                                               is_causal=True)
+
+
+def backends():
+    """(tag, context factory): PyTorch's own choice ('sdpa', the reference of
+    run_attention.sh), then each fused backend forced, where this torch has them."""
+    import contextlib
+    out = [("sdpa", contextlib.nullcontext)]
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        for tag, be in (("sdpa_flash", "FLASH_ATTENTION"), ("sdpa_cudnn", "CUDNN_ATTENTION")):
+            if hasattr(SDPBackend, be):
+                out.append((tag, lambda be=be: sdpa_kernel(getattr(SDPBackend, be))))
+    except ImportError:
+        pass
+    return out
 
 
 def time_ms(fn, reps):
@@ -55,21 +72,27 @@ def main():
             v = torch.randn(1, KVH, S, D, device=dev, dtype=torch.bfloat16, requires_grad=True)
             dout = torch.randn(1, H, S, D, device=dev, dtype=torch.bfloat16)
             reps = 20 if S <= 4096 else 6 if S <= 16384 else 3
-            with torch.no_grad():
-                fwd = time_ms(lambda: sdpa(q, k, v), reps)
+            for tag, ctx in backends():
+                try:
+                    with ctx():
+                        with torch.no_grad():
+                            fwd = time_ms(lambda: sdpa(q, k, v), reps)
 
-            def fwd_bwd():
-                out = sdpa(q, k, v)
-                torch.autograd.grad(out, (q, k, v), dout)
+                        def fwd_bwd():
+                            out = sdpa(q, k, v)
+                            torch.autograd.grad(out, (q, k, v), dout)
 
-            fb = time_ms(fwd_bwd, reps)
-            bwd = max(fb - fwd, 1e-6)
-            flops_f = 2.0 * S * S * H * D
-            flops_b = 2.5 * flops_f
-            tf_f, tf_b, tf_fb = flops_f / (fwd * 1e9), flops_b / (bwd * 1e9), (flops_f + flops_b) / (fb * 1e9)
-            print(f"{name:<11} {S:>6} {H:>4} {KVH:>4} {D:>4} | {fwd:>9.3f} {tf_f:>8.1f} | {bwd:>9.3f} {tf_b:>8.1f} | "
-                  f"{fb:>9.3f} {tf_fb:>8.1f}", flush=True)
-            print(f"RESULT sdpa {name} {S} {tf_f:.3f} {tf_b:.3f} {tf_fb:.3f}", flush=True)
+                        fb = time_ms(fwd_bwd, reps)
+                except RuntimeError as e:  # backend refuses the shape (e.g. GQA)
+                    print(f"{name:<11} {S:>6} {tag}: not run ({str(e).splitlines()[0][:80]})", flush=True)
+                    continue
+                bwd = max(fb - fwd, 1e-6)
+                flops_f = 2.0 * S * S * H * D
+                flops_b = 2.5 * flops_f
+                tf_f, tf_b, tf_fb = flops_f / (fwd * 1e9), flops_b / (bwd * 1e9), (flops_f + flops_b) / (fb * 1e9)
+                print(f"{name:<11} {S:>6} {H:>4} {KVH:>4} {D:>4} | {fwd:>9.3f} {tf_f:>8.1f} | {bwd:>9.3f} "
+                      f"{tf_b:>8.1f} | {fb:>9.3f} {tf_fb:>8.1f}  {tag}", flush=True)
+                print(f"RESULT {tag} {name} {S} {tf_f:.3f} {tf_b:.3f} {tf_fb:.3f}", flush=True)
             del q, k, v, dout
             torch.cuda.empty_cache()
     return 0

@@ -5,9 +5,12 @@
 // as the usual convention does: forward 2 matmuls x 2 FLOPs x S^2/2 x H x D,
 // backward 2.5x forward. Lines starting with "RESULT" are for
 // validation/bench/run_attention.sh, which sets them beside PyTorch SDPA.
-// One row per kernel variant (v1, v2: TEMPER_ATTN_FWD / _BWD, set here for both
-// passes; see kernels/cuda/attention_variant.h).
-// Usage: bench_attention [seq ...]   (default 4096 16384 32768)
+// One row per kernel variant (v1, v2: own mma.sync kernels; v3: cuDNN's fused
+// flash attention; TEMPER_ATTN_FWD / _BWD, set here for both passes; see
+// kernels/cuda/attention_variant.h). A variant that fell back (v3 without
+// cuDNN) prints a note instead of a row.
+// Usage: bench_attention [seq ...]   (default 4096 16384 32768);
+// BENCH_ATTN_VARIANTS=2,3 runs only those variants.
 // Exits 77 (skipped) when no CUDA device is available.
 #include <chrono>
 #include <cstdio>
@@ -68,6 +71,7 @@ int main(int argc, char** argv) {
     std::printf("bench_attention skipped: %s\n", e.what());
     return 77;
   }
+  const char* only = std::getenv("BENCH_ATTN_VARIANTS");  // e.g. "2,3": only these variants
   const std::vector<Shape3> shapes = {{"qwen2-1.5b", 12, 2, 128}, {"qwen2-0.5b", 14, 2, 64}};
   temper::Rng rng(1234);
   std::printf("temper CUDA attention (bf16, causal, one document)\n");
@@ -92,6 +96,7 @@ int main(int argc, char** argv) {
         g->copy(cu, cu_h);
         const int reps = S <= 4096 ? 20 : S <= 16384 ? 6 : 3;
         for (int var = 1; var <= n_variants; ++var) {
+          if (only != nullptr && std::string(only).find(std::to_string(var)) == std::string::npos) continue;
 #if TEMPER_HAVE_CUDA
         temper::cuda::set_attention_variant(temper::cuda::AttnPass::Forward, var);
         temper::cuda::set_attention_variant(temper::cuda::AttnPass::Backward, var);
@@ -100,6 +105,16 @@ int main(int argc, char** argv) {
         const double bwd = time_ms(*g, reps, [&] {
           g->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, cu, int(S));
         });
+        int ran_f = var, ran_b = var;
+#if TEMPER_HAVE_CUDA
+        ran_f = temper::cuda::attention_last_variant(temper::cuda::AttnPass::Forward);
+        ran_b = temper::cuda::attention_last_variant(temper::cuda::AttnPass::Backward);
+#endif
+        if (ran_f != var || ran_b != var) {  // v3 without cuDNN (or refused): not a v3 figure
+          std::printf("%-11s %6lld  v%d fell back to forward v%d / backward v%d: no row\n", sh.name, (long long)S, var,
+                      ran_f, ran_b);
+          continue;
+        }
         const double flops_fwd = 2.0 * double(S) * double(S) * double(sh.H) * double(sh.D);
         const double flops_bwd = 2.5 * flops_fwd;
         const double tf_f = flops_fwd / (fwd * 1e9), tf_b = flops_bwd / (bwd * 1e9);
