@@ -54,7 +54,7 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
   }
 }
 
-bool RunContext::stop_requested(double /*elapsed since the phase started*/) {
+bool RunContext::stop_requested() {
   if (++stop_checks_ == 2) commit_resolved_deck();  // the first step is done: set-up succeeded
   // 1: a signal on some rank; 2: the walltime margin, counted from process start (the job
   // script passes what its allocation has left when it launches the ranks)

@@ -20,7 +20,7 @@ class RunContext final : public PhaseContext {
   Kernels& kernels() override { return *kernels_; }
   const std::string& output_dir() const override { return output_dir_; }
 
-  bool stop_requested(double elapsed_seconds) override;
+  bool stop_requested() override;
   std::string stop_reason() const override { return stop_reason_; }
   std::optional<CheckpointState> resume_state() override;
   std::string write_checkpoint(CheckpointState& state) override;
