@@ -89,6 +89,7 @@ class ProfilingKernels final : public Kernels {
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
   double sum_squares(const Tensor& x) override;
   double sum_squares_many(const std::vector<const Tensor*>& xs) override;
+  void fill_normal(Tensor& t, uint64_t seed, uint32_t stream, double std) override;
 
  private:
   template <typename F>

@@ -130,6 +130,9 @@ class CudaKernels final : public Kernels {
   double sum_squares(const Tensor& x) override;
   double sum_squares_many(const std::vector<const Tensor*>& xs) override;
 
+  // fill_normal.cu
+  void fill_normal(Tensor& t, uint64_t seed, uint32_t stream, double std) override;
+
   // matmul.cu: row-major C[M,N] = alpha * op(A) @ op(B) + beta * C through
   // cublasGemmEx (f32 compute). A and B are bf16; C is bf16 or f32 (ctype).
   // lda/ldb/ldc are the row strides of the stored matrices.
