@@ -3,12 +3,13 @@
 #  mesh   A small model (the quickstart's) trained with SFT and then RL on 4 ranks sharing the
 #         GPU as sp 2 x dp_shard 2 (parallel.device_comm = mpi: device buffers staged through
 #         host memory), against the same runs on 1 rank: per-step loss differences.
-#  big    RL steps of the Qwen2-1.5B shape (random weights, Qwen3 tokenizer) on one GPU as
-#         dp_shard 2 (2 ranks) and as 1 rank: generation and update tokens/s per step.
+#  big    RL steps of the Qwen2-1.5B shape (random weights, Qwen3 tokenizer; zero-variance groups kept,
+#         so the update trains on every sample although a random model earns no reward) on one GPU as
+#         dp_shard 2 (2 ranks; BIG_RANKS="1 2" adds 1 rank): generation and update tokens/s per step.
 # Prints a markdown table; logs and metrics go to $OUT (or a temporary folder).
 #
 #   validation/engine/run_device.sh BIN_DIR
-# Environment: PARTS ["mesh big"]  BACKEND [cuda]  SFT_STEPS [300]  RL_STEPS [4]  BIG_STEPS [3]
+# Environment: PARTS ["mesh big"]  BACKEND [cuda]  SFT_STEPS [300]  RL_STEPS [4]  BIG_STEPS [3]  BIG_RANKS [2]
 #   TOKENIZER [hf:.cache/hf-tokenizers/qwen3]  BIG_ARGS / MESH_ARGS (extra --section.key=value overrides)
 set -u
 B=$(cd "${1:?usage: run_device.sh BIN_DIR}" && pwd)
@@ -72,28 +73,37 @@ fi
 
 if [[ " $PARTS " == *" big "* ]]; then
   stamp "big: RL steps of the Qwen2-1.5B shape, 1 rank and dp_shard 2 (2 ranks on one GPU)"
-  [ -f "$W/data/rl_prompts.jsonl" ] || "$T" generate-tasks --out "$W/data" --seed 1 --eval 64 > "$O/generate.log" 2>&1
+  # Instruction-following prompts: a random model's answers are judged (pass or fail), never
+  # "unparsable" (which the update drops); a random model rarely ends its turn and a response cut at
+  # max_new_tokens is unparsable, so the stop string "the" ends most responses before the limit.
+  python3 -c "
+for i in range(256):
+    print('{\"messages\":[{\"role\":\"user\",\"content\":\"Write about topic %d\"}],\"task\":\"if\",\"constraints\":{\"type\":\"letter_frequency\",\"letter\":\"%s\",\"n\":2}}' % (i, 'aeiou'[i % 5]))" > "$W/if.jsonl"
   BIG="input/quickstart_rl.deck --run.backend=$BACKEND --model.init=random --model.vocab_size=0 --model.d_model=1536
        --model.n_layers=28 --model.n_heads=12 --model.n_kv_heads=2 --model.head_dim=128 --model.ffn_dim=8960
        --model.rope_theta=1000000 --model.qkv_bias=true --model.tie_embeddings=true
        --data.tokenizer=${TOKENIZER:-hf:.cache/hf-tokenizers/qwen3} --data.chat_template=chatml
-       --rl.prompts_file=$W/data/rl_prompts.jsonl --rl.eval_file= --rl.filter=false --rl.steps=${BIG_STEPS:-3}
-       --rl.prompts_per_step=32 --rl.group_size=8 --rl.max_new_tokens=256 --rl.max_batch=256 --rl.lr=1e-6
+       --rl.prompts_file=$W/if.jsonl --rl.task_mix=if:1 --rl.stop_strings=the --rl.eval_file= --rl.filter=false --rl.steps=${BIG_STEPS:-3}
+       --rl.prompts_per_step=32 --rl.group_size=8 --rl.drop_zero_variance=false --rl.max_new_tokens=256 --rl.max_batch=256 --rl.lr=1e-6
        --rl.dump_every=0 --checkpoint.every=0 ${BIG_ARGS:-}"
-  # shellcheck disable=SC2086
-  "$T" $BIG --run.output_dir="$W/big1" > "$O/big1.log" 2>&1
-  echo "1.5B 1 rank: exit $?"
-  # shellcheck disable=SC2086
-  $MPI -np 2 "$T" $BIG --parallel.dp_shard=2 --parallel.device_comm=mpi --run.output_dir="$W/big2" > "$O/big2.log" 2>&1
-  echo "1.5B dp_shard 2: exit $?"
-  echo
-  echo "| 1.5B RL on one GPU | gen tokens per step (rank 0) | generation tok/s (rank 0) | gen s | update s | step s |"
-  echo "| --- | --- | --- | --- | --- | --- |"
-  for r in big1 big2; do
-    m=$W/$r/metrics.rank0.jsonl
-    cp "$m" "$O/$r.metrics.jsonl" 2>/dev/null
-    echo "| $([ $r = big1 ] && echo '1 rank' || echo 'dp_shard 2, 2 ranks') | $(col "$m" gen_tokens) | $(col "$m" gen_tok_per_s) | $(col "$m" gen_seconds) | $(col "$m" update_seconds) | $(col "$m" step_seconds) |"
+  for n in ${BIG_RANKS:-2}; do
+    if [ "$n" = 1 ]; then
+      # shellcheck disable=SC2086
+      "$T" $BIG --run.output_dir="$W/big1" > "$O/big1.log" 2>&1
+    else
+      # shellcheck disable=SC2086
+      $MPI -np "$n" "$T" $BIG --parallel.dp_shard="$n" --parallel.device_comm=mpi --run.output_dir="$W/big$n" > "$O/big$n.log" 2>&1
+    fi
+    echo "1.5B on $n rank(s): exit $?"
   done
-  grep -h -iE "error|peak" "$O/big1.log" "$O/big2.log" | tail -6
+  echo
+  echo "| 1.5B RL on one GPU | gen tokens per step (rank 0) | generation tok/s (rank 0) | gen s | trained tokens (all ranks) | update s | step s |"
+  echo "| --- | --- | --- | --- | --- | --- | --- |"
+  for n in ${BIG_RANKS:-2}; do
+    m=$W/big$n/metrics.rank0.jsonl
+    cp "$m" "$O/big$n.metrics.jsonl" 2>/dev/null
+    echo "| $([ "$n" = 1 ] && echo '1 rank' || echo "dp_shard $n, $n ranks") | $(col "$m" gen_tokens) | $(col "$m" gen_tok_per_s) | $(col "$m" gen_seconds) | $(col "$m" trained_tokens) | $(col "$m" update_seconds) | $(col "$m" step_seconds) |"
+  done
+  for n in ${BIG_RANKS:-2}; do grep -h -iE "error|peak|init" "$O/big$n.log" | tail -4; done
 fi
 stamp done
