@@ -191,6 +191,7 @@ void KokkosBackend::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const
         const int64_t t = m.league_rank(), j = t / KVH, g = t % KVH;
         Scratch acc(m.team_scratch(0), size_t(2 * D));  // [0, D) dk, [D, 2D) dv
         Kokkos::parallel_for(Kokkos::TeamThreadRange(m, 2 * D), [&](const int64_t c) { acc(c) = 0.0; });
+        m.team_barrier();  // zeroed over 2D, updated below over D: other threads' elements
         for (int64_t h = g * group; h < (g + 1) * group; ++h)
           for (int64_t i = j; i < end(j); ++i) {
             const int64_t qi = i * H + h;

@@ -110,7 +110,7 @@ class KokkosBackend final : public Kernels {
   void lm_head_logprobs_backward(Tensor& logp, Tensor* dx, Tensor& dW, const Tensor& x, const Tensor& W,
                                  const Tensor& targets, const Tensor& dlogp) override;
 
-  // not_yet.cpp: ops not ported yet; each throws a temper::Error naming itself.
+  // polynorm.cpp, differential_attention.cpp
   void polynorm_forward(Tensor& out, Tensor& rstd, const Tensor& gu, const Tensor& coef, float eps) override;
   void polynorm_backward(Tensor& dgu, Tensor& dcoef, const Tensor& dout, const Tensor& gu, const Tensor& coef,
                          const Tensor& rstd) override;
@@ -119,10 +119,14 @@ class KokkosBackend final : public Kernels {
   void diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& dlam, Tensor& dweight, const Tensor& dout,
                                   const Tensor& a1, const Tensor& a2, const Tensor& lam, const Tensor& weight,
                                   const Tensor& rstd, double lambda_init) override;
+
+  // kv_cache.cpp
   void kv_cache_write(Tensor& kcache, Tensor& vcache, const Tensor& k, const Tensor& v, const Tensor& slot,
                       const Tensor& pos) override;
   void attention_cached(Tensor& out, const Tensor& q, const Tensor& kcache, const Tensor& vcache,
                         const Tensor& slot, const Tensor& pos) override;
+
+  // sampling.cpp (staged through the host: the CPU reference draws)
   void sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logits, const Tensor& u, float temperature,
                      int top_k, float top_p) override;
 };

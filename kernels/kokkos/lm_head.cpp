@@ -13,19 +13,10 @@
 
 namespace temper {
 
-namespace {
+namespace kk {
 
-constexpr int64_t kLmHeadChunk = 256;
-
-HeadDims checked_head_dims(const char* op, const Tensor& logp, const Tensor& x, const Tensor& W,
-                           const Tensor& targets) {
-  const HeadDims d = head_dims(op, logp, x, W);
-  kk::check_i32(op, "targets", targets, d.N);
-  kk::check_index_range(op, "targets", targets, INT32_MIN, d.V);
-  return d;
-}
-
-// Log-softmax of each chunk row (and its gradient in place when dlogp is given).
+// Log-softmax of each chunk row (and its gradient in place when backward). Not in an
+// unnamed namespace: nvcc rejects device lambdas in functions with internal linkage.
 void rows_logsoftmax(kk::Vec<float> logits, int64_t rows, int64_t V, int64_t r0, kk::Vec<const int32_t> targets,
                      kk::Vec<float> logp, kk::Vec<const float> dlogp, bool backward) {
   Kokkos::parallel_for(
@@ -61,6 +52,20 @@ void rows_logsoftmax(kk::Vec<float> logits, int64_t rows, int64_t V, int64_t r0,
       });
 }
 
+}  // namespace kk
+
+namespace {
+
+constexpr int64_t kLmHeadChunk = 256;
+
+HeadDims checked_head_dims(const char* op, const Tensor& logp, const Tensor& x, const Tensor& W,
+                           const Tensor& targets) {
+  const HeadDims d = head_dims(op, logp, x, W);
+  kk::check_i32(op, "targets", targets, d.N);
+  kk::check_index_range(op, "targets", targets, INT32_MIN, d.V);
+  return d;
+}
+
 void head_impl(Kernels& k, const HeadDims& d, Tensor& logp, Tensor* dx, Tensor* dW, const Tensor& x,
                const Tensor& W, const Tensor& targets, const Tensor* dlogp) {
   const int64_t R = kLmHeadChunk, V = d.V, C = d.C;
@@ -74,7 +79,7 @@ void head_impl(Kernels& k, const HeadDims& d, Tensor& logp, Tensor* dx, Tensor* 
     const int64_t rows = std::min(R, d.N - r0);
     const float* xc = x.data<float>() + r0 * C;
     kk::gemm(false, true, rows, V, C, 1.0f, xc, C, W.data<float>(), C, 0.0f, buf.data<float>(), V);
-    rows_logsoftmax(logits, rows, V, r0, tg, lp, dl, dlogp != nullptr);
+    kk::rows_logsoftmax(logits, rows, V, r0, tg, lp, dl, dlogp != nullptr);
     if (!dlogp) continue;
     if (dx) kk::gemm(false, false, rows, C, V, 1.0f, buf.data<float>(), V, W.data<float>(), C, 0.0f,
                      dx->data<float>() + r0 * C, C);

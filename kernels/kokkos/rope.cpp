@@ -4,7 +4,9 @@
 
 namespace temper {
 
-namespace {
+namespace kk {
+// sign = +1 rotates forward, -1 applies the inverse rotation. (Not in an unnamed
+// namespace: nvcc rejects device lambdas in functions with internal linkage.)
 void rope_apply(const char* op, Tensor& x, const Tensor& positions, float theta, double sign) {
   kk::check(op, DType::F32, {{"x", &x}});
   TEMPER_CHECK(x.ndim() == 3, op, ": 'x' must be [N, H, D], got ", shape_str(x.shape()));
@@ -30,13 +32,13 @@ void rope_apply(const char* op, Tensor& x, const Tensor& positions, float theta,
         }
       });
 }
-}  // namespace
+}  // namespace kk
 
 void KokkosBackend::rope_forward(Tensor& x, const Tensor& positions, float theta) {
-  rope_apply("rope_forward", x, positions, theta, +1.0);
+  kk::rope_apply("rope_forward", x, positions, theta, +1.0);
 }
 void KokkosBackend::rope_backward(Tensor& dx, const Tensor& positions, float theta) {
-  rope_apply("rope_backward", dx, positions, theta, -1.0);
+  kk::rope_apply("rope_backward", dx, positions, theta, -1.0);
 }
 
 }  // namespace temper

@@ -327,13 +327,95 @@ TEST_F(KokkosKernelsTest, AttentionVarlenGqa) {
   EXPECT_THROW(g->attention_forward(t, l, t, t, t, i32({0, 3, 2, 4}), 4), Error);  // decreasing
 }
 
-TEST_F(KokkosKernelsTest, UnportedOpsSayWhichOp) {
-  Tensor out = nan({2, 8}), rstd = nan({2, 3}), gu = nan({2, 16}), coef = nan({4});
-  try {
-    g->polynorm_forward(out, rstd, gu, coef, 1e-6f);
-    FAIL() << "polynorm_forward should throw until it is ported";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("polynorm_forward"), std::string::npos) << e.what();
+TEST_F(KokkosKernelsTest, PolyNorm) {
+  for (int64_t N : {1, 37})
+    for (int64_t F : {8, 97}) {
+      const std::string tag = "N=" + std::to_string(N) + " F=" + std::to_string(F);
+      Tensor gu = rand({N, 2 * F}), coef = rand({4});
+      Tensor out = nan({N, F}), rstd = nan({N, 3});
+      Tensor rout = Tensor::empty({N, F}, F32), rrstd = Tensor::empty({N, 3}, F32);
+      g->polynorm_forward(out, rstd, dev(gu), dev(coef), 1e-6f);
+      cpu->polynorm_forward(rout, rrstd, gu, coef, 1e-6f);
+      close(host(out), rout, "polynorm_forward out " + tag);
+      close(host(rstd), rrstd, "polynorm_forward rstd " + tag);
+      Tensor dout = rand({N, F}), dc0 = rand({4});
+      Tensor dgu = nan({N, 2 * F}), dc = dev(dc0);
+      Tensor rdgu = Tensor::empty({N, 2 * F}, F32), rdc = host_clone(dc0);
+      g->polynorm_backward(dgu, dc, dev(dout), dev(gu), dev(coef), dev(rrstd));
+      cpu->polynorm_backward(rdgu, rdc, dout, gu, coef, rrstd);
+      close(host(dgu), rdgu, "polynorm_backward dgu " + tag, 1e-4);
+      expect_close_delta(host(dc), rdc, dc0, 1e-4, "polynorm_backward dcoef " + tag);
+    }
+}
+
+TEST_F(KokkosKernelsTest, DiffAttnCombine) {
+  struct Case {
+    int64_t N, H, G, D, Dl;
+  };
+  for (const Case& c : {Case{1, 2, 1, 8, 4}, Case{37, 6, 2, 16, 8}, Case{5, 4, 4, 12, 6}}) {
+    const std::string tag = "N=" + std::to_string(c.N) + " H=" + std::to_string(c.H) + " G=" + std::to_string(c.G);
+    const double lambda_init = 0.35;
+    Tensor a1 = rand({c.N, c.H, c.D}), a2 = rand({c.N, c.G, c.D});
+    Tensor lam = host_rand({4, c.Dl}, rng, 0.0, 0.1), w = host_rand({c.D}, rng, 0.5, 1.5);
+    Tensor out = nan({c.N, c.H, c.D}), rstd = nan({c.N, c.H});
+    Tensor rout = Tensor::empty({c.N, c.H, c.D}, F32), rrstd = Tensor::empty({c.N, c.H}, F32);
+    g->diff_attn_combine_forward(out, rstd, dev(a1), dev(a2), dev(lam), dev(w), lambda_init, 1e-6f);
+    cpu->diff_attn_combine_forward(rout, rrstd, a1, a2, lam, w, lambda_init, 1e-6f);
+    close(host(out), rout, "combine out " + tag);
+    close(host(rstd), rrstd, "combine rstd " + tag);
+    Tensor dout = rand({c.N, c.H, c.D}), l0 = rand({4, c.Dl}), w0 = rand({c.D});
+    Tensor da1 = nan({c.N, c.H, c.D}), da2 = nan({c.N, c.G, c.D}), dlam = dev(l0), dw = dev(w0);
+    Tensor rda1 = Tensor::empty({c.N, c.H, c.D}, F32), rda2 = Tensor::empty({c.N, c.G, c.D}, F32);
+    Tensor rdlam = host_clone(l0), rdw = host_clone(w0);
+    g->diff_attn_combine_backward(da1, da2, dlam, dw, dev(dout), dev(a1), dev(a2), dev(lam), dev(w), dev(rrstd),
+                                  lambda_init);
+    cpu->diff_attn_combine_backward(rda1, rda2, rdlam, rdw, dout, a1, a2, lam, w, rrstd, lambda_init);
+    close(host(da1), rda1, "combine da1 " + tag, 1e-4);
+    close(host(da2), rda2, "combine da2 " + tag, 1e-4);
+    expect_close_delta(host(dlam), rdlam, l0, 1e-4, "combine dlam " + tag);
+    expect_close_delta(host(dw), rdw, w0, 1e-4, "combine dweight " + tag);
+  }
+}
+
+TEST_F(KokkosKernelsTest, KvCacheAndCachedAttention) {
+  const int64_t S = 3, T = 20, KVH = 2, H = 4, D = 16;
+  Tensor kc0 = rand({S, T, KVH, D}), vc0 = rand({S, T, KVH, D});
+  Tensor kc = dev(kc0), vc = dev(vc0), rkc = host_clone(kc0), rvc = host_clone(vc0);
+  // a prefill of 7 tokens into slot 1 and decode tokens of slots 0 and 2
+  const std::vector<int32_t> slot = {1, 1, 1, 1, 1, 1, 1, 0, 2}, pos = {0, 1, 2, 3, 4, 5, 6, 11, 19};
+  const int64_t N = int64_t(slot.size());
+  Tensor k = rand({N, KVH, D}), v = rand({N, KVH, D});
+  g->kv_cache_write(kc, vc, dev(k), dev(v), i32(slot), i32(pos));
+  cpu->kv_cache_write(rkc, rvc, k, v, host_i32(slot), host_i32(pos));
+  expect_close(host(kc), rkc, 0.0, 0.0, "kv_cache_write k");
+  expect_close(host(vc), rvc, 0.0, 0.0, "kv_cache_write v");
+  Tensor q = rand({N, H, D});
+  Tensor out = nan({N, H, D}), rout = Tensor::empty({N, H, D}, F32);
+  g->attention_cached(out, dev(q), kc, vc, i32(slot), i32(pos));
+  cpu->attention_cached(rout, q, rkc, rvc, host_i32(slot), host_i32(pos));
+  close(host(out), rout, "attention_cached", 1e-5);
+  EXPECT_THROW(g->kv_cache_write(kc, vc, dev(k), dev(v), i32(std::vector<int32_t>(size_t(N), 3)), i32(pos)), Error);
+  EXPECT_THROW(g->attention_cached(out, dev(q), kc, vc, i32(slot), i32(std::vector<int32_t>(size_t(N), 20))), Error);
+}
+
+TEST_F(KokkosKernelsTest, SampleTokens) {
+  const int64_t B = 5, V = 300;
+  Tensor logits = host_rand({B, V}, rng, 0.0, 6.0), hu = Tensor::empty({B}, F32);
+  for (int64_t b = 0; b < B; ++b) hu.data<float>()[b] = float(rng.uniform());
+  struct Mode {
+    float temperature;
+    int top_k;
+    float top_p;
+  };
+  for (const Mode& m : {Mode{0.0f, 0, 1.0f}, Mode{1.0f, 0, 1.0f}, Mode{0.7f, 20, 1.0f}, Mode{1.3f, 0, 0.8f},
+                        Mode{0.9f, 50, 0.9f}}) {
+    Tensor tok = g->alloc({B}, DType::I32), lp = nan({B});
+    Tensor rtok = Tensor::empty({B}, DType::I32), rlp = Tensor::empty({B}, F32);
+    g->sample_tokens(tok, lp, dev(logits), dev(hu), m.temperature, m.top_k, m.top_p);
+    cpu->sample_tokens(rtok, rlp, logits, hu, m.temperature, m.top_k, m.top_p);
+    Tensor ht = host(tok);
+    for (int64_t b = 0; b < B; ++b) EXPECT_EQ(ht.data<int32_t>()[b], rtok.data<int32_t>()[b]) << "row " << b;
+    close(host(lp), rlp, "sample_tokens logp");
   }
 }
 
