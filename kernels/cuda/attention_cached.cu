@@ -4,12 +4,13 @@
 //
 // One block (4 warps) per (token, kv head, up to 8 query heads of its group,
 // split): the block reads each cached K/V row once for all its query heads.
-// Warps take positions round-robin, each keeping an online softmax (log2
-// domain, f32) per head with the row's D elements spread over the lanes
-// (lane l holds elements [l E, l E + E)); the four warps merge through shared
-// memory. Decode (few tokens) splits the cache length over several blocks
-// (split-K) whose partial (max, sum, unnormalised output) a second kernel
-// merges; prefill (many tokens) runs one split. A slot or position out of
+// Warps take tiles of 32 positions round-robin (scores lane-per-position with
+// the K row loaded whole, P V lane-per-element; see cached_attn_kernel), each
+// keeping an online softmax (log2 domain, f32) per head; the four warps merge
+// through shared memory. Decode (few tokens) splits the cache length over
+// several blocks (split-K, flash-decoding) whose partial (max, sum,
+// unnormalised output) a second kernel merges; prefill (many tokens) runs one
+// split. A slot or position out of
 // range yields NaN outputs for that token (kernels never throw on the device).
 #include <algorithm>
 #include <cmath>
@@ -74,16 +75,27 @@ __device__ __forceinline__ bool bad_token(int s, int p, const CacheArgs& a) {
 // grid (N, KVH * hchunks, splits), kCacheThreads threads.
 // splits == 1: writes out; else writes part_o [N, H, splits, D] (unnormalised)
 // and part_ml [N, H, splits, 2] (running max in log2 units, sum).
+//
+// Each warp takes tiles of 32 positions. Scores: lane l owns position j0 + l and
+// reads its whole K row (16-byte loads, all issued before the arithmetic, so a
+// warp keeps a tile's 32 rows in flight) against the block's query heads held
+// in shared memory: no shuffles per position. The tile's softmax update needs
+// one warp max per head; the probabilities go through shared memory to the
+// P V product, where lane l owns elements [l E, l E + E) of the output and the
+// warp reads V rows (coalesced) eight at a time.
 template <int E>
 __global__ void __launch_bounds__(kCacheThreads)
     cached_attn_kernel(__nv_bfloat16* __restrict__ out, float* __restrict__ part_o, float* __restrict__ part_ml,
                        const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ kc,
                        const __nv_bfloat16* __restrict__ vc, const int32_t* __restrict__ slot,
                        const int32_t* __restrict__ pos, CacheArgs a) {
-  extern __shared__ float cs[];  // [warps][heads][D] acc, then [warps][heads] m and l
+  // [warps][heads][D] acc, [warps][heads] m and l, [heads][D] scaled q, [warps][heads][32] p
+  extern __shared__ __align__(16) float cs[];
   float* s_acc = cs;
   float* s_m = s_acc + kCacheWarps * kHeadsPerBlock * a.D;
   float* s_l = s_m + kCacheWarps * kHeadsPerBlock;
+  float* s_q = s_l + kCacheWarps * kHeadsPerBlock;
+  float* s_p = s_q + kHeadsPerBlock * a.D;
 
   const int n = blockIdx.x, g = blockIdx.y / a.hchunks, hc = blockIdx.y % a.hchunks, split = blockIdx.z;
   const int h0 = g * a.group + hc * kHeadsPerBlock;
@@ -97,47 +109,126 @@ __global__ void __launch_bounds__(kCacheThreads)
     return;
   }
   const int start = split * a.chunk, end = min(p + 1, start + a.chunk);
+  // the block's query heads h0 .. h0 + nh - 1 are contiguous in q
+  const __nv_bfloat16* qrow = q + (int64_t(n) * a.H + h0) * a.D;
+  for (int idx = threadIdx.x; idx < nh * a.D; idx += kCacheThreads)
+    s_q[idx] = __bfloat162float(qrow[idx]) * a.scale_log2;
+  __syncthreads();
 
-  float qv[kHeadsPerBlock][E], acc[kHeadsPerBlock][E], m[kHeadsPerBlock], l[kHeadsPerBlock];
+  float acc[kHeadsPerBlock][E], m[kHeadsPerBlock], lsum[kHeadsPerBlock];
 #pragma unroll
   for (int i = 0; i < kHeadsPerBlock; ++i) {
     m[i] = -INFINITY;
-    l[i] = 0.0f;
+    lsum[i] = 0.0f;  // this lane's share of the sum
 #pragma unroll
-    for (int e = 0; e < E; ++e) qv[i][e] = acc[i][e] = 0.0f;
-    if (i < nh) {
-      load_row<E>(qv[i], q + (int64_t(n) * a.H + h0 + i) * a.D, lane, a.D, a.vec);
-#pragma unroll
-      for (int e = 0; e < E; ++e) qv[i][e] *= a.scale_log2;
-    }
+    for (int e = 0; e < E; ++e) acc[i][e] = 0.0f;
   }
+  float* my_p = s_p + warp * kHeadsPerBlock * 32;
   const int64_t row_stride = int64_t(a.KVH) * a.D;
   const __nv_bfloat16* kbase = kc + (int64_t(s) * a.T * a.KVH + g) * a.D;
   const __nv_bfloat16* vbase = vc + (int64_t(s) * a.T * a.KVH + g) * a.D;
-  for (int j = start + warp; j < end; j += kCacheWarps) {
-    float kr[E], vr[E];
-    load_row<E>(kr, kbase + j * row_stride, lane, a.D, a.vec);
-    load_row<E>(vr, vbase + j * row_stride, lane, a.D, a.vec);
+  constexpr int kChunks = 4 * E;                        // 8-element pieces of a row of D = 32 E
+  constexpr int kBatch = kChunks < 16 ? kChunks : 16;   // pieces loaded before the arithmetic
+  for (int j0 = start + warp * 32; j0 < end; j0 += kCacheWarps * 32) {
+    const int j = j0 + lane;
+    const bool live = j < end;
+    const __nv_bfloat16* krow = kbase + int64_t(live ? j : j0) * row_stride;
+    float sc[kHeadsPerBlock];
+#pragma unroll
+    for (int i = 0; i < kHeadsPerBlock; ++i) sc[i] = 0.0f;
+    if (a.vec) {
+#pragma unroll
+      for (int c0 = 0; c0 < kChunks; c0 += kBatch) {
+        uint4 raw[kBatch];
+#pragma unroll
+        for (int c = 0; c < kBatch; ++c) raw[c] = __ldg(reinterpret_cast<const uint4*>(krow) + c0 + c);
+#pragma unroll
+        for (int c = 0; c < kBatch; ++c) {
+          const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&raw[c]);
+          float kf[8];
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float2 f = __bfloat1622float2(b[e]);
+            kf[2 * e] = f.x;
+            kf[2 * e + 1] = f.y;
+          }
+#pragma unroll
+          for (int i = 0; i < kHeadsPerBlock; ++i) {
+            if (i < nh) {
+              const float4* qv = reinterpret_cast<const float4*>(s_q + i * a.D + (c0 + c) * 8);
+              const float4 qa = qv[0], qb = qv[1];
+              float x = sc[i];
+              x = fmaf(qa.x, kf[0], x);
+              x = fmaf(qa.y, kf[1], x);
+              x = fmaf(qa.z, kf[2], x);
+              x = fmaf(qa.w, kf[3], x);
+              x = fmaf(qb.x, kf[4], x);
+              x = fmaf(qb.y, kf[5], x);
+              x = fmaf(qb.z, kf[6], x);
+              x = fmaf(qb.w, kf[7], x);
+              sc[i] = x;
+            }
+          }
+        }
+      }
+    } else {
+      for (int d = 0; d < a.D; ++d) {
+        const float kv = __bfloat162float(krow[d]);
+#pragma unroll
+        for (int i = 0; i < kHeadsPerBlock; ++i)
+          if (i < nh) sc[i] = fmaf(s_q[i * a.D + d], kv, sc[i]);
+      }
+    }
+    // online softmax over the tile, per head
 #pragma unroll
     for (int i = 0; i < kHeadsPerBlock; ++i) {
       if (i < nh) {
-        float x = 0.0f;
+        const float x = live ? sc[i] : -INFINITY;
+        const float m_new = fmaxf(m[i], cuda::warp_max(x));  // finite: lane 0 is live
+        const float alpha = exp2f(m[i] - m_new);
+        const float pj = live ? exp2f(x - m_new) : 0.0f;
+        lsum[i] = lsum[i] * alpha + pj;
 #pragma unroll
-        for (int e = 0; e < E; ++e) x = fmaf(qv[i][e], kr[e], x);
-        x = cuda::warp_sum(x);
-        const float m_new = fmaxf(m[i], x);
-        const float alpha = exp2f(m[i] - m_new), pj = exp2f(x - m_new);
-        l[i] = l[i] * alpha + pj;
-#pragma unroll
-        for (int e = 0; e < E; ++e) acc[i][e] = fmaf(acc[i][e], alpha, pj * vr[e]);
+        for (int e = 0; e < E; ++e) acc[i][e] *= alpha;
         m[i] = m_new;
+        my_p[i * 32 + lane] = pj;
       }
     }
+    __syncwarp();
+    const int cnt = min(32, end - j0);
+    for (int jj = 0; jj < cnt; jj += 8) {
+      float vr[8][E];
+#pragma unroll
+      for (int u = 0; u < 8; ++u)  // rows past the tile have p = 0; clamp them to a valid row
+        load_row<E>(vr[u], vbase + int64_t(min(j0 + jj + u, end - 1)) * row_stride, lane, a.D, a.vec);
+#pragma unroll
+      for (int i = 0; i < kHeadsPerBlock; ++i) {
+        if (i < nh) {
+          const float4 pa = *reinterpret_cast<const float4*>(my_p + i * 32 + jj);
+          const float4 pb = *reinterpret_cast<const float4*>(my_p + i * 32 + jj + 4);
+#pragma unroll
+          for (int e = 0; e < E; ++e) {
+            float y = acc[i][e];
+            y = fmaf(pa.x, vr[0][e], y);
+            y = fmaf(pa.y, vr[1][e], y);
+            y = fmaf(pa.z, vr[2][e], y);
+            y = fmaf(pa.w, vr[3][e], y);
+            y = fmaf(pb.x, vr[4][e], y);
+            y = fmaf(pb.y, vr[5][e], y);
+            y = fmaf(pb.z, vr[6][e], y);
+            y = fmaf(pb.w, vr[7][e], y);
+            acc[i][e] = y;
+          }
+        }
+      }
+    }
+    __syncwarp();
   }
   // Merge the warps: each publishes its state, then thread t handles elements t, t + 128, ...
 #pragma unroll
   for (int i = 0; i < kHeadsPerBlock; ++i) {
     if (i < nh) {
+      const float l = cuda::warp_sum(lsum[i]);
 #pragma unroll
       for (int e = 0; e < E; ++e) {
         const int d = lane * E + e;
@@ -145,7 +236,7 @@ __global__ void __launch_bounds__(kCacheThreads)
       }
       if (lane == 0) {
         s_m[warp * kHeadsPerBlock + i] = m[i];
-        s_l[warp * kHeadsPerBlock + i] = l[i];
+        s_l[warp * kHeadsPerBlock + i] = l;
       }
     }
   }
@@ -202,7 +293,8 @@ template <int E>
 void launch_cached(CudaKernels& be, Tensor& out, const Tensor& q, const Tensor& kc, const Tensor& vc,
                    const Tensor& slot, const Tensor& pos, const CacheArgs& a) {
   const char* op = "attention_cached";
-  const size_t smem = size_t(kCacheWarps) * kHeadsPerBlock * (a.D + 2) * sizeof(float);
+  const size_t smem =
+      (size_t(kCacheWarps) * kHeadsPerBlock * (a.D + 2 + 32) + size_t(kHeadsPerBlock) * a.D) * sizeof(float);
   set_smem(cached_attn_kernel<E>, smem);
   const dim3 grid(a.N, a.KVH * a.hchunks, a.splits);
   Tensor part_o, part_ml;
@@ -265,7 +357,7 @@ void CudaKernels::attention_cached(Tensor& out, const Tensor& q, const Tensor& k
   const int64_t want = (4 * int64_t(sms) + base - 1) / base;
   const int64_t most = (int64_t(a.T) + 127) / 128;  // at least 128 positions per split
   a.splits = int(std::max<int64_t>(1, std::min<int64_t>({want, most, 1024})));
-  a.chunk = (a.T + a.splits - 1) / a.splits;
+  a.chunk = ((a.T + a.splits - 1) / a.splits + 31) / 32 * 32;  // whole tiles of 32 positions
   TEMPER_CHECK(base / a.hchunks <= (int64_t(1) << 31) && int64_t(a.KVH) * a.hchunks <= 65535, op,
                ": too many tokens or heads for one launch");
   const int E = (a.D + 31) / 32 <= 2 ? 2 : (a.D + 31) / 32 <= 4 ? 4 : 8;

@@ -247,7 +247,7 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
   const bool dumps = o.dump_every > 0 && mesh.sp_rank() == 0;
 
   while (step < o.steps) {
-    if (ctx.stop_requested(progress.elapsed())) {
+    if (ctx.stop_requested()) {
       log_info("stopping at step ", step, ": ", ctx.stop_reason(), "; writing a checkpoint");
       save();
       return kExitRequeue;
