@@ -148,6 +148,8 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
   Mesh& mesh = ctx.mesh();
   const bool root = ctx.is_root();
 
+  // The prompts first: a missing or bad file is reported before the model is allocated.
+  const std::vector<RlPrompt> prompts = load_rl_prompts(o.prompts_file);
   // The policy on the whole mesh, and the frozen initial policy for the KL term.
   Engine policy(w.config, k, mesh, o.engine, w, o.seed);
   std::unique_ptr<Engine> ref;
@@ -161,7 +163,6 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
              " x dp_shard ", mesh.shape().dp_shard, " x dp_replicate ", mesh.shape().dp_replicate, "\n",
              o.plan.empty() ? w.config.summary(o.rollout.max_new_tokens) : o.plan);
   LrSchedule sched{o.lr, o.lr, o.warmup_steps, std::max<int64_t>(o.steps, 1)};
-  const std::vector<RlPrompt> prompts = load_rl_prompts(o.prompts_file);
   const RolloutWorkers workers(mesh.world(), mesh.mesh_index());
   // Generation phases: the whole policy gathered and a generator (KV cache) built for
   // the phase, both freed before training (the memory plan counts them apart).
