@@ -4,7 +4,10 @@
 //
 // One block (4 warps) per (token, kv head, up to 8 query heads of its group,
 // split): the block reads each cached K/V row once for all its query heads.
-// Warps take positions round-robin, each keeping an online softmax (log2
+// Warps take positions round-robin, one at a time, or with TEMPER_CACHED_ATTN=runs
+// runs of P positions (8, or 4 for D > 128), so 2P row loads are in flight per
+// warp and the P dot products reduce through interleaved shuffles (opt-in until
+// measured on a device: validation/rollout/run_device.sh); each warp keeps an online softmax (log2
 // domain, f32) per head with the row's D elements spread over the lanes
 // (lane l holds elements [l E, l E + E)); the four warps merge through shared
 // memory. Decode (few tokens) splits the cache length over several blocks
@@ -13,6 +16,8 @@
 // range yields NaN outputs for that token (kernels never throw on the device).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "kernels/cuda/attention_common.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -31,6 +36,7 @@ struct CacheArgs {
   int N, H, KVH, D, S, T;
   int group, hchunks, splits, chunk;
   bool vec;  // D == 32 E and rows 16-byte aligned: vector loads
+  bool one_position;  // warps take one position at a time (unless TEMPER_CACHED_ATTN=runs)
   float scale_log2;
 };
 
@@ -71,70 +77,19 @@ __device__ __forceinline__ bool bad_token(int s, int p, const CacheArgs& a) {
   return s < 0 || s >= a.S || p < 0 || p >= a.T;
 }
 
-// grid (N, KVH * hchunks, splits), kCacheThreads threads.
-// splits == 1: writes out; else writes part_o [N, H, splits, D] (unnormalised)
-// and part_ml [N, H, splits, 2] (running max in log2 units, sum).
+// Merges the 4 warps' online-softmax states of a block (each warp publishes its
+// state, then thread t handles elements t, t + 128, ...) and writes out (one
+// split) or the split's partials.
 template <int E>
-__global__ void __launch_bounds__(kCacheThreads)
-    cached_attn_kernel(__nv_bfloat16* __restrict__ out, float* __restrict__ part_o, float* __restrict__ part_ml,
-                       const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ kc,
-                       const __nv_bfloat16* __restrict__ vc, const int32_t* __restrict__ slot,
-                       const int32_t* __restrict__ pos, CacheArgs a) {
-  extern __shared__ float cs[];  // [warps][heads][D] acc, then [warps][heads] m and l
+__device__ __forceinline__ void merge_warps(float* cs, const float (&acc)[kHeadsPerBlock][E],
+                                            const float (&m)[kHeadsPerBlock], const float (&l)[kHeadsPerBlock],
+                                            __nv_bfloat16* __restrict__ out, float* __restrict__ part_o,
+                                            float* __restrict__ part_ml, int n, int h0, int nh, int split,
+                                            const CacheArgs& a) {
   float* s_acc = cs;
   float* s_m = s_acc + kCacheWarps * kHeadsPerBlock * a.D;
   float* s_l = s_m + kCacheWarps * kHeadsPerBlock;
-
-  const int n = blockIdx.x, g = blockIdx.y / a.hchunks, hc = blockIdx.y % a.hchunks, split = blockIdx.z;
-  const int h0 = g * a.group + hc * kHeadsPerBlock;
-  const int nh = min(kHeadsPerBlock, a.group - hc * kHeadsPerBlock);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int s = slot[n], p = pos[n];
-  if (bad_token(s, p, a)) {
-    if (a.splits == 1)  // (with splits, the merge kernel writes the NaNs)
-      for (int idx = threadIdx.x; idx < nh * a.D; idx += kCacheThreads)
-        out[(int64_t(n) * a.H + h0 + idx / a.D) * a.D + idx % a.D] = __float2bfloat16_rn(NAN);
-    return;
-  }
-  const int start = split * a.chunk, end = min(p + 1, start + a.chunk);
-
-  float qv[kHeadsPerBlock][E], acc[kHeadsPerBlock][E], m[kHeadsPerBlock], l[kHeadsPerBlock];
-#pragma unroll
-  for (int i = 0; i < kHeadsPerBlock; ++i) {
-    m[i] = -INFINITY;
-    l[i] = 0.0f;
-#pragma unroll
-    for (int e = 0; e < E; ++e) qv[i][e] = acc[i][e] = 0.0f;
-    if (i < nh) {
-      load_row<E>(qv[i], q + (int64_t(n) * a.H + h0 + i) * a.D, lane, a.D, a.vec);
-#pragma unroll
-      for (int e = 0; e < E; ++e) qv[i][e] *= a.scale_log2;
-    }
-  }
-  const int64_t row_stride = int64_t(a.KVH) * a.D;
-  const __nv_bfloat16* kbase = kc + (int64_t(s) * a.T * a.KVH + g) * a.D;
-  const __nv_bfloat16* vbase = vc + (int64_t(s) * a.T * a.KVH + g) * a.D;
-  for (int j = start + warp; j < end; j += kCacheWarps) {
-    float kr[E], vr[E];
-    load_row<E>(kr, kbase + j * row_stride, lane, a.D, a.vec);
-    load_row<E>(vr, vbase + j * row_stride, lane, a.D, a.vec);
-#pragma unroll
-    for (int i = 0; i < kHeadsPerBlock; ++i) {
-      if (i < nh) {
-        float x = 0.0f;
-#pragma unroll
-        for (int e = 0; e < E; ++e) x = fmaf(qv[i][e], kr[e], x);
-        x = cuda::warp_sum(x);
-        const float m_new = fmaxf(m[i], x);
-        const float alpha = exp2f(m[i] - m_new), pj = exp2f(x - m_new);
-        l[i] = l[i] * alpha + pj;
-#pragma unroll
-        for (int e = 0; e < E; ++e) acc[i][e] = fmaf(acc[i][e], alpha, pj * vr[e]);
-        m[i] = m_new;
-      }
-    }
-  }
-  // Merge the warps: each publishes its state, then thread t handles elements t, t + 128, ...
 #pragma unroll
   for (int i = 0; i < kHeadsPerBlock; ++i) {
     if (i < nh) {
@@ -177,6 +132,100 @@ __global__ void __launch_bounds__(kCacheThreads)
   }
 }
 
+// grid (N, KVH * hchunks, splits), kCacheThreads threads.
+// splits == 1: writes out; else writes part_o [N, H, splits, D] (unnormalised)
+// and part_ml [N, H, splits, 2] (running max in log2 units, sum).
+template <int E, int P>
+__global__ void __launch_bounds__(kCacheThreads)
+    cached_attn_kernel(__nv_bfloat16* __restrict__ out, float* __restrict__ part_o, float* __restrict__ part_ml,
+                       const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ kc,
+                       const __nv_bfloat16* __restrict__ vc, const int32_t* __restrict__ slot,
+                       const int32_t* __restrict__ pos, CacheArgs a) {
+  extern __shared__ float cs[];  // [warps][heads][D] acc, then [warps][heads] m and l (merge_warps)
+
+  const int n = blockIdx.x, g = blockIdx.y / a.hchunks, hc = blockIdx.y % a.hchunks, split = blockIdx.z;
+  const int h0 = g * a.group + hc * kHeadsPerBlock;
+  const int nh = min(kHeadsPerBlock, a.group - hc * kHeadsPerBlock);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int s = slot[n], p = pos[n];
+  if (bad_token(s, p, a)) {
+    if (a.splits == 1)  // (with splits, the merge kernel writes the NaNs)
+      for (int idx = threadIdx.x; idx < nh * a.D; idx += kCacheThreads)
+        out[(int64_t(n) * a.H + h0 + idx / a.D) * a.D + idx % a.D] = __float2bfloat16_rn(NAN);
+    return;
+  }
+  const int start = split * a.chunk, end = min(p + 1, start + a.chunk);
+
+  float qv[kHeadsPerBlock][E], acc[kHeadsPerBlock][E], m[kHeadsPerBlock], l[kHeadsPerBlock];
+#pragma unroll
+  for (int i = 0; i < kHeadsPerBlock; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.0f;
+#pragma unroll
+    for (int e = 0; e < E; ++e) qv[i][e] = acc[i][e] = 0.0f;
+    if (i < nh) {
+      load_row<E>(qv[i], q + (int64_t(n) * a.H + h0 + i) * a.D, lane, a.D, a.vec);
+#pragma unroll
+      for (int e = 0; e < E; ++e) qv[i][e] *= a.scale_log2;
+    }
+  }
+  const int64_t row_stride = int64_t(a.KVH) * a.D;
+  const __nv_bfloat16* kbase = kc + (int64_t(s) * a.T * a.KVH + g) * a.D;
+  const __nv_bfloat16* vbase = vc + (int64_t(s) * a.T * a.KVH + g) * a.D;
+  // Each warp takes P consecutive positions at a time: their 2P row loads are in
+  // flight together, and the P dot products reduce through interleaved shuffles.
+  for (int j0 = start + warp * P; j0 < end; j0 += kCacheWarps * P) {
+    float kr[P][E], vr[P][E];
+#pragma unroll
+    for (int t = 0; t < P; ++t) {
+      if (j0 + t < end) {
+        load_row<E>(kr[t], kbase + (j0 + t) * row_stride, lane, a.D, a.vec);
+        load_row<E>(vr[t], vbase + (j0 + t) * row_stride, lane, a.D, a.vec);
+      } else {
+#pragma unroll
+        for (int e = 0; e < E; ++e) kr[t][e] = vr[t][e] = 0.0f;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kHeadsPerBlock; ++i) {
+      if (i < nh) {
+        float x[P];
+#pragma unroll
+        for (int t = 0; t < P; ++t) {
+          x[t] = 0.0f;
+#pragma unroll
+          for (int e = 0; e < E; ++e) x[t] = fmaf(qv[i][e], kr[t][e], x[t]);
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1)
+#pragma unroll
+          for (int t = 0; t < P; ++t) x[t] += __shfl_xor_sync(0xffffffffu, x[t], off);
+        float m_new = m[i];
+#pragma unroll
+        for (int t = 0; t < P; ++t)
+          if (j0 + t < end) m_new = fmaxf(m_new, x[t]);
+        const float alpha = exp2f(m[i] - m_new);
+        float pj[P], psum = 0.0f;
+#pragma unroll
+        for (int t = 0; t < P; ++t) {
+          pj[t] = j0 + t < end ? exp2f(x[t] - m_new) : 0.0f;
+          psum += pj[t];
+        }
+        l[i] = l[i] * alpha + psum;
+#pragma unroll
+        for (int e = 0; e < E; ++e) {
+          float o = acc[i][e] * alpha;
+#pragma unroll
+          for (int t = 0; t < P; ++t) o = fmaf(pj[t], vr[t][e], o);
+          acc[i][e] = o;
+        }
+        m[i] = m_new;
+      }
+    }
+  }
+  merge_warps<E>(cs, acc, m, l, out, part_o, part_ml, n, h0, nh, split, a);
+}
+
 // Merges the splits: one block of 128 threads per (token, head).
 __global__ void cached_merge_kernel(__nv_bfloat16* __restrict__ out, const float* __restrict__ part_o,
                                     const float* __restrict__ part_ml, const int32_t* __restrict__ slot,
@@ -203,14 +252,18 @@ void launch_cached(CudaKernels& be, Tensor& out, const Tensor& q, const Tensor& 
                    const Tensor& slot, const Tensor& pos, const CacheArgs& a) {
   const char* op = "attention_cached";
   const size_t smem = size_t(kCacheWarps) * kHeadsPerBlock * (a.D + 2) * sizeof(float);
-  set_smem(cached_attn_kernel<E>, smem);
+  // P positions per warp iteration with TEMPER_CACHED_ATTN=runs, else 1 (the first
+  // version, the default until the runs variant has been measured on a device)
+  constexpr int P = E <= 4 ? 8 : 4;
+  auto kernel = a.one_position ? cached_attn_kernel<E, 1> : cached_attn_kernel<E, P>;
+  set_smem(kernel, smem);
   const dim3 grid(a.N, a.KVH * a.hchunks, a.splits);
   Tensor part_o, part_ml;
-  if (a.splits > 1) {
-    part_o = be.alloc({int64_t(a.N) * a.H * a.splits * a.D}, DType::F32);
-    part_ml = be.alloc({int64_t(a.N) * a.H * a.splits * 2}, DType::F32);
+  if (a.splits > 1) {  // persistent scratch: the launch may be recorded into a graph
+    part_o = be.scratch_f32(0, int64_t(a.N) * a.H * a.splits * a.D);
+    part_ml = be.scratch_f32(1, int64_t(a.N) * a.H * a.splits * 2);
   }
-  cached_attn_kernel<E><<<grid, kCacheThreads, smem, be.stream()>>>(
+  kernel<<<grid, kCacheThreads, smem, be.stream()>>>(
       cuda::bf(out), a.splits > 1 ? cuda::f32(part_o) : nullptr, a.splits > 1 ? cuda::f32(part_ml) : nullptr,
       cuda::bf(q), cuda::bf(kc), cuda::bf(vc), cuda::i32(slot), cuda::i32(pos), a);
   TEMPER_CUDA_CHECK_LAUNCH();
@@ -270,6 +323,8 @@ void CudaKernels::attention_cached(Tensor& out, const Tensor& q, const Tensor& k
                ": too many tokens or heads for one launch");
   const int E = (a.D + 31) / 32 <= 2 ? 2 : (a.D + 31) / 32 <= 4 ? 4 : 8;
   a.vec = a.D == 32 * E && aligned16({&q, &kcache, &vcache});
+  const char* variant = std::getenv("TEMPER_CACHED_ATTN");  // read per call: the bench and tests switch it
+  a.one_position = !(variant && std::string(variant) == "runs");
   if (E == 2)
     launch_cached<2>(*this, out, q, kcache, vcache, slot, pos, a);
   else if (E == 4)
