@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
-pkgs=(build-essential cmake ninja-build pkg-config openmpi-bin libopenmpi-dev libhdf5-dev libhdf5-openmpi-dev hdf5-tools
+pkgs=(build-essential cmake ninja-build pkg-config openmpi-bin libopenmpi-dev libhdf5-dev hdf5-tools
       libboost-program-options-dev libgtest-dev libopenblas-dev nlohmann-json3-dev libpcre2-dev libexttextcat-dev
       python3-numpy python3-h5py python3-matplotlib)
 # The scheduler tests (tests/slurm) start a local Slurm from these and skip without them: a machine

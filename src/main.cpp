@@ -83,6 +83,7 @@ int run(int argc, char** argv, int rank, int world_size, bool& setup_done) {
   setup_done = true;  // from here on, an error on one rank aborts the job
   const std::string phase = deck.get_string("run.phase");
   int status = run_phase(phase, ctx);
+  ctx.finish_checkpoints();  // the last checkpoint may still be being written in the background
   ctx.commit_resolved_deck();
   if (rank == 0) log_info("results in ", fs::absolute(out).string());
   return status;
@@ -96,7 +97,9 @@ int main(int argc, char** argv) {
   // boundary instead of killing the job before it could checkpoint. Again after MPI_Init, in
   // case the MPI library installed a handler of its own.
   install_signal_handlers();
-  MPI_Init(&argc, &argv);
+  // MPI_THREAD_MULTIPLE: checkpoints are written by a background thread (io/checkpoint_async)
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   install_signal_handlers();
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -4,20 +4,16 @@
 //
 // One block (4 warps) per (token, kv head, up to 8 query heads of its group,
 // split): the block reads each cached K/V row once for all its query heads.
-// Warps take positions round-robin, one at a time, or with TEMPER_CACHED_ATTN=runs
-// runs of P positions (8, or 4 for D > 128), so 2P row loads are in flight per
-// warp and the P dot products reduce through interleaved shuffles (opt-in until
-// measured on a device: validation/rollout/run_device.sh); each warp keeps an online softmax (log2
-// domain, f32) per head with the row's D elements spread over the lanes
-// (lane l holds elements [l E, l E + E)); the four warps merge through shared
-// memory. Decode (few tokens) splits the cache length over several blocks
-// (split-K) whose partial (max, sum, unnormalised output) a second kernel
-// merges; prefill (many tokens) runs one split. A slot or position out of
+// Warps take tiles of 32 positions round-robin (scores lane-per-position with
+// the K row loaded whole, P V lane-per-element; see cached_attn_kernel), each
+// keeping an online softmax (log2 domain, f32) per head; the four warps merge
+// through shared memory. Decode (few tokens) splits the cache length over
+// several blocks (split-K, flash-decoding) whose partial (max, sum,
+// unnormalised output) a second kernel merges; prefill (many tokens) runs one
+// split. A slot or position out of
 // range yields NaN outputs for that token (kernels never throw on the device).
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <string>
 
 #include "kernels/cuda/attention_common.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -36,7 +32,6 @@ struct CacheArgs {
   int N, H, KVH, D, S, T;
   int group, hchunks, splits, chunk;
   bool vec;  // D == 32 E and rows 16-byte aligned: vector loads
-  bool one_position;  // warps take one position at a time (unless TEMPER_CACHED_ATTN=runs)
   float scale_log2;
 };
 
@@ -77,22 +72,163 @@ __device__ __forceinline__ bool bad_token(int s, int p, const CacheArgs& a) {
   return s < 0 || s >= a.S || p < 0 || p >= a.T;
 }
 
-// Merges the 4 warps' online-softmax states of a block (each warp publishes its
-// state, then thread t handles elements t, t + 128, ...) and writes out (one
-// split) or the split's partials.
+// grid (N, KVH * hchunks, splits), kCacheThreads threads.
+// splits == 1: writes out; else writes part_o [N, H, splits, D] (unnormalised)
+// and part_ml [N, H, splits, 2] (running max in log2 units, sum).
+//
+// Each warp takes tiles of 32 positions. Scores: lane l owns position j0 + l and
+// reads its whole K row (16-byte loads, all issued before the arithmetic, so a
+// warp keeps a tile's 32 rows in flight) against the block's query heads held
+// in shared memory: no shuffles per position. The tile's softmax update needs
+// one warp max per head; the probabilities go through shared memory to the
+// P V product, where lane l owns elements [l E, l E + E) of the output and the
+// warp reads V rows (coalesced) eight at a time.
 template <int E>
-__device__ __forceinline__ void merge_warps(float* cs, const float (&acc)[kHeadsPerBlock][E],
-                                            const float (&m)[kHeadsPerBlock], const float (&l)[kHeadsPerBlock],
-                                            __nv_bfloat16* __restrict__ out, float* __restrict__ part_o,
-                                            float* __restrict__ part_ml, int n, int h0, int nh, int split,
-                                            const CacheArgs& a) {
+__global__ void __launch_bounds__(kCacheThreads)
+    cached_attn_kernel(__nv_bfloat16* __restrict__ out, float* __restrict__ part_o, float* __restrict__ part_ml,
+                       const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ kc,
+                       const __nv_bfloat16* __restrict__ vc, const int32_t* __restrict__ slot,
+                       const int32_t* __restrict__ pos, CacheArgs a) {
+  // [warps][heads][D] acc, [warps][heads] m and l, [heads][D] scaled q, [warps][heads][32] p
+  extern __shared__ __align__(16) float cs[];
   float* s_acc = cs;
   float* s_m = s_acc + kCacheWarps * kHeadsPerBlock * a.D;
   float* s_l = s_m + kCacheWarps * kHeadsPerBlock;
+  float* s_q = s_l + kCacheWarps * kHeadsPerBlock;
+  float* s_p = s_q + kHeadsPerBlock * a.D;
+
+  const int n = blockIdx.x, g = blockIdx.y / a.hchunks, hc = blockIdx.y % a.hchunks, split = blockIdx.z;
+  const int h0 = g * a.group + hc * kHeadsPerBlock;
+  const int nh = min(kHeadsPerBlock, a.group - hc * kHeadsPerBlock);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int s = slot[n], p = pos[n];
+  if (bad_token(s, p, a)) {
+    if (a.splits == 1)  // (with splits, the merge kernel writes the NaNs)
+      for (int idx = threadIdx.x; idx < nh * a.D; idx += kCacheThreads)
+        out[(int64_t(n) * a.H + h0 + idx / a.D) * a.D + idx % a.D] = __float2bfloat16_rn(NAN);
+    return;
+  }
+  const int start = split * a.chunk, end = min(p + 1, start + a.chunk);
+  // the block's query heads h0 .. h0 + nh - 1 are contiguous in q
+  const __nv_bfloat16* qrow = q + (int64_t(n) * a.H + h0) * a.D;
+  for (int idx = threadIdx.x; idx < nh * a.D; idx += kCacheThreads)
+    s_q[idx] = __bfloat162float(qrow[idx]) * a.scale_log2;
+  __syncthreads();
+
+  float acc[kHeadsPerBlock][E], m[kHeadsPerBlock], lsum[kHeadsPerBlock];
+#pragma unroll
+  for (int i = 0; i < kHeadsPerBlock; ++i) {
+    m[i] = -INFINITY;
+    lsum[i] = 0.0f;  // this lane's share of the sum
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[i][e] = 0.0f;
+  }
+  float* my_p = s_p + warp * kHeadsPerBlock * 32;
+  const int64_t row_stride = int64_t(a.KVH) * a.D;
+  const __nv_bfloat16* kbase = kc + (int64_t(s) * a.T * a.KVH + g) * a.D;
+  const __nv_bfloat16* vbase = vc + (int64_t(s) * a.T * a.KVH + g) * a.D;
+  constexpr int kChunks = 4 * E;                        // 8-element pieces of a row of D = 32 E
+  constexpr int kBatch = kChunks < 16 ? kChunks : 16;   // pieces loaded before the arithmetic
+  for (int j0 = start + warp * 32; j0 < end; j0 += kCacheWarps * 32) {
+    const int j = j0 + lane;
+    const bool live = j < end;
+    const __nv_bfloat16* krow = kbase + int64_t(live ? j : j0) * row_stride;
+    float sc[kHeadsPerBlock];
+#pragma unroll
+    for (int i = 0; i < kHeadsPerBlock; ++i) sc[i] = 0.0f;
+    if (a.vec) {
+#pragma unroll
+      for (int c0 = 0; c0 < kChunks; c0 += kBatch) {
+        uint4 raw[kBatch];
+#pragma unroll
+        for (int c = 0; c < kBatch; ++c) raw[c] = __ldg(reinterpret_cast<const uint4*>(krow) + c0 + c);
+#pragma unroll
+        for (int c = 0; c < kBatch; ++c) {
+          const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&raw[c]);
+          float kf[8];
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float2 f = __bfloat1622float2(b[e]);
+            kf[2 * e] = f.x;
+            kf[2 * e + 1] = f.y;
+          }
+#pragma unroll
+          for (int i = 0; i < kHeadsPerBlock; ++i) {
+            if (i < nh) {
+              const float4* qv = reinterpret_cast<const float4*>(s_q + i * a.D + (c0 + c) * 8);
+              const float4 qa = qv[0], qb = qv[1];
+              float x = sc[i];
+              x = fmaf(qa.x, kf[0], x);
+              x = fmaf(qa.y, kf[1], x);
+              x = fmaf(qa.z, kf[2], x);
+              x = fmaf(qa.w, kf[3], x);
+              x = fmaf(qb.x, kf[4], x);
+              x = fmaf(qb.y, kf[5], x);
+              x = fmaf(qb.z, kf[6], x);
+              x = fmaf(qb.w, kf[7], x);
+              sc[i] = x;
+            }
+          }
+        }
+      }
+    } else {
+      for (int d = 0; d < a.D; ++d) {
+        const float kv = __bfloat162float(krow[d]);
+#pragma unroll
+        for (int i = 0; i < kHeadsPerBlock; ++i)
+          if (i < nh) sc[i] = fmaf(s_q[i * a.D + d], kv, sc[i]);
+      }
+    }
+    // online softmax over the tile, per head
+#pragma unroll
+    for (int i = 0; i < kHeadsPerBlock; ++i) {
+      if (i < nh) {
+        const float x = live ? sc[i] : -INFINITY;
+        const float m_new = fmaxf(m[i], cuda::warp_max(x));  // finite: lane 0 is live
+        const float alpha = exp2f(m[i] - m_new);
+        const float pj = live ? exp2f(x - m_new) : 0.0f;
+        lsum[i] = lsum[i] * alpha + pj;
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[i][e] *= alpha;
+        m[i] = m_new;
+        my_p[i * 32 + lane] = pj;
+      }
+    }
+    __syncwarp();
+    const int cnt = min(32, end - j0);
+    for (int jj = 0; jj < cnt; jj += 8) {
+      float vr[8][E];
+#pragma unroll
+      for (int u = 0; u < 8; ++u)  // rows past the tile have p = 0; clamp them to a valid row
+        load_row<E>(vr[u], vbase + int64_t(min(j0 + jj + u, end - 1)) * row_stride, lane, a.D, a.vec);
+#pragma unroll
+      for (int i = 0; i < kHeadsPerBlock; ++i) {
+        if (i < nh) {
+          const float4 pa = *reinterpret_cast<const float4*>(my_p + i * 32 + jj);
+          const float4 pb = *reinterpret_cast<const float4*>(my_p + i * 32 + jj + 4);
+#pragma unroll
+          for (int e = 0; e < E; ++e) {
+            float y = acc[i][e];
+            y = fmaf(pa.x, vr[0][e], y);
+            y = fmaf(pa.y, vr[1][e], y);
+            y = fmaf(pa.z, vr[2][e], y);
+            y = fmaf(pa.w, vr[3][e], y);
+            y = fmaf(pb.x, vr[4][e], y);
+            y = fmaf(pb.y, vr[5][e], y);
+            y = fmaf(pb.z, vr[6][e], y);
+            y = fmaf(pb.w, vr[7][e], y);
+            acc[i][e] = y;
+          }
+        }
+      }
+    }
+    __syncwarp();
+  }
+  // Merge the warps: each publishes its state, then thread t handles elements t, t + 128, ...
 #pragma unroll
   for (int i = 0; i < kHeadsPerBlock; ++i) {
     if (i < nh) {
+      const float l = cuda::warp_sum(lsum[i]);
 #pragma unroll
       for (int e = 0; e < E; ++e) {
         const int d = lane * E + e;
@@ -100,7 +236,7 @@ __device__ __forceinline__ void merge_warps(float* cs, const float (&acc)[kHeads
       }
       if (lane == 0) {
         s_m[warp * kHeadsPerBlock + i] = m[i];
-        s_l[warp * kHeadsPerBlock + i] = l[i];
+        s_l[warp * kHeadsPerBlock + i] = l;
       }
     }
   }
@@ -132,100 +268,6 @@ __device__ __forceinline__ void merge_warps(float* cs, const float (&acc)[kHeads
   }
 }
 
-// grid (N, KVH * hchunks, splits), kCacheThreads threads.
-// splits == 1: writes out; else writes part_o [N, H, splits, D] (unnormalised)
-// and part_ml [N, H, splits, 2] (running max in log2 units, sum).
-template <int E, int P>
-__global__ void __launch_bounds__(kCacheThreads)
-    cached_attn_kernel(__nv_bfloat16* __restrict__ out, float* __restrict__ part_o, float* __restrict__ part_ml,
-                       const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ kc,
-                       const __nv_bfloat16* __restrict__ vc, const int32_t* __restrict__ slot,
-                       const int32_t* __restrict__ pos, CacheArgs a) {
-  extern __shared__ float cs[];  // [warps][heads][D] acc, then [warps][heads] m and l (merge_warps)
-
-  const int n = blockIdx.x, g = blockIdx.y / a.hchunks, hc = blockIdx.y % a.hchunks, split = blockIdx.z;
-  const int h0 = g * a.group + hc * kHeadsPerBlock;
-  const int nh = min(kHeadsPerBlock, a.group - hc * kHeadsPerBlock);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int s = slot[n], p = pos[n];
-  if (bad_token(s, p, a)) {
-    if (a.splits == 1)  // (with splits, the merge kernel writes the NaNs)
-      for (int idx = threadIdx.x; idx < nh * a.D; idx += kCacheThreads)
-        out[(int64_t(n) * a.H + h0 + idx / a.D) * a.D + idx % a.D] = __float2bfloat16_rn(NAN);
-    return;
-  }
-  const int start = split * a.chunk, end = min(p + 1, start + a.chunk);
-
-  float qv[kHeadsPerBlock][E], acc[kHeadsPerBlock][E], m[kHeadsPerBlock], l[kHeadsPerBlock];
-#pragma unroll
-  for (int i = 0; i < kHeadsPerBlock; ++i) {
-    m[i] = -INFINITY;
-    l[i] = 0.0f;
-#pragma unroll
-    for (int e = 0; e < E; ++e) qv[i][e] = acc[i][e] = 0.0f;
-    if (i < nh) {
-      load_row<E>(qv[i], q + (int64_t(n) * a.H + h0 + i) * a.D, lane, a.D, a.vec);
-#pragma unroll
-      for (int e = 0; e < E; ++e) qv[i][e] *= a.scale_log2;
-    }
-  }
-  const int64_t row_stride = int64_t(a.KVH) * a.D;
-  const __nv_bfloat16* kbase = kc + (int64_t(s) * a.T * a.KVH + g) * a.D;
-  const __nv_bfloat16* vbase = vc + (int64_t(s) * a.T * a.KVH + g) * a.D;
-  // Each warp takes P consecutive positions at a time: their 2P row loads are in
-  // flight together, and the P dot products reduce through interleaved shuffles.
-  for (int j0 = start + warp * P; j0 < end; j0 += kCacheWarps * P) {
-    float kr[P][E], vr[P][E];
-#pragma unroll
-    for (int t = 0; t < P; ++t) {
-      if (j0 + t < end) {
-        load_row<E>(kr[t], kbase + (j0 + t) * row_stride, lane, a.D, a.vec);
-        load_row<E>(vr[t], vbase + (j0 + t) * row_stride, lane, a.D, a.vec);
-      } else {
-#pragma unroll
-        for (int e = 0; e < E; ++e) kr[t][e] = vr[t][e] = 0.0f;
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < kHeadsPerBlock; ++i) {
-      if (i < nh) {
-        float x[P];
-#pragma unroll
-        for (int t = 0; t < P; ++t) {
-          x[t] = 0.0f;
-#pragma unroll
-          for (int e = 0; e < E; ++e) x[t] = fmaf(qv[i][e], kr[t][e], x[t]);
-        }
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1)
-#pragma unroll
-          for (int t = 0; t < P; ++t) x[t] += __shfl_xor_sync(0xffffffffu, x[t], off);
-        float m_new = m[i];
-#pragma unroll
-        for (int t = 0; t < P; ++t)
-          if (j0 + t < end) m_new = fmaxf(m_new, x[t]);
-        const float alpha = exp2f(m[i] - m_new);
-        float pj[P], psum = 0.0f;
-#pragma unroll
-        for (int t = 0; t < P; ++t) {
-          pj[t] = j0 + t < end ? exp2f(x[t] - m_new) : 0.0f;
-          psum += pj[t];
-        }
-        l[i] = l[i] * alpha + psum;
-#pragma unroll
-        for (int e = 0; e < E; ++e) {
-          float o = acc[i][e] * alpha;
-#pragma unroll
-          for (int t = 0; t < P; ++t) o = fmaf(pj[t], vr[t][e], o);
-          acc[i][e] = o;
-        }
-        m[i] = m_new;
-      }
-    }
-  }
-  merge_warps<E>(cs, acc, m, l, out, part_o, part_ml, n, h0, nh, split, a);
-}
-
 // Merges the splits: one block of 128 threads per (token, head).
 __global__ void cached_merge_kernel(__nv_bfloat16* __restrict__ out, const float* __restrict__ part_o,
                                     const float* __restrict__ part_ml, const int32_t* __restrict__ slot,
@@ -251,19 +293,17 @@ template <int E>
 void launch_cached(CudaKernels& be, Tensor& out, const Tensor& q, const Tensor& kc, const Tensor& vc,
                    const Tensor& slot, const Tensor& pos, const CacheArgs& a) {
   const char* op = "attention_cached";
-  const size_t smem = size_t(kCacheWarps) * kHeadsPerBlock * (a.D + 2) * sizeof(float);
-  // P positions per warp iteration with TEMPER_CACHED_ATTN=runs, else 1 (the first
-  // version, the default until the runs variant has been measured on a device)
-  constexpr int P = E <= 4 ? 8 : 4;
-  auto kernel = a.one_position ? cached_attn_kernel<E, 1> : cached_attn_kernel<E, P>;
-  set_smem(kernel, smem);
+  const size_t smem =
+      (size_t(kCacheWarps) * kHeadsPerBlock * (a.D + 2 + 32) + size_t(kHeadsPerBlock) * a.D) * sizeof(float);
+  set_smem(cached_attn_kernel<E>, smem);
   const dim3 grid(a.N, a.KVH * a.hchunks, a.splits);
   Tensor part_o, part_ml;
-  if (a.splits > 1) {  // persistent scratch: the launch may be recorded into a graph
+  if (a.splits > 1) {
+    // persistent backend scratch: the launch may be recorded into a graph (cuda_graph.cu)
     part_o = be.scratch_f32(0, int64_t(a.N) * a.H * a.splits * a.D);
     part_ml = be.scratch_f32(1, int64_t(a.N) * a.H * a.splits * 2);
   }
-  kernel<<<grid, kCacheThreads, smem, be.stream()>>>(
+  cached_attn_kernel<E><<<grid, kCacheThreads, smem, be.stream()>>>(
       cuda::bf(out), a.splits > 1 ? cuda::f32(part_o) : nullptr, a.splits > 1 ? cuda::f32(part_ml) : nullptr,
       cuda::bf(q), cuda::bf(kc), cuda::bf(vc), cuda::i32(slot), cuda::i32(pos), a);
   TEMPER_CUDA_CHECK_LAUNCH();
@@ -318,13 +358,11 @@ void CudaKernels::attention_cached(Tensor& out, const Tensor& q, const Tensor& k
   const int64_t want = (4 * int64_t(sms) + base - 1) / base;
   const int64_t most = (int64_t(a.T) + 127) / 128;  // at least 128 positions per split
   a.splits = int(std::max<int64_t>(1, std::min<int64_t>({want, most, 1024})));
-  a.chunk = (a.T + a.splits - 1) / a.splits;
+  a.chunk = ((a.T + a.splits - 1) / a.splits + 31) / 32 * 32;  // whole tiles of 32 positions
   TEMPER_CHECK(base / a.hchunks <= (int64_t(1) << 31) && int64_t(a.KVH) * a.hchunks <= 65535, op,
                ": too many tokens or heads for one launch");
   const int E = (a.D + 31) / 32 <= 2 ? 2 : (a.D + 31) / 32 <= 4 ? 4 : 8;
   a.vec = a.D == 32 * E && aligned16({&q, &kcache, &vcache});
-  const char* variant = std::getenv("TEMPER_CACHED_ATTN");  // read per call: the bench and tests switch it
-  a.one_position = !(variant && std::string(variant) == "runs");
   if (E == 2)
     launch_cached<2>(*this, out, q, kcache, vcache, slot, pos, a);
   else if (E == 4)

@@ -43,6 +43,7 @@ class CudaKernels final : public Kernels {
 
   // memory.cu
   Tensor alloc(const Shape& shape, DType dtype) override;
+  Tensor alloc_host(const Shape& shape, DType dtype) override;  // page-locked (cudaHostAlloc)
   void zero(Tensor& t) override;
   void copy(Tensor& dst, const Tensor& src) override;
   void synchronize() override;

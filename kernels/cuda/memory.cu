@@ -53,6 +53,19 @@ CudaKernels::~CudaKernels() {
 
 Tensor CudaKernels::alloc(const Shape& shape, DType dtype) { return Tensor::empty(shape, dtype, Device::CUDA); }
 
+Tensor CudaKernels::alloc_host(const Shape& shape, DType dtype) {
+  const size_t bytes = size_t(shape_numel(shape)) * dtype_size(dtype);
+  void* p = nullptr;
+  if (bytes > 0 && cudaHostAlloc(&p, bytes, cudaHostAllocPortable) != cudaSuccess) {
+    (void)cudaGetLastError();  // page-locked memory exhausted: pageable memory works, only slower
+    return Tensor::empty(shape, dtype, Device::CPU);
+  }
+  std::shared_ptr<void> storage(p, [](void* q) {
+    if (q) (void)cudaFreeHost(q);
+  });
+  return Tensor::adopt(std::move(storage), shape, dtype, Device::CPU);
+}
+
 void CudaKernels::zero(Tensor& t) {
   cuda::check_on_device("zero", {{"t", &t}});
   if (t.nbytes() == 0) return;

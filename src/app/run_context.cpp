@@ -19,8 +19,16 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
   store_ = std::make_unique<CheckpointStore>(ckpt_dir, int(deck.get_int("checkpoint.keep_last")));
   // checkpoint I/O on a communicator of its own: its collectives never match the training's
   MPI_Comm_dup(MPI_COMM_WORLD, &io_comm_);
-  if (mesh.world_rank() == 0) log_info("checkpoints: ", checkpoint_io_name(), ", written by all ", mesh.world_size(),
-                                       mesh.world_size() == 1 ? " rank" : " ranks", " into ", ckpt_dir);
+  std::string why;
+  if (deck.get_bool("checkpoint.async")) {
+    if (AsyncCheckpointWriter::supported(io_comm_, &why))
+      writer_ = std::make_unique<AsyncCheckpointWriter>(*store_, io_comm_);
+    else if (mesh.world_rank() == 0)
+      log_warn("checkpoint.async: checkpoints are written synchronously: ", why);
+  }
+  if (mesh.world_rank() == 0)
+    log_info("checkpoints: HDF5 files written through MPI-IO by all ", mesh.world_size(),
+             mesh.world_size() == 1 ? " rank" : " ranks", writer_ ? " in the background" : "", " into ", ckpt_dir);
   kernels_ = make_kernels(deck.get_string("run.backend"), mesh.local_rank());
   const std::string dc = deck.get_string("parallel.device_comm");
   if (kernels_->device() == Device::CUDA) {
@@ -46,7 +54,7 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
   }
 }
 
-bool RunContext::stop_requested(double /*elapsed since the phase started*/) {
+bool RunContext::stop_requested() {
   if (++stop_checks_ == 2) commit_resolved_deck();  // the first step is done: set-up succeeded
   // 1: a signal on some rank; 2: the walltime margin, counted from process start (the job
   // script passes what its allocation has left when it launches the ranks)
@@ -86,9 +94,21 @@ std::string RunContext::write_checkpoint(CheckpointState& state) {
   state.deck_text = deck_.resolved_text();
   auto sh = mesh_.shape();
   state.mesh = {sh.sp, sh.dp_shard, sh.dp_replicate};
+  // Periodic saves go to the background writer (which first waits for the previous
+  // one); a save because of a signal or the walltime margin is written before returning.
+  if (writer_ && stop_reason_.empty()) {
+    const std::string path = writer_->submit(state);
+    if (is_root()) log_info("checkpoint step ", state.step, ": snapshot taken, writing ", path, " in the background");
+    return path;
+  }
+  if (writer_) writer_->wait();
   const std::string path = store_->write(state, io_comm_);  // collective: every rank writes its slices
   if (is_root()) log_info("checkpoint written: ", path);
   return path;
+}
+
+void RunContext::finish_checkpoints() {
+  if (writer_) writer_->wait();
 }
 
 void RunContext::commit_resolved_deck() {

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "deck/deck.h"
+#include "io/checkpoint_async.h"
 #include "train/phase_context.h"
 
 namespace temper {
@@ -19,10 +20,12 @@ class RunContext final : public PhaseContext {
   Kernels& kernels() override { return *kernels_; }
   const std::string& output_dir() const override { return output_dir_; }
 
-  bool stop_requested(double elapsed_seconds) override;
+  bool stop_requested() override;
   std::string stop_reason() const override { return stop_reason_; }
   std::optional<CheckpointState> resume_state() override;
   std::string write_checkpoint(CheckpointState& state) override;
+  // Waits for a checkpoint still being written in the background (throws its error).
+  void finish_checkpoints();
   std::string metrics_path() const override;
   // Rank 0 writes <output_dir>/deck.resolved.ini (atomically, once). Only a run that got
   // past its set-up does: it is called after the first step (from stop_requested), with
@@ -37,6 +40,7 @@ class RunContext final : public PhaseContext {
   std::string output_dir_;
   std::unique_ptr<CheckpointStore> store_;
   MPI_Comm io_comm_ = MPI_COMM_NULL;  // a duplicate of MPI_COMM_WORLD for checkpoint I/O
+  std::unique_ptr<AsyncCheckpointWriter> writer_;  // checkpoint.async: on io_comm_, one write in flight
   std::string stop_reason_;
   int stop_checks_ = 0;
   bool deck_committed_ = false;

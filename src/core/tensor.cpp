@@ -114,6 +114,17 @@ Tensor Tensor::wrap(void* data, const Shape& shape, DType dtype, Device device) 
   return t;
 }
 
+Tensor Tensor::adopt(std::shared_ptr<void> storage, const Shape& shape, DType dtype, Device device) {
+  for (int64_t d : shape) TEMPER_CHECK(d >= 0, "negative tensor dimension in ", shape_str(shape));
+  Tensor t;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.device_ = device;
+  t.storage_ = std::move(storage);
+  t.data_ = t.storage_.get();
+  return t;
+}
+
 Tensor Tensor::reshape(const Shape& shape) const {
   TEMPER_CHECK(shape_numel(shape) == numel(), "reshape ", shape_str(shape_), " -> ", shape_str(shape),
                " changes the element count");

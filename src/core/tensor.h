@@ -37,6 +37,11 @@ class Tensor {
   static Tensor zeros(const Shape& shape, DType dtype);  // CPU only
   // Wraps memory owned elsewhere; the caller keeps it alive.
   static Tensor wrap(void* data, const Shape& shape, DType dtype, Device device = Device::CPU);
+  // Owns `storage` (at least nbytes; e.g. page-locked host memory with its own deleter).
+  static Tensor adopt(std::shared_ptr<void> storage, const Shape& shape, DType dtype, Device device);
+  // How many tensors share this one's storage (0 for wrapped memory): a buffer
+  // that only its owner still references may be reused.
+  long use_count() const { return storage_.use_count(); }
 
   bool defined() const { return data_ != nullptr; }
   void* raw() const { return data_; }

@@ -298,6 +298,9 @@ Builder build_schema() {
       .at_least(0).alias({"save_every", "interval"});
   b.k("keep_last", Int, "2", "checkpoints kept; 0 = keep all").at_least(0);
   b.k("resume", Str, "auto", "'auto' (latest in dir if any), 'never', or a checkpoint path");
+  b.k("async", Bool, "true",
+      "write periodic checkpoints in a background thread while training continues (signal and walltime "
+      "saves are synchronous)");
 
   b.section("log", "logging and metrics");
   b.k("level", Str, "info", "log level").one_of({"debug", "info", "warn", "error"});

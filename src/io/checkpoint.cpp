@@ -3,6 +3,7 @@
 #include "io/checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -206,6 +207,15 @@ uint64_t signature(const std::vector<Entry>& es) {
   return h;
 }
 
+// MPI-IO reports a failed write without errno: name a full file system outright.
+std::string disk_note(const std::string& dir) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return "";
+  const double free_bytes = double(st.f_bavail) * double(st.f_frsize);
+  if (free_bytes >= 1 << 20) return "";
+  return cat(" (the file system of ", dir, " has ", int64_t(free_bytes), " bytes left: No space left on device)");
+}
+
 // Milliseconds to sleep before each tensor's write (tests stretch a write to
 // kill it midway); TEMPER_CHECKPOINT_TEST_DELAY_MS, default 0.
 int test_delay_ms() {
@@ -223,7 +233,7 @@ void write_meta(hid_t file, const std::string& path, const CheckpointState& s, c
   h5::write_attr_string(file, "code_version", TEMPER_VERSION, root);
   h5::write_attr_string(file, "created", iso_time_now(), root);
   h5::write_attr_string(file, "writer", cat(writers, writers == 1 ? " rank, " : " ranks, ",
-                                            mpiio ? "MPI-IO (parallel HDF5)" : "serial HDF5"), root);
+                                            mpiio ? "MPI-IO" : "one after the other"), root);
   {
     h5::Hid tg = h5::create_group(file, "tensors", root);
     const std::string ctx = path + ":/tensors";
@@ -496,9 +506,69 @@ std::map<std::string, Tensor> CheckpointState::read_tensors(const std::string& p
   return out;
 }
 
-const char* checkpoint_io_name() { return h5::kParallel ? "parallel HDF5 (MPI-IO)" : "serial HDF5"; }
 
 namespace {
+
+// MPI-IO: this rank's byte ranges of the datasets (offsets: each dataset's place in
+// the file) written with one collective call. Returns the first error ("" if none);
+// every rank makes the same collective calls whatever happens.
+std::string mpiio_write(const Group& g, const std::string& path, const std::vector<Entry>& es,
+                        const std::vector<uint64_t>& offsets) {
+  std::string err;
+  auto check = [&](int rc, const char* call) {
+    if (rc == MPI_SUCCESS || !err.empty()) return;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    err = cat(call, " on ", path, " failed: ", std::string(msg, size_t(len)));
+  };
+  // byte blocks sorted by file position, at most 1 GiB each (MPI counts are ints)
+  struct Block {
+    MPI_Aint file, mem;
+    int len;
+  };
+  std::vector<Block> blocks;
+  for (size_t i = 0; i < es.size(); ++i) {
+    const size_t esz = dtype_size(es[i].dtype);
+    uint64_t at = offsets[i] + uint64_t(es[i].begin) * esz, left = uint64_t(es[i].end - es[i].begin) * esz;
+    const char* p = es[i].data;
+    while (left > 0) {
+      const uint64_t n = std::min<uint64_t>(left, uint64_t(1) << 30);
+      MPI_Aint addr;
+      MPI_Get_address(p, &addr);
+      blocks.push_back({MPI_Aint(at), addr, int(n)});
+      at += n, p += n, left -= n;
+    }
+  }
+  std::sort(blocks.begin(), blocks.end(), [](const Block& a, const Block& b) { return a.file < b.file; });
+  std::vector<int> lens;
+  std::vector<MPI_Aint> fdisp, mdisp;
+  for (const auto& b : blocks) lens.push_back(b.len), fdisp.push_back(b.file), mdisp.push_back(b.mem);
+  MPI_Datatype ftype, mtype;
+  MPI_Type_create_hindexed(int(lens.size()), lens.data(), fdisp.data(), MPI_BYTE, &ftype);
+  MPI_Type_create_hindexed(int(lens.size()), lens.data(), mdisp.data(), MPI_BYTE, &mtype);
+  MPI_Type_commit(&ftype);
+  MPI_Type_commit(&mtype);
+  MPI_File fh = MPI_FILE_NULL;
+  const MPI_Comm comm = g.comm == MPI_COMM_NULL ? MPI_COMM_SELF : g.comm;
+  int rc = MPI_File_open(comm, path.c_str(), MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
+  check(rc, "MPI_File_open");
+  int opened = rc == MPI_SUCCESS, all_opened = 0;
+  MPI_Allreduce(&opened, &all_opened, 1, MPI_INT, MPI_MIN, comm);
+  if (all_opened) {
+    check(MPI_File_set_view(fh, 0, MPI_BYTE, ftype, "native", MPI_INFO_NULL), "MPI_File_set_view");
+    MPI_Status st;
+    check(MPI_File_write_all(fh, MPI_BOTTOM, 1, mtype, &st), "MPI_File_write_all");
+    check(MPI_File_sync(fh), "MPI_File_sync");
+    check(MPI_File_close(&fh), "MPI_File_close");
+  } else if (opened) {
+    (void)MPI_File_close(&fh);  // some rank could not open it: every rank that did closes it
+    if (err.empty()) err = cat("MPI_File_open on ", path, " failed on another rank");
+  }
+  MPI_Type_free(&ftype);
+  MPI_Type_free(&mtype);
+  return err;
+}
 
 // Everything of a write but the final rename and rotation; returns nothing, throws on every rank.
 void write_file(const CheckpointStore& store, const CheckpointState& s, const Group& g, bool mpiio,
@@ -602,60 +672,37 @@ void write_file(const CheckpointStore& store, const CheckpointState& s, const Gr
   };
   const std::string ctx = partial + ":/tensors";
   try {
-    if (mpiio) {
-#ifdef H5_HAVE_PARALLEL
-      // Collective: the same creations on every rank, then one collective write per
-      // tensor (a rank whose write failed keeps taking part, so none waits forever).
-      err.clear();
-      {
-        h5::Silence quiet;
-        h5::Hid file, tg, xfer;
-        err = error_text([&] {
-          file = h5::create_file_mpio(partial, g.comm);
-          tg = h5::create_group(file, "tensors", partial + ":");
-          xfer = h5::mpio_transfer(true, partial);
-        });
-        g.agree(err);
-        std::vector<h5::Hid> ds(es.size());
-        err = error_text([&] {
-          for (size_t i = 0; i < es.size(); ++i)
-            ds[i] = h5::create_dataset(tg, es[i].name, h5::native_type(es[i].dtype), es[i].shape, ctx);
-        });
-        g.agree(err);
-        for (size_t i = 0; i < es.size(); ++i) {
-          if (shape_numel(es[i].shape) == 0) continue;  // no storage (the same on every rank)
-          pause();
-          std::string e = error_text([&] {
-            h5::write_range(ds[i], h5::native_type(es[i].dtype), es[i].shape, es[i].begin, es[i].end, es[i].data,
-                            xfer, ctx + "/" + es[i].name);
-          });
-          if (err.empty()) err = e;
-        }
-        std::string e = error_text([&] {
-          for (auto& d : ds) d.close(ctx);
-          tg.close(ctx);
-          h5::flush_file(file, partial);  // MPI_File_sync: every rank's data is on disk
-          file.close(partial);
-        });
-        if (err.empty()) err = e;
+    // Rank 0 creates the file and every dataset (contiguous, allocated, unfilled)
+    // and learns where each dataset's bytes lie in the file.
+    std::vector<uint64_t> offsets(es.size(), 0);
+    err = error_text([&] {
+      if (g.rank != 0) return;
+      h5::Silence quiet;
+      h5::Hid file = h5::create_file(partial);
+      h5::Hid tg = h5::create_group(file, "tensors", partial + ":");
+      for (size_t i = 0; i < es.size(); ++i) {
+        h5::Hid d = h5::create_dataset(tg, es[i].name, h5::native_type(es[i].dtype), es[i].shape, ctx);
+        if (shape_numel(es[i].shape) == 0) continue;
+        const haddr_t at = H5Dget_offset(d);
+        TEMPER_CHECK(at != HADDR_UNDEF, "no storage was allocated for ", ctx, "/", es[i].name);
+        offsets[i] = uint64_t(at);
       }
+      tg.close(ctx);
+      file.close(partial);
+    });
+    g.agree(err);
+    if (mpiio) {
+      // Every rank writes its slices' bytes at their places through MPI-IO: open, set
+      // a file view of its byte ranges, one collective write, sync, close. Every rank
+      // makes each of these calls whatever failed before, so none waits forever, and
+      // the errors are agreed on at the end.
+      if (g.multi()) MPI_Bcast(offsets.data(), int(offsets.size()), MPI_UINT64_T, 0, g.comm);
+      for (size_t i = 0; i < es.size(); ++i) pause();
+      err = mpiio_write(g, partial, es, offsets);
+      if (!err.empty()) err += disk_note(store.dir());
       g.agree(err);
-#else
-      fail("this build has no parallel HDF5 (MPI-IO); rebuild with TEMPER_HDF5_PARALLEL");
-#endif
     } else {
-      // One rank after the other: rank 0 creates every dataset, then each rank
-      // opens the file and writes its slices in turn.
-      err = error_text([&] {
-        if (g.rank != 0) return;
-        h5::Silence quiet;
-        h5::Hid file = h5::create_file(partial);
-        h5::Hid tg = h5::create_group(file, "tensors", partial + ":");
-        for (const auto& e : es) h5::create_dataset(tg, e.name, h5::native_type(e.dtype), e.shape, ctx);
-        tg.close(ctx);
-        file.close(partial);
-      });
-      g.agree(err);
+      // One rank after the other opens the file and writes its slices.
       for (int r = 0; r < g.size; ++r) {
         err = error_text([&] {
           if (g.rank != r) return;
@@ -705,15 +752,11 @@ void write_file(const CheckpointStore& store, const CheckpointState& s, const Gr
 }  // namespace
 
 CheckpointStore::CheckpointStore(std::string dir, int keep_last)
-    : dir_(std::move(dir)), keep_last_(keep_last), mpiio_(h5::kParallel) {
+    : dir_(std::move(dir)), keep_last_(keep_last), mpiio_(true) {
   TEMPER_CHECK(!dir_.empty(), "checkpoint directory is empty");
 }
 
-void CheckpointStore::set_mpiio(bool on) {
-  TEMPER_CHECK(!on || h5::kParallel, "collective checkpoint writes through MPI-IO need a build with parallel HDF5 "
-                                     "(TEMPER_HDF5_PARALLEL); this one links serial HDF5");
-  mpiio_ = on;
-}
+void CheckpointStore::set_mpiio(bool on) { mpiio_ = on; }
 
 std::string CheckpointStore::path_for(int64_t step) const {
   return (fs::path(dir_) / (kPrefix + step_digits(step) + kSuffix)).string();

@@ -4,11 +4,16 @@
 //
 // A checkpoint holds whole logical tensors. It is written either by one process
 // (write(s)) or collectively by every rank of an MPI communicator (write(s, comm)):
-// each rank writes its own element ranges ("slices") of the tensors, through
-// MPI-IO collective writes when this build links the parallel HDF5 library
-// (h5::kParallel), else one rank after the other. Every slice carries its own
-// CRC-32. Readers open a file (open()) and read only the element ranges they need
-// (read_range()), verifying the slices those ranges touch.
+// rank 0 lays out the HDF5 file (serial HDF5: every dataset contiguous and
+// allocated), then every rank writes its own element ranges ("slices") of the
+// tensors at their places with one collective MPI-IO write, and rank 0 adds the
+// checksums and metadata. Every slice carries its own CRC-32. Readers open a file
+// (open()) and read only the element ranges they need (read_range()), verifying
+// the slices those ranges touch.
+//
+// Why not parallel HDF5: after a failed write (a full disk) its closing
+// collectives take different paths on different ranks and wait for each other
+// forever; here every rank makes the same MPI calls whatever failed.
 #pragma once
 #include <mpi.h>
 
@@ -106,8 +111,8 @@ class CheckpointStore {
   // and renames the file. An error on any rank is thrown on every rank (naming
   // the rank), after the partial file has been removed.
   std::string write(const CheckpointState& s, MPI_Comm comm) const;
-  // Collective writes through MPI-IO (default where the build has parallel
-  // HDF5) or one rank after the other (false; the only way in a serial build).
+  // Collective writes through MPI-IO (default) or one rank after the other
+  // through HDF5 (false).
   void set_mpiio(bool on);
   bool mpiio() const { return mpiio_; }
 
@@ -140,7 +145,5 @@ class CheckpointStore {
   bool mpiio_;
 };
 
-// "parallel HDF5 (MPI-IO)" or "serial HDF5": what this build links.
-const char* checkpoint_io_name();
 
 }  // namespace temper

@@ -158,21 +158,6 @@ void flush_file(hid_t file, const std::string& path) {
   check_status(H5Fflush(file, H5F_SCOPE_GLOBAL), path, "flushing HDF5 file failed");
 }
 
-#ifdef H5_HAVE_PARALLEL
-Hid create_file_mpio(const std::string& path, MPI_Comm comm) {
-  Hid fapl(check(H5Pcreate(H5P_FILE_ACCESS), path, "H5Pcreate"));
-  check_status(H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL), path, "H5Pset_fapl_mpio");
-  return Hid(check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), path,
-                   "cannot create HDF5 file (MPI-IO)"));
-}
-
-Hid mpio_transfer(bool collective, const std::string& ctx) {
-  Hid x(check(H5Pcreate(H5P_DATASET_XFER), ctx, "H5Pcreate"));
-  check_status(H5Pset_dxpl_mpio(x, collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT), ctx,
-               "H5Pset_dxpl_mpio");
-  return x;
-}
-#endif
 
 namespace {
 // Link creation: intermediate groups on, UTF-8 names.

@@ -18,13 +18,6 @@ namespace temper::h5 {
 // CRC-32 (IEEE 802.3, the zlib/PNG polynomial), slicing-by-8; `crc` chains calls.
 uint32_t crc32(const void* data, size_t n, uint32_t crc = 0);
 
-// True when this build links the parallel (MPI-IO) HDF5 library.
-#ifdef H5_HAVE_PARALLEL
-constexpr bool kParallel = true;
-#else
-constexpr bool kParallel = false;
-#endif
-
 // Turns HDF5's automatic error printing off for its lifetime (restores it after)
 // and holds the process-wide HDF5 lock: the library is not thread-safe, and an
 // asynchronous checkpoint writes from a thread of its own.
@@ -72,12 +65,7 @@ class Hid {
 Hid create_file(const std::string& path);         // truncates an existing file
 Hid open_file(const std::string& path, bool writable = false);
 void flush_file(hid_t file, const std::string& path);
-#ifdef H5_HAVE_PARALLEL
-// Collective over comm: creates (truncates) `path` for MPI-IO access.
-Hid create_file_mpio(const std::string& path, MPI_Comm comm);
-// A transfer property list for collective (true) or independent MPI-IO.
-Hid mpio_transfer(bool collective, const std::string& ctx);
-#endif
+
 
 // Groups; `path` may contain '/', intermediate groups are created.
 Hid create_group(hid_t loc, const std::string& path, const std::string& ctx);
@@ -96,9 +84,9 @@ Hid write_dataset(hid_t loc, const std::string& name, hid_t mem_type, const Shap
 // filled (every element is written later, as flat ranges, possibly by several ranks).
 Hid create_dataset(hid_t loc, const std::string& name, hid_t type, const Shape& shape, const std::string& ctx);
 // Elements [begin, end) of the C-order flattening of a dataset of `shape`, from or
-// to `count = end - begin` contiguous elements in memory. xfer: a transfer property
-// list (H5P_DEFAULT, or mpio_transfer()); with begin == end nothing is selected
-// (a rank taking part in a collective write with nothing to write).
+// to `count = end - begin` contiguous elements in memory (xfer: a transfer property
+// list, usually H5P_DEFAULT); with begin == end nothing is selected
+// (nothing is written or read).
 void write_range(hid_t dset, hid_t mem_type, const Shape& shape, int64_t begin, int64_t end, const void* data,
                  hid_t xfer, const std::string& ctx);
 void read_range(hid_t dset, hid_t mem_type, const Shape& shape, int64_t begin, int64_t end, void* out,

@@ -12,8 +12,8 @@
 //   AdamW moments           2 * P * 4 bytes (f32 m and v)       / shard
 //   gathered layers         ZeRO-3 (shard > 1 with shard_compute): the largest
 //                           transient working set of parallel/dp_shard: two
-//                           blocks' compute parameters (the running one and the
-//                           prefetched next) + one block's full gradients, or the
+//                           blocks' compute parameters (a bound, room for a prefetch
+//                           of the next that dp_shard does not do yet) + one block's full gradients, or the
 //                           head group (final norm + head) with its gradients,
 //                           or the embedding, whichever is largest
 //   activations             Decoder::activation_bytes(tokens / sp) under the

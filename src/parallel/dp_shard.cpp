@@ -188,10 +188,10 @@ Tensor DpShard::slice_host(const Piece& x, const CheckpointState& in, const std:
 }
 
 void DpShard::save_pieces(const std::map<std::string, Tensor>& moments, std::map<std::string, TensorPiece>& out,
-                          int copy, int copies) const {
+                          int copy, int copies, const HostCopy& to_host) const {
   TEMPER_CHECK(copies >= 1 && copy >= 0 && copy < copies, "DpShard::save_pieces: part ", copy, " of ", copies);
-  auto piece = [&](const Piece& x, const Tensor& shard_host, const std::string& key) {
-    TEMPER_CHECK(shard_host.numel() == x.len, "DpShard: shard of '", key, "' has ", shard_host.numel(),
+  auto piece = [&](const Piece& x, const Tensor& shard, const std::string& key) {
+    TEMPER_CHECK(shard.numel() == x.len, "DpShard: shard of '", key, "' has ", shard.numel(),
                  " elements, expected ", x.len);
     const int64_t b = std::min<int64_t>(x.numel, int64_t(r_) * x.len);
     const int64_t n = std::min<int64_t>(x.numel, b + x.len) - b;  // real elements of this shard
@@ -199,12 +199,12 @@ void DpShard::save_pieces(const std::map<std::string, Tensor>& moments, std::map
     const int64_t lo = std::min(n, int64_t(copy) * part), hi = std::min(n, lo + part);
     TensorPiece p;
     p.shape = x.shape;
-    p.dtype = shard_host.dtype();
+    p.dtype = shard.dtype();
     p.offset = b + lo;
-    p.data = shard_host.reshape({x.len}).rows(lo, hi);
+    p.data = to_host(key, shard.reshape({x.len}).rows(lo, hi));  // only this rank's part leaves the device
     out[key] = p;
   };
-  for (const auto& x : pieces_) piece(x, host_copy(k_, x.master), "model/" + x.p->name);
+  for (const auto& x : pieces_) piece(x, x.master, "model/" + x.p->name);
   for (const auto& [key, shard] : moments) piece(piece_of_moment(key), shard, key);
 }
 

@@ -41,6 +41,7 @@
 // slice_moments() read only each rank's piece, so any mesh loads any other's.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -87,11 +88,13 @@ class DpShard : public LayerParamHooks {
   void save_state(const std::map<std::string, Tensor>& moments, std::map<std::string, Tensor>& out,
                   bool keep = true) const;
   // No communication. This rank's pieces of model/<name> (master shards) and of
-  // every entry of `moments` (host shards), for a collective checkpoint write:
-  // the shard's real elements split into `copies` parts (the ranks holding the
-  // same shard: sp x dp_replicate), this rank writing part `copy`.
+  // every entry of `moments` (shards, on any device), for a collective checkpoint
+  // write: the shard's real elements split into `copies` parts (the ranks holding
+  // the same shard: sp x dp_replicate), this rank writing part `copy`. `to_host`
+  // copies a piece (a view of a shard) to host memory, under the piece's name.
+  using HostCopy = std::function<Tensor(const std::string& key, const Tensor& src)>;
   void save_pieces(const std::map<std::string, Tensor>& moments, std::map<std::string, TensorPiece>& out,
-                   int copy, int copies) const;
+                   int copy, int copies, const HostCopy& to_host) const;
   // Master shards from full logical host values model/<name> (as save_state writes
   // them, on any mesh). Throws naming the first missing or mis-shaped tensor.
   void load_model(const std::map<std::string, Tensor>& in);

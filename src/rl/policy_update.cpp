@@ -126,7 +126,9 @@ UpdateStats policy_update(Engine& policy, Engine* ref, std::vector<RlSample>& sa
     st.loss = policy.dp_sum(loss);
     st.pg_loss = policy.dp_sum(pg);
     TEMPER_CHECK(std::isfinite(st.loss), "RL loss is not finite (", st.loss, "); lower rl.lr");
-    st.grad_norm = policy.step(lr).grad_norm;
+    EngineStepStats es = policy.step(lr);
+    st.grad_norm = es.grad_norm;
+    st.optimizer = std::move(es.metrics);
     ++st.optimizer_steps;
   }
   const double U = std::max(1.0, policy.dp_sum(units)), KT = std::max(1.0, policy.dp_sum(ktoks));

@@ -7,6 +7,8 @@
 // trajectory reuse).
 #pragma once
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "rl/policy_loss.h"
@@ -31,6 +33,7 @@ struct UpdateStats {
   int64_t tokens = 0;                     // trained response tokens (global)
   int64_t samples = 0;                    // trained samples (global)
   int64_t optimizer_steps = 0;
+  std::map<std::string, double> optimizer;  // the optimizer's metrics after the last step (QK-clip: max_logit, qk_clipped)
   double seconds = 0;
 };
 

@@ -245,7 +245,7 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
   const bool dumps = o.dump_every > 0 && mesh.sp_rank() == 0;
 
   while (step < o.steps) {
-    if (ctx.stop_requested(progress.elapsed())) {
+    if (ctx.stop_requested()) {
       log_info("stopping at step ", step, ": ", ctx.stop_reason(), "; writing a checkpoint");
       save();
       return kExitRequeue;
@@ -290,6 +290,7 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
         {"update_seconds", up.seconds},
         {"step_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_step).count()}};
     if (o.update.loss.kl_coef > 0) m["ref_kl"] = up.ref_kl;
+    for (const auto& [key, v] : up.optimizer) m[key] = v;
     progress.step(step, int64_t(sr.tokens), m);
 
     // dump / checkpoint

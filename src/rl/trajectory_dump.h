@@ -33,8 +33,8 @@ struct TrajectoryBatch {
   std::vector<Verdict> verdict;
   std::vector<uint8_t> discarded;                    // 1 = excluded from the gradient
   std::vector<double> advantage;
-  std::vector<double> pass_rate;                     // optional: the prompt's pass rate
-  std::vector<std::string> finish_reason;            // optional: "stop", "length", ...
+  std::vector<double> pass_rate;                     // optional: the prompt's pass rate (-1 = unknown)
+  std::vector<std::string> finish_reason;            // optional: "eos", "stop_string", "length"
   std::map<std::string, double> metrics;             // optional step scalars (loss, clip_frac, ...)
 
   size_t size() const { return prompt_index.size(); }

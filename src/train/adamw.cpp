@@ -41,6 +41,13 @@ void AdamW::save(std::map<std::string, Tensor>& out) const {
   }
 }
 
+void AdamW::state(std::map<std::string, Tensor>& out) const {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    out["optim/m/" + params_[i].name] = m_[i];
+    out["optim/v/" + params_[i].name] = v_[i];
+  }
+}
+
 void AdamW::load(const std::map<std::string, Tensor>& in, int64_t steps_taken) {
   for (size_t i = 0; i < params_.size(); ++i) {
     for (auto [prefix, dst] : {std::pair{"optim/m/", &m_[i]}, std::pair{"optim/v/", &v_[i]}}) {

@@ -25,6 +25,7 @@ class AdamW {
 
   // Checkpoint support: host copies of the moments as "optim/m/<name>", "optim/v/<name>".
   void save(std::map<std::string, Tensor>& out) const;
+  void state(std::map<std::string, Tensor>& out) const;  // the moments themselves (no copies)
   void load(const std::map<std::string, Tensor>& in, int64_t steps_taken);  // throws naming a missing/mismatched tensor
   const std::vector<ParamRef>& params() const { return params_; }
 

@@ -132,15 +132,36 @@ EngineStepStats Engine::step(double lr) {
 
 int64_t Engine::optimizer_steps() const { return optimizer_ ? optimizer_->steps_taken() : 0; }
 
+Tensor Engine::stage(const std::string& key, const Tensor& src) {
+  Tensor& h = stage_[key];
+  if (!h.defined() || h.shape() != src.shape() || h.dtype() != src.dtype() || h.use_count() != 1)
+    h = k_.alloc_host(src.shape(), src.dtype());
+  k_.copy(h, src);
+  return h;
+}
+
 void Engine::save(CheckpointState& s) {
-  std::map<std::string, Tensor> moments;
-  if (optimizer_) optimizer_->save(moments);
+  std::map<std::string, Tensor> moments;  // on the device (or host copies, from optimizers without state())
+  if (optimizer_) optimizer_->state(moments);
+  auto to_host = [this](const std::string& key, const Tensor& src) { return stage(key, src); };
   if (shard_) {  // the ranks of one shard (sp x dp_replicate) each write a part of it
     const int copies = mesh_.shape().sp * mesh_.shape().dp_replicate;
-    shard_->save_pieces(moments, s.pieces, mesh_.replicate_rank() * mesh_.shape().sp + mesh_.sp_rank(), copies);
-  } else {  // identical on every rank: the collective writer splits them
-    save_model_state(*model_, k_, s.tensors);
-    for (auto& [key, t] : moments) s.tensors[key] = t;
+    shard_->save_pieces(moments, s.pieces, mesh_.replicate_rank() * mesh_.shape().sp + mesh_.sp_rank(), copies,
+                        to_host);
+  } else {  // identical on every rank: each copies and writes 1/world of every tensor
+    std::map<std::string, Tensor> all = moments;
+    for (auto& p : model_->params()) all["model/" + p.name] = p.value;
+    const int W = mesh_.world().size(), r = mesh_.world().rank();
+    for (const auto& [key, t] : all) {
+      const int64_t n = t.numel(), len = (n + W - 1) / W;
+      const int64_t b = std::min(n, int64_t(r) * len), e = std::min(n, b + len);
+      TensorPiece p;
+      p.shape = t.shape();
+      p.dtype = t.dtype();
+      p.offset = b;
+      p.data = to_host(key, t.reshape({n}).rows(b, e));
+      s.pieces[key] = p;
+    }
   }
   s.u64["optim/steps"] = {uint64_t(optimizer_steps())};
 }
@@ -155,7 +176,7 @@ void Engine::load(const CheckpointState& s) {
     }
   }
   std::map<std::string, Tensor> mine;
-  if (optimizer_) optimizer_->save(mine);  // the names of this optimizer's state
+  if (optimizer_) optimizer_->state(mine);  // the names of this optimizer's state (no copies)
   if (shard_) {  // this rank's slices of the whole tensors
     std::vector<std::string> keys;
     for (const auto& kv : mine) keys.push_back(kv.first);

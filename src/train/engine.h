@@ -105,10 +105,12 @@ class Engine {
   EngineStepStats step(double lr);
   int64_t optimizer_steps() const;
 
-  // Model and optimizer state into s for a collective checkpoint write (every
-  // rank calls; no communication): host copies of this rank's share. Under
-  // dp_shard the pieces of its shards (split among the sp x dp_replicate ranks
-  // holding the same shard), else whole tensors (the writer splits them).
+  // Model and optimizer state into s.pieces for a collective checkpoint write
+  // (every rank calls; no communication): host copies of this rank's share only,
+  // in staging buffers reused from save to save. Under dp_shard the pieces of its
+  // shards (split among the sp x dp_replicate ranks holding the same shard), else
+  // 1/world of every (replicated) tensor. The time this takes is the training
+  // stall of an asynchronous checkpoint.
   void save(CheckpointState& s);
   // From whole tensors written on any mesh, reading (s.reader) only the element
   // ranges this rank holds. Optimizer steps from "optim/steps" (older
@@ -131,6 +133,10 @@ class Engine {
   std::unique_ptr<DpShard> shard_;
   ShardedParams shards_;
   std::unique_ptr<Optimizer> optimizer_;
+  // A host copy of src in the staging buffer of `key` (page-locked on cuda), reused
+  // from the last save when nothing else (an asynchronous write) still holds it.
+  Tensor stage(const std::string& key, const Tensor& src);
+  std::map<std::string, Tensor> stage_;
   Batch whole_, local_;  // the batch of the last forward (whole_ keeps local_'s storage alive)
   int64_t n_real_ = 0;   // its tokens before padding
 };

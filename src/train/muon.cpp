@@ -184,6 +184,12 @@ void Muon::save(std::map<std::string, Tensor>& out) const {
     if (params_[i].muon) out["optim/muon_m/" + params_[i].ref.name] = to_host(k_, mom_[i]);
 }
 
+void Muon::state(std::map<std::string, Tensor>& out) const {
+  adam_.state(out);
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].muon) out["optim/muon_m/" + params_[i].ref.name] = mom_[i];
+}
+
 void Muon::load(const std::map<std::string, Tensor>& in, int64_t steps_taken) {
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!params_[i].muon) continue;

@@ -70,6 +70,7 @@ class Muon final : public Optimizer {
   int64_t steps_taken() const override { return adam_.steps_taken(); }
   // Momenta as "optim/muon_m/<name>" (this rank's slices under DP-shard), AdamW's as "optim/m|v/<name>".
   void save(std::map<std::string, Tensor>& out) const override;
+  void state(std::map<std::string, Tensor>& out) const override;
   void load(const std::map<std::string, Tensor>& in, int64_t steps_taken) override;
   const std::vector<ParamRef>& params() const override { return refs_; }
   // The rank of the shard communicator that orthogonalises matrix i (an index into

@@ -20,6 +20,7 @@ class AdamWOptimizer final : public Optimizer {
   void step(double lr, double grad_scale) override { opt_.step(lr, grad_scale); }
   int64_t steps_taken() const override { return opt_.steps_taken(); }
   void save(std::map<std::string, Tensor>& out) const override { opt_.save(out); }
+  void state(std::map<std::string, Tensor>& out) const override { opt_.state(out); }
   void load(const std::map<std::string, Tensor>& in, int64_t steps) override { opt_.load(in, steps); }
   const std::vector<ParamRef>& params() const override { return opt_.params(); }
 
@@ -53,6 +54,7 @@ class QkClipped final : public Optimizer {
   }
   int64_t steps_taken() const override { return inner_->steps_taken(); }
   void save(std::map<std::string, Tensor>& out) const override { inner_->save(out); }
+  void state(std::map<std::string, Tensor>& out) const override { inner_->state(out); }
   void load(const std::map<std::string, Tensor>& in, int64_t steps) override { inner_->load(in, steps); }
   const std::vector<ParamRef>& params() const override { return inner_->params(); }
   std::map<std::string, double> last_metrics() const override {

@@ -26,6 +26,9 @@ class Optimizer {
   virtual int64_t steps_taken() const = 0;
   // Checkpoint support: host copies of the state under "optim/...".
   virtual void save(std::map<std::string, Tensor>& out) const = 0;
+  // The same tensors as save(), without copying: on the backend's device, to be
+  // copied by the caller (checkpoint snapshots stage them in reused host buffers).
+  virtual void state(std::map<std::string, Tensor>& out) const { save(out); }
   // Throws naming a missing or mismatched tensor (e.g. a checkpoint of another optimizer).
   virtual void load(const std::map<std::string, Tensor>& in, int64_t steps_taken) = 0;
   virtual const std::vector<ParamRef>& params() const = 0;

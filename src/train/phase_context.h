@@ -21,7 +21,7 @@ class PhaseContext {
   bool is_root() { return mesh().world_rank() == 0; }
 
   // Collective: true when any rank received SIGUSR1/SIGTERM or the walltime margin was reached.
-  virtual bool stop_requested(double elapsed_seconds) = 0;
+  virtual bool stop_requested() = 0;
   virtual std::string stop_reason() const = 0;
 
   // Collective. Resume per checkpoint.resume (auto | never | <path>): with auto the newest

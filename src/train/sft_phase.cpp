@@ -98,7 +98,7 @@ int run_sft_phase(PhaseContext& ctx, const SftOptions& o, const Tokenizer& tok, 
   const int R = engine.dp_size(), r = engine.dp_rank();
   std::vector<PackedBatch> mine;
   while (step < total_steps) {
-    if (ctx.stop_requested(progress.elapsed())) {
+    if (ctx.stop_requested()) {
       log_info("stopping at step ", step, ": ", ctx.stop_reason(), "; writing a checkpoint");
       save();
       return kExitRequeue;

@@ -64,7 +64,7 @@ int run_toy_phase(PhaseContext& ctx, const ToyOptions& o) {
   const int sleep_ms = o.sleep_ms;
   Progress progress(steps, step, ctx.metrics_path(), o.log_every);
   while (step < steps) {
-    if (ctx.stop_requested(progress.elapsed())) {
+    if (ctx.stop_requested()) {
       log_info("stopping at step ", step, ": ", ctx.stop_reason(), "; writing a checkpoint");
       save();
       return kExitRequeue;

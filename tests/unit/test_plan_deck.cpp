@@ -52,7 +52,7 @@ TEST(PlanDeck, TwelveBillionDeckFitsAnH100) {
   EXPECT_NE(p.text.find("12703860896"), std::string::npos) << p.text;
 }
 
-// The RL reference deck: 12.7B, responses of 32K, dp_shard 8. Generation (the whole
+// The RL reference deck: 12.7B, responses of 32K, sp 2 x dp_shard 8 (two nodes of 8). Generation (the whole
 // policy gathered in bf16 + the KV cache of rl.max_batch x (prompt + response)) and
 // training (gathered layers + activations at the longest sample) never coexist.
 TEST(PlanDeck, RlDeckOfTwelveBillionWithLongResponsesFits) {
@@ -81,6 +81,24 @@ TEST(PlanDeck, RlDeckOfTwelveBillionWithLongResponsesFits) {
   // a KL term adds the frozen reference policy; without dp_shard the plan does not fit
   EXPECT_GT(plan_from_deck(Deck::load(d.source(), {"--rl.kl_coef=0.01"}), cfg).total_bytes, p.total_bytes);
   EXPECT_FALSE(plan_from_deck(Deck::load(d.source(), {"--parallel.dp_shard=1"}), cfg).fits);
+  // SP x DP-shard: sp 2 halves the training activations; inside one node of 8 (dp_shard 4) it does not fit
+  EXPECT_EQ(p.options.sp, 2);
+  EXPECT_EQ(p.options.shard, 8);
+  EXPECT_TRUE(d.get_bool("parallel.allow_cross_node"));
+  EXPECT_FALSE(plan_from_deck(Deck::load(d.source(), {"--parallel.dp_shard=4"}), cfg).fits);
+  const DeckPlan sp1 = plan_from_deck(Deck::load(d.source(), {"--parallel.sp=1"}), cfg);
+  EXPECT_TRUE(sp1.fits) << sp1.text;
+  EXPECT_LT(plan.total(When::Training), MemoryPlan(cfg, sp1.options).total(When::Training));
+  // and the subcommand accepts the deck as it is: exit 0, the table, "fits"
+  FILE* f = popen((std::string(TEMPER_BIN) + " plan " + d.source() + " 2>&1").c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string out;
+  char buf[512];
+  while (size_t n = fread(buf, 1, sizeof buf, f)) out.append(buf, n);
+  EXPECT_EQ(pclose(f), 0) << out;
+  for (const char* want : {"sp 2 x dp_shard 8", "Ulysses buffers", "gathered policy", "fits: "})
+    EXPECT_NE(out.find(want), std::string::npos) << want << "\n" << out;
+  EXPECT_EQ(out.find("does not fit"), std::string::npos) << out;
 }
 
 TEST(PlanDeck, TooBigWarns) {

@@ -131,7 +131,7 @@ TEST_F(CodeHarness, HangingTestAndLingeringThreadAreBounded) {
   CodeTestCode t{"", "", {"assert f() == 1", "while True: pass", "assert f() == 1"}};
   double t0 = now_s();
   RewardResult r = run1("def f():\n    return 1", t);
-  EXPECT_LT(now_s() - t0, 10.0);
+  EXPECT_LT(now_s() - t0, 30.0);  // generous for a loaded machine; the hang alone would hold it for ever
   EXPECT_NEAR(r.reward, 1.0 / 3.0, 1e-12) << r.detail;
   EXPECT_NE(r.detail.find("test 1: timeout"), std::string::npos) << r.detail;
   // A non-daemon thread that never ends does not hold the run past its results.
@@ -140,7 +140,7 @@ TEST_F(CodeHarness, HangingTestAndLingeringThreadAreBounded) {
                          "def add(a, b):\n    return a + b",
                          kAdd);
   EXPECT_EQ(th.verdict, Verdict::Correct) << th.detail;
-  EXPECT_LT(now_s() - t0, 10.0);
+  EXPECT_LT(now_s() - t0, 30.0);  // generous for a loaded machine, well below the 60 s it would otherwise hold
 }
 
 TEST_F(CodeHarness, BatchedJobsAreIsolatedFromEachOther) {

@@ -9,7 +9,11 @@
 //    per-step loss and final weights equal up to f32 summation order;
 //  - an RL checkpoint written on a 2 x 2 mesh (sp 2 x dp_shard 2) resumes on the
 //    same mesh bit for bit, and on 4 ranks of another mesh and on 1 rank within
-//    that tolerance, with the same rollouts after the resume.
+//    that tolerance, with the same rollouts after the resume;
+//  - grouped differential attention (Motif GDA: 8 signal + 2 noise-control heads) on
+//    sp 2 x dp_shard 2 and differential attention (8 + 8 heads) on sp 4, each with
+//    QK-clip (both query/key paths measured, max logits reduced over the sp group),
+//    equal 1 rank the same way, with the same max logits and clipped heads.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,6 +21,7 @@
 #include <iostream>
 #include <algorithm>
 #include <map>
+#include <sstream>
 
 #include "io/checkpoint.h"
 #include "rl/trajectory_dump.h"
@@ -60,10 +65,28 @@ const fs::path& work_dir() {
   return dir;
 }
 
-std::string rl_cmd(const fs::path& out, int np, const std::string& extra) {
+// A differential-attention model (input/motif_small.deck shrunk: 8 signal heads, 2 key heads per
+// path) SFT-trained like work_dir()'s, once per attention kind ("grouped_differential" with 2
+// noise-control heads, "differential" with 8); returns its checkpoint folder.
+fs::path differential_init(const std::string& attention) {
+  static std::map<std::string, fs::path> done;
+  auto it = done.find(attention);
+  if (it != done.end()) return it->second;
+  const fs::path out = work_dir() / ("sft_" + attention);
+  auto r = run_cmd("OMP_NUM_THREADS=1 " + temper_bin() + " " + std::string(TEMPER_SOURCE_DIR) +
+                   "/input/motif_small.deck --run.output_dir=" + out.string() +
+                   " --data.train_files=" + (work_dir() / "data" / "sft_train.jsonl").string() +
+                   " --data.eval_file= --sft.eval_samples=0 --model.attention=" + attention +
+                   " --model.d_model=32 --model.n_layers=2 --model.head_dim=8 --model.ffn_dim=64 --data.seq_len=256"
+                   " --data.micro_batch=2 --sft.steps=40 --sft.lr=3e-3 --sft.warmup_steps=2 --checkpoint.every=0");
+  EXPECT_EQ(r.status, 0) << r.output;
+  return done[attention] = out / "checkpoints";
+}
+
+std::string rl_cmd(const fs::path& out, int np, const std::string& extra, const fs::path& init = {}) {
   return "OMP_NUM_THREADS=1 " + (np > 1 ? mpirun(np) : std::string()) + temper_bin() + " " +
          std::string(TEMPER_SOURCE_DIR) + "/input/quickstart_rl.deck --run.output_dir=" + out.string() +
-         " --model.init=" + (work_dir() / "sft" / "checkpoints").string() +
+         " --model.init=" + (init.empty() ? work_dir() / "sft" / "checkpoints" : init).string() +
          " --rl.prompts_file=" + (work_dir() / "if.jsonl").string() +
          " --rl.eval_file= --rl.prompts_per_step=8 --rl.group_size=4 --rl.max_new_tokens=48 --rl.filter=true"
          " --rl.filter_rollouts=2 --rl.filter_low=0 --rl.filter_high=1 --rl.task_mix=if:0.75,count:0.25"
@@ -144,6 +167,19 @@ double max_rel_diff(const fs::path& a, const fs::path& b, bool* bitwise = nullpt
   return worst;
 }
 
+// The metric `key` of every step line of a metrics JSONL file, in order.
+std::vector<double> step_metric(const fs::path& metrics, const std::string& key) {
+  std::vector<double> out;
+  std::istringstream in(read_file(metrics));
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto p = line.find("\"" + key + "\":");
+    if (p != std::string::npos && line.find("\"step\":") != std::string::npos)
+      out.push_back(std::stod(line.substr(p + key.size() + 3)));
+  }
+  return out;
+}
+
 double max_loss_diff(const fs::path& want, const fs::path& got, size_t steps) {
   const auto a = step_losses(want / "metrics.rank0.jsonl"), b = step_losses(got / "metrics.rank0.jsonl");
   EXPECT_EQ(a.size(), steps);
@@ -217,5 +253,51 @@ TEST(RunRlMesh, CheckpointOfTwoByTwoResumesOnAnyMeshAndBitForBitOnItself) {
     if (x.flags == mesh22) EXPECT_TRUE(bitwise) << "same-mesh RL resume is not bit for bit (max rel diff " << dw << ")";
     EXPECT_LT(dw, kWeightTol) << x.name;
     fs::remove_all(out);
+  }
+}
+
+TEST(RunRlMesh, DifferentialAttentionWithQkClipOnSpMeshesEqualsOneRank) {
+  struct Case {
+    std::string attention;
+    int sp, shard;
+  };
+  for (const Case& c : {Case{"grouped_differential", 2, 2}, Case{"differential", 4, 1}}) {
+    const fs::path init = differential_init(c.attention);
+    const std::string what = c.attention + " on mesh (" + std::to_string(c.sp) + "," + std::to_string(c.shard) + ",1)";
+    // tau below the tiny model's max logits (about 0.5), so heads get clipped every step
+    const std::string opts = "--rl.steps=2 --checkpoint.every=2 --rl.qk_clip_tau=0.3";
+    const fs::path one = work_dir() / ("one_" + c.attention), four = work_dir() / ("four_" + c.attention);
+    auto r = run_cmd(rl_cmd(one, 1, opts, init));
+    ASSERT_EQ(r.status, 0) << what << "\n" << r.output;
+    r = run_cmd(rl_cmd(four, 4, mesh_flags(c.sp, c.shard, 1) + opts, init));
+    ASSERT_EQ(r.status, 0) << what << "\n" << r.output;
+    EXPECT_NE(r.output.find(", " + c.attention + " attention"), std::string::npos) << what << "\n" << r.output;
+    const auto losses = step_losses(one / "metrics.rank0.jsonl");
+    ASSERT_EQ(losses.size(), 2u);
+    EXPECT_TRUE(losses[0] != 0 || losses[1] != 0) << what << ": the reference run trains on nothing";
+    expect_same_rollouts(one, four, 1, 2, what);
+    const double dl = max_loss_diff(one, four, 2);
+    const double dw = max_rel_diff(one / "checkpoints" / "ckpt_000000002.h5", four / "checkpoints" / "ckpt_000000002.h5");
+    const auto m1 = step_metric(one / "metrics.rank0.jsonl", "max_logit"),
+               m4 = step_metric(four / "metrics.rank0.jsonl", "max_logit");
+    const auto c1 = step_metric(one / "metrics.rank0.jsonl", "qk_clipped"),
+               c4 = step_metric(four / "metrics.rank0.jsonl", "qk_clipped");
+    ASSERT_EQ(m1.size(), 2u) << what;
+    ASSERT_EQ(m4.size(), 2u) << what;
+    ASSERT_EQ(c4.size(), c1.size()) << what;
+    double clipped = 0;
+    for (size_t i = 0; i < m1.size(); ++i) {
+      EXPECT_NEAR(m4[i], m1[i], 1e-5 * m1[i]) << what << ": max logit, step " << i + 1;
+      EXPECT_EQ(c4[i], c1[i]) << what << ": heads clipped, step " << i + 1;
+      clipped += c1[i];
+    }
+    EXPECT_GT(clipped, 0) << what << ": tau 0.3 clipped no head, the test has no teeth";
+    std::cout << "[ rl mesh ] " << what << " with QK-clip vs 1 rank over 2 steps: rollouts, rewards, advantages "
+              << "identical; heads clipped " << clipped << " (same); max relative loss difference " << dl
+              << ", max relative weight/optimizer difference " << dw << "\n";
+    EXPECT_LT(dl, kLossTol) << what;
+    EXPECT_LT(dw, kWeightTol) << what;
+    fs::remove_all(one);
+    fs::remove_all(four);
   }
 }

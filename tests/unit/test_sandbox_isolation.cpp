@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "rl/rewards/code_sandbox.h"
 #include "rl/rewards/reward.h"
+#include "rl/rewards/sandbox_cgroup.h"
 
 using namespace temper;
 namespace fs = std::filesystem;
@@ -52,7 +53,7 @@ bool marker_alive(const std::string& marker) {
 }
 
 bool eventually_dead(const std::string& marker) {
-  for (int i = 0; i < 100; ++i) {  // SIGKILL delivery is asynchronous: allow 1 s
+  for (int i = 0; i < 1000; ++i) {  // SIGKILL delivery is asynchronous: allow 10 s on a loaded machine
     if (!marker_alive(marker)) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -80,6 +81,14 @@ class SandboxIsolation : public ::testing::Test {
     size_t left = 0;
     for (auto& e : fs::directory_iterator(dir_ / "sbx")) left += e.path().filename().string().rfind("temper-sbx-", 0) == 0;
     EXPECT_EQ(left, 0u) << "sandbox folders were left behind";
+    // nor cgroups: each run's cgroup ("temper-sbx-<this pid>-N") is removed with the run
+    const std::string cg = sandbox_cgroup_summary(), under = " under ";
+    if (const size_t at = cg.find(under); at != std::string::npos) {
+      const std::string mine = "temper-sbx-" + std::to_string(getpid()) + "-";
+      std::error_code ec;
+      for (auto& e : fs::directory_iterator(cg.substr(at + under.size()), ec))
+        EXPECT_NE(e.path().filename().string().rfind(mine, 0), 0u) << e.path() << ": a cgroup was left behind";
+    }
     fs::remove_all(dir_);
   }
   // Skips the test where programs cannot be isolated (no namespaces here).
@@ -112,20 +121,35 @@ TEST_F(SandboxIsolation, ProcSnoopingFindsNothingOfTheRun) {
   // A stand-in for the trainer: its command line names the file.
   pid_t decoy = fork();
   if (decoy == 0) {
-    execl("/bin/sh", "sh", "-c", "sleep 30", "temper", secret.c_str(), nullptr);
+    // (not "sleep 30" alone: dash would exec it, and the command line would lose the file)
+    execl("/bin/sh", "sh", "-c", "sleep 30; exit 0", "temper", secret.c_str(), nullptr);
     _exit(127);
   }
   ASSERT_GT(decoy, 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Wait (no fixed sleep) until the decoy's command line shows the file, as the trainer's would.
+  const fs::path decoy_cmdline = fs::path("/proc") / std::to_string(decoy) / "cmdline";
+  bool shown = false;
+  for (int i = 0; i < 3000 && !shown; ++i) {
+    std::ifstream f(decoy_cmdline, std::ios::binary);
+    shown = std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>()).find("secret_prompts") !=
+            std::string::npos;
+    if (!shown) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(shown) << "the decoy did not start within 30 s";
   const std::string cheat =
-      "for f in /proc/[0-9]*/cmdline; do tr '\\000' '\\n' < \"$f\"; done 2>/dev/null | grep secret_prompts |"
-      " while read p; do cat \"$p\"; done 2>/dev/null | head -n 1\n"
-      "cat " + secret.string() + " 2>/dev/null\n";
+      "{ for f in /proc/[0-9]*/cmdline; do tr '\\000' '\\n' < \"$f\"; done 2>/dev/null | grep secret_prompts |"
+      " while read p; do cat \"$p\"; done 2>/dev/null\n"
+      "cat " + secret.string() + " 2>/dev/null; } | head -n 1\n";
   RewardResult r = run1(cheat, {{"", "the-expected-answer-17\n"}});
+  // The control: the same program without the isolation (as on the main of issue 17) does
+  // find the answer, so the 0 above is the isolation's doing, not a broken cheat.
+  opt_.allow_unisolated = opt_.force_unisolated = true;
+  RewardResult bare = run1(cheat, {{"", "the-expected-answer-17\n"}});
   kill(decoy, SIGKILL);
   waitpid(decoy, nullptr, 0);
   EXPECT_EQ(r.reward, 0.0) << "the program read the prompts of the run: " << r.detail;
   EXPECT_NE(r.detail.find("mnt+pid"), std::string::npos) << r.detail;
+  EXPECT_EQ(bare.reward, 1.0) << "the cheat does not work even unisolated, so it proves nothing: " << bare.detail;
 }
 
 // What a program sees: nothing of the run (data, decks, other sandboxes' folders, host
@@ -231,6 +255,21 @@ TEST_F(SandboxIsolation, EmptyExpectedOutputIsRefused) {
     EXPECT_THROW(run1("exit 0", {{"", "3\n"}, {"", empty}}), Error) << "'" << empty << "'";
 }
 
+// A double fork + execve (clean environment, another folder, optionally a new session) of
+// `sleep <marker>`; the program prints "started" once the escapee shows in its /proc (no
+// fixed sleep: on a loaded machine the escapee may take long to start). The pattern is
+// written so that grep's own command line does not match it.
+std::string escape_script(const std::string& marker, bool setsid) {
+  const std::string pattern = marker.substr(0, 1) + "[" + marker.substr(1, 1) + "]" + marker.substr(2);
+  return "(cd / && (exec env -i " + std::string(setsid ? "setsid " : "") + "/bin/sleep " + marker +
+         " </dev/null >/dev/null 2>&1 &) &)\n"
+         "i=0\n"
+         "until grep -q '" + pattern + "' /proc/[0-9]*/cmdline 2>/dev/null; do\n"
+         "  i=$((i + 1)); [ $i -gt 2000 ] && exit 1; sleep 0.01\n"
+         "done\n"
+         "echo started";
+}
+
 // Finding 6: without namespaces, a double fork followed by execve (clean environment,
 // another folder) escaped and ran after the sandbox ended.
 TEST_F(SandboxIsolation, DoubleForkExecveEscapeDiesUnisolated) {
@@ -239,19 +278,17 @@ TEST_F(SandboxIsolation, DoubleForkExecveEscapeDiesUnisolated) {
   opt_.allow_unisolated = true;
   opt_.force_unisolated = true;
   const std::string marker = "48." + std::to_string(getpid());
-  const std::string script = "(cd / && (exec env -i /bin/sleep " + marker +
-                             " </dev/null >/dev/null 2>&1 &) &)\nsleep 0.2\necho started";
-  RewardResult r = run1(script, {{"", "started\n"}});
+  RewardResult r = run1(escape_script(marker, false), {{"", "started\n"}});
   EXPECT_NE(r.detail.find("unisolated"), std::string::npos) << r.detail;
+  EXPECT_EQ(r.reward, 1.0) << "the escapee was not seen running, so this proves nothing: " << r.detail;
   EXPECT_TRUE(eventually_dead(marker)) << "an escaped process outlived the unisolated sandbox";
 }
 
 TEST_F(SandboxIsolation, DoubleForkExecveEscapeDiesIsolated) {
   REQUIRE_ISOLATION();
   const std::string marker = "49." + std::to_string(getpid());
-  const std::string script = "(cd / && (exec env -i setsid /bin/sleep " + marker +
-                             " </dev/null >/dev/null 2>&1 &) &)\nsleep 0.2\necho started";
-  RewardResult r = run1(script, {{"", "started\n"}});
+  RewardResult r = run1(escape_script(marker, true), {{"", "started\n"}});
+  EXPECT_EQ(r.reward, 1.0) << "the escapee was not seen running, so this proves nothing: " << r.detail;
   EXPECT_TRUE(eventually_dead(marker)) << "an escaped process outlived the sandbox: " << r.detail;
 }
 

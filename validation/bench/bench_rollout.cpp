@@ -3,15 +3,12 @@
 // random-init Qwen2 shapes: `batch` prompts of `prompt_len` random tokens,
 // `new_tokens` sampled each (no stop token, so every sequence runs to the
 // budget), temperature 1. Per row it prints:
-//   - generated tokens/s with decode graphs and the cached attention in runs of
-//     positions (TEMPER_CACHED_ATTN=runs), with graphs and the first attention
-//     (one position at a time, v1), call by call with v1 (the defaults), and HF
+//   - generated tokens/s with decode graphs and call by call (the default), and HF
 //     generate's tokens/s measured in the same run (--torch SCRIPT runs
 //     validation/bench/torch_generate.py with the same shapes first);
 //   - the decode step's split, timed on its own engine at the mean context
 //     length prompt + new/2: forward call by call, forward as a graph, the
-//     decode attention alone (all layers, runs and v1) with the bandwidth the runs
-//     variant reaches, and
+//     decode attention alone (all layers) with the bandwidth it reaches, and
 //     sampling;
 //   - the bytes one decode step must move (weights + KV cache at the mean
 //     context + logits written and read once) and the roofline tokens/s they
@@ -115,8 +112,8 @@ std::map<std::pair<std::string, int>, double> run_torch(const std::string& scrip
 struct Row {
   std::string shape;
   int batch = 0;
-  double tps = 0, tps_v1 = 0, tps_eager = 0, tps_hf = 0, step_ms = 0;
-  double fwd_eager_ms = 0, fwd_graph_ms = 0, attn_ms = 0, attn_gbs = 0, attn_v1_ms = 0, sample_ms = 0;
+  double tps = 0, tps_eager = 0, tps_hf = 0, step_ms = 0;
+  double fwd_eager_ms = 0, fwd_graph_ms = 0, attn_ms = 0, attn_gbs = 0, sample_ms = 0;
   double step_mb = 0, weight_mb = 0, kv_mb = 0, roofline_tps = 0;
   double dlogp_median = 0, dlogp_p99 = 0, dlogp_max = 0;
   int64_t dlogp_n = 0;
@@ -173,10 +170,8 @@ void step_split(Kernels& k, Decoder& model, int B, int ctx, Row& r) {
   eng.set_use_graphs(false);
   r.fwd_eager_ms = ms_per_call(k, 10, [&] { eng.decode(slots, toks, pos); });
   eng.set_use_graphs(true);
-  setenv("TEMPER_CACHED_ATTN", "runs", 1);  // (recorded into the graph)
   Tensor logits;
   r.fwd_graph_ms = ms_per_call(k, 10, [&] { logits = eng.decode(slots, toks, pos); });
-  unsetenv("TEMPER_CACHED_ATTN");
   // sampling (temperature 1, no truncation) of the logits
   Tensor u = k.alloc({int64_t(B)}, DType::F32), tok = k.alloc({int64_t(B)}, DType::I32);
   Tensor lp = k.alloc({int64_t(B)}, DType::F32);
@@ -204,10 +199,7 @@ void step_split(Kernels& k, Decoder& model, int B, int ctx, Row& r) {
   auto attn_all_layers = [&] {
     for (int l = 0; l < c.n_layers; ++l) k.attention_cached(o, q, kc, vc, ds, dp);
   };
-  setenv("TEMPER_CACHED_ATTN", "runs", 1);
   r.attn_ms = ms_per_call(k, 3, attn_all_layers);
-  unsetenv("TEMPER_CACHED_ATTN");
-  r.attn_v1_ms = ms_per_call(k, 3, attn_all_layers);
   const double kv_bytes = 2.0 * c.n_layers * double(B) * (ctx + 1) * double(KVH * D) * dtype_size(k.act_dtype());
   r.attn_gbs = kv_bytes / (r.attn_ms * 1e-3) / 1e9;
 }
@@ -264,14 +256,12 @@ int main(int argc, char** argv) {
         so.seed = 3;
         SamplingOptions warm = so;  // a short run allocates the engine and records the graphs
         warm.max_new_tokens = 4;
-        // pass 0: graphs and the cached attention in runs of positions (TEMPER_CACHED_ATTN=runs);
-        // 1: graphs, attention one position at a time (v1); 2: call by call with v1 (the defaults)
-        for (int pass = 0; pass < (eager ? 3 : 1); ++pass) {
-          const char* names[] = {"graphs, attention runs", "graphs, attention v1", "eager, attention v1"};
-          if (pass == 0) setenv("TEMPER_CACHED_ATTN", "runs", 1);
+        // pass 0: decode steps as graphs; 1: call by call (the default)
+        for (int pass = 0; pass < (eager ? 2 : 1); ++pass) {
+          const char* names[] = {"graphs", "eager"};
           try {
             Generator gen(model, *k, B, nullptr, prompt_len + new_tokens);
-            gen.set_decode_graphs(pass < 2);
+            gen.set_decode_graphs(pass == 0);
             gen.generate(prompts, warm);
             k->synchronize();
             const auto t0 = Clock::now();
@@ -286,15 +276,12 @@ int main(int argc, char** argv) {
               r.tps = double(toks) / s;
               r.step_ms = st.decode_steps > 0 ? 1e3 * (st.seconds - st.prefill_seconds) / double(st.decode_steps) : 0;
               logp_agreement(*k, model, prompts, out, 16, r);
-            } else if (pass == 1) {
-              r.tps_v1 = double(toks) / s;
             } else {
               r.tps_eager = double(toks) / s;
             }
           } catch (const std::exception& e) {
             std::printf("  %s batch %d %s: error: %s\n", shape.c_str(), B, names[pass], e.what());
           }
-          unsetenv("TEMPER_CACHED_ATTN");
         }
         const int ctx = prompt_len + new_tokens / 2;
         if (do_split) step_split(*k, model, B, ctx, r);
@@ -308,28 +295,26 @@ int main(int argc, char** argv) {
         if (it != hf.end()) r.tps_hf = it->second;
         rows.push_back(r);
         std::printf("JSON {\"bench\":\"rollout\",\"impl\":\"temper\",\"shape\":\"%s\",\"batch\":%d,\"prompt_len\":%d,"
-                    "\"new_tokens\":%d,\"tokens_per_s\":%.1f,\"graphs_attn_v1_tokens_per_s\":%.1f,"
-                    "\"eager_attn_v1_tokens_per_s\":%.1f,\"hf_tokens_per_s\":%.1f,"
+                    "\"new_tokens\":%d,\"tokens_per_s\":%.1f,\"eager_tokens_per_s\":%.1f,\"hf_tokens_per_s\":%.1f,"
                     "\"step_ms\":%.3f,\"fwd_eager_ms\":%.3f,\"fwd_graph_ms\":%.3f,\"attn_ms\":%.3f,"
-                    "\"attn_GBps\":%.0f,\"attn_v1_ms\":%.3f,\"sample_ms\":%.3f,\"step_MB\":%.0f,\"roofline_tokens_per_s\":%.0f,"
+                    "\"attn_GBps\":%.0f,\"sample_ms\":%.3f,\"step_MB\":%.0f,\"roofline_tokens_per_s\":%.0f,"
                     "\"dlogp_median\":%.3g,\"dlogp_p99\":%.3g,\"dlogp_max\":%.3g}\n",
-                    shape.c_str(), B, prompt_len, new_tokens, r.tps, r.tps_v1, r.tps_eager, r.tps_hf, r.step_ms,
-                    r.fwd_eager_ms, r.fwd_graph_ms, r.attn_ms, r.attn_gbs, r.attn_v1_ms, r.sample_ms, r.step_mb, r.roofline_tps, r.dlogp_median,
+                    shape.c_str(), B, prompt_len, new_tokens, r.tps, r.tps_eager, r.tps_hf, r.step_ms,
+                    r.fwd_eager_ms, r.fwd_graph_ms, r.attn_ms, r.attn_gbs, r.sample_ms, r.step_mb, r.roofline_tps, r.dlogp_median,
                     r.dlogp_p99, r.dlogp_max);
         std::fflush(stdout);
       }
     }
     std::printf("\nprompt %d + %d new tokens; step split at context %d; bandwidth %.0f GB/s\n", prompt_len, new_tokens,
                 prompt_len + new_tokens / 2, bw / 1e9);
-    std::printf("| shape | batch | tok/s | tok/s graphs + attn v1 | tok/s eager + attn v1 | HF tok/s | step ms in run "
-                "| fwd eager ms | fwd graph ms | attn ms (GB/s) | attn v1 ms | sample ms | MB/step (weights + KV) "
-                "| roofline tok/s | of roofline |\n"
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    std::printf("| shape | batch | tok/s graphs | tok/s eager | HF tok/s | step ms in run | fwd eager ms | fwd graph ms "
+                "| attn ms (GB/s) | sample ms | MB/step (weights + KV) | roofline tok/s | of roofline |\n"
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const Row& r : rows)
-      std::printf("| %s | %d | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f (%.0f) | %.2f | %.2f | %.0f (%.0f + "
+      std::printf("| %s | %d | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f (%.0f) | %.2f | %.0f (%.0f + "
                   "%.0f) | %.0f | %.1f %% |\n",
-                  r.shape.c_str(), r.batch, r.tps, r.tps_v1, r.tps_eager, r.tps_hf, r.step_ms, r.fwd_eager_ms,
-                  r.fwd_graph_ms, r.attn_ms, r.attn_gbs, r.attn_v1_ms, r.sample_ms, r.step_mb, r.weight_mb, r.kv_mb, r.roofline_tps,
+                  r.shape.c_str(), r.batch, r.tps, r.tps_eager, r.tps_hf, r.step_ms, r.fwd_eager_ms,
+                  r.fwd_graph_ms, r.attn_ms, r.attn_gbs, r.sample_ms, r.step_mb, r.weight_mb, r.kv_mb, r.roofline_tps,
                   100.0 * r.tps / std::max(r.roofline_tps, 1e-30));
     std::printf("\n|logp_rollout - logp_trainer| over the sampled tokens of 16 sequences:\n"
                 "| shape | batch | tokens | median | p99 | max |\n|---|---:|---:|---:|---:|---:|\n");

@@ -3,13 +3,15 @@
 #  mesh   A small model (the quickstart's) trained with SFT and then RL on 4 ranks sharing the
 #         GPU as sp 2 x dp_shard 2 (parallel.device_comm = mpi: device buffers staged through
 #         host memory), against the same runs on 1 rank: per-step loss differences.
-#  big    RL steps of the Qwen2-1.5B shape (random weights, Qwen3 tokenizer; zero-variance groups kept,
-#         so the update trains on every sample although a random model earns no reward) on one GPU as
-#         dp_shard 2 (2 ranks; BIG_RANKS="1 2" adds 1 rank): generation and update tokens/s per step.
+#  big    RL of the quickstart deck at the Qwen2-1.5B shape (random weights, Qwen3 tokenizer; zero-variance
+#         groups kept, so the update trains on every sample although a random model earns little reward) on
+#         one GPU: 1 rank, then 2 ranks sharing the GPU (parallel.device_comm = mpi) as sp 2 and as dp_shard 2
+#         (BIG_MESHES): per-step loss, its difference from 1 rank, generation and update tokens/s, step time.
 # Prints a markdown table; logs and metrics go to $OUT (or a temporary folder).
 #
 #   validation/engine/run_device.sh BIN_DIR
-# Environment: PARTS ["mesh big"]  BACKEND [cuda]  SFT_STEPS [300]  RL_STEPS [4]  BIG_STEPS [3]  BIG_RANKS [2]
+# Environment: PARTS ["mesh big"]  BACKEND [cuda]  SFT_STEPS [300]  RL_STEPS [4]  BIG_STEPS [3]
+#   BIG_MESHES ["1 sp2 shard2"] (1 = one rank; spN / shardN = N ranks on the GPU as sp N / dp_shard N)
 #   TOKENIZER [hf:.cache/hf-tokenizers/qwen3]  BIG_ARGS / MESH_ARGS (extra --section.key=value overrides)
 set -u
 B=$(cd "${1:?usage: run_device.sh BIN_DIR}" && pwd)
@@ -86,24 +88,24 @@ for i in range(256):
        --rl.prompts_file=$W/if.jsonl --rl.task_mix=if:1 --rl.stop_strings=the --rl.eval_file= --rl.filter=false --rl.steps=${BIG_STEPS:-3}
        --rl.prompts_per_step=32 --rl.group_size=8 --rl.drop_zero_variance=false --rl.max_new_tokens=256 --rl.max_batch=256 --rl.lr=1e-6
        --rl.dump_every=0 --checkpoint.every=0 ${BIG_ARGS:-}"
-  for n in ${BIG_RANKS:-2}; do
-    if [ "$n" = 1 ]; then
-      # shellcheck disable=SC2086
-      "$T" $BIG --run.output_dir="$W/big1" > "$O/big1.log" 2>&1
-    else
-      # shellcheck disable=SC2086
-      $MPI -np "$n" "$T" $BIG --parallel.dp_shard="$n" --parallel.device_comm=mpi --run.output_dir="$W/big$n" > "$O/big$n.log" 2>&1
-    fi
-    echo "1.5B on $n rank(s): exit $?"
+  for m in ${BIG_MESHES:-1 sp2 shard2}; do
+    case "$m" in
+      1) "$T" $BIG --run.output_dir="$W/big_$m" > "$O/big_$m.log" 2>&1 ;;  # shellcheck disable=SC2086
+      sp*) n=${m#sp}; $MPI -np "$n" "$T" $BIG --parallel.sp="$n" --parallel.device_comm=mpi --run.output_dir="$W/big_$m" > "$O/big_$m.log" 2>&1 ;;
+      shard*) n=${m#shard}; $MPI -np "$n" "$T" $BIG --parallel.dp_shard="$n" --parallel.device_comm=mpi --run.output_dir="$W/big_$m" > "$O/big_$m.log" 2>&1 ;;
+      *) echo "BIG_MESHES: unknown entry '$m' (1, spN or shardN)"; continue ;;
+    esac
+    echo "1.5B as $m: exit $?"
   done
   echo
-  echo "| 1.5B RL on one GPU | gen tokens per step (rank 0) | generation tok/s (rank 0) | gen s | trained tokens (all ranks) | update s | step s |"
-  echo "| --- | --- | --- | --- | --- | --- | --- |"
-  for n in ${BIG_RANKS:-2}; do
-    m=$W/big$n/metrics.rank0.jsonl
-    cp "$m" "$O/big$n.metrics.jsonl" 2>/dev/null
-    echo "| $([ "$n" = 1 ] && echo '1 rank' || echo "dp_shard $n, $n ranks") | $(col "$m" gen_tokens) | $(col "$m" gen_tok_per_s) | $(col "$m" gen_seconds) | $(col "$m" trained_tokens) | $(col "$m" update_seconds) | $(col "$m" step_seconds) |"
+  echo "| 1.5B RL on one GPU | loss per step | max rel. loss diff vs 1 rank | gen tok/s (rank 0) | gen s | trained tokens (all ranks) | update s | step s |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  for m in ${BIG_MESHES:-1 sp2 shard2}; do
+    f=$W/big_$m/metrics.rank0.jsonl
+    cp "$f" "$O/big_$m.metrics.jsonl" 2>/dev/null
+    d=$([ "$m" = 1 ] && echo "-" || lossdiff "$W/big_1/metrics.rank0.jsonl" "$f")
+    echo "| $([ "$m" = 1 ] && echo '1 rank' || echo "$m (${m//[a-z]/} ranks, device_comm mpi)") | $(col "$f" loss) | $d | $(col "$f" gen_tok_per_s) | $(col "$f" gen_seconds) | $(col "$f" trained_tokens) | $(col "$f" update_seconds) | $(col "$f" step_seconds) |"
   done
-  for n in ${BIG_RANKS:-2}; do grep -h -iE "error|peak|init" "$O/big$n.log" | tail -4; done
+  for m in ${BIG_MESHES:-1 sp2 shard2}; do grep -h -iE "error|peak|init" "$O/big_$m.log" | tail -4; done
 fi
 stamp done

@@ -15,6 +15,7 @@
 # Environment (defaults in brackets):
 #   PARTS ["eval repro"]  BACKEND [cuda]  SEEDS [5]  RL_STEPS [60]  SFT_STEPS [3000]  JOBS [6] (RL runs at once)
 #   CELLS [all of the matrix]  BUDGET_S [330] (no RL run starts after this many seconds of the repro part)
+#   ONLY ["" = every cell x seed; else the runs "cell:seed ..." to make, e.g. those a cut-off call skipped]
 #   GSM8K [a converted GSM8K JSONL; else converted from $TEMPER_BENCHMARKS_DIR/gsm8k_test.jsonl]
 #   TOKENIZER [hf:.cache/hf-tokenizers/qwen3]  EVAL_PROMPTS [0 = all]  EVAL_MAX_BATCH [512]  EVAL_TIMEOUT [420]
 #   EVAL_ARGS / SFT_ARGS / RL_ARGS: extra --section.key=value overrides (e.g. tiny CPU checks)
@@ -114,6 +115,7 @@ if [[ " $PARTS " == *" repro "* ]]; then
   for seed in $(seq 1 "$SEEDS"); do  # seed-major: a cut-off run still has every cell
     for cell in $CELLS; do
       args=$(echo "$MATRIX" | grep "^$cell|" | cut -d'|' -f2)
+      if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $cell:$seed "* ]]; then continue; fi
       if [ "$(( $(date +%s) - r0 ))" -ge "$BUDGET_S" ]; then
         echo "$cell seed $seed" >> "$O/repro/skipped.txt"
         continue

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 20 device run (one call): the generation GPU tests (graph decode vs eager
-# vs CPU, cached attention runs vs one position at a time, the vocabulary mask),
+# vs CPU engine, the vocabulary mask vs its CPU twin, kv cache and sampling),
 # the cached-attention tests of test_cuda_attention, then bench_rollout with HF
 # generate measured in the same run. Binaries are built on the host
 # (build-cuda, sm_90a) and copied into .dev/rollout/ (carried).
