@@ -19,6 +19,7 @@ H=$(cd "$(dirname "$0")/../.." && pwd)
 O=${OUT:-$(mktemp -d)}
 mkdir -p "$O"
 W=${WORK:-$(mktemp -d)}
+mkdir -p "$W"
 PARTS=${PARTS:-mesh big}
 BACKEND=${BACKEND:-cuda}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -38,7 +39,9 @@ print(','.join(repr(x) for x in v))" 2>/dev/null; }
 # Largest relative difference of the per-step `loss` of two runs.
 lossdiff() { python3 -c "
 import json
-def f(p): return [json.loads(l)['loss'] for l in open(p) if l.strip() and 'loss' in json.loads(l)]
+def f(p):
+  try: return [json.loads(l)['loss'] for l in open(p) if l.strip() and 'loss' in json.loads(l)]
+  except OSError: return []
 a,b=f('$1'),f('$2')
 if len(a)!=len(b) or not a: print('steps differ: %d vs %d'%(len(a),len(b)))
 else: print('%.2e over %d steps'%(max(abs(x-y)/max(abs(x),1e-6) for x,y in zip(a,b)),len(a)))" 2>&1; }
@@ -78,9 +81,12 @@ if [[ " $PARTS " == *" big "* ]]; then
   # Instruction-following prompts: a random model's answers are judged (pass or fail), never
   # "unparsable" (which the update drops); a random model rarely ends its turn and a response cut at
   # max_new_tokens is unparsable, so the stop string "the" ends most responses before the limit.
+  # The required letter count (at least n, n from 2 to 64) varies over the prompts so that some
+  # groups hold passes and fails (responses of random length): nonzero advantages, a nonzero loss
+  # to compare between the meshes.
   python3 -c "
 for i in range(256):
-    print('{\"messages\":[{\"role\":\"user\",\"content\":\"Write about topic %d\"}],\"task\":\"if\",\"constraints\":{\"type\":\"letter_frequency\",\"letter\":\"%s\",\"n\":2}}' % (i, 'aeiou'[i % 5]))" > "$W/if.jsonl"
+    print('{\"messages\":[{\"role\":\"user\",\"content\":\"Write about topic %d\"}],\"task\":\"if\",\"constraints\":{\"type\":\"letter_frequency\",\"letter\":\"%s\",\"n\":%d}}' % (i, 'aeiou'[i % 5], [2, 4, 8, 16, 32, 64][(i // 5) % 6]))" > "$W/if.jsonl"
   BIG="input/quickstart_rl.deck --run.backend=$BACKEND --model.init=random --model.vocab_size=0 --model.d_model=1536
        --model.n_layers=28 --model.n_heads=12 --model.n_kv_heads=2 --model.head_dim=128 --model.ffn_dim=8960
        --model.rope_theta=1000000 --model.qkv_bias=true --model.tie_embeddings=true
