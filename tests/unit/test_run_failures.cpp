@@ -149,6 +149,7 @@ TEST(RunFailures, DiskFullWhileWritingATrajectoryDumpIsAnError) {
   ASSERT_FALSE(msg.empty()) << "a dump larger than the disk was written without an error";
   EXPECT_NE(msg.find("traj_000000002.h5"), std::string::npos) << msg;
   EXPECT_NE(msg.find("No space left on device"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << "the message is not one line: " << msg;
   EXPECT_FALSE(fs::exists(dumper.partial_path_for(2))) << msg;
   EXPECT_FALSE(fs::exists(dumper.path_for(2))) << msg;
   const temper::TrajectoryBatch back = temper::read_trajectory_dump(first);
