@@ -39,6 +39,7 @@ int run_eval_phase(PhaseContext& ctx, const EvalOptions& o, const Tokenizer& tok
              opt.temperature, ", max_new_tokens ", opt.max_new_tokens, ")");
   policy.begin_generation();
   Generator gen(policy.decoder(), k, opt.max_batch, opt.stop_strings.empty() ? nullptr : &tok);
+  gen.set_vocab_limit(tok.vocab_size());  // never sample ids the tokenizer lacks
   HeldoutResult r = evaluate_prompts(gen, tok, tmpl, prompts, opt, scoring, mesh.world(), results);
   policy.end_generation();
 

@@ -180,6 +180,7 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
     policy.begin_generation();
     {
       Generator gen(policy.decoder(), k, o.rollout.max_batch, o.rollout.stop_strings.empty() ? nullptr : &tok);
+      gen.set_vocab_limit(tok.vocab_size());  // never sample ids the tokenizer lacks
       fn(gen);
     }
     policy.end_generation();

@@ -4,6 +4,7 @@
 // deck.resolved.ini alone, sft.steps = 0 and broken data get one clear message.
 // The disk-full cases mount a small tmpfs and skip, saying why, where that is not allowed.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -32,6 +33,11 @@ std::string toy(const fs::path& out, const std::string& extra, int np = 0) {
 class SmallDisk {
  public:
   SmallDisk(const std::string& name, const std::string& size) : dir_(fresh_dir(name)) {
+    // In a mount namespace of this test process (temper and mpirun, its children, inherit it),
+    // where it can have one: a test killed midway (a ctest timeout) then leaves no mount behind.
+    static const bool private_mounts =
+        ::unshare(CLONE_NEWNS) == 0 && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
+    (void)private_mounts;
     if (::mount("tmpfs", dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, ("size=" + size).c_str()) != 0)
       reason_ = std::string("cannot mount a tmpfs here: ") + std::strerror(errno);
   }
@@ -149,6 +155,7 @@ TEST(RunFailures, DiskFullWhileWritingATrajectoryDumpIsAnError) {
   ASSERT_FALSE(msg.empty()) << "a dump larger than the disk was written without an error";
   EXPECT_NE(msg.find("traj_000000002.h5"), std::string::npos) << msg;
   EXPECT_NE(msg.find("No space left on device"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << "the message is not one line: " << msg;
   EXPECT_FALSE(fs::exists(dumper.partial_path_for(2))) << msg;
   EXPECT_FALSE(fs::exists(dumper.path_for(2))) << msg;
   const temper::TrajectoryBatch back = temper::read_trajectory_dump(first);
