@@ -282,6 +282,7 @@ int main(int argc, char** argv) {
       else fail("bench_rollout: unknown option ", a);
     }
     TEMPER_CHECK(prompt_len >= 1 && new_tokens >= 2, "bench_rollout: --prompt-len must be >= 1, --new-tokens >= 2");
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a log even if the run is stopped
     std::map<std::pair<std::string, int>, double> hf;
     if (!torch_script.empty())
       hf = run_torch(torch_script, shapes, torch_batches.empty() ? batches : torch_batches, prompt_len, new_tokens);
@@ -289,7 +290,7 @@ int main(int argc, char** argv) {
     const double bw = copy_bandwidth(*k);
     std::printf("device copy bandwidth (read + write): %.0f GB/s\n", bw / 1e9);
     std::vector<Row> rows;
-    for (const auto& shape : split(shapes)) {
+    for (const auto& shape : split(batches).empty() ? std::vector<std::string>{} : split(shapes)) {
       const ModelConfig cfg = bench_shape_config(shape);
       Decoder model(cfg, *k, DType::F32);
       model.init_random(1);
