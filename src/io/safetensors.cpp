@@ -396,6 +396,7 @@ std::vector<std::string> write_safetensors_sharded(const std::string& dir, const
     {
       std::ofstream out(ip + ".partial", std::ios::trunc);
       out << index.dump(2) << "\n";
+      out.close();  // a full disk shows when the buffer is written, at the close
       TEMPER_CHECK(out.good(), "writing '", ip, ".partial' failed");
     }
     fs::rename(ip + ".partial", ip, ec);
