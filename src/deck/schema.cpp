@@ -67,7 +67,7 @@ Builder build_schema() {
       .one_of({"sft", "rl", "eval", "toy"});
   b.k("output_dir", Str, "out", "directory for checkpoints, metrics and dumps (relative to the working directory)");
   b.k("seed", Int, "1234", "global random seed (initialisation, sampling)").at_least(0);
-  b.k("backend", Str, "cpu", "compute backend").one_of({"cpu", "cuda"});
+  b.k("backend", Str, "cpu", "compute backend (kokkos: when built with Kokkos)").one_of({"cpu", "cuda", "kokkos"});
   b.k("deterministic", Bool, "true",
       "bitwise-reproducible training on cuda (a resumed run equals the uninterrupted one): the attention "
       "backward for head dims 64/128 runs cuDNN's deterministic graph or temper's atomic-free kernels; false "
