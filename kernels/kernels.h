@@ -56,6 +56,10 @@ class Kernels {
   // The backend's native stream as an opaque handle (cudaStream_t on cuda), for
   // communicators that queue work behind the kernels; null where there is none.
   virtual void* native_stream() { return nullptr; }
+  // Bitwise-reproducible results (on) or, where a backend has a faster kernel
+  // whose last bits vary from run to run, that one (off). Deck key
+  // run.deterministic; backends without such a choice ignore it.
+  virtual void set_deterministic(bool on) { (void)on; }
   // Bytes this backend holds from its device allocator (its high-water mark when
   // the allocator caches, as the cuda one does); -1 where it is not tracked (cpu).
   virtual int64_t device_memory_reserved() const { return -1; }

@@ -46,6 +46,7 @@ class ProfilingKernels final : public Kernels {
   void copy_heads(Tensor& dst, int64_t dst_head, const Tensor& src, int64_t src_head, int64_t count,
                   bool accumulate) override;
   void synchronize() override { inner_.synchronize(); }
+  void set_deterministic(bool on) override { inner_.set_deterministic(on); }
 
   void embedding_forward(Tensor& out, const Tensor& tokens, const Tensor& wte) override;
   void embedding_backward(Tensor& dwte, const Tensor& dout, const Tensor& tokens) override;

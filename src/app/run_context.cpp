@@ -44,6 +44,7 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
     log_info("checkpoints: HDF5 files written through MPI-IO by all ", mesh.world_size(),
              mesh.world_size() == 1 ? " rank" : " ranks", writer_ ? " in the background" : "", " into ", ckpt_dir);
   kernels_ = make_kernels(deck.get_string("run.backend"), mesh.local_rank());
+  kernels_->set_deterministic(deck.get_bool("run.deterministic"));
   const std::string dc = deck.get_string("parallel.device_comm");
   if (kernels_->device() == Device::CUDA) {
     const auto sh = mesh.shape();
