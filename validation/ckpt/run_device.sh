@@ -16,7 +16,7 @@
 #          step 4: reused, after the step-2 write finished), each background write (GB/s)
 #   sync   2 steps, a checkpoint at step 2, checkpoint.async = false: the synchronous
 #          write (GB/s) and what training waited for it
-#   disk   dd of 4 GiB to the same folder with fsync: the disk's own speed, same call
+#   disk   first, dd of 4 GiB to the same folder with fsync: the disk's own speed, same call
 # Environment: DISK [$TMPDIR or /tmp] (needs 45 GB free for two async checkpoints; with
 #   less, the async run saves only at step 2), BUDGET [140] seconds for everything (each
 #   run is given what is left; a run cut short reports what it logged), BACKEND [cuda],
@@ -75,16 +75,19 @@ run() {
   rm -rf "${W:?}/$name"
 }
 
+# the disk's own speed first: with less than 1.5 GB/s (or less than 45 GB free) the async run
+# saves only at step 2, so that the sync run still fits in the budget
+dd_line=$(timeout 30 dd if=/dev/zero of="$W/dd.bin" bs=64M count=64 conv=fsync 2>&1 | tail -1)
+rm -f "$W/dd.bin"
+dd_gbps=$(echo "$dd_line" | awk -F', ' '{ s = $(NF - 1) + 0; if (s > 0) printf "%.2f", 4.294967296 / s; else print 0 }')
 free_gb=$(df -BG --output=avail "$DISK" | tail -1 | tr -dc 0-9)
 ASTEPS=4
-[ "${free_gb:-0}" -lt 45 ] && [ "$BACKEND" = cuda ] && ASTEPS=2
+if [ "$BACKEND" = cuda ]; then
+  [ "${free_gb:-0}" -lt 45 ] && ASTEPS=2
+  awk -v g="$dd_gbps" 'BEGIN { exit !(g < 1.5) }' && ASTEPS=2
+fi
 run async "$ASTEPS" 2 true
 run sync 2 2 false
-dd_line="n/a"
-if [ "$(left)" -gt 10 ]; then
-  dd_line=$(timeout "$(left)" dd if=/dev/zero of="$W/dd.bin" bs=64M count=64 conv=fsync 2>&1 | tail -1)
-  rm -f "$W/dd.bin"
-fi
 rm -rf "$W"
 
 # figures from the logs
@@ -107,7 +110,7 @@ num='[0-9]+\.[0-9]+'
   echo "| checkpoint size (GB) | $(first "$A" 'checkpoint written' "wrote $num GB" | grep -oE "$num") | $(first "$S" 'checkpoint written' "$num GB in" | grep -oE "$num") |"
   echo "| step time without a save (s, step 3 line - step 2 line) | $(awk -v a="$(stamp "$A" ' step +3/')" -v b="$(stamp "$A" ' step +2/')" 'BEGIN { if (a != "" && b != "") printf "%.2f", a - b }') | |"
   echo
-  echo "disk reference (dd 4 GiB, conv=fsync, same folder): $dd_line"
+  echo "disk reference (dd 4 GiB, conv=fsync, same folder, before the runs): $dd_line ($dd_gbps GB/s)"
   echo
   for f in "$A" "$S"; do
     echo "Timing lines of $(basename "$f" .log) (seconds since launch):"
