@@ -129,6 +129,9 @@ class CudaKernels final : public Kernels {
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
   double sum_squares(const Tensor& x) override;
   double sum_squares_many(const std::vector<const Tensor*>& xs) override;
+  // One multi-tensor kernel over all tensors (chunks of every tensor in one grid,
+  // a pointer table on the device), the bf16 compute copies written in the same pass.
+  void adamw_step_many(const std::vector<AdamWTensor>& ts, const AdamWParams& p) override;
 
   // matmul.cu: row-major C[M,N] = alpha * op(A) @ op(B) + beta * C through
   // cublasGemmEx (f32 compute). A and B are bf16; C is bf16 or f32 (ctype).
@@ -147,6 +150,15 @@ class CudaKernels final : public Kernels {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   std::shared_ptr<cuda::CachingAllocator> pool_;
+  // adamw.cu: device copies of the multi-tensor kernels' pointer tables, kept while
+  // callers pass the same tensors (the optimizer and the gradient norm, every step):
+  // a table is uploaded once, not per call. Most recently used first, a few kept.
+  struct DeviceTable {
+    std::vector<unsigned char> host;
+    Tensor dev;
+  };
+  std::vector<DeviceTable> tables_;
+  const void* device_table(std::vector<unsigned char> bytes);
 };
 
 }  // namespace temper
