@@ -18,6 +18,7 @@
 //  * Small per-row statistics (rstd, lse, logp) are f32 on every backend.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +59,19 @@ class Kernels {
   // Bytes this backend holds from its device allocator (its high-water mark when
   // the allocator caches, as the cuda one does); -1 where it is not tracked (cpu).
   virtual int64_t device_memory_reserved() const { return -1; }
+
+  // ---- recorded call sequences (CUDA graphs) ---------------------------------
+  // A backend that can record a run of its own calls and replay it cheaply returns
+  // true from graph_begin(); the calls made until graph_end() are recorded, not run,
+  // and graph_end() returns an id that graph_launch(id) replays in stream order.
+  // Recorded calls must not copy to or from host memory, synchronise or throw; the
+  // tensors they touch must outlive the recording (graph_release(id) drops it).
+  // The default records nothing: graph_begin() returns false and callers run their
+  // calls directly (the cpu backend, and any backend without graphs).
+  virtual bool graph_begin() { return false; }
+  virtual int graph_end() { return -1; }
+  virtual void graph_launch(int /*id*/) {}
+  virtual void graph_release(int /*id*/) {}
 
   // ---- embedding: out[N,C] = wte[tokens[n], :] ------------------------------
   virtual void embedding_forward(Tensor& out, const Tensor& tokens /*i32[N]*/, const Tensor& wte /*[V,C]*/) = 0;
@@ -205,6 +219,22 @@ class Kernels {
   // (the policy's log-probability at this temperature, before truncation).
   virtual void sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logits, const Tensor& u,
                              float temperature, int top_k, float top_p) = 0;
+  // logits[:, first:] = -inf for logits [B, V] (f32, f64 or bf16), so no token id
+  // >= first can be drawn (a model vocabulary padded past the tokenizer's). The
+  // default goes through host memory; backends may do it in place.
+  virtual void mask_logits_from(Tensor& logits, int64_t first) {
+    if (logits.ndim() != 2 || first >= logits.dim(1) || logits.numel() == 0) return;
+    const int64_t B = logits.dim(0), V = logits.dim(1), from = first < 0 ? 0 : first;
+    Tensor h = Tensor::empty(logits.shape(), logits.dtype());
+    copy(h, logits);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = from; j < V; ++j) {
+        if (h.dtype() == DType::F32) h.data<float>()[b * V + j] = -std::numeric_limits<float>::infinity();
+        else if (h.dtype() == DType::F64) h.data<double>()[b * V + j] = -std::numeric_limits<double>::infinity();
+        else if (h.dtype() == DType::BF16) reinterpret_cast<uint16_t*>(h.raw())[b * V + j] = 0xFF80;  // -inf
+      }
+    copy(logits, h);
+  }
 
   // ---- optimizer ------------------------------------------------------------
   // param, m, v f32; grad f32. m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2 (g' = g * grad_scale);

@@ -239,6 +239,8 @@ const void* CudaKernels::device_table(std::vector<unsigned char> bytes) {
       std::rotate(tables_.begin(), tables_.begin() + i, tables_.begin() + i + 1);  // most recent first
       return tables_.front().dev.raw();
     }
+  TEMPER_CHECK(!recording_, "a multi-tensor op (adamw_step_many, sum_squares_many) met a new tensor list while a "
+               "graph was recording: its pointer table must be uploaded before (run the call once unrecorded)");
   constexpr size_t kKeep = 8;
   if (tables_.size() >= kKeep) {
     synchronize();  // no copy from the evicted host bytes may still be in flight

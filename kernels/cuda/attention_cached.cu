@@ -299,8 +299,9 @@ void launch_cached(CudaKernels& be, Tensor& out, const Tensor& q, const Tensor& 
   const dim3 grid(a.N, a.KVH * a.hchunks, a.splits);
   Tensor part_o, part_ml;
   if (a.splits > 1) {
-    part_o = be.alloc({int64_t(a.N) * a.H * a.splits * a.D}, DType::F32);
-    part_ml = be.alloc({int64_t(a.N) * a.H * a.splits * 2}, DType::F32);
+    // persistent backend scratch: the launch may be recorded into a graph (cuda_graph.cu)
+    part_o = be.scratch_f32(0, int64_t(a.N) * a.H * a.splits * a.D);
+    part_ml = be.scratch_f32(1, int64_t(a.N) * a.H * a.splits * 2);
   }
   cached_attn_kernel<E><<<grid, kCacheThreads, smem, be.stream()>>>(
       cuda::bf(out), a.splits > 1 ? cuda::f32(part_o) : nullptr, a.splits > 1 ? cuda::f32(part_ml) : nullptr,

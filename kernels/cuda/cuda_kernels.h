@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <vector>
 
 #include "kernels/cuda/caching_allocator.h"
 #include "kernels/kernels.h"
@@ -115,6 +116,7 @@ class CudaKernels final : public Kernels {
   // sampling.cu
   void sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logits, const Tensor& u, float temperature,
                      int top_k, float top_p) override;
+  void mask_logits_from(Tensor& logits, int64_t first) override;
 
   // memory_stats.cpp: device memory of the caching allocator, bucket-rounded.
   // in_use_bytes: held by live tensors now. reserved_bytes: in use + cached,
@@ -141,6 +143,19 @@ class CudaKernels final : public Kernels {
 
   // Rows of x handled per lm_head chunk: at most kLmHeadMaxRows, and the f32 +
   // bf16 logits buffers [rows, V] stay under kLmHeadChunkBytes.
+  // cuda_graph.cu: recorded call sequences (kernels.h graph_*). While recording,
+  // work that would allocate from the caching allocator takes persistent scratch
+  // instead (a block freed after the recording would be handed to another tensor
+  // while the graph still writes it).
+  bool graph_begin() override;
+  int graph_end() override;
+  void graph_launch(int id) override;
+  void graph_release(int id) override;
+  bool recording() const { return recording_; }
+  // Persistent f32 scratch number `which` of at least `elems` elements; grown (the
+  // old block kept alive for graphs that recorded it), never shrunk.
+  Tensor scratch_f32(int which, int64_t elems);
+
   static constexpr int64_t kLmHeadMaxRows = 4096;
   static constexpr int64_t kLmHeadChunkBytes = int64_t(768) << 20;
 
@@ -159,6 +174,9 @@ class CudaKernels final : public Kernels {
   };
   std::vector<DeviceTable> tables_;
   const void* device_table(std::vector<unsigned char> bytes);
+  bool recording_ = false;
+  std::vector<cudaGraphExec_t> graphs_;  // by id; null once released
+  std::vector<Tensor> scratch_, scratch_retired_;
 };
 
 }  // namespace temper

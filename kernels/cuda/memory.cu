@@ -45,6 +45,8 @@ CudaKernels::CudaKernels(int device_index) : device_(device_index) {
 CudaKernels::~CudaKernels() {
   // Errors are ignored here: a destructor must not throw.
   if (stream_) (void)cudaStreamSynchronize(stream_);
+  for (cudaGraphExec_t g : graphs_)
+    if (g) (void)cudaGraphExecDestroy(g);
   if (cublas_) (void)cublasDestroy(cublas_);
   if (stream_) (void)cudaStreamDestroy(stream_);
 }

@@ -19,6 +19,7 @@
 // greedy (temperature <= 0) takes the argmax (lowest id on ties) with logp at
 // temperature 1, as the CPU backend does. Rows containing NaN or +inf, rows of
 // only -inf and u outside [0, 1) are reported after the launch (one sync).
+#include <algorithm>
 #include <climits>
 
 #include "kernels/cuda/cuda_common.h"
@@ -326,6 +327,33 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float
 }
 
 }  // namespace
+
+namespace {
+template <typename T>
+__global__ void mask_from_kernel(T* x, int64_t B, int64_t V, int64_t first, T value) {
+  const int64_t W = V - first, n = B * W;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    x[(i / W) * V + first + i % W] = value;
+}
+}  // namespace
+
+// logits[:, first:] = -inf in place (one launch, no host round trip: recordable in a graph).
+void CudaKernels::mask_logits_from(Tensor& logits, int64_t first) {
+  const char* op = "mask_logits_from";
+  cuda::check_on_device(op, {{"logits", &logits}});
+  TEMPER_CHECK(logits.ndim() == 2, op, ": 'logits' must be [B, V], got ", shape_str(logits.shape()));
+  const int64_t B = logits.dim(0), V = logits.dim(1), from = std::max<int64_t>(first, 0);
+  if (from >= V || B == 0) return;
+  const int64_t n = B * (V - from);
+  const unsigned blocks = unsigned(std::min<int64_t>((n + 255) / 256, 4096));
+  if (logits.dtype() == DType::BF16)
+    mask_from_kernel<<<blocks, 256, 0, stream_>>>(cuda::bf(logits), B, V, from, __float2bfloat16_rn(-INFINITY));
+  else if (logits.dtype() == DType::F32)
+    mask_from_kernel<<<blocks, 256, 0, stream_>>>(cuda::f32(logits), B, V, from, -INFINITY);
+  else
+    fail(op, ": 'logits' has dtype ", dtype_name(logits.dtype()), ", the cuda backend expects bf16 or f32");
+  TEMPER_CUDA_CHECK_LAUNCH();
+}
 
 void CudaKernels::sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logits, const Tensor& u,
                                 float temperature, int top_k, float top_p) {

@@ -1,6 +1,8 @@
 #include "app/run_context.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "core/file_write.h"
@@ -19,6 +21,18 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
   store_ = std::make_unique<CheckpointStore>(ckpt_dir, int(deck.get_int("checkpoint.keep_last")));
   // checkpoint I/O on a communicator of its own: its collectives never match the training's
   MPI_Comm_dup(MPI_COMM_WORLD, &io_comm_);
+  // The checkpoint folder must be writable before anything large is allocated (rank 0 checks, all report).
+  std::string err;
+  if (mesh.world_rank() == 0) {
+    std::error_code ec;
+    fs::create_directories(ckpt_dir, ec);
+    const fs::path probe = fs::path(ckpt_dir) / ".temper_write_probe";
+    std::FILE* f = ec ? nullptr : std::fopen(probe.c_str(), "w");
+    if (!f) err = cat("checkpoint.dir '", ckpt_dir, "' is not a writable folder: ", ec ? ec.message() : std::strerror(errno));
+    if (f) std::fclose(f), fs::remove(probe, ec);
+  }
+  mesh.world().broadcast_string(err, 0);
+  TEMPER_CHECK(err.empty(), err);
   std::string why;
   if (deck.get_bool("checkpoint.async")) {
     if (AsyncCheckpointWriter::supported(io_comm_, &why))

@@ -73,6 +73,24 @@ void write_file_atomic(const std::string& path, const std::string& text) {
   }
 }
 
+void fsync_path(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
+  if (fd < 0) fail("cannot open ", path, " to fsync it: ", reason(errno));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) fail("fsync of ", path, " failed: ", reason(err));
+}
+
+void rename_durably(const std::string& partial, const std::string& final_path) {
+  if (std::rename(partial.c_str(), final_path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(partial.c_str());
+    fail("cannot rename ", partial, " to ", final_path, ": ", reason(err));
+  }
+  fsync_path(parent_dir(final_path), true);
+}
+
 LineFile::LineFile(const std::string& path, Mode mode) : path_(path) {
   const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (mode == Mode::Append ? O_APPEND : O_TRUNC);
   fd_ = ::open(path.c_str(), flags, 0644);

@@ -12,6 +12,14 @@ namespace temper {
 // (the temporary file is removed).
 void write_file_atomic(const std::string& path, const std::string& text);
 
+// The atomic write of a file that something else filled (HDF5 checkpoints and trajectory
+// dumps: written as a `.partial` sibling, fsynced with fsync_path, then committed):
+// fsync_path flushes a file or a folder to disk; rename_durably renames `partial` over
+// `final_path` and fsyncs their folder, so a crash leaves the old file or the whole new
+// one. Both throw naming the path; rename_durably removes `partial` when the rename fails.
+void fsync_path(const std::string& path, bool directory);
+void rename_durably(const std::string& partial, const std::string& final_path);
+
 // A file written line by line (metrics, per-sample results): each write() hands the
 // whole text to the kernel or throws naming the file; close() reports a failed close.
 class LineFile {

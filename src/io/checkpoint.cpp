@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "core/file_write.h"
 #include "core/log.h"
 #include "io/h5util.h"
 
@@ -67,15 +68,6 @@ std::vector<std::pair<int64_t, std::string>> scan(const std::string& dir, const 
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   return out;
-}
-
-void fsync_path(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), O_RDONLY | (directory ? O_DIRECTORY : 0));
-  if (fd < 0) fail("cannot open ", path, " to fsync it: ", std::strerror(errno));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) fail("fsync of ", path, " failed: ", std::strerror(err));
 }
 
 std::string iso_time_now() {
@@ -772,13 +764,7 @@ std::string commit(const CheckpointStore& store, int64_t step, int keep_last) {
   const std::string partial = store.partial_path_for(step), final_path = store.path_for(step);
   std::error_code ec;
   if (fs::exists(final_path, ec)) log_warn("checkpoint ", final_path, " exists; replacing it atomically");
-  if (std::rename(partial.c_str(), final_path.c_str()) != 0) {
-    int err = errno;
-    std::error_code rm;
-    fs::remove(partial, rm);
-    fail("cannot rename ", partial, " to ", final_path, ": ", std::strerror(err));
-  }
-  fsync_path(store.dir(), true);
+  rename_durably(partial, final_path);  // core/file_write: shared with the trajectory dumps
   // Rotation: only after the new checkpoint is durable. Files of later steps
   // (left by a run that failed to load them) are not counted and not touched.
   int kept = 0;

@@ -84,6 +84,8 @@ herr_t walk_cb(unsigned, const H5E_error2_t* e, void* out) {
 std::string last_error() {
   std::string msg;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, &msg);
+  for (char& c : msg)  // one line: HDF5's "file write failed: time = <ctime()>" holds ctime's newline
+    if (c == '\n') c = ' ';
   return msg;
 }
 

@@ -19,6 +19,7 @@
 
 #include "core/bf16.h"
 #include "core/error.h"
+#include "core/file_write.h"
 
 namespace temper {
 
@@ -61,13 +62,6 @@ std::string read_text(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-void fsync_path(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
 }
 
 }  // namespace
@@ -358,11 +352,8 @@ uint64_t write_safetensors(const std::string& path, const NamedTensors& tensors,
     out.flush();
     TEMPER_CHECK(out.good(), "writing '", partial, "' failed (disk full?)");
   }
-  fsync_path(partial, false);
-  std::error_code ec;
-  fs::rename(partial, path, ec);
-  TEMPER_CHECK(!ec, "cannot rename '", partial, "' to '", path, "': ", ec.message());
-  fsync_path(fs::path(path).parent_path().empty() ? "." : fs::path(path).parent_path().string(), true);
+  fsync_path(partial, false);  // core/file_write: a failed fsync or rename throws naming the file
+  rename_durably(partial, path);
   return offset;
 }
 
@@ -405,6 +396,7 @@ std::vector<std::string> write_safetensors_sharded(const std::string& dir, const
     {
       std::ofstream out(ip + ".partial", std::ios::trunc);
       out << index.dump(2) << "\n";
+      out.close();  // a full disk shows when the buffer is written, at the close
       TEMPER_CHECK(out.good(), "writing '", ip, ".partial' failed");
     }
     fs::rename(ip + ".partial", ip, ec);

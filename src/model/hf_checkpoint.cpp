@@ -42,6 +42,7 @@ void write_text(const fs::path& path, const std::string& text) {
   {
     std::ofstream out(partial, std::ios::trunc);
     out << text;
+    out.close();  // the text sits in the stream's buffer until here: a full disk shows at the close
     TEMPER_CHECK(out.good(), "cannot write '", partial, "'");
   }
   std::error_code ec;

@@ -10,6 +10,9 @@
 #include "model/inference.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "core/error.h"
 #include "model/differential_attention.h"
@@ -27,6 +30,10 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
   TEMPER_CHECK(max_step_tokens >= 0, "InferenceEngine: max_step_tokens must be >= 0, got ", max_step_tokens);
   max_slots_ = max_slots;
   max_len_ = max_len;
+  // Graph decode is opt-in (TEMPER_DECODE_GRAPHS=1) until it has been measured and
+  // tested on a device (validation/rollout/run_device.sh); set_use_graphs overrides.
+  const char* graphs_env = std::getenv("TEMPER_DECODE_GRAPHS");
+  use_graphs_ = graphs_env && std::string(graphs_env) == "1";
   chunk_ = max_step_tokens > 0 ? std::max(max_step_tokens, max_slots) : std::max(max_slots, 256);
   V_ = cfg_.vocab_size;
   act_ = model.compute_dtype();
@@ -107,17 +114,24 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
   proj_ = alloc({N, C}, act_);
   gu_ = alloc({N, 2 * F}, act_);
   act_buf_ = alloc({N, F}, act_);
-  tok_ = alloc({N}, DType::I32);
-  pos_ = alloc({N}, DType::I32);
-  slot_ = alloc({N}, DType::I32);
-  host_tok_ = Tensor::empty({N}, DType::I32);
-  host_pos_ = Tensor::empty({N}, DType::I32);
-  host_slot_ = Tensor::empty({N}, DType::I32);
+  stage_ = alloc({3 * N}, DType::I32);
+  host_stage_ = Tensor::empty({3 * N}, DType::I32);
+  std::fill_n(host_stage_.data<int32_t>(), 3 * N, 0);
+  tok_ = stage_.rows(0, N);
+  pos_ = stage_.rows(N, 2 * N);
+  slot_ = stage_.rows(2 * N, 3 * N);
+  host_tok_ = host_stage_.rows(0, N);
+  host_pos_ = host_stage_.rows(N, 2 * N);
+  host_slot_ = host_stage_.rows(2 * N, 3 * N);
   sel_ = alloc({S, C}, act_);
   sel_norm_ = alloc({S, C}, act_);
   sel_rstd_ = alloc({S}, stat_);
   logits_ = alloc({S, int64_t(V_)}, act_);
   length_.assign(size_t(S), 0);
+}
+
+InferenceEngine::~InferenceEngine() {
+  for (const auto& [rows, id] : graph_) k_.graph_release(id);
 }
 
 int InferenceEngine::slot_length(int slot) const {
@@ -130,12 +144,16 @@ void InferenceEngine::check_slot(const char* what, int slot) const {
                " is outside the engine's ", max_slots_, " slots");
 }
 
+void InferenceEngine::stage() { k_.copy(stage_, host_stage_); }
+
 void InferenceEngine::forward_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row) {
+  stage();
+  compute_chunk(n, want, out_row);
+}
+
+void InferenceEngine::compute_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row) {
   const int64_t H = cfg_.n_heads, KVH = cfg_.n_kv_heads, D = cfg_.head_dim;
   Tensor tok = tok_.rows(0, n), pos = pos_.rows(0, n), slot = slot_.rows(0, n);
-  k_.copy(tok, host_tok_.rows(0, n));
-  k_.copy(pos, host_pos_.rows(0, n));
-  k_.copy(slot, host_slot_.rows(0, n));
   Tensor x = x_.rows(0, n), ln = ln_.rows(0, n), rstd = rstd_.rows(0, n), proj = proj_.rows(0, n);
   Tensor q = q_.rows(0, n), kk = kk_.rows(0, n), v = v_.rows(0, n), attn = attn_.rows(0, n);
   Tensor gu = gu_.rows(0, n), act = act_buf_.rows(0, n);
@@ -208,6 +226,7 @@ Tensor InferenceEngine::head_logits(int64_t R) {
   Tensor sel = sel_.rows(0, R), norm = sel_norm_.rows(0, R), rstd = sel_rstd_.rows(0, R), logits = logits_.rows(0, R);
   k_.rmsnorm_forward(norm, rstd, sel, *final_norm_, cfg_.norm_eps);
   k_.matmul_forward(logits, norm, *head_, nullptr);
+  if (vocab_limit_ > 0 && vocab_limit_ < V_) k_.mask_logits_from(logits, vocab_limit_);
   return logits;
 }
 
@@ -280,9 +299,77 @@ Tensor InferenceEngine::decode(const std::vector<int>& slots, const std::vector<
     slt[i] = s;
     want[i] = int64_t(i);
   }
-  forward_chunk(int64_t(R), want, 0);
   for (size_t i = 0; i < R; ++i) length_[size_t(slots[i])] = positions[i] + 1;
+  if (use_graphs_ && graphs_ok_ && !cfg_.differential()) {
+    const int Rb = decode_bucket(int64_t(R));
+    for (int i = int(R); i < Rb; ++i) {  // padding rows: slot -1 (kernels.h: the cache write skips them,
+      tok[i] = 0;                         // their attention rows are NaN and stay in their rows)
+      pos[i] = 0;
+      slt[i] = -1;
+    }
+    stage();
+    if (!graph_.empty() && weight_addresses() != graph_weights_) {  // the decoder's tensors moved: record again
+      for (const auto& [rows, g] : graph_) k_.graph_release(g);
+      graph_.clear();
+    }
+    if (graph_.empty()) graph_weights_ = weight_addresses();
+    int id = -1;
+    for (const auto& [rows, g] : graph_)
+      if (rows == Rb) id = g;
+    if (id < 0) {
+      if (!k_.graph_begin()) {
+        graphs_ok_ = false;
+      } else {
+        std::vector<int64_t> all(static_cast<size_t>(Rb));
+        for (int i = 0; i < Rb; ++i) all[size_t(i)] = i;
+        try {
+          compute_chunk(Rb, all, 0);
+          head_logits(Rb);
+          id = k_.graph_end();
+          graph_.push_back({Rb, id});
+        } catch (const std::exception& e) {  // recording failed: decode call by call from now on
+          try {
+            k_.graph_end();
+          } catch (...) {
+          }
+          graphs_ok_ = false;
+          id = -1;
+          std::fprintf(stderr, "InferenceEngine: decode steps run call by call (recording failed: %s)\n", e.what());
+        }
+      }
+    }
+    if (id >= 0) {
+      k_.graph_launch(id);
+      return logits_.rows(0, int64_t(R));
+    }
+  } else {
+    stage();
+  }
+  compute_chunk(int64_t(R), want, 0);
   return head_logits(int64_t(R));
+}
+
+void InferenceEngine::set_vocab_limit(int n) {
+  TEMPER_CHECK(n >= 0, "InferenceEngine::set_vocab_limit: ", n, " is negative");
+  if (n == vocab_limit_) return;
+  vocab_limit_ = n;
+  for (const auto& [rows, g] : graph_) k_.graph_release(g);  // they recorded the old limit
+  graph_.clear();
+}
+
+std::vector<const void*> InferenceEngine::weight_addresses() const {
+  std::vector<const void*> out{embed_->raw(), final_norm_->raw(), head_->raw()};
+  for (const LayerWeights& w : layers_)
+    for (const Tensor* t : {w.attn_norm, w.q, w.k, w.v, w.q_bias, w.k_bias, w.v_bias, w.q_norm, w.k_norm, w.o,
+                            w.mlp_norm, w.gate_up, w.down, w.polynorm})
+      out.push_back(t ? t->raw() : nullptr);
+  return out;
+}
+
+int InferenceEngine::decode_bucket(int64_t rows) const {
+  int64_t b = 8;
+  while (b < rows) b *= 2;
+  return int(std::min<int64_t>(b, max_slots_));
 }
 
 void InferenceEngine::copy_slot(int dst, int src, int len) {

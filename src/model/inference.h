@@ -21,6 +21,7 @@ class InferenceEngine {
   // max_slots sequences of up to max_len positions each. max_step_tokens bounds the
   // tokens of one forward (long prefills are chunked); 0 picks max(max_slots, 256).
   InferenceEngine(Decoder& model, Kernels& k, int max_slots, int max_len, int max_step_tokens = 0);
+  ~InferenceEngine();
   InferenceEngine(const InferenceEngine&) = delete;
   InferenceEngine& operator=(const InferenceEngine&) = delete;
 
@@ -43,6 +44,20 @@ class InferenceEngine {
   Tensor decode(const std::vector<int>& slots, const std::vector<int32_t>& tokens,
                 const std::vector<int32_t>& positions);
 
+  // Decode steps replay a recorded call sequence (a CUDA graph) per batch-size
+  // bucket (8, 16, 32, ... up to max_slots) where the backend records (kernels.h
+  // graph_begin) and the model has no differential attention; the rows past the
+  // live ones run in slot -1 (a recording backend's cache write skips such rows and
+  // its attention gives them NaN, which stays in their rows) and are discarded. Off by
+  // default until measured on a device (TEMPER_DECODE_GRAPHS=1 turns it on).
+  void set_use_graphs(bool on) { use_graphs_ = on; }
+  // Logits of ids >= n are -inf in every result (a model vocabulary padded past the
+  // tokenizer's, so sampling never draws an id the tokenizer lacks); 0: no limit.
+  void set_vocab_limit(int n);
+  int vocab_limit() const { return vocab_limit_; }
+  bool use_graphs() const { return use_graphs_; }
+  int graphs_recorded() const { return int(graph_.size()); }
+
   // Copies the first len cached positions of src into dst (a prompt prefilled once,
   // shared by the samples of its group); dst then holds len positions.
   void copy_slot(int dst, int src, int len);
@@ -58,6 +73,10 @@ class InferenceEngine {
   // Runs n staged tokens (host_tok_/host_pos_/host_slot_ rows [0, n)) through the model,
   // writes the caches, and the logits of chunk rows `want` into logits rows [out_row, ...).
   void forward_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row);
+  // The same without staging the inputs (stage() copies host_stage_ to stage_ first).
+  void compute_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row);
+  void stage();
+  int decode_bucket(int64_t rows) const;
   // Final norm and output head of gathered rows [0, R) -> logits rows [0, R).
   Tensor head_logits(int64_t R);
   void check_slot(const char* what, int slot) const;
@@ -74,10 +93,16 @@ class InferenceEngine {
   Tensor proj_qkv_, q2_, k2_, v2_, attn_sig_, attn_noise_, half_, head_rstd_, act_rstd_;
   // Scratch for chunk_ tokens.
   Tensor x_, ln_, rstd_, q_pre_, q_rstd_, k_pre_, k_rstd_, q_, kk_, v_, attn_, proj_, gu_, act_buf_;
-  Tensor tok_, pos_, slot_;                          // i32 [chunk_] on the device
-  Tensor host_tok_, host_pos_, host_slot_;           // i32 [chunk_] on the host (staging)
+  Tensor stage_, host_stage_;                        // i32 [3 chunk_]: tokens | positions | slots, device / host
+  Tensor tok_, pos_, slot_;                          // views of stage_, i32 [chunk_] each
+  Tensor host_tok_, host_pos_, host_slot_;           // views of host_stage_ (one copy per chunk)
   Tensor sel_, sel_norm_, sel_rstd_, logits_;        // [max_slots, C], [max_slots, C], [max_slots], [max_slots, V]
   std::vector<int> length_;                          // per slot
+  int vocab_limit_ = 0;
+  bool use_graphs_ = true, graphs_ok_ = true;        // graphs_ok_: false once the backend declined to record
+  std::vector<std::pair<int, int>> graph_;           // (bucket rows, graph id)
+  std::vector<const void*> graph_weights_;           // weight addresses the graphs recorded
+  std::vector<const void*> weight_addresses() const;
   int64_t bytes_ = 0;
 };
 

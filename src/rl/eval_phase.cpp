@@ -27,6 +27,7 @@ int run_eval_phase(PhaseContext& ctx, const EvalOptions& o, const Tokenizer& tok
   const std::string& file = o.file;
   std::vector<RlPrompt> prompts = load_rl_prompts(file);
   if (o.prompts > 0 && int64_t(prompts.size()) > o.prompts) prompts.resize(size_t(o.prompts));
+  check_scoring_can_run(prompts, o.scoring);  // code tasks: refused where unisolated, before any generation
   const RolloutOptions& opt = o.rollout;
   const ScoringOptions& scoring = o.scoring;
 
@@ -38,6 +39,7 @@ int run_eval_phase(PhaseContext& ctx, const EvalOptions& o, const Tokenizer& tok
              opt.temperature, ", max_new_tokens ", opt.max_new_tokens, ")");
   policy.begin_generation();
   Generator gen(policy.decoder(), k, opt.max_batch, opt.stop_strings.empty() ? nullptr : &tok);
+  gen.set_vocab_limit(tok.vocab_size());  // never sample ids the tokenizer lacks
   HeldoutResult r = evaluate_prompts(gen, tok, tmpl, prompts, opt, scoring, mesh.world(), results);
   policy.end_generation();
 

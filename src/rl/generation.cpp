@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -59,19 +60,34 @@ Generator::Generator(Decoder& model, Kernels& k, int max_batch, const Tokenizer*
   host_u_ = Tensor::empty({B}, DType::F32);
   host_tokens_ = Tensor::empty({B}, DType::I32);
   host_logp_ = Tensor::empty({B}, model.stat_dtype());
+  if (tok) set_vocab_limit(tok->vocab_size());
+  const char* graphs_env = std::getenv("TEMPER_DECODE_GRAPHS");  // the InferenceEngine's default
+  decode_graphs_ = graphs_env && std::string(graphs_env) == "1";
 }
 
 Generator::~Generator() = default;
 
+void Generator::set_decode_graphs(bool on) {
+  decode_graphs_ = on;
+  if (engine_) engine_->set_use_graphs(on);
+}
+
 void Generator::ensure_engine(int need_len) {
   if (fixed_len_ > 0) {
     if (!engine_) engine_ = std::make_unique<InferenceEngine>(model_, k_, max_batch_, fixed_len_);
-    return;
+  } else if (!engine_ || engine_->max_len() < need_len) {
+    engine_.reset();  // free the old caches first
+    const int len = (need_len + 63) / 64 * 64;
+    engine_ = std::make_unique<InferenceEngine>(model_, k_, max_batch_, len);
   }
-  if (engine_ && engine_->max_len() >= need_len) return;
-  engine_.reset();  // free the old caches first
-  const int len = (need_len + 63) / 64 * 64;
-  engine_ = std::make_unique<InferenceEngine>(model_, k_, max_batch_, len);
+  engine_->set_use_graphs(decode_graphs_);
+  engine_->set_vocab_limit(vocab_limit_);
+}
+
+void Generator::set_vocab_limit(int n) {
+  TEMPER_CHECK(n >= 0, "Generator: vocab limit ", n, " is negative");
+  vocab_limit_ = n < model_.config().vocab_size ? n : 0;
+  if (engine_) engine_->set_vocab_limit(vocab_limit_);
 }
 
 bool Generator::apply_token(Run& run, int64_t s, int32_t token, double logp) {

@@ -72,6 +72,12 @@ class Generator {
                                         const SamplingOptions& opt, const std::vector<uint64_t>& prompt_uids = {});
 
   const GenerationStats& last_stats() const { return stats_; }
+  // Decode steps as recorded graphs where the backend has them (InferenceEngine::
+  // set_use_graphs); default from TEMPER_DECODE_GRAPHS=1, else off.
+  void set_decode_graphs(bool on);
+  // Never sample ids >= n (InferenceEngine::set_vocab_limit); the constructor sets
+  // the tokenizer's vocab_size() when given a tokenizer. 0: no limit.
+  void set_vocab_limit(int n);
   int max_batch() const { return max_batch_; }
 
  private:
@@ -85,6 +91,8 @@ class Generator {
   Kernels& k_;
   const Tokenizer* tok_;
   int max_batch_, fixed_len_;
+  bool decode_graphs_ = true;
+  int vocab_limit_ = 0;
   std::unique_ptr<InferenceEngine> engine_;
   // Sampling buffers for max_batch rows (device), and their host staging.
   Tensor rep_, u_, tokens_, logp_;

@@ -148,6 +148,18 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
   Mesh& mesh = ctx.mesh();
   const bool root = ctx.is_root();
 
+  // The prompts first: a missing or bad file is reported before the model is allocated.
+  const std::vector<RlPrompt> prompts = load_rl_prompts(o.prompts_file);
+  // Held-out evaluation (greedy unless rl.eval_temperature > 0), prompts dealt over every rank.
+  std::vector<RlPrompt> eval_prompts;
+  if (!o.eval_file.empty()) {
+    eval_prompts = load_rl_prompts(o.eval_file);
+    if (o.eval_samples > 0 && int64_t(eval_prompts.size()) > o.eval_samples)
+      eval_prompts.resize(size_t(o.eval_samples));
+  }
+  // Code tasks need the sandbox: refused (or the unisolated warning) now, before any generation.
+  check_scoring_can_run(prompts, o.scoring);
+  check_scoring_can_run(eval_prompts, o.scoring);
   // The policy on the whole mesh, and the frozen initial policy for the KL term.
   Engine policy(w.config, k, mesh, o.engine, w, o.seed);
   std::unique_ptr<Engine> ref;
@@ -161,7 +173,6 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
              " x dp_shard ", mesh.shape().dp_shard, " x dp_replicate ", mesh.shape().dp_replicate, "\n",
              o.plan.empty() ? w.config.summary(o.rollout.max_new_tokens) : o.plan);
   LrSchedule sched{o.lr, o.lr, o.warmup_steps, std::max<int64_t>(o.steps, 1)};
-  const std::vector<RlPrompt> prompts = load_rl_prompts(o.prompts_file);
   const RolloutWorkers workers(mesh.world(), mesh.mesh_index());
   // Generation phases: the whole policy gathered and a generator (KV cache) built for
   // the phase, both freed before training (the memory plan counts them apart).
@@ -169,6 +180,7 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
     policy.begin_generation();
     {
       Generator gen(policy.decoder(), k, o.rollout.max_batch, o.rollout.stop_strings.empty() ? nullptr : &tok);
+      gen.set_vocab_limit(tok.vocab_size());  // never sample ids the tokenizer lacks
       fn(gen);
     }
     policy.end_generation();
@@ -209,13 +221,6 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
     return ctx.write_checkpoint(s);
   };
 
-  // Held-out evaluation (greedy unless rl.eval_temperature > 0), prompts dealt over every rank.
-  std::vector<RlPrompt> eval_prompts;
-  if (!o.eval_file.empty()) {
-    eval_prompts = load_rl_prompts(o.eval_file);
-    if (o.eval_samples > 0 && int64_t(eval_prompts.size()) > o.eval_samples)
-      eval_prompts.resize(size_t(o.eval_samples));
-  }
   Progress progress(o.steps, step, ctx.metrics_path(), o.log_every);
   auto evaluate = [&](const std::string& tag) {
     if (eval_prompts.empty()) return;

@@ -128,6 +128,14 @@ RewardResult synthetic_reward(const RlPrompt& p, const std::string& response) {
 
 }  // namespace
 
+void check_scoring_can_run(const std::vector<RlPrompt>& prompts, const ScoringOptions& opt) {
+  for (const RlPrompt& p : prompts)
+    if (p.family == RewardFamily::Code) {
+      check_code_rewards_can_run(opt.sandbox);
+      return;
+    }
+}
+
 std::vector<ScoredResponse> score_responses(const std::vector<RlPrompt>& prompts, const std::vector<int64_t>& prompt_of,
                                             const std::vector<std::string>& responses,
                                             const std::vector<uint8_t>& truncated, const ScoringOptions& opt) {

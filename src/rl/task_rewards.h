@@ -42,6 +42,12 @@ struct ScoringOptions {
   bool if_loose = false;
 };
 
+// Called by the phases right after their prompts are loaded: where any prompt is a code
+// task, the code sandbox must be able to run here (check_code_rewards_can_run): a run
+// that would refuse at its first scoring refuses at start instead, and the warning of
+// an allowed unisolated mode (rl.code_unisolated) comes at start.
+void check_scoring_can_run(const std::vector<RlPrompt>& prompts, const ScoringOptions& opt);
+
 struct ScoredResponse {
   RewardResult result;
   bool discarded = false;  // Unparsable: no gradient

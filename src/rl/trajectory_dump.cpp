@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/file_write.h"
 #include "core/log.h"
 #include "io/h5util.h"
 
@@ -28,15 +29,6 @@ std::string step_digits(int64_t step) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%09lld", static_cast<long long>(step));
   return buf;
-}
-
-void fsync_path(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), O_RDONLY | (directory ? O_DIRECTORY : 0));
-  if (fd < 0) fail("cannot open ", path, " to fsync it: ", std::strerror(errno));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) fail("fsync of ", path, " failed: ", std::strerror(err));
 }
 
 h5::Hid vlen_utf8(const std::string& ctx) {
@@ -257,13 +249,7 @@ std::string TrajectoryDumper::write(const TrajectoryBatch& batch) const {
       throw;
     }
   }
-  if (std::rename(partial.c_str(), final_path.c_str()) != 0) {
-    int err = errno;
-    std::error_code rm;
-    fs::remove(partial, rm);
-    fail("cannot rename trajectory dump ", partial, " to ", final_path, ": ", std::strerror(err));
-  }
-  fsync_path(dir_, true);
+  rename_durably(partial, final_path);
   if (keep_last_ > 0) {
     std::vector<std::string> all = list();
     for (size_t i = 0; i + static_cast<size_t>(keep_last_) < all.size(); ++i) {

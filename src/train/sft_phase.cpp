@@ -1,7 +1,10 @@
 #include "train/sft_phase.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "core/log.h"
@@ -41,6 +44,13 @@ int run_sft_phase(PhaseContext& ctx, const SftOptions& o, const Tokenizer& tok, 
   int64_t total_steps = 0;
   for (const auto& s : stages) total_steps += s.steps;
 
+  // Every data file is readable before the model is allocated and initialised.
+  for (size_t i = 0; i < stages.size(); ++i)
+    for (const auto& f : stages[i].files) {
+      std::ifstream probe(f);
+      TEMPER_CHECK(probe.good(), "data file '", f, "' (stage ", i + 1, " of data.train_files) cannot be read: ",
+                   std::strerror(errno));
+    }
   Engine engine(cfg, k, mesh, o.engine, init, o.seed);
   if (ctx.is_root()) log_info("initial weights: ", init.description);
   if (ctx.is_root() && !o.plan.empty()) log_info(o.plan);  // model summary + per-rank memory plan

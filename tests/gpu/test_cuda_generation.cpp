@@ -1,7 +1,9 @@
 // CUDA generation ops vs the CPU backend: kv_cache_write (exact, both the
 // 16-byte and the element path, untouched cache rows keep their values) and
 // sample_tokens (greedy, temperature, top-k, top-p and their mix, bf16 ties,
-// V up to 151936). Sampling choices must equal the CPU twin's; where they
+// V up to 151936), and the InferenceEngine's decode steps replayed as CUDA
+// graphs (batch-size buckets with padding rows) against the same steps run call
+// by call and against the CPU engine. Sampling choices must equal the CPU twin's; where they
 // differ the test accepts only a near-tie: the draw's target lies within
 // rounding of the boundary between the two tokens' CDF intervals, computed here
 // in double from the contract. Without a GPU every test skips.
@@ -10,6 +12,9 @@
 #include <numeric>
 
 #include "gpu_test_util.h"
+#include "model/decoder.h"
+#include "model/inference.h"
+#include "rl/generation.h"
 
 namespace temper::gpu_test {
 namespace {
@@ -130,6 +135,118 @@ class CudaGenerationTest : public ::testing::Test {
   std::unique_ptr<Kernels> cpu = make_cpu_kernels();
   Rng rng{7};
 };
+
+// Decode steps recorded as CUDA graphs (bucketed batches, padding rows in slot
+// -1) give the logits of the call-by-call steps and of the CPU engine,
+// as the live set shrinks and grows; the Generator stays reproducible from its seed.
+TEST_F(CudaGenerationTest, GraphDecodeMatchesEagerAndCpu) {
+  ModelConfig c;
+  c.vocab_size = 263;
+  c.d_model = 96;
+  c.n_layers = 2;
+  c.n_heads = 6;
+  c.n_kv_heads = 2;
+  c.head_dim = 32;
+  c.ffn_dim = 200;
+  c.init_std = 0.05f;
+  c.qkv_bias = true;
+  c.validate();
+  Decoder mc(c, *cpu, F32);
+  mc.init_random(3);
+  Decoder mg(c, *g, F32);
+  ASSERT_EQ(mg.params().size(), mc.params().size());
+  for (size_t i = 0; i < mc.params().size(); ++i) g->copy(mg.params()[i].value, mc.params()[i].value);
+  mg.refresh_compute();
+  const int S = 12, T = 40;
+  InferenceEngine ec(mc, *cpu, S, T), eg(mg, *g, S, T), ee(mg, *g, S, T);
+  eg.set_use_graphs(true);
+  ee.set_use_graphs(false);
+  std::vector<int> slots{0, 3, 5, 7, 11};
+  std::vector<std::vector<int32_t>> prompts;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    std::vector<int32_t> p(3 + 2 * i);
+    for (auto& t : p) t = int32_t(rng.below(uint64_t(c.vocab_size)));
+    prompts.push_back(p);
+  }
+  ec.prefill(slots, prompts);
+  eg.prefill(slots, prompts);
+  ee.prefill(slots, prompts);
+  auto worst = [&](const Tensor& dev, const Tensor& ref) {
+    Tensor a = to_host(*g, dev);
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < ref.numel(); ++i) {
+      const double x = double(a.data<float>()[i]), y = double(ref.data<float>()[i]);
+      if (!std::isfinite(x)) return double(INFINITY);
+      num = std::max(num, std::fabs(x - y));
+      den = std::max(den, std::fabs(y));
+    }
+    return num / std::max(den, 1e-30);
+  };
+  std::vector<int32_t> len;
+  for (const auto& p : prompts) len.push_back(int32_t(p.size()));
+  for (int step = 0; step < 8; ++step) {
+    // steps 0-2: 5 live rows (bucket 8); 3-5: 3 live; 6-7: slots 1, 2 join by prefill
+    if (step == 3) {
+      slots = {3, 7, 11};
+      len = {len[1], len[3], len[4]};
+    }
+    if (step == 6) {
+      std::vector<std::vector<int32_t>> more{{5, 6, 7}, {8, 9}};
+      ec.prefill({1, 2}, more);
+      eg.prefill({1, 2}, more);
+      ee.prefill({1, 2}, more);
+      slots.insert(slots.end(), {1, 2});
+      len.insert(len.end(), {3, 2});
+    }
+    std::vector<int32_t> toks, pos;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      toks.push_back(int32_t((step * 31 + slots[i] * 7) % c.vocab_size));
+      pos.push_back(len[i]++);
+    }
+    Tensor rc = ec.decode(slots, toks, pos);
+    Tensor rcf = Tensor::empty(rc.shape(), F32);
+    cpu->copy(rcf, rc);
+    const double eg_cpu = worst(eg.decode(slots, toks, pos), rcf);
+    const double ee_cpu = worst(ee.decode(slots, toks, pos), rcf);
+    EXPECT_LT(eg_cpu, 3e-2) << "graph decode vs cpu, step " << step;
+    EXPECT_LT(ee_cpu, 3e-2) << "eager decode vs cpu, step " << step;
+    EXPECT_LT(std::fabs(eg_cpu - ee_cpu), 1e-2) << "graph and eager decode differ, step " << step;
+  }
+  EXPECT_GE(eg.graphs_recorded(), 1);
+  EXPECT_EQ(ee.graphs_recorded(), 0);
+
+  Generator gen(mg, *g, 6);
+  gen.set_decode_graphs(true);
+  SamplingOptions so;
+  so.n_samples = 3;
+  so.max_new_tokens = 12;
+  so.seed = 5;
+  so.stop_ids = {17};
+  std::vector<std::vector<int32_t>> ps{{1, 2, 3}, {4, 5}, {6, 7, 8, 9}};
+  auto a = gen.generate(ps, so), b = gen.generate(ps, so);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].tokens, b[i].tokens) << "sample " << i;
+    for (int32_t t : a[i].tokens) EXPECT_LT(t, c.vocab_size);
+  }
+}
+
+// mask_logits_from in place on the device equals the host-memory default (the CPU twin).
+TEST_F(CudaGenerationTest, MaskLogitsFromMatchesDefault) {
+  for (DType dt : {BF16, F32}) {
+    for (int64_t first : {int64_t(0), int64_t(5), int64_t(150000), int64_t(151936)}) {
+      Tensor x = random_logits(3, 151936, 2.0, true);
+      Tensor refc = Tensor::empty(x.shape(), F32);
+      cpu->copy(refc, x);
+      cpu->mask_logits_from(refc, first);
+      Tensor d = to_dev(*g, x, dt);
+      g->mask_logits_from(d, first);
+      Tensor got = host(d);
+      for (int64_t i = 0; i < refc.numel(); ++i)
+        ASSERT_EQ(got.data<float>()[i], refc.data<float>()[i]) << dtype_name(dt) << " first " << first << " at " << i;
+    }
+  }
+}
 
 TEST_F(CudaGenerationTest, KvCacheWrite) {
   struct Case {

@@ -84,7 +84,14 @@ TEST(MpiDeadline, RankThatDoesNotArriveIsNamed) {
     MPI_Send(&one, 1, MPI_INT, late, kGaveUp, MPI_COMM_WORLD);
     EXPECT_NE(msg.find("MPI allreduce on communicator 'deadline'"), std::string::npos) << msg;
     EXPECT_NE(msg.find("parallel.comm_timeout = 1 s"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("did not arrive: 1 (not responding"), std::string::npos) << msg;
+    // Rank 1 is named as not responding. Another rank that gave up first may be named too
+    // (once it has given up it answers no queries): on a loaded machine the ranks' deadlines
+    // can pass more than the query window apart, so only rank 1's presence is asserted.
+    const size_t from = msg.find("did not arrive: "), to = msg.find("; arrived: ");
+    // (no ASSERT: every rank must reach the barrier below)
+    const std::string absent =
+        from == std::string::npos || to < from ? std::string() : "; " + msg.substr(from + 16, to - from - 16);
+    EXPECT_NE(absent.find("; 1 (not responding"), std::string::npos) << msg;
     EXPECT_GE(waited, 1.0);
     EXPECT_LT(waited, 30.0) << "the deadline was not kept";  // 1 s + the 0.25 s query window, loaded machine
   }

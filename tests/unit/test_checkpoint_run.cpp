@@ -160,3 +160,21 @@ TEST(CheckpointRun, DiskFullDuringACollectiveWriteIsExitTwoAndKeepsThePreviousCh
   ASSERT_TRUE(fs::exists(ckpts / "ckpt_000000002.h5")) << r.output;
   EXPECT_NO_THROW(temper::CheckpointStore::verify((ckpts / "ckpt_000000002.h5").string()));
 }
+
+TEST(CheckpointRun, InputsAreCheckedBeforeTheModelIsInitialised) {
+  const fs::path out = fresh_dir("ckpt_inputs");
+  const std::string base = "OMP_NUM_THREADS=1 " + temper_bin() + " " + TEMPER_SOURCE_DIR +
+                           "/input/quickstart.deck --run.output_dir=" + out.string() + " --sft.steps=2";
+  // a missing data file: named, before the model is allocated and initialised
+  auto r = run_cmd(base + " --data.train_files=" + (out / "missing.jsonl").string());
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("missing.jsonl"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("initial weights"), std::string::npos) << "checked only after initialisation\n" << r.output;
+  // a checkpoint folder that cannot be created (a file in its way)
+  write_file(out / "blocker", "x");
+  r = run_cmd(base + " --checkpoint.dir=" + (out / "blocker" / "ckpt").string());
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("checkpoint.dir"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("initial weights"), std::string::npos) << r.output;
+  fs::remove_all(out);
+}

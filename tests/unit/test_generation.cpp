@@ -190,6 +190,39 @@ TEST_F(Generation, ChunkedPrefillAndCopySlotMatchPlainPrefill) {
   EXPECT_THROW(e.prefill({0}, {std::vector<int32_t>(17, 1)}), Error);  // longer than max_len
 }
 
+// A vocabulary limit below the model's (a padded vocabulary): the engine's logits of
+// ids >= the limit are -inf and no sample draws them, at a temperature that would.
+TEST_F(Generation, VocabLimitMasksPaddedIds) {
+  Decoder m(tiny_config(40, false), *K, DType::F64);
+  m.init_random(4);
+  InferenceEngine e(m, *K, 2, 16);
+  e.set_vocab_limit(30);
+  const auto l = to_host_f64(*K, e.prefill({0, 1}, random_prompts({3, 5}, 40, 2)));
+  for (size_t r = 0; r < 2; ++r)
+    for (size_t j = 0; j < 40; ++j) {
+      if (j < 30) EXPECT_TRUE(std::isfinite(l[r * 40 + j])) << r << " " << j;
+      else EXPECT_EQ(l[r * 40 + j], -INFINITY) << r << " " << j;
+    }
+  Generator gen(m, *K, 4);
+  SamplingOptions o;
+  o.n_samples = 4;
+  o.max_new_tokens = 30;
+  o.temperature = 5.0f;
+  gen.set_vocab_limit(30);
+  int64_t n = 0;
+  for (const auto& g : gen.generate(random_prompts({2, 4}, 40, 3), o))
+    for (int32_t t : g.tokens) {
+      EXPECT_LT(t, 30);
+      ++n;
+    }
+  EXPECT_EQ(n, 2 * 4 * 30);
+  gen.set_vocab_limit(0);  // off again: the high ids come back at this temperature
+  bool high = false;
+  for (const auto& g : gen.generate(random_prompts({2, 4}, 40, 3), o))
+    for (int32_t t : g.tokens) high = high || t >= 30;
+  EXPECT_TRUE(high);
+}
+
 TEST_F(Generation, SamplesDoNotDependOnBatchingOrPromptOrder) {
   Decoder m(tiny_config(40, false), *K, DType::F64);
   m.init_random(3);

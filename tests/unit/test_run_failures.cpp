@@ -4,6 +4,7 @@
 // deck.resolved.ini alone, sft.steps = 0 and broken data get one clear message.
 // The disk-full cases mount a small tmpfs and skip, saying why, where that is not allowed.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -13,6 +14,8 @@
 #include <cstring>
 #include <thread>
 
+#include "core/error.h"
+#include "rl/trajectory_dump.h"
 #include "unit/run_util.h"
 
 using namespace temper_test;
@@ -30,6 +33,11 @@ std::string toy(const fs::path& out, const std::string& extra, int np = 0) {
 class SmallDisk {
  public:
   SmallDisk(const std::string& name, const std::string& size) : dir_(fresh_dir(name)) {
+    // In a mount namespace of this test process (temper and mpirun, its children, inherit it),
+    // where it can have one: a test killed midway (a ctest timeout) then leaves no mount behind.
+    static const bool private_mounts =
+        ::unshare(CLONE_NEWNS) == 0 && ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
+    (void)private_mounts;
     if (::mount("tmpfs", dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, ("size=" + size).c_str()) != 0)
       reason_ = std::string("cannot mount a tmpfs here: ") + std::strerror(errno);
   }
@@ -114,6 +122,45 @@ TEST(RunFailures, DiskFullWhileWritingEvalResultsIsAnError) {
   const std::string results = read_file(out / "eval_results.rank0.jsonl");
   EXPECT_TRUE(results.empty() || results.back() == '\n') << "a half line was left in the results";
   fs::remove_all(data);
+}
+
+// Finding 7 for RL trajectory dumps: a dump that does not fit is an error naming the file
+// (no crash), leaves no .partial behind and keeps the dump before it readable.
+TEST(RunFailures, DiskFullWhileWritingATrajectoryDumpIsAnError) {
+  SmallDisk disk("disk_dump", "256k");
+  if (!disk.reason().empty()) GTEST_SKIP() << disk.reason();
+  auto batch = [](int64_t step, size_t tokens) {
+    temper::TrajectoryBatch b;
+    b.step = step;
+    b.algorithm = "grpo";
+    b.prompt_index = {0, 0};
+    b.task = {"math", "math"};
+    b.response_tokens = {std::vector<int32_t>(tokens, 7), {8}};
+    b.behaviour_logp = {std::vector<float>(tokens, -0.5f), {-1.0f}};
+    b.reward = {1.0, 0.0};
+    b.verdict = {temper::Verdict::Correct, temper::Verdict::Wrong};
+    b.discarded = {0, 0};
+    b.advantage = {0.5, -0.5};
+    return b;
+  };
+  const temper::TrajectoryDumper dumper((disk.dir() / "dumps").string());
+  fs::create_directories(dumper.dir());
+  const std::string first = dumper.write(batch(1, 16));  // a few KB: fits
+  std::string msg;
+  try {
+    dumper.write(batch(2, 1 << 17));  // 1 MB of tokens and log-probs on a 256 KB disk
+  } catch (const temper::Error& e) {
+    msg = e.what();
+  }
+  ASSERT_FALSE(msg.empty()) << "a dump larger than the disk was written without an error";
+  EXPECT_NE(msg.find("traj_000000002.h5"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("No space left on device"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << "the message is not one line: " << msg;
+  EXPECT_FALSE(fs::exists(dumper.partial_path_for(2))) << msg;
+  EXPECT_FALSE(fs::exists(dumper.path_for(2))) << msg;
+  const temper::TrajectoryBatch back = temper::read_trajectory_dump(first);
+  EXPECT_EQ(back.step, 1);
+  EXPECT_EQ(back.response_tokens, batch(1, 16).response_tokens);
 }
 
 // Finding 10: a run that fails before its first step leaves deck.resolved.ini alone.

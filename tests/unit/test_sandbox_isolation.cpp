@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -121,6 +122,11 @@ TEST_F(SandboxIsolation, ProcSnoopingFindsNothingOfTheRun) {
   // A stand-in for the trainer: its command line names the file.
   pid_t decoy = fork();
   if (decoy == 0) {
+    // Its own process group, killed whole at the end, and no hold on the test's output: an
+    // orphaned `sleep` would otherwise outlive the test and keep ctest waiting for 30 s.
+    setpgid(0, 0);
+    if (FILE* null = freopen("/dev/null", "w", stdout)) (void)null;
+    if (FILE* null = freopen("/dev/null", "w", stderr)) (void)null;
     // (not "sleep 30" alone: dash would exec it, and the command line would lose the file)
     execl("/bin/sh", "sh", "-c", "sleep 30; exit 0", "temper", secret.c_str(), nullptr);
     _exit(127);
@@ -145,6 +151,7 @@ TEST_F(SandboxIsolation, ProcSnoopingFindsNothingOfTheRun) {
   // find the answer, so the 0 above is the isolation's doing, not a broken cheat.
   opt_.allow_unisolated = opt_.force_unisolated = true;
   RewardResult bare = run1(cheat, {{"", "the-expected-answer-17\n"}});
+  kill(-decoy, SIGKILL);
   kill(decoy, SIGKILL);
   waitpid(decoy, nullptr, 0);
   EXPECT_EQ(r.reward, 0.0) << "the program read the prompts of the run: " << r.detail;

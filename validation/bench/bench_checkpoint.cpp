@@ -125,6 +125,11 @@ int main(int argc, char** argv) {
     if (rank == 0) fs::remove_all(dir);
     MPI_Barrier(MPI_COMM_WORLD);
     CheckpointStore store(dir, 0);
+    // one checkpoint on disk at a time (a 1.5B one is 21 GB)
+    auto drop = [&](int64_t step) {
+      if (rank == 0 && !keep) fs::remove(store.path_for(step));
+      MPI_Barrier(MPI_COMM_WORLD);
+    };
 
     // asynchronous save: the stall (staging copies), then the background write
     double stall_cold = 0, stall_warm = 0, async_s = 0;
@@ -138,6 +143,7 @@ int main(int argc, char** argv) {
         writer.submit(std::move(s));
       });
       async_s = timed([&] { writer.wait(); });
+      drop(1);
       stall_warm = timed([&] {
         CheckpointState s;
         s.step = 2;
@@ -146,6 +152,7 @@ int main(int argc, char** argv) {
         writer.submit(std::move(s));
       });
       writer.wait();
+      drop(2);
     }
     // synchronous write of the same state
     CheckpointState s;
@@ -157,6 +164,7 @@ int main(int argc, char** argv) {
     s = CheckpointState();
     const double bytes = double(fs::file_size(path));
     const double load_s = timed([&] { engine->load(CheckpointStore::open(path)); });
+    drop(3);
     double ref_s = 0;
     if (rank == 0) ref_s = raw_write((fs::path(dir) / "raw_reference.bin").string(), bytes);
     MPI_Bcast(&ref_s, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);

@@ -1,12 +1,32 @@
 // Rollout throughput of temper's generation engine (KV cache, continuous
-// batching, on-device sampling) on random-init Qwen2 shapes: `batch` prompts of
-// `prompt_len` random tokens, `new_tokens` sampled each (no stop token, so every
-// sequence runs to the budget), temperature 1. Prints a table and one JSON line
-// per row (for validation/bench/run_bench.sh).
-//   bench_rollout [--backend cuda|cpu] [--shapes qwen2-1.5b] [--batches 64,256]
-//                 [--prompt-len 128] [--new-tokens 256]
+// batching, decode steps replayed as CUDA graphs, on-device sampling) on
+// random-init Qwen2 shapes: `batch` prompts of `prompt_len` random tokens,
+// `new_tokens` sampled each (no stop token, so every sequence runs to the
+// budget), temperature 1. Per row it prints:
+//   - generated tokens/s with decode graphs and call by call (the default), and HF
+//     generate's tokens/s measured in the same run (--torch SCRIPT runs
+//     validation/bench/torch_generate.py with the same shapes first);
+//   - the decode step's split, timed on its own engine at the mean context
+//     length prompt + new/2: forward call by call, forward as a graph, the
+//     decode attention alone (all layers) with the bandwidth it reaches, and
+//     sampling;
+//   - the bytes one decode step must move (weights + KV cache at the mean
+//     context + logits written and read once) and the roofline tokens/s they
+//     allow at the copy bandwidth measured here (a device-to-device copy), with
+//     the fraction the generate run reaches (its time includes the prefill);
+//   - the distribution of |logp_rollout - logp_trainer| over the sampled tokens of
+//     the first 16 sequences (the trainer's Decoder::forward on prompt + response).
+// One JSON line per row as well (for validation/bench/run_bench.sh).
+//   bench_rollout [--backend cuda|cpu] [--shapes qwen2-1.5b] [--batches 64,256,1024]
+//                 [--prompt-len 128] [--new-tokens 256] [--torch torch_generate.py]
+//                 [--torch-batches 64,256 (default: --batches)]
+//                 [--no-eager] [--no-split]
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -14,7 +34,9 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "kernels/kernels.h"
+#include "model/batch.h"
 #include "model/decoder.h"
+#include "model/inference.h"
 #include "rl/generation.h"
 #include "validation/bench/bench_shapes.h"
 
@@ -28,12 +50,166 @@ std::vector<std::string> split(const std::string& s) {
     if (!x.empty()) out.push_back(x);
   return out;
 }
+
+using Clock = std::chrono::steady_clock;
+
+// Milliseconds per call of f, over reps calls after one untimed call.
+template <class F>
+double ms_per_call(Kernels& k, int reps, F&& f) {
+  f();
+  k.synchronize();
+  const auto t0 = Clock::now();
+  for (int i = 0; i < reps; ++i) f();
+  k.synchronize();
+  return 1e3 * std::chrono::duration<double>(Clock::now() - t0).count() / reps;
+}
+
+// Device copy bandwidth in bytes/s (read + write of a large buffer).
+double copy_bandwidth(Kernels& k) {
+  const int64_t n = k.device() == Device::CUDA ? (int64_t(1) << 29) : (int64_t(1) << 24);  // bf16/f32 elements
+  const DType dt = k.act_dtype();
+  Tensor a = k.alloc({n}, dt), b = k.alloc({n}, dt);
+  k.zero(a);
+  const double ms = ms_per_call(k, 5, [&] { k.copy(b, a); });
+  return 2.0 * double(a.nbytes()) / (ms * 1e-3);
+}
+
+// HF generate tokens/s per (shape, batch), from the JSON lines of the torch script.
+std::map<std::pair<std::string, int>, double> run_torch(const std::string& script, const std::string& shapes,
+                                                        const std::string& batches, int prompt_len, int new_tokens) {
+  std::map<std::pair<std::string, int>, double> out;
+  const std::string cmd = "python3 " + script + " --shapes " + shapes + " --batches " + batches + " --prompt-len " +
+                          std::to_string(prompt_len) + " --new-tokens " + std::to_string(new_tokens) + " 2>&1";
+  std::printf("reference: %s\n", cmd.c_str());
+  std::fflush(stdout);
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) {
+    std::printf("reference: could not start python3\n");
+    return out;
+  }
+  char line[4096];
+  while (std::fgets(line, sizeof line, p)) {
+    std::printf("  hf> %s", line);
+    const std::string s(line);
+    if (s.rfind("JSON ", 0) != 0) continue;
+    auto field = [&](const std::string& key) -> std::string {
+      const size_t at = s.find("\"" + key + "\": ");
+      if (at == std::string::npos) return "";
+      size_t b = at + key.size() + 4, e = b;
+      while (e < s.size() && s[e] != ',' && s[e] != '}') ++e;
+      std::string v = s.substr(b, e - b);
+      v.erase(std::remove(v.begin(), v.end(), '"'), v.end());
+      return v;
+    };
+    const std::string shape = field("shape"), batch = field("batch"), tps = field("tokens_per_s");
+    if (!shape.empty() && !batch.empty() && !tps.empty()) out[{shape, std::stoi(batch)}] = std::stod(tps);
+  }
+  const int rc = pclose(p);
+  if (rc != 0) std::printf("reference: python3 exited with status %d\n", rc);
+  return out;
+}
+
+struct Row {
+  std::string shape;
+  int batch = 0;
+  double tps = 0, tps_eager = 0, tps_hf = 0, step_ms = 0;
+  double fwd_eager_ms = 0, fwd_graph_ms = 0, attn_ms = 0, attn_gbs = 0, sample_ms = 0;
+  double step_mb = 0, weight_mb = 0, kv_mb = 0, roofline_tps = 0;
+  double dlogp_median = 0, dlogp_p99 = 0, dlogp_max = 0;
+  int64_t dlogp_n = 0;
+};
+
+// |rollout logp - trainer logp| over the response tokens of the first `count` samples.
+void logp_agreement(Kernels& k, Decoder& model, const std::vector<std::vector<int32_t>>& prompts,
+                    const std::vector<GeneratedSample>& out, size_t count, Row& r) {
+  std::vector<std::vector<int32_t>> docs;
+  std::vector<const GeneratedSample*> who;
+  for (size_t i = 0; i < std::min(count, out.size()); ++i) {
+    std::vector<int32_t> d = prompts[size_t(out[i].prompt_index)];
+    d.insert(d.end(), out[i].tokens.begin(), out[i].tokens.end());
+    docs.push_back(d);
+    who.push_back(&out[i]);
+  }
+  Batch b = make_lm_batch(k, docs, model.config().vocab_size);
+  Tensor logp;
+  model.forward(b, logp);
+  Tensor host = Tensor::empty({logp.numel()}, logp.dtype());
+  k.copy(host, logp);
+  auto at_logp = [&](int64_t i) {
+    return host.dtype() == DType::F64 ? host.data<double>()[i] : double(host.data<float>()[i]);
+  };
+  std::vector<double> d;
+  int64_t at = 0;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    const int64_t P = int64_t(prompts[size_t(who[i]->prompt_index)].size());
+    for (size_t j = 0; j < who[i]->tokens.size(); ++j)  // token j of the response is the target of position P-1+j
+      d.push_back(std::fabs(at_logp(at + P - 1 + int64_t(j)) - who[i]->logp[j]));
+    at += int64_t(docs[i].size());
+  }
+  std::sort(d.begin(), d.end());
+  if (d.empty()) return;
+  r.dlogp_n = int64_t(d.size());
+  r.dlogp_median = d[d.size() / 2];
+  r.dlogp_p99 = d[std::min(d.size() - 1, size_t(0.99 * double(d.size())))];
+  r.dlogp_max = d.back();
+}
+
+// The decode step's split at batch B and context length ctx, on an engine of its own.
+void step_split(Kernels& k, Decoder& model, int B, int ctx, Row& r) {
+  const ModelConfig& c = model.config();
+  InferenceEngine eng(model, k, B, ctx + 1);
+  Rng rng(11);
+  std::vector<int> slots(static_cast<size_t>(B));
+  std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(B), std::vector<int32_t>(static_cast<size_t>(ctx)));
+  for (int i = 0; i < B; ++i) {
+    slots[size_t(i)] = i;
+    for (auto& t : prompts[size_t(i)]) t = int32_t(rng.below(uint64_t(c.vocab_size)));
+  }
+  eng.prefill(slots, prompts);
+  std::vector<int32_t> toks(static_cast<size_t>(B), 1), pos(static_cast<size_t>(B), ctx);
+  eng.set_use_graphs(false);
+  r.fwd_eager_ms = ms_per_call(k, 10, [&] { eng.decode(slots, toks, pos); });
+  eng.set_use_graphs(true);
+  Tensor logits;
+  r.fwd_graph_ms = ms_per_call(k, 10, [&] { logits = eng.decode(slots, toks, pos); });
+  // sampling (temperature 1, no truncation) of the logits
+  Tensor u = k.alloc({int64_t(B)}, DType::F32), tok = k.alloc({int64_t(B)}, DType::I32);
+  Tensor lp = k.alloc({int64_t(B)}, DType::F32);
+  Tensor hu = Tensor::empty({int64_t(B)}, DType::F32);
+  for (int i = 0; i < B; ++i) hu.data<float>()[i] = float(i) / float(B);
+  k.copy(u, hu);
+  if (logits.dtype() == DType::BF16 || logits.dtype() == DType::F32)
+    r.sample_ms = ms_per_call(k, 10, [&] { k.sample_tokens(tok, lp, logits, u, 1.0f, 0, 1.0f); });
+  // decode attention alone: all layers' worth of attention_cached at length ctx
+  const int64_t H = c.n_heads, KVH = c.n_kv_heads, D = c.head_dim;
+  Tensor kc = k.alloc({int64_t(B), int64_t(ctx + 1), KVH, D}, k.act_dtype());
+  Tensor vc = k.alloc({int64_t(B), int64_t(ctx + 1), KVH, D}, k.act_dtype());
+  Tensor q = k.alloc({int64_t(B), H, D}, k.act_dtype()), o = k.alloc({int64_t(B), H, D}, k.act_dtype());
+  k.zero(kc);
+  k.zero(vc);
+  k.zero(q);
+  Tensor hs = Tensor::empty({int64_t(B)}, DType::I32), hp = Tensor::empty({int64_t(B)}, DType::I32);
+  for (int i = 0; i < B; ++i) {
+    hs.data<int32_t>()[i] = i;
+    hp.data<int32_t>()[i] = ctx;
+  }
+  Tensor ds = k.alloc({int64_t(B)}, DType::I32), dp = k.alloc({int64_t(B)}, DType::I32);
+  k.copy(ds, hs);
+  k.copy(dp, hp);
+  auto attn_all_layers = [&] {
+    for (int l = 0; l < c.n_layers; ++l) k.attention_cached(o, q, kc, vc, ds, dp);
+  };
+  r.attn_ms = ms_per_call(k, 3, attn_all_layers);
+  const double kv_bytes = 2.0 * c.n_layers * double(B) * (ctx + 1) * double(KVH * D) * dtype_size(k.act_dtype());
+  r.attn_gbs = kv_bytes / (r.attn_ms * 1e-3) / 1e9;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    std::string backend = "cuda", shapes = "qwen2-1.5b", batches = "64,256";
+    std::string backend = "cuda", shapes = "qwen2-1.5b", batches = "64,256,1024", torch_script, torch_batches;
     int prompt_len = 128, new_tokens = 256;
+    bool eager = true, do_split = true;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       auto val = [&]() -> std::string {
@@ -45,46 +221,106 @@ int main(int argc, char** argv) {
       else if (a == "--batches") batches = val();
       else if (a == "--prompt-len") prompt_len = std::stoi(val());
       else if (a == "--new-tokens") new_tokens = std::stoi(val());
+      else if (a == "--torch") torch_script = val();
+      else if (a == "--torch-batches") torch_batches = val();
+      else if (a == "--no-eager") eager = false;
+      else if (a == "--no-split") do_split = false;
       else fail("bench_rollout: unknown option ", a);
     }
+    TEMPER_CHECK(prompt_len >= 1 && new_tokens >= 2, "bench_rollout: --prompt-len must be >= 1, --new-tokens >= 2");
+    std::map<std::pair<std::string, int>, double> hf;
+    if (!torch_script.empty())
+      hf = run_torch(torch_script, shapes, torch_batches.empty() ? batches : torch_batches, prompt_len, new_tokens);
     auto k = make_kernels(backend);
-    std::printf("| shape | batch | prompt | new | gen tok/s | seconds | engine GiB |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    const double bw = copy_bandwidth(*k);
+    std::printf("device copy bandwidth (read + write): %.0f GB/s\n", bw / 1e9);
+    std::vector<Row> rows;
     for (const auto& shape : split(shapes)) {
       const ModelConfig cfg = bench_shape_config(shape);
       Decoder model(cfg, *k, DType::F32);
       model.init_random(1);
+      double weight_bytes = 0;
+      for (const auto& p : model.params()) weight_bytes += double(p.compute.nbytes());
       for (const auto& bs : split(batches)) {
-        const int B = std::stoi(bs);
+        Row r;
+        r.shape = shape;
+        r.batch = std::stoi(bs);
+        const int B = r.batch;
         Rng rng(7);
         std::vector<std::vector<int32_t>> prompts(size_t(B), std::vector<int32_t>(size_t(prompt_len), 0));
         for (auto& p : prompts)
           for (auto& t : p) t = int32_t(rng.below(uint64_t(cfg.vocab_size)));
-        Generator gen(model, *k, B, nullptr, prompt_len + new_tokens);
         SamplingOptions so;
         so.max_new_tokens = new_tokens;
         so.temperature = 1.0f;
         so.seed = 3;
-        // warm-up: a short run allocates the engine and touches every kernel
-        SamplingOptions warm = so;
+        SamplingOptions warm = so;  // a short run allocates the engine and records the graphs
         warm.max_new_tokens = 4;
-        gen.generate(prompts, warm);
-        k->synchronize();
-        const auto t0 = std::chrono::steady_clock::now();
-        auto out = gen.generate(prompts, so);
-        k->synchronize();
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        int64_t toks = 0;
-        for (const auto& g : out) toks += int64_t(g.tokens.size());
-        const double gib = 0;  // engine bytes are reported by the Generator's stats line
-        std::printf("| %s | %d | %d | %d | %.0f | %.2f | %s |\n", shape.c_str(), B, prompt_len, new_tokens,
-                    double(toks) / s, s, gen.last_stats().line().c_str());
+        // pass 0: decode steps as graphs; 1: call by call (the default)
+        for (int pass = 0; pass < (eager ? 2 : 1); ++pass) {
+          const char* names[] = {"graphs", "eager"};
+          try {
+            Generator gen(model, *k, B, nullptr, prompt_len + new_tokens);
+            gen.set_decode_graphs(pass == 0);
+            gen.generate(prompts, warm);
+            k->synchronize();
+            const auto t0 = Clock::now();
+            auto out = gen.generate(prompts, so);
+            k->synchronize();
+            const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+            int64_t toks = 0;
+            for (const auto& g : out) toks += int64_t(g.tokens.size());
+            const GenerationStats& st = gen.last_stats();
+            std::printf("  %s batch %d %s: %s\n", shape.c_str(), B, names[pass], st.line().c_str());
+            if (pass == 0) {
+              r.tps = double(toks) / s;
+              r.step_ms = st.decode_steps > 0 ? 1e3 * (st.seconds - st.prefill_seconds) / double(st.decode_steps) : 0;
+              logp_agreement(*k, model, prompts, out, 16, r);
+            } else {
+              r.tps_eager = double(toks) / s;
+            }
+          } catch (const std::exception& e) {
+            std::printf("  %s batch %d %s: error: %s\n", shape.c_str(), B, names[pass], e.what());
+          }
+        }
+        const int ctx = prompt_len + new_tokens / 2;
+        if (do_split) step_split(*k, model, B, ctx, r);
+        r.weight_mb = weight_bytes / 1e6;
+        r.kv_mb = 2.0 * cfg.n_layers * double(B) * ctx * double(cfg.n_kv_heads) * cfg.head_dim *
+                  dtype_size(k->act_dtype()) / 1e6;
+        const double logits_mb = 2.0 * double(B) * cfg.vocab_size * dtype_size(k->act_dtype()) / 1e6;
+        r.step_mb = r.weight_mb + r.kv_mb + logits_mb;
+        r.roofline_tps = double(B) * bw / (r.step_mb * 1e6);
+        auto it = hf.find({shape, B});
+        if (it != hf.end()) r.tps_hf = it->second;
+        rows.push_back(r);
         std::printf("JSON {\"bench\":\"rollout\",\"impl\":\"temper\",\"shape\":\"%s\",\"batch\":%d,\"prompt_len\":%d,"
-                    "\"new_tokens\":%d,\"tokens_per_s\":%.1f,\"seconds\":%.3f}\n",
-                    shape.c_str(), B, prompt_len, new_tokens, double(toks) / s, s);
-        (void)gib;
+                    "\"new_tokens\":%d,\"tokens_per_s\":%.1f,\"eager_tokens_per_s\":%.1f,\"hf_tokens_per_s\":%.1f,"
+                    "\"step_ms\":%.3f,\"fwd_eager_ms\":%.3f,\"fwd_graph_ms\":%.3f,\"attn_ms\":%.3f,"
+                    "\"attn_GBps\":%.0f,\"sample_ms\":%.3f,\"step_MB\":%.0f,\"roofline_tokens_per_s\":%.0f,"
+                    "\"dlogp_median\":%.3g,\"dlogp_p99\":%.3g,\"dlogp_max\":%.3g}\n",
+                    shape.c_str(), B, prompt_len, new_tokens, r.tps, r.tps_eager, r.tps_hf, r.step_ms,
+                    r.fwd_eager_ms, r.fwd_graph_ms, r.attn_ms, r.attn_gbs, r.sample_ms, r.step_mb, r.roofline_tps, r.dlogp_median,
+                    r.dlogp_p99, r.dlogp_max);
         std::fflush(stdout);
       }
     }
+    std::printf("\nprompt %d + %d new tokens; step split at context %d; bandwidth %.0f GB/s\n", prompt_len, new_tokens,
+                prompt_len + new_tokens / 2, bw / 1e9);
+    std::printf("| shape | batch | tok/s graphs | tok/s eager | HF tok/s | step ms in run | fwd eager ms | fwd graph ms "
+                "| attn ms (GB/s) | sample ms | MB/step (weights + KV) | roofline tok/s | of roofline |\n"
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (const Row& r : rows)
+      std::printf("| %s | %d | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f (%.0f) | %.2f | %.0f (%.0f + "
+                  "%.0f) | %.0f | %.1f %% |\n",
+                  r.shape.c_str(), r.batch, r.tps, r.tps_eager, r.tps_hf, r.step_ms, r.fwd_eager_ms,
+                  r.fwd_graph_ms, r.attn_ms, r.attn_gbs, r.sample_ms, r.step_mb, r.weight_mb, r.kv_mb, r.roofline_tps,
+                  100.0 * r.tps / std::max(r.roofline_tps, 1e-30));
+    std::printf("\n|logp_rollout - logp_trainer| over the sampled tokens of 16 sequences:\n"
+                "| shape | batch | tokens | median | p99 | max |\n|---|---:|---:|---:|---:|---:|\n");
+    for (const Row& r : rows)
+      std::printf("| %s | %d | %lld | %.3g | %.3g | %.3g |\n", r.shape.c_str(), r.batch,
+                  static_cast<long long>(r.dlogp_n), r.dlogp_median, r.dlogp_p99, r.dlogp_max);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_rollout: error: %s\n", e.what());

@@ -90,6 +90,7 @@ void write_file(const std::string& path, const std::string& text) {
   {
     std::ofstream f(path, std::ios::binary);
     f << text;
+    f.close();  // a full disk shows when the buffer is written, at the close
     TEMPER_CHECK(f.good(), "code sandbox: cannot write '", path, "'");
   }
   chmod(path.c_str(), 0644);  // readable by the (possibly unprivileged) program, not writable
@@ -276,13 +277,17 @@ CodeTestCode code_test_code_from_json(const nlohmann::json& ref) {
   return tc;
 }
 
-std::vector<RewardResult> code_rewards(const std::vector<CodeJob>& jobs, const SandboxOptions& opt) {
+void check_code_rewards_can_run(const SandboxOptions& opt) {
   TEMPER_CHECK(!opt.run_command.empty(), "code sandbox: run_command is empty");
   TEMPER_CHECK(opt.wall_timeout_s > 0 && opt.cpu_seconds > 0, "code sandbox: timeouts must be positive");
   check_sandbox_isolation(limits_of(opt));  // refuses, or warns once, where programs cannot be isolated
   for (const auto* cmd : {&opt.run_command, &opt.compile_command})
     if (!cmd->empty() && sandbox_which((*cmd)[0]).empty())
       fail("code sandbox: interpreter/compiler '", (*cmd)[0], "' not found on PATH");
+}
+
+std::vector<RewardResult> code_rewards(const std::vector<CodeJob>& jobs, const SandboxOptions& opt) {
+  check_code_rewards_can_run(opt);
   std::vector<RewardResult> results(jobs.size());
   // Work items: a stdin/stdout job alone, or up to test_code_batch test-code jobs
   // whose responses hold a program (the others are Unparsable right away).

@@ -136,6 +136,12 @@ struct SandboxOptions {
 // only for configuration problems (interpreter not found, no temp dir).
 std::vector<RewardResult> code_rewards(const std::vector<CodeJob>& jobs, const SandboxOptions& opt);
 
+// What code_rewards checks before it runs anything: the commands are set and found, the
+// deadlines positive, and programs can be isolated here (else it throws, unless
+// opt.allow_unisolated, when it warns once). The phases call it at start when their
+// prompts hold code tasks, so a run that cannot score code stops before any work.
+void check_code_rewards_can_run(const SandboxOptions& opt);
+
 // The last fenced block whose info string is in `tags` or empty; nullopt if none.
 std::optional<std::string> extract_code_block(const std::string& text,
                                               const std::vector<std::string>& tags);

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Issue 20 device run (one call): the generation GPU tests (graph decode vs eager
+# vs CPU engine, the vocabulary mask vs its CPU twin, kv cache and sampling),
+# the cached-attention tests of test_cuda_attention, then bench_rollout with HF
+# generate measured in the same run, then (RL=1) RL steps of the 1.5B shape on one
+# GPU with their generation / update split (validation/engine/run_device.sh, part
+# big, 1 rank), decode graphs on when the graph test passed.
+# Binaries (bench_rollout, test_cuda_generation, test_cuda_attention, temper) are
+# built on the host (build-cuda, sm_90a) and copied into $B (carried), with the
+# Qwen3 tokenizer folder as $B/qwen3 for the RL part.
+#   bash validation/rollout/run_device.sh   (from the repository root; logs in $OUT or /tmp)
+# Environment: B [.dev/rollout2]  BATCHES [64,256,1024]  HF_BATCHES [64,256]  RL [1]  RL_STEPS [3]
+set -u
+B=${B:-.dev/rollout2}
+O=${OUT:-/tmp}
+export NCCL_NVLS_ENABLE=0
+t0=$(date +%s)
+stamp() { echo "---- $1 ($(( $(date +%s) - t0 )) s)"; }
+echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  gpu: $(nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>&1 | head -1)"
+timeout 180 "$B/test_cuda_generation" > "$O/tests.log" 2>&1; echo "test_cuda_generation rc=$?" >> "$O/tests.log"
+timeout 120 "$B/test_cuda_attention" --gtest_filter='*Cached*' >> "$O/tests.log" 2>&1
+echo "test_cuda_attention rc=$?" >> "$O/tests.log"
+grep -E "^\[ +(OK|PASSED|FAILED) |rc=|Failure" "$O/tests.log" | head -40
+GRAPHS=0
+grep -q "^\[       OK \] CudaGenerationTest.GraphDecodeMatchesEagerAndCpu" "$O/tests.log" && GRAPHS=1
+stamp "tests (graph decode passed: $GRAPHS)"
+timeout "${BENCH_S:-300}" "$B/bench_rollout" --backend cuda --shapes qwen2-1.5b --batches "${BATCHES:-64,256,1024}" \
+  --torch validation/bench/torch_generate.py --torch-batches "${HF_BATCHES:-64,256}" > "$O/bench.log" 2>&1
+echo "bench_rollout rc=$?"
+grep -v "^  hf>" "$O/bench.log" | grep -v "^JSON" | tail -24
+stamp bench
+if [ "${RL:-1}" = 1 ] && [ -x "$B/temper" ]; then
+  mkdir -p "$O/rl"
+  TEMPER_DECODE_GRAPHS=$GRAPHS OUT="$O/rl" PARTS=big BIG_MESHES=1 BIG_STEPS="${RL_STEPS:-3}" \
+    TOKENIZER="hf:$B/qwen3" timeout "${RL_S:-200}" bash validation/engine/run_device.sh "$B" 2>&1 | tail -8
+  stamp "rl (decode graphs $GRAPHS)"
+fi
