@@ -101,7 +101,9 @@ TEST_F(CudaAdamWTest, ManyTensorsMatchCpuAndComputeCopiesAreRoundedParams) {
       bad += hc.data<uint16_t>()[j] != float_to_bf16(hp.data<float>()[j]);
     EXPECT_EQ(bad, 0) << "compute copy is bf16(param) exactly, " << tag;
   }
-  // The same tensors through the single-tensor kernel give the same bits.
+  // The same tensors through the single-tensor kernel agree to rounding (not bit
+  // for bit: on the H200, 2026-12-04, some elements differed in the last bits, the
+  // compiler contracting the same expressions into FMAs differently per kernel).
   Tensor p = host_rand({16389}, rng, -1.0, 1.0), gr = host_rand({16389}, rng, -1.0, 1.0);
   Tensor m = host_rand({16389}, rng, -0.01, 0.01), v = host_rand({16389}, rng, 1e-6, 1e-4);
   for (int64_t j = 0; j < v.numel(); ++j) v.data<float>()[j] = std::fabs(v.data<float>()[j]);
@@ -111,8 +113,7 @@ TEST_F(CudaAdamWTest, ManyTensorsMatchCpuAndComputeCopiesAreRoundedParams) {
   ap.weight_decay = 0.1f;
   g->adamw_step(p1, g1, m1, v1, ap);
   g->adamw_step_many({{p2, g1, m2, v2, Tensor(), 0.1f}}, ap);
-  Tensor h1 = to_host(*g, p1), h2 = to_host(*g, p2);
-  EXPECT_EQ(std::memcmp(h1.raw(), h2.raw(), h1.nbytes()), 0) << "multi-tensor and single-tensor kernels agree bitwise";
+  expect_close(to_host(*g, p2), to_host(*g, p1), 1e-7, 1e-6, "multi-tensor vs single-tensor kernel");
 }
 
 TEST_F(CudaAdamWTest, TableCacheReuseAndEviction) {
