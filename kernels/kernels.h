@@ -277,7 +277,7 @@ class Kernels {
 std::unique_ptr<Kernels> make_cpu_kernels();
 // The CUDA backend; throws when temper was built without CUDA or no GPU is present.
 std::unique_ptr<Kernels> make_cuda_kernels(int device_index = 0);
-// "cpu" | "cuda"
+// "cpu" | "cuda" | "kokkos" (kernels/kokkos/kokkos_kernels.h; throws when built without Kokkos)
 std::unique_ptr<Kernels> make_kernels(const std::string& backend, int device_index = 0);
 
 }  // namespace temper

@@ -63,6 +63,11 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
                  why.empty() ? std::string() : cat("; NCCL not used: ", why), ")");
     }
   } else {
+    const auto sh = mesh.shape();
+    if (kernels_->device() == Device::KOKKOS && (sh.sp > 1 || sh.dp_shard > 1 || sh.dp_replicate > 1)) {
+      Kernels* k = kernels_.get();
+      mesh.use_staged([k](Tensor& dst, const Tensor& src) { k->copy(dst, src); });
+    }
     TEMPER_CHECK(dc != "nccl", "parallel.device_comm = nccl needs run.backend = cuda (this run uses '",
                  kernels_->name(), "')");
   }

@@ -40,7 +40,14 @@ DType dtype_from_name(const std::string& n) {
   fail("unknown dtype '", n, "'");
 }
 
-const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+const char* device_name(Device d) {
+  switch (d) {
+    case Device::CPU: return "cpu";
+    case Device::CUDA: return "cuda";
+    case Device::KOKKOS: return "kokkos";
+  }
+  return "unknown";
+}
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;

@@ -14,7 +14,7 @@ namespace temper {
 
 // On-disk values (checkpoints store them): append only, never renumber.
 enum class DType : uint8_t { F32 = 0, F64 = 1, BF16 = 2, F16 = 3, I32 = 4, I64 = 5, U8 = 6 };
-enum class Device : uint8_t { CPU = 0, CUDA = 1 };
+enum class Device : uint8_t { CPU = 0, CUDA = 1, KOKKOS = 2 };  // KOKKOS: kernels/kokkos's memory space
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);   // "f32", "bf16", ...

@@ -67,7 +67,7 @@ Builder build_schema() {
       .one_of({"sft", "rl", "eval", "toy"});
   b.k("output_dir", Str, "out", "directory for checkpoints, metrics and dumps (relative to the working directory)");
   b.k("seed", Int, "1234", "global random seed (initialisation, sampling)").at_least(0);
-  b.k("backend", Str, "cpu", "compute backend").one_of({"cpu", "cuda"});
+  b.k("backend", Str, "cpu", "compute backend (kokkos: when built with Kokkos)").one_of({"cpu", "cuda", "kokkos"});
   b.k("walltime", Int, "0",
       "wall-clock seconds this run may take, counted from process start (the job scripts pass what the "
       "allocation has left); 0 = none").at_least(0);

@@ -48,8 +48,8 @@ class InferenceEngine {
   // bucket (8, 16, 32, ... up to max_slots) where the backend records (kernels.h
   // graph_begin) and the model has no differential attention; the rows past the
   // live ones run in slot -1 (a recording backend's cache write skips such rows and
-  // its attention gives them NaN, which stays in their rows) and are discarded. Off by
-  // default until measured on a device (TEMPER_DECODE_GRAPHS=1 turns it on).
+  // its attention gives them NaN, which stays in their rows) and are discarded. On by
+  // default; TEMPER_DECODE_GRAPHS=0 turns it off.
   void set_use_graphs(bool on) { use_graphs_ = on; }
   // Logits of ids >= n are -inf in every result (a model vocabulary padded past the
   // tokenizer's, so sampling never draws an id the tokenizer lacks); 0: no limit.

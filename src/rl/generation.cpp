@@ -62,7 +62,7 @@ Generator::Generator(Decoder& model, Kernels& k, int max_batch, const Tokenizer*
   host_logp_ = Tensor::empty({B}, model.stat_dtype());
   if (tok) set_vocab_limit(tok->vocab_size());
   const char* graphs_env = std::getenv("TEMPER_DECODE_GRAPHS");  // the InferenceEngine's default
-  decode_graphs_ = graphs_env && std::string(graphs_env) == "1";
+  decode_graphs_ = !(graphs_env && std::string(graphs_env) == "0");
 }
 
 Generator::~Generator() = default;

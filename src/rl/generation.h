@@ -73,7 +73,7 @@ class Generator {
 
   const GenerationStats& last_stats() const { return stats_; }
   // Decode steps as recorded graphs where the backend has them (InferenceEngine::
-  // set_use_graphs); default from TEMPER_DECODE_GRAPHS=1, else off.
+  // set_use_graphs); on unless TEMPER_DECODE_GRAPHS=0.
   void set_decode_graphs(bool on);
   // Never sample ids >= n (InferenceEngine::set_vocab_limit); the constructor sets
   // the tokenizer's vocab_size() when given a tokenizer. 0: no limit.

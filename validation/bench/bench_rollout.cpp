@@ -3,7 +3,7 @@
 // random-init Qwen2 shapes: `batch` prompts of `prompt_len` random tokens,
 // `new_tokens` sampled each (no stop token, so every sequence runs to the
 // budget), temperature 1. Per row it prints:
-//   - generated tokens/s with decode graphs and call by call (the default), and HF
+//   - generated tokens/s with decode graphs (the default) and call by call, and HF
 //     generate's tokens/s measured in the same run (--torch SCRIPT runs
 //     validation/bench/torch_generate.py with the same shapes first);
 //   - the decode step's split, timed on its own engine at the mean context
@@ -20,7 +20,11 @@
 //   bench_rollout [--backend cuda|cpu] [--shapes qwen2-1.5b] [--batches 64,256,1024]
 //                 [--prompt-len 128] [--new-tokens 256] [--torch torch_generate.py]
 //                 [--torch-batches 64,256 (default: --batches)]
-//                 [--no-eager] [--no-split]
+//                 [--no-eager] [--no-split] [--group P,G,L]
+// --group P,G,L adds group sampling's prefill: P prompts of L random tokens with G samples
+// each (the prompt prefilled once, its cache rows copied to the group's other slots) against
+// the same P*G sequences given as separate prompts (each prefilled), 1 new token each.
+// --batches '' skips the throughput rows.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -203,6 +207,47 @@ void step_split(Kernels& k, Decoder& model, int B, int ctx, Row& r) {
   const double kv_bytes = 2.0 * c.n_layers * double(B) * (ctx + 1) * double(KVH * D) * dtype_size(k.act_dtype());
   r.attn_gbs = kv_bytes / (r.attn_ms * 1e-3) / 1e9;
 }
+// Group sampling's prefill (--group): shared (n_samples = G) vs unshared (P*G prompts).
+void group_prefill(Kernels& k, Decoder& model, const std::string& shape, int P, int G, int L) {
+  const ModelConfig& c = model.config();
+  Rng rng(5);
+  std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(P), std::vector<int32_t>(static_cast<size_t>(L)));
+  for (auto& p : prompts)
+    for (auto& t : p) t = int32_t(rng.below(uint64_t(c.vocab_size)));
+  std::vector<std::vector<int32_t>> each;
+  for (const auto& p : prompts)
+    for (int g = 0; g < G; ++g) each.push_back(p);
+  std::printf("\ngroup sampling prefill, %s: %d prompts x %d samples, %d-token prompts, 1 new token\n"
+              "| prompts given | samples each | prefill tokens | prefill s | generate s (prefill + cache copies) |\n"
+              "|---:|---:|---:|---:|---:|\n",
+              shape.c_str(), P, G, L);
+  double sec[2] = {0, 0};
+  for (int pass = 0; pass < 2; ++pass) {
+    Generator gen(model, k, P * G, nullptr, L + 1);
+    SamplingOptions so;
+    so.max_new_tokens = 1;
+    so.temperature = 1.0f;
+    so.seed = 3;
+    so.n_samples = pass == 0 ? G : 1;
+    const auto& in = pass == 0 ? prompts : each;
+    gen.generate(in, so);  // warm-up: allocates the engine
+    k.synchronize();
+    const auto t0 = Clock::now();
+    gen.generate(in, so);
+    k.synchronize();
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const GenerationStats& st = gen.last_stats();
+    sec[pass] = s;
+    std::printf("| %zu | %d | %lld | %.3f | %.3f |\n", in.size(), so.n_samples,
+                static_cast<long long>(st.prefill_tokens), st.prefill_seconds, s);
+    std::printf("JSON {\"bench\":\"rollout_group_prefill\",\"shape\":\"%s\",\"prompts\":%zu,\"samples\":%d,"
+                "\"prompt_len\":%d,\"prefill_tokens\":%lld,\"prefill_s\":%.4f,\"generate_s\":%.4f}\n",
+                shape.c_str(), in.size(), so.n_samples, L, static_cast<long long>(st.prefill_tokens),
+                st.prefill_seconds, s);
+    std::fflush(stdout);
+  }
+  std::printf("shared / unshared generate time: %.3f (1/G = %.3f)\n", sec[0] / std::max(sec[1], 1e-30), 1.0 / G);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -210,6 +255,7 @@ int main(int argc, char** argv) {
     std::string backend = "cuda", shapes = "qwen2-1.5b", batches = "64,256,1024", torch_script, torch_batches;
     int prompt_len = 128, new_tokens = 256;
     bool eager = true, do_split = true;
+    int group_p = 0, group_g = 0, group_l = 0;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       auto val = [&]() -> std::string {
@@ -225,9 +271,18 @@ int main(int argc, char** argv) {
       else if (a == "--torch-batches") torch_batches = val();
       else if (a == "--no-eager") eager = false;
       else if (a == "--no-split") do_split = false;
+      else if (a == "--group") {
+        const auto v = split(val());
+        TEMPER_CHECK(v.size() == 3, "bench_rollout: --group takes P,G,L (prompts, samples each, prompt length)");
+        group_p = std::stoi(v[0]);
+        group_g = std::stoi(v[1]);
+        group_l = std::stoi(v[2]);
+        TEMPER_CHECK(group_p > 0 && group_g > 0 && group_l > 0, "bench_rollout: --group values must be positive");
+      }
       else fail("bench_rollout: unknown option ", a);
     }
     TEMPER_CHECK(prompt_len >= 1 && new_tokens >= 2, "bench_rollout: --prompt-len must be >= 1, --new-tokens >= 2");
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a log even if the run is stopped
     std::map<std::pair<std::string, int>, double> hf;
     if (!torch_script.empty())
       hf = run_torch(torch_script, shapes, torch_batches.empty() ? batches : torch_batches, prompt_len, new_tokens);
@@ -235,7 +290,7 @@ int main(int argc, char** argv) {
     const double bw = copy_bandwidth(*k);
     std::printf("device copy bandwidth (read + write): %.0f GB/s\n", bw / 1e9);
     std::vector<Row> rows;
-    for (const auto& shape : split(shapes)) {
+    for (const auto& shape : split(batches).empty() ? std::vector<std::string>{} : split(shapes)) {
       const ModelConfig cfg = bench_shape_config(shape);
       Decoder model(cfg, *k, DType::F32);
       model.init_random(1);
@@ -256,7 +311,7 @@ int main(int argc, char** argv) {
         so.seed = 3;
         SamplingOptions warm = so;  // a short run allocates the engine and records the graphs
         warm.max_new_tokens = 4;
-        // pass 0: decode steps as graphs; 1: call by call (the default)
+        // pass 0: decode steps as graphs (the default); 1: call by call
         for (int pass = 0; pass < (eager ? 2 : 1); ++pass) {
           const char* names[] = {"graphs", "eager"};
           try {
@@ -305,6 +360,12 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
       }
     }
+    if (group_p > 0)
+      for (const auto& shape : split(shapes)) {
+        Decoder model(bench_shape_config(shape), *k, DType::F32);
+        model.init_random(1);
+        group_prefill(*k, model, shape, group_p, group_g, group_l);
+      }
     std::printf("\nprompt %d + %d new tokens; step split at context %d; bandwidth %.0f GB/s\n", prompt_len, new_tokens,
                 prompt_len + new_tokens / 2, bw / 1e9);
     std::printf("| shape | batch | tok/s graphs | tok/s eager | HF tok/s | step ms in run | fwd eager ms | fwd graph ms "

@@ -9,7 +9,8 @@
 # built on the host (build-cuda, sm_90a) and copied into $B (carried), with the
 # Qwen3 tokenizer folder as $B/qwen3 for the RL part.
 #   bash validation/rollout/run_device.sh   (from the repository root; logs in $OUT or /tmp)
-# Environment: B [.dev/rollout2]  BATCHES [64,256,1024]  HF_BATCHES [64,256]  RL [1]  RL_STEPS [3]
+# Environment: B [.dev/rollout2]  BATCHES [64,256,1024]  HF_BATCHES [64,256]  GROUP [1]  GROUP_SHAPE [64,8,1024]
+#   RL [1]  RL_STEPS [3]  BENCH_S / GROUP_S / RL_S (time limits, s)
 set -u
 B=${B:-.dev/rollout2}
 O=${OUT:-/tmp}
@@ -17,6 +18,15 @@ export NCCL_NVLS_ENABLE=0
 t0=$(date +%s)
 stamp() { echo "---- $1 ($(( $(date +%s) - t0 )) s)"; }
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  gpu: $(nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>&1 | head -1)"
+# temper's binaries link cuDNN 9 by soname: where the machine's run path has none, take the one
+# PyTorch ships (the same library HF generate loads) through LD_LIBRARY_PATH.
+if ldd "$B/bench_rollout" | grep -q 'libcudnn.so.9 => not found'; then
+  lib=$(ls "$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__ or nvidia.cudnn.__path__[0] + "/x"))' 2>/dev/null)"/lib/libcudnn.so.9 \
+        /usr/local/cuda*/lib*/libcudnn.so.9 /usr/lib/x86_64-linux-gnu/libcudnn.so.9 2>/dev/null | head -1)
+  [ -n "$lib" ] && export LD_LIBRARY_PATH=$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  echo "cuDNN for temper: ${lib:-none found}"
+fi
+ldd "$B/bench_rollout" | grep "not found"
 timeout 180 "$B/test_cuda_generation" > "$O/tests.log" 2>&1; echo "test_cuda_generation rc=$?" >> "$O/tests.log"
 timeout 120 "$B/test_cuda_attention" --gtest_filter='*Cached*' >> "$O/tests.log" 2>&1
 echo "test_cuda_attention rc=$?" >> "$O/tests.log"
@@ -29,9 +39,25 @@ timeout "${BENCH_S:-300}" "$B/bench_rollout" --backend cuda --shapes qwen2-1.5b 
 echo "bench_rollout rc=$?"
 grep -v "^  hf>" "$O/bench.log" | grep -v "^JSON" | tail -24
 stamp bench
+if [ "${GROUP:-1}" = 1 ]; then  # group sampling's prefill: 64 prompts x 8 samples, 1K-token prompts (~2 min)
+  timeout "${GROUP_S:-180}" "$B/bench_rollout" --backend cuda --shapes qwen2-1.5b --batches '' --no-eager --no-split \
+    --group "${GROUP_SHAPE:-64,8,1024}" > "$O/group.log" 2>&1
+  echo "group rc=$?"; grep -E "^\||shared|group" "$O/group.log" | head -8
+  stamp group
+fi
 if [ "${RL:-1}" = 1 ] && [ -x "$B/temper" ]; then
-  mkdir -p "$O/rl"
-  TEMPER_DECODE_GRAPHS=$GRAPHS OUT="$O/rl" PARTS=big BIG_MESHES=1 BIG_STEPS="${RL_STEPS:-3}" \
-    TOKENIZER="hf:$B/qwen3" timeout "${RL_S:-200}" bash validation/engine/run_device.sh "$B" 2>&1 | tail -8
+  # the final checkpoint (~23 GB with AdamW state) is written after the last step: the limit may stop
+  # it there, so the metrics file is copied from the work folder afterwards
+  W=${WORK:-/tmp/rollout_rl}
+  mkdir -p "$O/rl" "$W"
+  TEMPER_DECODE_GRAPHS=$GRAPHS WORK="$W" OUT="$O/rl" PARTS=big BIG_MESHES=1 BIG_STEPS="${RL_STEPS:-3}" \
+    TOKENIZER="hf:$B/qwen3" timeout "${RL_S:-200}" bash validation/engine/run_device.sh "$B" > "$O/rl/run.txt" 2>&1
+  cp "$W/big_1/metrics.rank0.jsonl" "$O/rl/metrics.jsonl" 2>/dev/null
+  python3 -c "
+import json
+for l in open('$O/rl/metrics.jsonl'):
+    d = json.loads(l)
+    if 'gen_seconds' in d:
+        print({k: d.get(k) for k in ['gen_tokens', 'gen_tok_per_s', 'gen_seconds', 'update_seconds', 'step_seconds', 'loss']})"
   stamp "rl (decode graphs $GRAPHS)"
 fi
