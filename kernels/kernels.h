@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/counter_normal.h"
 
 namespace temper {
 
@@ -56,6 +57,10 @@ class Kernels {
   // The backend's native stream as an opaque handle (cudaStream_t on cuda), for
   // communicators that queue work behind the kernels; null where there is none.
   virtual void* native_stream() { return nullptr; }
+  // Bitwise-reproducible results (on) or, where a backend has a faster kernel
+  // whose last bits vary from run to run, that one (off). Deck key
+  // run.deterministic; backends without such a choice ignore it.
+  virtual void set_deterministic(bool on) { (void)on; }
   // Bytes this backend holds from its device allocator (its high-water mark when
   // the allocator caches, as the cuda one does); -1 where it is not tracked (cpu).
   virtual int64_t device_memory_reserved() const { return -1; }
@@ -270,6 +275,20 @@ class Kernels {
     double s = 0;
     for (const Tensor* x : xs) s += sum_squares(*x);
     return s;
+  }
+
+  // ---- initialisation -------------------------------------------------------
+  // t[i] = std * z_i (f32 or f64; computed in double, rounded once), z_i the standard
+  // normal of element i of `stream` under `seed` from the counter-based generator of
+  // kernels/counter_normal.h: the same bits on every backend. The default fills host
+  // memory and copies it over; backends override it to fill in place.
+  virtual void fill_normal(Tensor& t, uint64_t seed, uint32_t stream, double std) {
+    TEMPER_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, "fill_normal: f32 or f64 tensor expected, got ",
+                 dtype_name(t.dtype()));
+    Tensor h = Tensor::empty(t.shape(), t.dtype(), Device::CPU);
+    if (h.dtype() == DType::F64) cnormal::fill_range(h.data<double>(), 0, h.numel(), seed, stream, std);
+    else cnormal::fill_range(h.data<float>(), 0, h.numel(), seed, stream, std);
+    copy(t, h);
   }
 };
 

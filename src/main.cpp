@@ -17,6 +17,7 @@
 #include "app/run_context.h"
 #include "app/phases.h"
 #include "app/subcommands.h"
+#include "app/input_check.h"
 
 namespace fs = std::filesystem;
 using namespace temper;
@@ -61,15 +62,24 @@ int run(int argc, char** argv, int rank, int world_size, bool& setup_done) {
   Deck deck = load_deck_collective(cl, rank);
   log_init(rank, log_level_from_name(deck.get_string("log.level")));
   const std::string out = deck.get_string("run.output_dir");
+  // Every input file and output folder, checked by rank 0 before anything large is
+  // allocated or initialised; every rank fails with its verdict.
+  std::string bad;
   if (rank == 0) {
-    std::error_code ec;
-    fs::create_directories(out, ec);
-    TEMPER_CHECK(!ec, "cannot create output directory '", out, "': ", ec.message());
+    try {
+      check_run_inputs(deck);
+    } catch (const Error& e) {
+      bad = e.what();
+    }
     // deck.resolved.ini is written once the phase got past its set-up (RunContext::commit_resolved_deck)
     log_info("temper ", TEMPER_VERSION, " | ", world_size, " rank(s) | deck ", cl.deck_path);
-    log_info("---- resolved deck ----\n", deck.resolved_text(), "-----------------------");
+    if (bad.empty()) log_info("---- resolved deck ----\n", deck.resolved_text(), "-----------------------");
   }
-  MPI_Barrier(MPI_COMM_WORLD);
+  long n = long(bad.size());
+  MPI_Bcast(&n, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+  bad.resize(size_t(n));
+  MPI_Bcast(bad.data(), int(n), MPI_CHAR, 0, MPI_COMM_WORLD);
+  if (!bad.empty()) throw Error(bad);
 
   MeshShape shape{int(deck.get_int("parallel.sp")), int(deck.get_int("parallel.dp_shard")),
                   int(deck.get_int("parallel.dp_replicate"))};

@@ -99,6 +99,9 @@ class CpuKernels final : public Kernels {
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
   double sum_squares(const Tensor& x) override;
 
+  // fill_normal.cpp
+  void fill_normal(Tensor& t, uint64_t seed, uint32_t stream, double std) override;
+
   // Rows of the lm_head logits buffer [chunk, V] computed at a time.
   static constexpr int64_t kLmHeadChunk = 128;
 };

@@ -189,4 +189,8 @@ double ProfilingKernels::sum_squares_many(const std::vector<const Tensor*>& xs) 
   return r;
 }
 
+void ProfilingKernels::fill_normal(Tensor& t, uint64_t seed, uint32_t stream, double std) {
+  timed("fill_normal", [&] { inner_.fill_normal(t, seed, stream, std); });
+}
+
 }  // namespace temper

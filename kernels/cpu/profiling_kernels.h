@@ -46,6 +46,7 @@ class ProfilingKernels final : public Kernels {
   void copy_heads(Tensor& dst, int64_t dst_head, const Tensor& src, int64_t src_head, int64_t count,
                   bool accumulate) override;
   void synchronize() override { inner_.synchronize(); }
+  void set_deterministic(bool on) override { inner_.set_deterministic(on); }
 
   void embedding_forward(Tensor& out, const Tensor& tokens, const Tensor& wte) override;
   void embedding_backward(Tensor& dwte, const Tensor& dout, const Tensor& tokens) override;
@@ -90,6 +91,7 @@ class ProfilingKernels final : public Kernels {
   void adamw_step_many(const std::vector<AdamWTensor>& ts, const AdamWParams& p) override;
   double sum_squares(const Tensor& x) override;
   double sum_squares_many(const std::vector<const Tensor*>& xs) override;
+  void fill_normal(Tensor& t, uint64_t seed, uint32_t stream, double std) override;
 
  private:
   template <typename F>

@@ -6,7 +6,10 @@
 // Head dims 64 and 128 (16-byte aligned tensors) run the tensor-core kernel
 // below (scores recomputed once per key tile, dq and the kv-group sums of
 // dk/dv through f32 atomics, so results may differ in the last bits from run
-// to run); any other D <= 128 runs the scalar tiled kernels (no atomics).
+// to run); any other D <= 128 runs the scalar tiled kernels (no atomics), and
+// so does every D when CudaKernels::deterministic() (run.deterministic) is on,
+// no explicit v1 / v2 was asked for and cuDNN (v3, deterministic graph) did not
+// take the call.
 #include "kernels/cuda/attention_common.h"
 #include "kernels/cuda/cudnn_attention.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -485,7 +488,10 @@ void CudaKernels::attention_backward(Tensor& dq, Tensor& dk, Tensor& dv, const T
   attention_delta_kernel<<<cuda::grid_for(rows, 8, op), 256, 0, stream_>>>(cuda::f32(delta), cuda::bf(dout),
                                                                            cuda::bf(out), rows, d.D);
   TEMPER_CUDA_CHECK_LAUNCH();
-  const bool aligned = aligned16({&dout, &q, &k, &v});
+  // Deterministic (the default): the automatic choice avoids the tensor-core
+  // kernels' atomics; an explicit v1 / v2 request (TEMPER_ATTN_BWD) runs them.
+  const bool atomics_ok = !deterministic_ || var == 1 || var == 2;
+  const bool aligned = aligned16({&dout, &q, &k, &v}) && atomics_ok;  // false: the scalar kernels
   const bool v2 = var != 1;  // 0 (default) and 3 that fell back: v2
   cuda::note_attention_variant(cuda::AttnPass::Backward, aligned && (d.D == 128 || d.D == 64) && v2 ? 2 : 1);
   if (aligned && d.D == 128 && v2)

@@ -39,6 +39,12 @@ class CudaKernels final : public Kernels {
   int device_index() const { return device_; }
   cudaStream_t stream() const { return stream_; }
   void* native_stream() override { return stream_; }
+  // run.deterministic (default on): see Kernels::set_deterministic. The weight-
+  // gradient reductions are deterministic either way; this picks the attention
+  // backward (cuDNN's deterministic graph or the scalar kernels, not the
+  // tensor-core kernels' f32 atomics).
+  void set_deterministic(bool on) override { deterministic_ = on; }
+  bool deterministic() const { return deterministic_; }
   cuda::CachingAllocator& allocator() { return *pool_; }
 
   // memory.cu
@@ -135,6 +141,9 @@ class CudaKernels final : public Kernels {
   // a pointer table on the device), the bf16 compute copies written in the same pass.
   void adamw_step_many(const std::vector<AdamWTensor>& ts, const AdamWParams& p) override;
 
+  // fill_normal.cu
+  void fill_normal(Tensor& t, uint64_t seed, uint32_t stream, double std) override;
+
   // matmul.cu: row-major C[M,N] = alpha * op(A) @ op(B) + beta * C through
   // cublasGemmEx (f32 compute). A and B are bf16; C is bf16 or f32 (ctype).
   // lda/ldb/ldc are the row strides of the stored matrices.
@@ -162,6 +171,7 @@ class CudaKernels final : public Kernels {
  private:
   int device_ = 0;
   int sm_count_ = 1;  // multiprocessors, for grid sizing
+  bool deterministic_ = true;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   std::shared_ptr<cuda::CachingAllocator> pool_;

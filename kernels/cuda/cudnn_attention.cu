@@ -107,6 +107,23 @@ enum Uid : int64_t {
   kVirtual = 1000
 };
 
+// True when the engine of an engine config says its results may vary from run to run.
+bool nondeterministic_engine(cudnnBackendDescriptor_t cfg) {
+  Desc engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+  cudnnBackendDescriptor_t e = engine.get();
+  int64_t n = 0;
+  ok(cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &e),
+     "engine of a config");
+  cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
+  int64_t count = 0;
+  ok(cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+                              CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &count, notes),
+     "numerical notes");
+  for (int64_t i = 0; i < count; ++i)
+    if (notes[i] == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC) return true;
+  return false;
+}
+
 // Builds one operation graph: tensors and operations in creation order, kept
 // alive until the execution plan is finalised (and with it).
 class Graph {
@@ -202,7 +219,8 @@ class Graph {
 
   // Operation graph -> heuristics (mode A, then fallback) -> the first engine
   // config whose execution plan finalises.
-  DescPtr plan(cudnnHandle_t handle, int64_t& workspace, std::string& engine_note) {
+  // deterministic: configs whose engine carries CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC are skipped.
+  DescPtr plan(cudnnHandle_t handle, int64_t& workspace, std::string& engine_note, bool deterministic = false) {
     auto og = std::make_shared<Desc>(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
     og->set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle)
         .set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, int64_t(ops_.size()), ops_.data());
@@ -234,6 +252,10 @@ class Graph {
                                     &got, raw.data()),
            "heuristics results");
         for (int64_t i = 0; i < got; ++i) {
+          if (deterministic && nondeterministic_engine(raw[size_t(i)])) {
+            errors += " config " + std::to_string(i) + ": nondeterministic;";
+            continue;
+          }
           try {
             auto plan = std::make_shared<Desc>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
             plan->set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle)
@@ -277,8 +299,10 @@ class Graph {
 struct Key {
   bool backward, ragged;
   int64_t H, KVH, D, B, S;
+  bool det = false;  // backward: dQ = dS K straight into dQ (no f32 atomic accumulator), deterministic engines only
   bool operator<(const Key& o) const {
-    return std::tie(backward, ragged, H, KVH, D, B, S) < std::tie(o.backward, o.ragged, o.H, o.KVH, o.D, o.B, o.S);
+    return std::tie(backward, ragged, H, KVH, D, B, S, det) <
+           std::tie(o.backward, o.ragged, o.H, o.KVH, o.D, o.B, o.S, o.det);
   }
 };
 
@@ -464,9 +488,14 @@ void build_backward(Graph& g, const Key& k) {
   } else {
     g.matmul(dst, q, dk, c.seq_kv, nullptr, c.seq_q);
   }
-  // dQ = dS K through an f32 accumulator (ragged [N, H, D] in the workspace)
   auto kk = g.virt(BF, c.kdim, c.kstride, c.off_kv);
   g.reshape(kt, kk);
+  if (k.det) {  // dQ = dS K written once (no accumulator tensor: cuDNN's deterministic variant)
+    g.matmul(ds, kk, dq, c.seq_q, nullptr, c.seq_kv);
+    (void)B;
+    return;
+  }
+  // dQ = dS K through an f32 accumulator (ragged [N, H, D] in the workspace; added to with atomics)
   auto dq_acc = k.ragged ? g.tensor(kDQAccum, F, c.qdim, c.qstride, false, c.off_q)
                          : g.tensor(kDQAccum, F, c.qdim, full_stride, false);
   g.matmul(ds, kk, dq_acc, c.seq_q, nullptr, c.seq_kv);
@@ -513,7 +542,7 @@ Plan& get_plan(DeviceState& st, const Key& key) {  // g_mutex held
       build_backward(*p.graph, key);
     else
       build_forward(*p.graph, key);
-    p.plan = p.graph->plan(st.handle, p.workspace, note);
+    p.plan = p.graph->plan(st.handle, p.workspace, note, key.det);
   } catch (const Refused& e) {
     p.plan = nullptr;
     std::fprintf(stderr,
@@ -542,16 +571,17 @@ int64_t pow2_at_least(int64_t x, int64_t lo) {
 // multiple of 128 tries the dense graph first (cached per length; the layout
 // PyTorch's SDPA uses), falling back to the ragged graph where cuDNN refuses it.
 // The dense path is opt-in until measured on the device (see cudnn_attention.h).
-Plan* choose(DeviceState& st, bool backward, const attn::Dims& d, int max_seqlen) {
+Plan* choose(DeviceState& st, bool backward, const attn::Dims& d, int max_seqlen, bool det = false) {
   static const bool dense_on = [] {
     const char* e = std::getenv("TEMPER_CUDNN_DENSE");
     return e != nullptr && std::string(e) == "1";
   }();
   if (dense_on && d.S == 1 && d.N % 128 == 0) {
-    Plan& dense = get_plan(st, Key{backward, false, d.H, d.KVH, d.D, 1, d.N});
+    Plan& dense = get_plan(st, Key{backward, false, d.H, d.KVH, d.D, 1, d.N, det});
     if (dense.plan) return &dense;
   }
-  Plan& p = get_plan(st, Key{backward, true, d.H, d.KVH, d.D, pow2_at_least(d.S, 1), pow2_at_least(max_seqlen, 64)});
+  Plan& p = get_plan(st, Key{backward, true, d.H, d.KVH, d.D, pow2_at_least(d.S, 1), pow2_at_least(max_seqlen, 64),
+                             det});
   return p.plan ? &p : nullptr;
 }
 
@@ -722,7 +752,7 @@ bool backward(CudaKernels& g, Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& 
   const size_t sum_bytes = (size_t(d.N) * d.H * sizeof(float) + 255) / 256 * 256;
   const size_t acc_bytes = size_t(d.N) * d.H * d.D * sizeof(float);
   for (;;) {
-    Plan* plan = choose(st, true, d, max_seqlen);
+    Plan* plan = choose(st, true, d, max_seqlen, g.deterministic());
     if (plan == nullptr) return false;
     if (plan->workspace > max_backward_workspace()) {  // memory guard: the v2 kernels need none
       if (!plan->warned)
@@ -745,7 +775,10 @@ bool backward(CudaKernels& g, Tensor& dq, Tensor& dk, Tensor& dv, const Tensor& 
       b.add(kNegInf1, &kNegInf);
     }
     try {
-      execute(g, st, *plan, b, sum_bytes + acc_bytes, {{kSoftmaxSum, 0}, {kDQAccum, sum_bytes}});
+      if (plan->key.det)
+        execute(g, st, *plan, b, sum_bytes, {{kSoftmaxSum, 0}});
+      else
+        execute(g, st, *plan, b, sum_bytes + acc_bytes, {{kSoftmaxSum, 0}, {kDQAccum, sum_bytes}});
       return true;
     } catch (const Refused& e) {
       TEMPER_CHECK(!plan->key.ragged, "attention_backward (cuDNN): ", e.what);

@@ -28,6 +28,10 @@
 // GQA the backward workspace grows with documents x longest document (cuDNN
 // keeps per-query-head dK/dV at the padded shape); a backward needing more than
 // TEMPER_CUDNN_MAX_WORKSPACE_MB (default 2048) runs the v2 kernels instead.
+// With CudaKernels::deterministic() (run.deterministic, the default) the
+// backward graph writes dQ = dS K straight into dQ instead of through the f32
+// accumulator cuDNN adds to with atomics, and engines noted NONDETERMINISTIC
+// are skipped: bitwise the same gradients from run to run.
 // Built only when CMake found cuDNN (TEMPER_HAVE_CUDNN); otherwise every call
 // returns false.
 #pragma once

@@ -8,8 +8,10 @@
 // Backward: one warp per (token, noise head) walks the H/G signal heads of its
 // group, writing da1 and summing da2 = -lambda sum dy in registers (D <= 256:
 // 8 columns per lane); dw and dlambda are summed per block (registers, then
-// shared memory) and added with atomics; a second one-block kernel turns
+// shared memory in warp order) into per-block partials, added in a fixed order
+// (column_sums.h: bitwise the same from run to run); a one-block kernel turns
 // dlambda into the gradients of lq1, lk1, lq2, lk2.
+#include "kernels/cuda/column_sums.h"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/motif_op_checks.h"
@@ -64,7 +66,8 @@ __global__ void combine_fwd_kernel(__nv_bfloat16* out, float* rstd, const __nv_b
   }
 }
 
-__global__ void combine_bwd_kernel(__nv_bfloat16* da1, __nv_bfloat16* da2, float* dweight, float* dlambda,
+// part_dw: [gridDim.x, D], part_dl: [gridDim.x].
+__global__ void combine_bwd_kernel(__nv_bfloat16* da1, __nv_bfloat16* da2, float* part_dw, float* part_dl,
                                    const __nv_bfloat16* dout, const __nv_bfloat16* a1, const __nv_bfloat16* a2,
                                    const __nv_bfloat16* lam, const __nv_bfloat16* w, const float* rstd, int64_t N,
                                    int64_t H, int64_t G, int64_t D, int64_t Dl, float lambda_init) {
@@ -130,12 +133,12 @@ __global__ void combine_bwd_kernel(__nv_bfloat16* da1, __nv_bfloat16* da2, float
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
     float t = 0.f;
     for (int k = 0; k < kWarps; ++k) t += s_dw[k][i];
-    atomicAdd(dweight + i, t);
+    part_dw[int64_t(blockIdx.x) * D + i] = t;
   }
   if (threadIdx.x == 0) {
     float t = 0.f;
     for (int k = 0; k < kWarps; ++k) t += s_dl[k];
-    atomicAdd(dlambda, t);
+    part_dl[blockIdx.x] = t;
   }
 }
 
@@ -198,10 +201,13 @@ void CudaKernels::diff_attn_combine_backward(Tensor& da1, Tensor& da2, Tensor& d
   zero(dlambda);
   const int64_t pairs = d.N * d.G, want = (pairs + kWarps - 1) / kWarps;
   const unsigned blocks = unsigned(want < 1024 ? want : 1024);
+  Tensor part_dw = alloc({int64_t(blocks), d.D}, DType::F32), part_dl = alloc({int64_t(blocks)}, DType::F32);
   combine_bwd_kernel<<<blocks, 32 * kWarps, 0, stream_>>>(
-      cuda::bf(da1), cuda::bf(da2), cuda::f32(dweight), cuda::f32(dlambda), cuda::bf(dout), cuda::bf(a1), cuda::bf(a2),
+      cuda::bf(da1), cuda::bf(da2), cuda::f32(part_dw), cuda::f32(part_dl), cuda::bf(dout), cuda::bf(a1), cuda::bf(a2),
       cuda::bf(lam), cuda::bf(weight), cuda::f32(rstd), d.N, d.H, d.G, d.D, d.Dl, float(lambda_init));
   TEMPER_CUDA_CHECK_LAUNCH();
+  cuda::add_column_sums(stream_, cuda::f32(dweight), cuda::f32(part_dw), blocks, d.D);
+  cuda::add_column_sums(stream_, cuda::f32(dlambda), cuda::f32(part_dl), blocks, 1);
   lambda_grad_kernel<<<1, 32, 0, stream_>>>(cuda::f32(dlam), cuda::f32(dlambda), cuda::bf(lam), d.Dl);
   TEMPER_CUDA_CHECK_LAUNCH();
 }

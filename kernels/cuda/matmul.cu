@@ -2,9 +2,12 @@
 // f32 output) and the linear layer out = inp @ weight^T (+ bias) with its
 // backward. The bias is broadcast into `out` first and the GEMM adds onto it
 // (beta = 1), so out is rounded to bf16 once. dweight (f32) accumulates with
-// beta = 1; dbias (f32) accumulates column sums of dout with a reduction kernel.
+// beta = 1; dbias (f32) accumulates column sums of dout: per-block partial sums,
+// then added in a fixed order (column_sums.h), so the result is bitwise the same
+// from run to run.
 #include <limits>
 
+#include "kernels/cuda/column_sums.h"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -36,21 +39,23 @@ __global__ void broadcast_bias(__nv_bfloat16* out, const __nv_bfloat16* bias, in
     out[i] = bias[i % OC];
 }
 
-// dbias[j] += sum_r dout[r, j]: blockIdx.x picks 32 columns, threadIdx.y and
-// blockIdx.y split the rows; partial sums meet in shared memory, then atomics.
-__global__ void bias_grad(float* dbias, const __nv_bfloat16* dout, int64_t rows, int64_t OC, int64_t rows_per_block) {
-  __shared__ float part[8][33];
+// part[blockIdx.y, j] = sum over the block's rows of dout[r, j]: blockIdx.x
+// picks 32 columns, threadIdx.y and blockIdx.y split the rows; the 8 row
+// strides meet in shared memory in a fixed order.
+__global__ void bias_grad_part(float* part, const __nv_bfloat16* dout, int64_t rows, int64_t OC,
+                               int64_t rows_per_block) {
+  __shared__ float sh[8][33];
   const int64_t j = blockIdx.x * 32 + threadIdx.x;
   const int64_t r0 = blockIdx.y * rows_per_block, r1 = min(rows, r0 + rows_per_block);
   float acc = 0.0f;
   if (j < OC)
     for (int64_t r = r0 + threadIdx.y; r < r1; r += 8) acc += __bfloat162float(dout[r * OC + j]);
-  part[threadIdx.y][threadIdx.x] = acc;
+  sh[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.y == 0 && j < OC) {
     float s = 0.0f;
-    for (int y = 0; y < 8; ++y) s += part[y][threadIdx.x];
-    atomicAdd(dbias + j, s);
+    for (int y = 0; y < 8; ++y) s += sh[y][threadIdx.x];
+    part[blockIdx.y * OC + j] = s;
   }
 }
 
@@ -125,8 +130,11 @@ void CudaKernels::matmul_backward(Tensor* dinp, bool accumulate, Tensor& dweight
       const int64_t yblocks = (d.rows + rows_per_block - 1) / rows_per_block;
       TEMPER_CHECK(yblocks <= 65535, op, ": ", d.rows, " rows are too many for the bias-gradient reduction");
       dim3 grid(cuda::grid_for(d.OC, 32, op), static_cast<unsigned>(yblocks));
-      bias_grad<<<grid, dim3(32, 8), 0, stream_>>>(cuda::f32(*dbias), cuda::bf(dout), d.rows, d.OC, rows_per_block);
+      Tensor part = alloc({yblocks, d.OC}, DType::F32);
+      bias_grad_part<<<grid, dim3(32, 8), 0, stream_>>>(cuda::f32(part), cuda::bf(dout), d.rows, d.OC,
+                                                        rows_per_block);
       TEMPER_CUDA_CHECK_LAUNCH();
+      cuda::add_column_sums(stream_, cuda::f32(*dbias), cuda::f32(part), yblocks, d.OC);
     }
   }
 }

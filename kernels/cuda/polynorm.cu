@@ -4,9 +4,12 @@
 // One block per row (grid-stride over rows): forward reads the gate twice (the
 // three statistics in one pass, then the output), backward reads gate, up and
 // dout twice (the four row sums S3, S2, S1, sum dP, then dgu); the coefficient
-// gradient is summed per block in registers and added with 4 atomics per block.
+// gradient is summed per block in registers, written as a per-block partial
+// [blocks, 4] and added to dcoef in a fixed order (column_sums.h: bitwise the
+// same from run to run).
 //   dP = dout u, S_k = sum dP x^k r_k,  du = dout P,
 //   dx = sum_k k x^(k-1) w_k r_k (dP - x^k r_k S_k / F)
+#include "kernels/cuda/column_sums.h"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_kernels.h"
 #include "kernels/motif_op_checks.h"
@@ -50,7 +53,7 @@ __global__ void polynorm_fwd_kernel(__nv_bfloat16* out, float* rstd, const __nv_
   }
 }
 
-__global__ void polynorm_bwd_kernel(__nv_bfloat16* dgu, float* dcoef, const __nv_bfloat16* dout,
+__global__ void polynorm_bwd_kernel(__nv_bfloat16* dgu, float* part, const __nv_bfloat16* dout,
                                     const __nv_bfloat16* gu, const __nv_bfloat16* coef, const float* rstd,
                                     int64_t rows, int64_t F) {
   __shared__ float scratch[32];
@@ -92,10 +95,11 @@ __global__ void polynorm_bwd_kernel(__nv_bfloat16* dgu, float* dcoef, const __nv
     }
   }
   if (threadIdx.x == 0) {
-    atomicAdd(dcoef + 0, acc3);
-    atomicAdd(dcoef + 1, acc2);
-    atomicAdd(dcoef + 2, acc1);
-    atomicAdd(dcoef + 3, accb);
+    float* p = part + 4 * int64_t(blockIdx.x);
+    p[0] = acc3;
+    p[1] = acc2;
+    p[2] = acc1;
+    p[3] = accb;
   }
 }
 
@@ -127,9 +131,12 @@ void CudaKernels::polynorm_backward(Tensor& dgu, Tensor& dcoef, const Tensor& do
   check_shape(op, "dgu", dgu, gu.shape());
   check_shape(op, "dcoef", dcoef, {4});
   if (d.rows == 0) return;
-  polynorm_bwd_kernel<<<row_blocks(d.rows), kThreads, 0, stream_>>>(
-      cuda::bf(dgu), cuda::f32(dcoef), cuda::bf(dout), cuda::bf(gu), cuda::bf(coef), cuda::f32(rstd), d.rows, d.F);
+  const unsigned blocks = row_blocks(d.rows);
+  Tensor part = alloc({int64_t(blocks), 4}, DType::F32);
+  polynorm_bwd_kernel<<<blocks, kThreads, 0, stream_>>>(cuda::bf(dgu), cuda::f32(part), cuda::bf(dout), cuda::bf(gu),
+                                                        cuda::bf(coef), cuda::f32(rstd), d.rows, d.F);
   TEMPER_CUDA_CHECK_LAUNCH();
+  cuda::add_column_sums(stream_, cuda::f32(dcoef), cuda::f32(part), blocks, 4);
 }
 
 }  // namespace temper

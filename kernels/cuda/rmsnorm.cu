@@ -2,13 +2,17 @@
 //   y = x * r * w,  r = 1/sqrt(mean(x^2) + eps)            (rstd f32)
 //   dx = r * w * g - x * r^3 / C * sum_j w_j g_j x_j         (bf16, = or +=)
 //   dw += sum_rows g * x * r                                  (f32)
-// The backward is one kernel when C fits in shared memory: each warp walks rows
-// (16-byte loads when C % 8 == 0), writes dx and adds its dw terms into a
-// per-block f32 row in shared memory, which is added to dw once per block.
-// Otherwise two kernels (dx per row; dw by column blocks with atomics).
+// The backward is one kernel when a row of C floats per warp fits in shared
+// memory: each warp walks rows (16-byte loads when C % 8 == 0), writes dx and
+// adds its dw terms into its own f32 row in shared memory (each lane owns fixed
+// columns, so no atomics); the block sums its warps' rows in warp order into a
+// partial row part[block, C]. Otherwise two kernels (dx per row; dw partials by
+// column blocks). Either way the partials are added to dw in a fixed order
+// (column_sums.h): the gradient is bitwise the same from run to run.
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/cuda/column_sums.h"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -56,34 +60,37 @@ __global__ void rmsnorm_bwd_input_kernel(__nv_bfloat16* dx, bool accumulate, con
   }
 }
 
-__global__ void rmsnorm_bwd_weight_kernel(float* dw, const __nv_bfloat16* g, const __nv_bfloat16* x, const float* rstd,
-                                          int64_t rows, int64_t C, int64_t rows_per_block) {
-  __shared__ float part[8][33];
+// part[blockIdx.y, c] = sum over the block's rows of g * x * rstd.
+__global__ void rmsnorm_bwd_weight_kernel(float* part, const __nv_bfloat16* g, const __nv_bfloat16* x,
+                                          const float* rstd, int64_t rows, int64_t C, int64_t rows_per_block) {
+  __shared__ float sh[8][33];
   const int64_t c = blockIdx.x * 32 + threadIdx.x;
   const int64_t r0 = blockIdx.y * rows_per_block, r1 = min(rows, r0 + rows_per_block);
   float acc = 0.0f;
   if (c < C)
     for (int64_t r = r0 + threadIdx.y; r < r1; r += 8)
       acc += __bfloat162float(g[r * C + c]) * __bfloat162float(x[r * C + c]) * rstd[r];
-  part[threadIdx.y][threadIdx.x] = acc;
+  sh[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.y == 0 && c < C) {
     float s = 0.0f;
-    for (int y = 0; y < 8; ++y) s += part[y][threadIdx.x];
-    atomicAdd(dw + c, s);
+    for (int y = 0; y < 8; ++y) s += sh[y][threadIdx.x];
+    part[blockIdx.y * C + c] = s;
   }
 }
 
-// VEC: C % 8 == 0 and every row 16-byte aligned. sdw: C floats of shared memory.
+// VEC: C % 8 == 0 and every row 16-byte aligned. Shared memory: one row of C
+// floats per warp. part: [gridDim.x, C].
 template <bool VEC>
-__global__ void rmsnorm_bwd_fused_kernel(__nv_bfloat16* dx, bool accumulate, float* dw, const __nv_bfloat16* g,
+__global__ void rmsnorm_bwd_fused_kernel(__nv_bfloat16* dx, bool accumulate, float* part, const __nv_bfloat16* g,
                                          const __nv_bfloat16* x, const __nv_bfloat16* w, const float* rstd,
                                          int64_t rows, int C) {
   extern __shared__ float sdw[];
-  for (int c = threadIdx.x; c < C; c += blockDim.x) sdw[c] = 0.0f;
+  const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, warp = threadIdx.x >> 5;
+  float* mine = sdw + int64_t(warp) * C;
+  for (int c = threadIdx.x; c < nw * C; c += blockDim.x) sdw[c] = 0.0f;
   __syncthreads();
-  const int lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-  for (int64_t row = blockIdx.x * int64_t(nw) + (threadIdx.x >> 5); row < rows; row += int64_t(gridDim.x) * nw) {
+  for (int64_t row = blockIdx.x * int64_t(nw) + warp; row < rows; row += int64_t(gridDim.x) * nw) {
     const int64_t base = row * C;
     const float s = rstd[row];
     float dot = 0.0f;
@@ -113,7 +120,7 @@ __global__ void rmsnorm_bwd_fused_kernel(__nv_bfloat16* dx, bool accumulate, flo
         for (int j = 0; j < 8; ++j) {
           const float v = s * wf[j] * gf[j] - k * xf[j];
           o[j] = accumulate ? o[j] + v : v;
-          atomicAdd(&sdw[c + j], gf[j] * xf[j] * s);
+          mine[c + j] += gf[j] * xf[j] * s;  // columns c..c+7 belong to this lane
         }
         cuda::store8(dx + base + c, o);
       }
@@ -123,12 +130,16 @@ __global__ void rmsnorm_bwd_fused_kernel(__nv_bfloat16* dx, bool accumulate, flo
         float v = s * __bfloat162float(w[c]) * gv - k * xv;
         if (accumulate) v += __bfloat162float(dx[base + c]);
         dx[base + c] = __float2bfloat16_rn(v);
-        atomicAdd(&sdw[c], gv * xv * s);
+        mine[c] += gv * xv * s;
       }
     }
   }
   __syncthreads();
-  for (int c = threadIdx.x; c < C; c += blockDim.x) atomicAdd(dw + c, sdw[c]);
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    float t = 0.0f;
+    for (int k = 0; k < nw; ++k) t += sdw[int64_t(k) * C + c];
+    part[int64_t(blockIdx.x) * C + c] = t;
+  }
 }
 
 int64_t norm_width(const char* op, const Tensor& inp, const Tensor& weight) {
@@ -175,18 +186,24 @@ void CudaKernels::rmsnorm_backward(Tensor& dinp, bool accumulate, Tensor& dweigh
   cuda::check_shape(op, "dweight", dweight, weight.shape());
   TEMPER_CHECK(rstd.numel() == rows, op, ": 'rstd' has ", rstd.numel(), " elements, expected ", rows);
   if (rows == 0) return;
-  const size_t smem = size_t(C) * sizeof(float);
+  // Warps per block of the fused kernel: the most of 8, 4, 2, 1 whose rows of C
+  // floats fit in 48 KiB of shared memory; the grid keeps about 16 warps per SM.
+  int nw = kWarps;
+  while (nw > 1 && size_t(nw) * size_t(C) * sizeof(float) > 48 * 1024) nw /= 2;
+  const size_t smem = size_t(nw) * size_t(C) * sizeof(float);
   if (smem <= 48 * 1024) {
     const bool vec = C % 8 == 0 && reinterpret_cast<uintptr_t>(dinp.raw()) % 16 == 0 &&
                      reinterpret_cast<uintptr_t>(dout.raw()) % 16 == 0 &&
                      reinterpret_cast<uintptr_t>(inp.raw()) % 16 == 0 &&
                      reinterpret_cast<uintptr_t>(weight.raw()) % 16 == 0;
-    const int64_t want = (rows + kWarps - 1) / kWarps;
-    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(want, 2 * int64_t(sm_count_)));
+    const int64_t want = (rows + nw - 1) / nw;
+    const int64_t blocks = std::min<int64_t>(want, (16 / nw) * int64_t(sm_count_));
+    Tensor part = alloc({blocks, C}, DType::F32);
     auto kern = vec ? rmsnorm_bwd_fused_kernel<true> : rmsnorm_bwd_fused_kernel<false>;
-    kern<<<blocks, 32 * kWarps, smem, stream_>>>(cuda::bf(dinp), accumulate, cuda::f32(dweight), cuda::bf(dout),
-                                                 cuda::bf(inp), cuda::bf(weight), cuda::f32(rstd), rows, int(C));
+    kern<<<unsigned(blocks), 32 * nw, smem, stream_>>>(cuda::bf(dinp), accumulate, cuda::f32(part), cuda::bf(dout),
+                                                       cuda::bf(inp), cuda::bf(weight), cuda::f32(rstd), rows, int(C));
     TEMPER_CUDA_CHECK_LAUNCH();
+    cuda::add_column_sums(stream_, cuda::f32(dweight), cuda::f32(part), blocks, C);
     return;
   }
   rmsnorm_bwd_input_kernel<<<cuda::grid_for(rows, kWarps, op), 32 * kWarps, 0, stream_>>>(
@@ -196,9 +213,11 @@ void CudaKernels::rmsnorm_backward(Tensor& dinp, bool accumulate, Tensor& dweigh
   const int64_t yblocks = (rows + rows_per_block - 1) / rows_per_block;
   TEMPER_CHECK(yblocks <= 65535, op, ": ", rows, " rows are too many for the weight-gradient reduction");
   dim3 grid(cuda::grid_for(C, 32, op), static_cast<unsigned>(yblocks));
-  rmsnorm_bwd_weight_kernel<<<grid, dim3(32, 8), 0, stream_>>>(cuda::f32(dweight), cuda::bf(dout), cuda::bf(inp),
+  Tensor part = alloc({yblocks, C}, DType::F32);
+  rmsnorm_bwd_weight_kernel<<<grid, dim3(32, 8), 0, stream_>>>(cuda::f32(part), cuda::bf(dout), cuda::bf(inp),
                                                                cuda::f32(rstd), rows, C, rows_per_block);
   TEMPER_CUDA_CHECK_LAUNCH();
+  cuda::add_column_sums(stream_, cuda::f32(dweight), cuda::f32(part), yblocks, C);
 }
 
 }  // namespace temper

@@ -129,6 +129,8 @@ class KokkosBackend final : public Kernels {
   // sampling.cpp (staged through the host: the CPU reference draws)
   void sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logits, const Tensor& u, float temperature,
                      int top_k, float top_p) override;
+  // logits[:, first:] = -inf in place on the device (f32, f64, bf16)
+  void mask_logits_from(Tensor& logits, int64_t first) override;
 };
 
 }  // namespace temper

@@ -1,5 +1,6 @@
 // Kokkos backend: the linear layer out = inp @ weight^T (+ bias) and its
-// backward on KokkosBlas::gemm (the vendor BLAS on device builds).
+// backward on KokkosBlas::gemm (cuBLAS / rocBLAS / oneMKL where Kokkos Kernels was built
+// with that TPL, its own kernels otherwise).
 //
 // Row-major matrices are passed as LayoutLeft Views of their transposes:
 // C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T in column-major, so the

@@ -1,8 +1,7 @@
 #include "app/run_context.h"
 
-#include <cerrno>
+#include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 
 #include "core/file_write.h"
@@ -21,18 +20,6 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
   store_ = std::make_unique<CheckpointStore>(ckpt_dir, int(deck.get_int("checkpoint.keep_last")));
   // checkpoint I/O on a communicator of its own: its collectives never match the training's
   MPI_Comm_dup(MPI_COMM_WORLD, &io_comm_);
-  // The checkpoint folder must be writable before anything large is allocated (rank 0 checks, all report).
-  std::string err;
-  if (mesh.world_rank() == 0) {
-    std::error_code ec;
-    fs::create_directories(ckpt_dir, ec);
-    const fs::path probe = fs::path(ckpt_dir) / ".temper_write_probe";
-    std::FILE* f = ec ? nullptr : std::fopen(probe.c_str(), "w");
-    if (!f) err = cat("checkpoint.dir '", ckpt_dir, "' is not a writable folder: ", ec ? ec.message() : std::strerror(errno));
-    if (f) std::fclose(f), fs::remove(probe, ec);
-  }
-  mesh.world().broadcast_string(err, 0);
-  TEMPER_CHECK(err.empty(), err);
   std::string why;
   if (deck.get_bool("checkpoint.async")) {
     if (AsyncCheckpointWriter::supported(io_comm_, &why))
@@ -44,6 +31,7 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
     log_info("checkpoints: HDF5 files written through MPI-IO by all ", mesh.world_size(),
              mesh.world_size() == 1 ? " rank" : " ranks", writer_ ? " in the background" : "", " into ", ckpt_dir);
   kernels_ = make_kernels(deck.get_string("run.backend"), mesh.local_rank());
+  kernels_->set_deterministic(deck.get_bool("run.deterministic"));
   const std::string dc = deck.get_string("parallel.device_comm");
   if (kernels_->device() == Device::CUDA) {
     const auto sh = mesh.shape();
@@ -121,13 +109,27 @@ std::string RunContext::write_checkpoint(CheckpointState& state) {
     return path;
   }
   if (writer_) writer_->wait();
+  const auto t0 = std::chrono::steady_clock::now();
   const std::string path = store_->write(state, io_comm_);  // collective: every rank writes its slices
-  if (is_root()) log_info("checkpoint written: ", path);
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (is_root()) {
+    std::error_code ec;
+    const double gb = double(fs::file_size(path, ec)) / 1e9;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " (%.3f GB in %.2f s, %.2f GB/s)", ec ? 0.0 : gb, sec, sec > 0 && !ec ? gb / sec : 0.0);
+    log_info("checkpoint written: ", path, buf);
+  }
   return path;
 }
 
 void RunContext::finish_checkpoints() {
   if (writer_) writer_->wait();
+}
+
+double RunContext::wait_for_checkpoint_write() {
+  const auto t0 = std::chrono::steady_clock::now();
+  finish_checkpoints();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 void RunContext::commit_resolved_deck() {

@@ -26,6 +26,7 @@ class RunContext final : public PhaseContext {
   std::string write_checkpoint(CheckpointState& state) override;
   // Waits for a checkpoint still being written in the background (throws its error).
   void finish_checkpoints();
+  double wait_for_checkpoint_write() override;
   std::string metrics_path() const override;
   // Rank 0 writes <output_dir>/deck.resolved.ini (atomically, once). Only a run that got
   // past its set-up does: it is called after the first step (from stop_requested), with

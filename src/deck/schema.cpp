@@ -68,6 +68,10 @@ Builder build_schema() {
   b.k("output_dir", Str, "out", "directory for checkpoints, metrics and dumps (relative to the working directory)");
   b.k("seed", Int, "1234", "global random seed (initialisation, sampling)").at_least(0);
   b.k("backend", Str, "cpu", "compute backend (kokkos: when built with Kokkos)").one_of({"cpu", "cuda", "kokkos"});
+  b.k("deterministic", Bool, "true",
+      "bitwise-reproducible training on cuda (a resumed run equals the uninterrupted one): the attention "
+      "backward for head dims 64/128 runs cuDNN's deterministic graph or temper's atomic-free kernels; false "
+      "= the faster tensor-core kernels, whose f32 atomics vary the last bits from run to run");
   b.k("walltime", Int, "0",
       "wall-clock seconds this run may take, counted from process start (the job scripts pass what the "
       "allocation has left); 0 = none").at_least(0);

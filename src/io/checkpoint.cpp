@@ -828,6 +828,26 @@ std::optional<CheckpointState> CheckpointStore::load_latest_valid(std::string* p
   return std::nullopt;
 }
 
+std::optional<CheckpointState> CheckpointStore::open_latest_valid(std::string* path_out) const {
+  for (const auto& e : scan(dir_, std::string(".") + kPrefix, kPartialSuffix))
+    log_warn("ignoring unfinished checkpoint write ", e.second);
+  for (const auto& [step, path] : scan(dir_, kPrefix, kSuffix)) {
+    try {
+      CheckpointState s = open(path);
+      s.reader->verify_share(0, 1);
+      if (s.step != step) {
+        log_warn("skipping checkpoint ", path, ": its name says step ", step, " but the file says ", s.step);
+        continue;
+      }
+      if (path_out) *path_out = path;
+      return s;
+    } catch (const std::exception& e) {
+      log_warn("skipping unusable checkpoint: ", e.what());
+    }
+  }
+  return std::nullopt;
+}
+
 std::string CheckpointStore::latest_valid_collective(MPI_Comm comm) const {
   Group g(comm);
   std::vector<std::pair<int64_t, std::string>> files;
@@ -872,6 +892,6 @@ CheckpointState CheckpointStore::load(const std::string& path) {
   return s;
 }
 
-void CheckpointStore::verify(const std::string& path) { (void)load(path); }
+void CheckpointStore::verify(const std::string& path) { CheckpointReader(path).verify_share(0, 1); }
 
 }  // namespace temper

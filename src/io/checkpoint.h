@@ -122,6 +122,9 @@ class CheckpointStore {
   // The newest checkpoint that loads and verifies; partial or corrupt ones are
   // skipped with a warning. nullopt if there is none.
   std::optional<CheckpointState> load_latest_valid(std::string* path_out = nullptr) const;
+  // The same choice, but the result is opened (metadata and a reader: tensors read on
+  // demand) after every slice was checksummed one at a time: no tensor held in memory.
+  std::optional<CheckpointState> open_latest_valid(std::string* path_out = nullptr) const;
   // Collective over comm: the newest checkpoint that every rank can open and
   // whose slices verify (each rank checks 1/size of them); "" when there is none.
   std::string latest_valid_collective(MPI_Comm comm) const;
@@ -131,7 +134,7 @@ class CheckpointStore {
   static CheckpointState load(const std::string& path);
   // Metadata (step, phase, mesh, deck, strings, counters) and a reader for the tensors.
   static CheckpointState open(const std::string& path);
-  // A full read and checksum check; throws like load().
+  // A full read and checksum check, one slice at a time in memory; throws like load().
   static void verify(const std::string& path);
 
   // "<dir>/ckpt_000000042.h5" and "<dir>/.ckpt_000000042.h5.partial".

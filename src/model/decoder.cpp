@@ -6,7 +6,6 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "core/rng.h"
 #include "model/polynorm.h"
 
 namespace temper {
@@ -116,43 +115,23 @@ NamedParam& Decoder::param(const std::string& name) {
 
 void Decoder::init_random(uint64_t seed) {
   const double std = cfg_.init_std, out_std = cfg_.init_std / std::sqrt(2.0 * cfg_.n_layers);
-  // Host values are drawn in parallel, one tensor per thread (each tensor has its own
-  // stream, so the values do not depend on the thread count), in groups of at most
-  // ~1 GB of doubles, then copied to the backend one by one.
-  const int64_t group_limit = int64_t(1) << 27;
-  size_t first = 0;
-  while (first < params_.size()) {
-    size_t last = first;
-    int64_t elems = 0;
-    while (last < params_.size() && (last == first || elems + params_[last].value.numel() <= group_limit))
-      elems += params_[last++].value.numel();
-    std::vector<std::vector<double>> host(last - first);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (long i = long(first); i < long(last); ++i) {
-      const NamedParam& p = params_[size_t(i)];
-      std::vector<double>& h = host[size_t(i) - first];
-      h.resize(size_t(p.value.numel()));
-      Rng rng(mix64(seed, uint64_t(i)));
-      const Init kind = init_of(p.name);
-      for (size_t j = 0; j < h.size(); ++j) {
-        double& x = h[j];
-        switch (kind) {
-          case Init::Lambda: x = 0.1 * rng.normal(); break;
-          case Init::PolyNormCoef: x = j < 3 ? 1.0 / 3.0 : 0.0; break;
-          case Init::One: x = 1.0; break;
-          case Init::Zero: x = 0.0; break;
-          case Init::Normal: x = std * rng.normal(); break;
-          case Init::NormalResidualOut: x = out_std * rng.normal(); break;
-        }
-      }
-    }
-    for (size_t i = first; i < last; ++i) {
-      NamedParam& p = params_[i];
-      Tensor dev = to_device(k_, host[i - first], param_dtype_);  // converted on the host
+  // Normal draws on the backend, in place: parameter i is stream i of the counter-based
+  // generator (kernels.h fill_normal), so the values depend on the seed and the parameter
+  // list only: the same on every backend, mesh and thread count.
+  for (size_t i = 0; i < params_.size(); ++i) {
+    NamedParam& p = params_[i];
+    const Init kind = init_of(p.name);
+    if (kind == Init::Zero) {
+      k_.zero(p.value);
+    } else if (kind == Init::Normal || kind == Init::NormalResidualOut || kind == Init::Lambda) {
+      const double s = kind == Init::Normal ? std : kind == Init::NormalResidualOut ? out_std : 0.1;
+      k_.fill_normal(p.value, seed, uint32_t(i), s);
+    } else {  // One, PolyNormCoef: a few values, through the host
+      std::vector<double> h(size_t(p.value.numel()));
+      for (size_t j = 0; j < h.size(); ++j) h[j] = kind == Init::One ? 1.0 : j < 3 ? 1.0 / 3.0 : 0.0;
+      Tensor dev = to_device(k_, h, param_dtype_);  // converted on the host
       k_.copy(p.value, dev.reshape(p.value.shape()));
-      std::vector<double>().swap(host[i - first]);
     }
-    first = last;
   }
   refresh_compute();
 }

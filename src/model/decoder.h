@@ -85,8 +85,9 @@ class Decoder {
   DType stat_dtype() const { return stat_dtype_; }  // logp / dlogp / rstd / lse
 
   // normal(0, init_std) for matrices and the embedding, o and down projections
-  // scaled by 1/sqrt(2 n_layers), norm weights 1, biases 0. Each tensor draws from
-  // its own stream mix64(seed, index), so the result does not depend on the backend.
+  // scaled by 1/sqrt(2 n_layers), norm weights 1, biases 0. Drawn on the backend:
+  // tensor `index` is stream `index` of the counter-based generator (Kernels::fill_normal),
+  // so the values are the same bits on every backend and mesh.
   void init_random(uint64_t seed);
 
   // Name, master value, gradient, decay flag, compute view. Do not resize the vector.

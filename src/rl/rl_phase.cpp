@@ -210,6 +210,7 @@ int run_rl_phase(PhaseContext& ctx, const RlOptions& o, const Tokenizer& tok, Ch
   if (st) mixer.restore_state(RlSavedState::unpack(st->u64.at("rl/mix"), "rl/mix"));
 
   auto save = [&]() {
+    ctx.wait_for_checkpoint_write();  // at most one write in flight; its staging buffers reused
     CheckpointState s;
     s.step = step;
     s.phase = "rl";

@@ -183,7 +183,7 @@ void Engine::load(const CheckpointState& s) {
     shard_->load_model(s);
     if (optimizer_) optimizer_->load(shard_->slice_moments(s, keys), steps);
   } else {
-    load_model_state(*model_, k_, s.read_tensors("model/"));
+    load_model_state(*model_, k_, s);  // one tensor at a time
     model_->refresh_compute();
     if (optimizer_) {
       std::map<std::string, Tensor> state;

@@ -34,24 +34,25 @@ InitialWeights resolve_initial_weights(const Deck& d, int tokenizer_vocab) {
   }
   // A temper checkpoint: a file, or a directory of ckpt_*.h5.
   std::error_code ec;
-  CheckpointState st;
+  CheckpointState& st = w.checkpoint;
   if (fs::is_directory(init, ec)) {
-    auto latest = CheckpointStore(init, 0).load_latest_valid(&w.source);
+    auto latest = CheckpointStore(init, 0).open_latest_valid(&w.source);
     TEMPER_CHECK(latest.has_value(), where, ": the directory holds no valid checkpoint (ckpt_*.h5)");
     st = std::move(*latest);
   } else {
     TEMPER_CHECK(fs::exists(init, ec), where,
                  ": no such file or directory (expected 'random', 'hf:DIR', a checkpoint file or directory)");
     w.source = init;
-    st = CheckpointStore::load(init);
+    st = CheckpointStore::open(init);
+    st.reader->verify_share(0, 1);
   }
   w.kind = "checkpoint";
   // The shape is the checkpoint's: its stored deck's [model] section decides.
   Deck stored = Deck::parse(st.deck_text, w.source + " (stored deck)");
   w.config = model_config_from_deck(stored, tokenizer_vocab);
-  for (auto& [name, t] : st.tensors)
-    if (name.rfind("model/", 0) == 0) w.tensors.emplace(name, std::move(t));
-  TEMPER_CHECK(!w.tensors.empty(), w.source, ": checkpoint holds no model/* tensors");
+  bool any = false;
+  for (const auto& name : st.tensor_names()) any = any || name.rfind("model/", 0) == 0;
+  TEMPER_CHECK(any, w.source, ": checkpoint holds no model/* tensors");
   w.description = cat("checkpoint ", w.source, " (", st.phase, " step ", st.step, ")");
   return w;
 }
@@ -60,7 +61,7 @@ void apply_initial_weights(const InitialWeights& w, Decoder& model, Kernels& k, 
   if (w.kind == "random") {
     model.init_random(seed);
   } else if (w.kind == "checkpoint") {
-    load_model_state(model, k, w.tensors);
+    load_model_state(model, k, w.checkpoint);  // one tensor at a time
   } else if (w.kind == "hf") {
     load_hf_weights(model, k, w.source);
   } else {

@@ -9,6 +9,7 @@
 
 #include "core/tensor.h"
 #include "deck/deck.h"
+#include "io/checkpoint.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
 #include "model/decoder.h"
@@ -20,10 +21,13 @@ struct InitialWeights {
   std::string source;       // path (checkpoint file or HF directory)
   std::string description;  // one line for the log
   ModelConfig config;
-  std::map<std::string, Tensor> tensors;  // checkpoint: its "model/<name>" tensors (host)
+  // checkpoint: the opened file (its "model/<name>" tensors are read one at a time when
+  // applied), or whole host tensors in `checkpoint.tensors` (temper upscale)
+  CheckpointState checkpoint;
 };
 
-// Reads what model.init names (the checkpoint is read and verified once, here).
+// Resolves what model.init names: a checkpoint is opened and checksummed here, one slice
+// at a time; its tensors are read when the weights are applied.
 // tokenizer_vocab is the tokenizer's size (the model's must not be smaller).
 InitialWeights resolve_initial_weights(const Deck& deck, int tokenizer_vocab);
 

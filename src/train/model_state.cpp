@@ -18,6 +18,19 @@ void save_model_state(Decoder& model, Kernels& k, std::map<std::string, Tensor>&
   for (auto& p : model.params()) out["model/" + p.name] = to_host(k, p.value);
 }
 
+void load_model_state(Decoder& model, Kernels& k, const CheckpointState& in) {
+  for (auto& p : model.params()) {
+    const std::string name = "model/" + p.name;
+    TEMPER_CHECK(in.has_tensor(name), "checkpoint has no tensor '", name,
+                 "': it was written by a different model (compare [model] in the deck)");
+    const Shape shape = in.tensor_shape(name);
+    TEMPER_CHECK(shape == p.value.shape(), "checkpoint tensor '", name, "' has shape ", shape_str(shape),
+                 " but the deck's model needs ", shape_str(p.value.shape()),
+                 " (vocabulary or model size differs from the checkpoint's)");
+    k.copy(p.value, in.read_tensor(name));
+  }
+}
+
 void load_model_state(Decoder& model, Kernels& k, const std::map<std::string, Tensor>& in) {
   for (auto& p : model.params()) {
     auto it = in.find("model/" + p.name);

@@ -31,6 +31,10 @@ class PhaseContext {
   // Collective. Every rank writes its pieces and its share of the whole tensors of `state`
   // (the same on every rank), rank 0 its strings and counters; returns the path.
   virtual std::string write_checkpoint(CheckpointState& state) = 0;
+  // Returns once the checkpoint being written in the background (if any) is complete;
+  // seconds waited. Phases call it before taking the next snapshot: at most one write in
+  // flight, and its host staging buffers are free to be reused rather than doubled.
+  virtual double wait_for_checkpoint_write() { return 0.0; }
   // Path of the JSONL metrics file for this rank ("" when log.metrics is off).
   virtual std::string metrics_path() const = 0;
 };

@@ -1,10 +1,9 @@
 #include "train/sft_phase.h"
 
-#include <cerrno>
+#include <chrono>
 #include <cmath>
-#include <cstring>
+#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 
 #include "core/log.h"
@@ -36,6 +35,14 @@ StagePos stage_of(const std::vector<SftStage>& stages, int64_t step) {
 
 }  // namespace
 
+namespace {
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f s", s);
+  return buf;
+}
+}  // namespace
+
 int run_sft_phase(PhaseContext& ctx, const SftOptions& o, const Tokenizer& tok, const InitialWeights& init) {
   Kernels& k = ctx.kernels();
   Mesh& mesh = ctx.mesh();
@@ -44,15 +51,11 @@ int run_sft_phase(PhaseContext& ctx, const SftOptions& o, const Tokenizer& tok, 
   int64_t total_steps = 0;
   for (const auto& s : stages) total_steps += s.steps;
 
-  // Every data file is readable before the model is allocated and initialised.
-  for (size_t i = 0; i < stages.size(); ++i)
-    for (const auto& f : stages[i].files) {
-      std::ifstream probe(f);
-      TEMPER_CHECK(probe.good(), "data file '", f, "' (stage ", i + 1, " of data.train_files) cannot be read: ",
-                   std::strerror(errno));
-    }
+  const auto t_init = std::chrono::steady_clock::now();
   Engine engine(cfg, k, mesh, o.engine, init, o.seed);
-  if (ctx.is_root()) log_info("initial weights: ", init.description);
+  if (ctx.is_root())
+    log_info("initial weights: ", init.description, " (engine set up in ",
+             seconds_text(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_init).count()), ")");
   if (ctx.is_root() && !o.plan.empty()) log_info(o.plan);  // model summary + per-rank memory plan
   LrSchedule sched{o.lr, o.min_lr, o.warmup_steps, total_steps};
   SftDataOptions dopt = o.data;
@@ -79,6 +82,8 @@ int run_sft_phase(PhaseContext& ctx, const SftOptions& o, const Tokenizer& tok, 
     data->restore(pos.at("loader").dump());
   }
   auto save = [&]() {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double previous = ctx.wait_for_checkpoint_write();  // at most one write in flight
     CheckpointState s;
     s.step = step;
     s.phase = "sft";
@@ -88,7 +93,12 @@ int run_sft_phase(PhaseContext& ctx, const SftOptions& o, const Tokenizer& tok, 
     pos["loader"] = nlohmann::json::parse(data->state());
     s.strings["data_position"] = pos.dump();
     s.strings["model_config"] = cfg.summary(stages[data_stage].seq_len);
-    return ctx.write_checkpoint(s);
+    const std::string path = ctx.write_checkpoint(s);
+    if (ctx.is_root())
+      log_info("checkpoint step ", step, ": training waited ",
+               seconds_text(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()),
+               " (of which ", seconds_text(previous), " for the previous write)");
+    return path;
   };
 
   GreedyEval evaluator(o.eval, tok, mesh.world());

@@ -209,13 +209,21 @@ TEST_F(CudaAttentionTest, CudnnServesV3) {
 }
 
 // The workspace guard: a GQA backward whose cuDNN workspace exceeds the limit
-// runs v2 instead (forward stays on cuDNN), with the same results.
+// runs v2 instead (forward stays on cuDNN), with the same results. (v2 when
+// run.deterministic is off; on, the default, the fallback is the scalar kernels.)
 TEST_F(CudaAttentionTest, CudnnWorkspaceGuardFallsBackToV2) {
   if (!cuda::attention_cudnn_built()) GTEST_SKIP() << "built without cuDNN (TEMPER_CUDNN=OFF)";
   struct Limit {
-    Limit() { cuda::set_cudnn_workspace_limit_mb(0); }
-    ~Limit() { cuda::set_cudnn_workspace_limit_mb(-1); }
-  } limit;
+    explicit Limit(Kernels& k) : k(k) {
+      cuda::set_cudnn_workspace_limit_mb(0);
+      k.set_deterministic(false);
+    }
+    ~Limit() {
+      cuda::set_cudnn_workspace_limit_mb(-1);
+      k.set_deterministic(true);
+    }
+    Kernels& k;
+  } limit(*g);
   run_case({{300, 1, 200}, 12, 2, 128});
   EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Forward), 3);
   EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Backward), 2);

@@ -419,5 +419,22 @@ TEST_F(KokkosKernelsTest, SampleTokens) {
   }
 }
 
+// mask_logits_from in place on the device equals the host-memory default of the CPU
+// backend, element for element (-inf included), in every dtype it masks.
+TEST_F(KokkosKernelsTest, MaskLogitsFrom) {
+  const int64_t B = 3, V = 300;
+  const Tensor x = rand({B, V});  // bf16-representable: exact in f32, f64 and bf16
+  for (DType dt : {F32, DType::F64, DType::BF16})
+    for (int64_t first : {-3, 0, 7, 299, 300, 400}) {
+      Tensor ref = host_clone(x);
+      cpu->mask_logits_from(ref, first);
+      Tensor d = to_dev(*g, x, dt);
+      g->mask_logits_from(d, first);
+      const Tensor got = host(d);
+      for (int64_t i = 0; i < x.numel(); ++i)
+        ASSERT_EQ(got.data<float>()[i], ref.data<float>()[i]) << dtype_name(dt) << " first " << first << " at " << i;
+    }
+}
+
 }  // namespace
 }  // namespace temper::gpu_test

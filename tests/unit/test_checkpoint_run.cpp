@@ -165,16 +165,39 @@ TEST(CheckpointRun, InputsAreCheckedBeforeTheModelIsInitialised) {
   const fs::path out = fresh_dir("ckpt_inputs");
   const std::string base = "OMP_NUM_THREADS=1 " + temper_bin() + " " + TEMPER_SOURCE_DIR +
                            "/input/quickstart.deck --run.output_dir=" + out.string() + " --sft.steps=2";
-  // a missing data file: named, before the model is allocated and initialised
-  auto r = run_cmd(base + " --data.train_files=" + (out / "missing.jsonl").string());
+  write_file(out / "train.jsonl", "{}\n");  // only opened by these runs
+  const std::string data = base + " --data.eval_file= --data.train_files=" + (out / "train.jsonl").string();
+  // The Qwen2-1.5B shape: 1.78B parameters, 28 GB of weights, gradients and moments on the
+  // host, more than this machine holds; a run that allocated it first would fail otherwise
+  // or take minutes. A missing data file is named at once instead.
+  const std::string big = " --model.vocab_size=151936 --model.d_model=1536 --model.n_layers=28 --model.n_heads=12"
+                          " --model.n_kv_heads=2 --model.head_dim=128 --model.ffn_dim=8960";
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run_cmd(base + big + " --data.train_files=" + (out / "missing.jsonl").string());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_NE(r.output.find("missing.jsonl"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("data.train_files"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find((out / "missing.jsonl").string() + "' cannot be read"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("initial weights"), std::string::npos) << "checked only after initialisation\n" << r.output;
-  // a checkpoint folder that cannot be created (a file in its way)
+  std::printf("missing data file with the 1.5B shape: exit %d after %.2f s\n", r.status, seconds);
+  EXPECT_LT(seconds, 30.0) << "(a generous bound for a loaded machine; it takes well under a second)";
+  // the other inputs, each named by its key
   write_file(out / "blocker", "x");
-  r = run_cmd(base + " --checkpoint.dir=" + (out / "blocker" / "ckpt").string());
-  EXPECT_EQ(r.status, 2) << r.output;
-  EXPECT_NE(r.output.find("checkpoint.dir"), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find("initial weights"), std::string::npos) << r.output;
+  fs::create_directories(out / "no_config");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {" --data.eval_file=" + (out / "no_eval.jsonl").string(), "data.eval_file"},
+      {" --data.tokenizer=hf:" + (out / "no_tokenizer").string(), "data.tokenizer"},
+      {" --model.init=hf:" + (out / "no_config").string(), "config.json"},
+      {" --model.init=" + (out / "no_ckpt.h5").string(), "model.init"},
+      {" --checkpoint.resume=" + (out / "no_resume.h5").string(), "checkpoint.resume"},
+      {" --checkpoint.dir=" + (out / "blocker" / "ckpt").string(), "checkpoint.dir"},
+      {" --run.output_dir=" + (out / "blocker" / "run").string(), "run.output_dir"},
+  };
+  for (const auto& [arg, key] : cases) {
+    r = run_cmd(data + arg);
+    EXPECT_EQ(r.status, 2) << arg << "\n" << r.output;
+    EXPECT_NE(r.output.find(key), std::string::npos) << arg << "\n" << r.output;
+    EXPECT_EQ(r.output.find("initial weights"), std::string::npos) << arg << "\n" << r.output;
+  }
   fs::remove_all(out);
 }

@@ -15,7 +15,9 @@
 //
 //   bench_train [--backend cuda|cpu] [--shapes qwen2-0.5b,qwen2-1.5b] [--seqs 4096,16384]
 //               [--warmup 2] [--steps 5] [--peak-tflops 989] [--profile] [--memory] [--seed 1]
-//               [--checkpointing none|selective|full]
+//               [--checkpointing none|selective|full] [--deterministic 1|0]
+// --deterministic 0 runs the faster attention backward whose atomics vary the
+// last bits (run.deterministic = false); the default 1 is what temper runs.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -54,6 +56,7 @@ struct Args {
   bool profile = false, memory = false;
   uint64_t seed = 1;
   std::string checkpointing = "none";  // none | selective | full (Decoder activation checkpointing)
+  bool deterministic = true;           // Kernels::set_deterministic (run.deterministic)
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -82,13 +85,14 @@ Args parse(int argc, char** argv) {
     else if (k == "--peak-tflops") a.peak_tflops = std::stod(value());
     else if (k == "--seed") a.seed = std::stoull(value());
     else if (k == "--checkpointing") a.checkpointing = value();
+    else if (k == "--deterministic") a.deterministic = std::stoi(value()) != 0;
     else if (k == "--profile") a.profile = true;
     else if (k == "--memory") a.memory = true;
     else if (k == "--help" || k == "-h") {
       std::printf(
           "bench_train [--backend cuda|cpu] [--shapes qwen2-0.5b,qwen2-1.5b,tiny] [--seqs 4096,16384]\n"
           "            [--warmup 2] [--steps 5] [--peak-tflops 989] [--profile] [--memory] [--seed 1]\n"
-          "            [--checkpointing none|selective|full]\n");
+          "            [--checkpointing none|selective|full] [--deterministic 1|0]\n");
       std::exit(0);
     } else
       fail("bench_train: unknown argument '", k, "' (see --help)");
@@ -281,6 +285,7 @@ int main(int argc, char** argv) {
       for (const auto& s : a.shapes)
         TEMPER_CHECK(s == "tiny", "bench_train: the cpu backend runs only the tiny shape (asked for ", s, ")");
     }
+    k->set_deterministic(a.deterministic);
     if (a.shapes.empty()) a.shapes = {"qwen2-0.5b", "qwen2-1.5b"};
     if (a.seqs.empty()) a.seqs = {4096, 16384};
 
