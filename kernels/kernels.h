@@ -245,6 +245,29 @@ class Kernels {
   // param, m, v f32; grad f32. m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2 (g' = g * grad_scale);
   // param -= lr * (mhat / (sqrt(vhat) + eps) + wd * param)
   virtual void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) = 0;
+  // The AdamW update of many tensors at once (each with its own weight decay;
+  // p.weight_decay is not used), each defined `compute` then receiving the
+  // updated param converted to its dtype (the bf16 compute copy), exactly as
+  // copy(compute, param) would. Backends may do it all in a few launches (cuda:
+  // one multi-tensor kernel); the default, which is the cpu reference, calls
+  // adamw_step and copy per tensor.
+  struct AdamWTensor {
+    Tensor param, grad, m, v;  // as adamw_step
+    Tensor compute;            // optional (undefined: none)
+    float weight_decay = 0.0f;
+  };
+  virtual void adamw_step_many(const std::vector<AdamWTensor>& ts, const AdamWParams& p) {
+    for (const AdamWTensor& t : ts) {
+      AdamWParams q = p;
+      q.weight_decay = t.weight_decay;
+      Tensor param = t.param, m = t.m, v = t.v;
+      adamw_step(param, t.grad, m, v, q);
+      if (t.compute.defined() && t.compute.raw() != t.param.raw()) {
+        Tensor c = t.compute;
+        copy(c, t.param);
+      }
+    }
+  }
   virtual double sum_squares(const Tensor& x) = 0;  // in double, returned to the host
   // The sum over several tensors, added in the order given; backends may do it in
   // one host round trip (the default calls sum_squares on each).

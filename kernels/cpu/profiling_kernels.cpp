@@ -174,6 +174,9 @@ void ProfilingKernels::sample_tokens(Tensor& tokens, Tensor& logp, const Tensor&
 void ProfilingKernels::adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) {
   timed("adamw_step", [&] { inner_.adamw_step(param, grad, m, v, p); });
 }
+void ProfilingKernels::adamw_step_many(const std::vector<AdamWTensor>& ts, const AdamWParams& p) {
+  timed("adamw_step_many", [&] { inner_.adamw_step_many(ts, p); });
+}
 double ProfilingKernels::sum_squares(const Tensor& x) {
   double r = 0.0;
   timed("sum_squares", [&] { r = inner_.sum_squares(x); });

@@ -88,6 +88,7 @@ class ProfilingKernels final : public Kernels {
   void sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logits, const Tensor& u, float temperature,
                      int top_k, float top_p) override;
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
+  void adamw_step_many(const std::vector<AdamWTensor>& ts, const AdamWParams& p) override;
   double sum_squares(const Tensor& x) override;
   double sum_squares_many(const std::vector<const Tensor*>& xs) override;
   void fill_normal(Tensor& t, uint64_t seed, uint32_t stream, double std) override;

@@ -137,6 +137,9 @@ class CudaKernels final : public Kernels {
   void adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamWParams& p) override;
   double sum_squares(const Tensor& x) override;
   double sum_squares_many(const std::vector<const Tensor*>& xs) override;
+  // One multi-tensor kernel over all tensors (chunks of every tensor in one grid,
+  // a pointer table on the device), the bf16 compute copies written in the same pass.
+  void adamw_step_many(const std::vector<AdamWTensor>& ts, const AdamWParams& p) override;
 
   // fill_normal.cu
   void fill_normal(Tensor& t, uint64_t seed, uint32_t stream, double std) override;
@@ -172,6 +175,15 @@ class CudaKernels final : public Kernels {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   std::shared_ptr<cuda::CachingAllocator> pool_;
+  // adamw.cu: device copies of the multi-tensor kernels' pointer tables, kept while
+  // callers pass the same tensors (the optimizer and the gradient norm, every step):
+  // a table is uploaded once, not per call. Most recently used first, a few kept.
+  struct DeviceTable {
+    std::vector<unsigned char> host;
+    Tensor dev;
+  };
+  std::vector<DeviceTable> tables_;
+  const void* device_table(std::vector<unsigned char> bytes);
   bool recording_ = false;
   std::vector<cudaGraphExec_t> graphs_;  // by id; null once released
   std::vector<Tensor> scratch_, scratch_retired_;

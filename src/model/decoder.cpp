@@ -75,11 +75,24 @@ Decoder::Decoder(const ModelConfig& cfg, Kernels& k, DType param_dtype) : cfg_(c
   }
   final_norm_ = &add_param("final_norm.weight", {C}, false);
   head_ = cfg_.tie_embeddings ? embed_ : &add_param("lm_head.weight", {V, C}, true);
-  // Until init_random: zero matrices, unit norms (a defined, if useless, model).
-  for (auto& p : params_) {
-    k_.zero(p.value);
-    k_.zero(p.grad);
+  // All gradients are views of one buffer, each starting at a multiple of 64
+  // elements (256 bytes in f32), so that zero_grad() is one memset while they
+  // stay resident (set_param_hooks hands them to the hooks).
+  constexpr int64_t kAlign = 64;
+  int64_t total = 0;
+  std::vector<int64_t> offset;
+  for (const auto& p : params_) {
+    offset.push_back(total);
+    total += (p.value.numel() + kAlign - 1) / kAlign * kAlign;
   }
+  grad_flat_ = k_.alloc({total}, grad_dtype_);
+  k_.zero(grad_flat_);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    NamedParam& p = params_[i];
+    p.grad = grad_flat_.rows(offset[i], offset[i] + p.value.numel()).reshape(p.value.shape());
+  }
+  // Until init_random: zero matrices, unit norms (a defined, if useless, model).
+  for (auto& p : params_) k_.zero(p.value);
   init_random(0);
 }
 
@@ -88,8 +101,7 @@ NamedParam& Decoder::add_param(const std::string& name, const Shape& shape, bool
   NamedParam p;
   p.name = name;
   p.value = k_.alloc(shape, param_dtype_);
-  p.grad = k_.alloc(shape, grad_dtype_);
-  p.decay = decay;
+  p.decay = decay;  // grad: a view of the one gradient buffer (constructor)
   p.compute = compute_dtype_ == param_dtype_ ? p.value : k_.alloc(shape, compute_dtype_);
   params_.push_back(std::move(p));
   return params_.back();
@@ -174,9 +186,21 @@ void Decoder::set_checkpointing(Checkpointing c, RecomputeParts parts) {
 }
 
 void Decoder::zero_grad() {
-  for (auto& p : params_)
-    if (p.grad.defined()) k_.zero(p.grad);
+  if (grad_flat_.defined()) {
+    k_.zero(grad_flat_);  // every gradient at once
+  } else {
+    for (auto& p : params_)
+      if (p.grad.defined()) k_.zero(p.grad);
+  }
   reset_max_logits();
+}
+
+void Decoder::set_param_hooks(LayerParamHooks* h) {
+  hooks_ = h;
+  // The hooks manage the gradients from now on (DpShard releases them and makes
+  // per-layer ones): the one buffer is no longer held here, so it is freed once
+  // no view of it remains, and zero_grad() goes parameter by parameter.
+  if (h) grad_flat_ = Tensor();
 }
 
 void Decoder::set_record_max_logits(bool on) {

@@ -116,7 +116,8 @@ class Decoder {
   void logits_at(const Batch& b, const std::vector<int64_t>& token_index, Tensor& logits);
   void zero_grad();  // skips gradients a LayerParamHooks has released
   // nullptr (default): parameters stay resident. The hooks outlive their use here.
-  void set_param_hooks(LayerParamHooks* h) { hooks_ = h; }
+  // Installing hooks also drops the Decoder's hold on the one gradient buffer.
+  void set_param_hooks(LayerParamHooks* h);
   LayerParamHooks* param_hooks() const { return hooks_; }
 
   // QK-clip (train/qk_clip.h): while on, forward records per layer the largest
@@ -163,6 +164,7 @@ class Decoder {
   Kernels& k_;
   DType param_dtype_, compute_dtype_, grad_dtype_, stat_dtype_;
   std::vector<NamedParam> params_;
+  Tensor grad_flat_;  // every gradient (64-element aligned views), while no hooks are set
   NamedParam* embed_ = nullptr;
   NamedParam* final_norm_ = nullptr;
   NamedParam* head_ = nullptr;  // == embed_ when tied

@@ -12,6 +12,10 @@ struct ParamRef {
   Tensor value;  // master weights (f32, or f64 in tests)
   Tensor grad;   // same shape and dtype
   bool decay = true;
+  // Optional: the compute copy (bf16 on cuda) of value, which an optimizer that
+  // writes it (AdamW) refreshes in the same pass as the update. Undefined: none
+  // (DP-shard slices, or value is itself the compute copy).
+  Tensor compute;
 };
 
 }  // namespace temper

@@ -17,21 +17,23 @@ AdamW::AdamW(Kernels& k, std::vector<ParamRef> params, AdamWConfig cfg)
     k_.zero(m_.back());
     k_.zero(v_.back());
   }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const ParamRef& p = params_[i];
+    batch_.push_back({p.value, p.grad, m_[i], v_[i], p.compute, p.decay ? float(cfg_.weight_decay) : 0.0f});
+    if (!p.compute.defined()) refreshes_ = false;
+  }
 }
 
 void AdamW::step(double lr, double grad_scale) {
   ++t_;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    AdamWParams ap;
-    ap.lr = float(lr);
-    ap.beta1 = float(cfg_.beta1);
-    ap.beta2 = float(cfg_.beta2);
-    ap.eps = float(cfg_.eps);
-    ap.weight_decay = params_[i].decay ? float(cfg_.weight_decay) : 0.0f;
-    ap.step = t_;
-    ap.grad_scale = float(grad_scale);
-    k_.adamw_step(params_[i].value, params_[i].grad, m_[i], v_[i], ap);
-  }
+  AdamWParams ap;  // weight decay per tensor (batch_)
+  ap.lr = float(lr);
+  ap.beta1 = float(cfg_.beta1);
+  ap.beta2 = float(cfg_.beta2);
+  ap.eps = float(cfg_.eps);
+  ap.step = t_;
+  ap.grad_scale = float(grad_scale);
+  k_.adamw_step_many(batch_, ap);
 }
 
 void AdamW::save(std::map<std::string, Tensor>& out) const {

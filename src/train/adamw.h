@@ -1,7 +1,9 @@
 // AdamW (Loshchilov & Hutter): Adam moments with bias correction and decoupled
 // weight decay, applied only to parameters marked `decay` (matrices, not norms
 // or biases). Moments are f32 on the backend device; the update runs through
-// Kernels::adamw_step. Global gradient-norm clipping is folded into grad_scale.
+// Kernels::adamw_step_many (all parameters at once; on cuda one multi-tensor
+// kernel), which also writes the compute copy of every parameter whose ParamRef
+// has one. Global gradient-norm clipping is folded into grad_scale.
 #pragma once
 #include <map>
 #include <string>
@@ -22,6 +24,9 @@ class AdamW {
   // One update with learning rate lr; grad_scale multiplies every gradient first.
   void step(double lr, double grad_scale);
   int64_t steps_taken() const { return t_; }
+  // True when every parameter's compute copy is current after step() (each ParamRef
+  // has `compute`, written by the update): no Decoder::refresh_compute() needed.
+  bool refreshes_compute() const { return refreshes_; }
 
   // Checkpoint support: host copies of the moments as "optim/m/<name>", "optim/v/<name>".
   void save(std::map<std::string, Tensor>& out) const;
@@ -33,6 +38,8 @@ class AdamW {
   Kernels& k_;
   std::vector<ParamRef> params_;
   std::vector<Tensor> m_, v_;
+  std::vector<Kernels::AdamWTensor> batch_;  // params_, m_, v_ as adamw_step_many takes them
+  bool refreshes_ = true;
   AdamWConfig cfg_;
   int64_t t_ = 0;
 };

@@ -125,7 +125,7 @@ EngineStepStats Engine::step(double lr) {
   TEMPER_CHECK(std::isfinite(st.grad_norm), "the gradient norm is not finite (", st.grad_norm,
                "); lower ", opt_.section, ".lr");
   optimizer_->step(lr, clip_scale(st.grad_norm, opt_.grad_clip));
-  model_->refresh_compute();
+  if (!optimizer_->refreshes_compute()) model_->refresh_compute();  // AdamW wrote them in its update
   st.metrics = optimizer_->last_metrics();
   return st;
 }

@@ -4,7 +4,8 @@ namespace temper {
 
 std::vector<ParamRef> param_refs(Decoder& model) {
   std::vector<ParamRef> refs;
-  for (auto& p : model.params()) refs.push_back({p.name, p.value, p.grad, p.decay});
+  for (auto& p : model.params())
+    refs.push_back({p.name, p.value, p.grad, p.decay, p.compute.raw() != p.value.raw() ? p.compute : Tensor()});
   return refs;
 }
 

@@ -23,6 +23,7 @@ class AdamWOptimizer final : public Optimizer {
   void state(std::map<std::string, Tensor>& out) const override { opt_.state(out); }
   void load(const std::map<std::string, Tensor>& in, int64_t steps) override { opt_.load(in, steps); }
   const std::vector<ParamRef>& params() const override { return opt_.params(); }
+  bool refreshes_compute() const override { return opt_.refreshes_compute(); }
 
  private:
   AdamW opt_;

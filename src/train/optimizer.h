@@ -34,6 +34,9 @@ class Optimizer {
   virtual const std::vector<ParamRef>& params() const = 0;
   // Numbers for the metrics line after a step (e.g. QK-clip's max logit); may be empty.
   virtual std::map<std::string, double> last_metrics() const { return {}; }
+  // True when step() leaves every compute copy of the model current (AdamW over
+  // the whole model writes them in its update); else the caller refreshes them.
+  virtual bool refreshes_compute() const { return false; }
 };
 
 // AdamW behind the Optimizer interface.

@@ -206,7 +206,7 @@ std::vector<Row> run_shape(Kernels& base, const Args& a, const std::string& shap
         model->forward_backward(b, dlogp, logp);
         const double norm = grad_norm(*k, opt->params());
         opt->step(1e-5, clip_scale(norm, 1.0));
-        model->refresh_compute();
+        if (!opt->refreshes_compute()) model->refresh_compute();  // AdamW writes the bf16 copies itself
         k->synchronize();
       };
       step();  // buffers for this length

@@ -5,7 +5,8 @@
 # 4K and 16K tokens (PyTorch at 16K also with gradient checkpointing), then
 # prints one markdown table with the temper / PyTorch tokens/s ratio. With $OUT
 # set, the table and the raw logs are written there. About 5-8 minutes on an H100.
-# Environment: WARMUP (2), STEPS (5), PYTHON (python3), SHAPES, SEQS.
+# Environment: WARMUP (2), STEPS (5), PYTHON (python3), SHAPES, SEQS,
+# BENCH_TRAIN_ARGS (more bench_train arguments, e.g. --profile).
 set -uo pipefail
 BUILD=${1:?usage: run_bench.sh BUILD_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +24,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 
 echo "== temper"
 "$BUILD/bench_train" --backend cuda --shapes "$SHAPES" --seqs "$SEQS" --warmup "$WARMUP" --steps "$STEPS" \
-  2>&1 | tee "$LOG/temper.log"
+  ${BENCH_TRAIN_ARGS:-} 2>&1 | tee "$LOG/temper.log"
 echo "== pytorch"
 "$PY" "$HERE/torch_train.py" --shapes "$SHAPES" --seqs "$SEQS" --warmup "$WARMUP" --steps "$STEPS" \
   2>&1 | tee "$LOG/torch.log"
