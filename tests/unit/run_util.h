@@ -69,6 +69,25 @@ inline pid_t start_in_background(const std::string& cmd, const std::filesystem::
   return pid;
 }
 
+// The processes whose parent is `parent` (from /proc/<pid>/stat: the field after the
+// closing parenthesis of the command name is the state, then the parent pid).
+inline std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string stat = read_file(e.path() / "stat");
+    const size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == parent) out.push_back(pid_t(std::stol(name)));
+  }
+  return out;
+}
+
 // True once the metrics file of every one of `np` ranks under `dir` holds a step line: all
 // ranks are past start-up (their signal handlers are installed before the phase starts).
 inline bool all_ranks_stepping(const std::filesystem::path& dir, int np) {

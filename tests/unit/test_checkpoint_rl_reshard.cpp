@@ -68,24 +68,6 @@ std::string rl_cmd(const fs::path& out, int sp, int shard, int rep, const std::s
          extra;
 }
 
-// The processes whose parent is `parent`.
-std::vector<pid_t> children_of(pid_t parent) {
-  std::vector<pid_t> out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    const std::string stat = read_file(e.path() / "stat");
-    const size_t close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(stat.substr(close + 2));
-    char state = 0;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    if (ppid == parent) out.push_back(pid_t(std::stol(name)));
-  }
-  return out;
-}
-
 // The temper processes among `root` and its descendants (mpirun may start helpers that
 // forward signals; only the ranks are signalled).
 std::vector<pid_t> temper_processes_under(pid_t root) {

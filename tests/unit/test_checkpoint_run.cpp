@@ -53,24 +53,6 @@ bool wait_for(const fs::path& p, std::chrono::seconds limit) {
   return true;
 }
 
-// The processes whose parent is `parent` (from /proc/<pid>/stat).
-std::vector<pid_t> children_of(pid_t parent) {
-  std::vector<pid_t> out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    const std::string stat = read_file(e.path() / "stat");
-    const size_t close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(stat.substr(close + 2));
-    char state = 0;
-    pid_t ppid = 0;
-    rest >> state >> ppid;
-    if (ppid == parent) out.push_back(pid_t(std::stol(name)));
-  }
-  return out;
-}
-
 // SIGKILL to the ranks (mpirun puts each in a process group of its own) and to
 // mpirun (`pid`, the leader of its group), then reaps mpirun and waits until no
 // rank is left.
