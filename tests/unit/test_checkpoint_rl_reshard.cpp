@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "io/checkpoint.h"
+#include "unit/rl_run_fixture.h"
 #include "unit/run_util.h"
 
 using namespace temper_test;
@@ -29,29 +30,7 @@ constexpr int kExitRequeue = 3;
 // A tiny model SFT-trained for a few steps, instruction-following prompts it passes
 // now and then (letter counts of its output) and a second task for the mix.
 const fs::path& work_dir() {
-  static fs::path dir = [] {
-    fs::path d = fresh_dir("ckpt_rl_reshard");
-    auto r = run_cmd(temper_bin() + " generate-tasks --out " + (d / "data").string() + " --seed 5 --train 200 --eval 8");
-    EXPECT_EQ(r.status, 0) << r.output;
-    r = run_cmd("OMP_NUM_THREADS=1 " + temper_bin() + " " + std::string(TEMPER_SOURCE_DIR) +
-                "/input/quickstart.deck --run.output_dir=" + (d / "sft").string() +
-                " --data.train_files=" + (d / "data" / "sft_train.jsonl").string() +
-                " --data.eval_file= --model.d_model=32 --model.n_layers=2 --model.n_heads=4 --model.n_kv_heads=2"
-                " --model.head_dim=8 --model.ffn_dim=64 --data.seq_len=256 --data.micro_batch=2 --sft.steps=40"
-                " --sft.lr=3e-3 --sft.warmup_steps=2 --checkpoint.every=0");
-    EXPECT_EQ(r.status, 0) << r.output;
-    std::string lines;
-    for (int i = 0; i < 12; ++i)
-      lines += "{\"messages\":[{\"role\":\"user\",\"content\":\"Write about " + std::to_string(i) +
-               "\"}],\"task\":\"if\",\"constraints\":{\"type\":\"letter_frequency\",\"letter\":\"" +
-               std::string(1, "aeiou"[i % 5]) + "\",\"n\":2}}\n";
-    for (const char* w : {"banana", "apple", "letter", "mississippi"})
-      lines += std::string("{\"messages\":[{\"role\":\"user\",\"content\":\"How many 's' in '") + w +
-               "'?\"}],\"task\":\"count\",\"answer\":\"" + std::to_string(std::count(w, w + std::strlen(w), 's')) +
-               "\"}\n";
-    write_file(d / "prompts.jsonl", lines);
-    return d;
-  }();
+  static const fs::path dir = small_rl_fixture("ckpt_rl_reshard");
   return dir;
 }
 

@@ -25,6 +25,7 @@
 
 #include "io/checkpoint.h"
 #include "rl/trajectory_dump.h"
+#include "unit/rl_run_fixture.h"
 #include "unit/run_util.h"
 
 using namespace temper_test;
@@ -37,31 +38,7 @@ constexpr double kLossTol = 1e-5;    // relative, per-step loss
 constexpr double kWeightTol = 1e-4;  // relative (|a - b| / (|b| + 1e-3)), model and optimizer state
 
 const fs::path& work_dir() {
-  static fs::path dir = [] {
-    fs::path d = fresh_dir("rl_mesh");
-    auto r = run_cmd(temper_bin() + " generate-tasks --out " + (d / "data").string() + " --seed 5 --train 200 --eval 8");
-    EXPECT_EQ(r.status, 0) << r.output;
-    r = run_cmd("OMP_NUM_THREADS=1 " + temper_bin() + " " + std::string(TEMPER_SOURCE_DIR) +
-                "/input/quickstart.deck --run.output_dir=" + (d / "sft").string() +
-                " --data.train_files=" + (d / "data" / "sft_train.jsonl").string() +
-                " --data.eval_file= --model.d_model=32 --model.n_layers=2 --model.n_heads=4 --model.n_kv_heads=2"
-                " --model.head_dim=8 --model.ffn_dim=64 --data.seq_len=256 --data.micro_batch=2 --sft.steps=40"
-                " --sft.lr=3e-3 --sft.warmup_steps=2 --checkpoint.every=0");
-    EXPECT_EQ(r.status, 0) << r.output;
-    // Instruction-following prompts the barely trained model passes now and then
-    // (letter counts of its output), so groups carry signal and the model moves.
-    std::string lines;
-    for (int i = 0; i < 12; ++i)
-      lines += "{\"messages\":[{\"role\":\"user\",\"content\":\"Write about " + std::to_string(i) +
-               "\"}],\"task\":\"if\",\"constraints\":{\"type\":\"letter_frequency\",\"letter\":\"" +
-               std::string(1, "aeiou"[i % 5]) + "\",\"n\":2}}\n";
-    for (const char* w : {"banana", "apple", "letter", "mississippi"})  // a second task for the mix
-      lines += std::string("{\"messages\":[{\"role\":\"user\",\"content\":\"How many 's' in '") + w +
-               "'?\"}],\"task\":\"count\",\"answer\":\"" +
-               std::to_string(std::count(w, w + std::strlen(w), 's')) + "\"}\n";
-    write_file(d / "if.jsonl", lines);
-    return d;
-  }();
+  static const fs::path dir = small_rl_fixture("rl_mesh");
   return dir;
 }
 
@@ -87,7 +64,7 @@ std::string rl_cmd(const fs::path& out, int np, const std::string& extra, const 
   return "OMP_NUM_THREADS=1 " + (np > 1 ? mpirun(np) : std::string()) + temper_bin() + " " +
          std::string(TEMPER_SOURCE_DIR) + "/input/quickstart_rl.deck --run.output_dir=" + out.string() +
          " --model.init=" + (init.empty() ? work_dir() / "sft" / "checkpoints" : init).string() +
-         " --rl.prompts_file=" + (work_dir() / "if.jsonl").string() +
+         " --rl.prompts_file=" + (work_dir() / "prompts.jsonl").string() +
          " --rl.eval_file= --rl.prompts_per_step=8 --rl.group_size=4 --rl.max_new_tokens=48 --rl.filter=true"
          " --rl.filter_rollouts=2 --rl.filter_low=0 --rl.filter_high=1 --rl.task_mix=if:0.75,count:0.25"
          " --rl.drop_zero_variance=true --rl.refill_rounds=1 --rl.reuse_steps=2 --rl.dump_every=1 --log.every=1"
