@@ -86,6 +86,13 @@ class Kernels {
   // ---- RMSNorm over the last dimension C; rows = numel / C -----------------
   // out = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps), rstd f32[rows]
   virtual void rmsnorm_forward(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor& weight, float eps) = 0;
+  // y += x (add_inplace), then out = rmsnorm(y) as rmsnorm_forward, in one call
+  // (a residual add and the next norm; backends may fuse them).
+  virtual void add_rmsnorm_forward(Tensor& y, const Tensor& x, Tensor& out, Tensor& rstd, const Tensor& weight,
+                                   float eps) {
+    add_inplace(y, x);
+    rmsnorm_forward(out, rstd, y, weight, eps);
+  }
   // dinp (= or += when accumulate), dweight += ...
   virtual void rmsnorm_backward(Tensor& dinp, bool accumulate, Tensor& dweight, const Tensor& dout,
                                 const Tensor& inp, const Tensor& weight, const Tensor& rstd) = 0;
@@ -207,6 +214,14 @@ class Kernels {
   // kv_cache_write: kcache[slot[n], pos[n]] = k[n], vcache[...] = v[n] (k, v [N,KVH,D]).
   virtual void kv_cache_write(Tensor& kcache, Tensor& vcache, const Tensor& k, const Tensor& v,
                               const Tensor& slot, const Tensor& pos) = 0;
+  // rope_forward(q, pos), rope_forward(k, pos), then kv_cache_write(kcache, vcache,
+  // k, v, slot, pos), in one call (a decode step's position work; backends may fuse it).
+  virtual void rope_cache_write(Tensor& q, Tensor& k, const Tensor& v, Tensor& kcache, Tensor& vcache,
+                                const Tensor& slot, const Tensor& pos, float theta) {
+    rope_forward(q, pos, theta);
+    rope_forward(k, pos, theta);
+    kv_cache_write(kcache, vcache, k, v, slot, pos);
+  }
   // Attention of q[N,H,D] against the cache: token n attends to positions
   // [0, pos[n]] of its slot (the cache must already hold them, its own included).
   // GQA as in attention_forward, scale 1/sqrt(D). out[N,H,D]. Serves both prefill

@@ -60,6 +60,8 @@ class CudaKernels final : public Kernels {
 
   // rmsnorm.cu
   void rmsnorm_forward(Tensor& out, Tensor& rstd, const Tensor& inp, const Tensor& weight, float eps) override;
+  void add_rmsnorm_forward(Tensor& y, const Tensor& x, Tensor& out, Tensor& rstd, const Tensor& weight,
+                           float eps) override;
   void rmsnorm_backward(Tensor& dinp, bool accumulate, Tensor& dweight, const Tensor& dout, const Tensor& inp,
                         const Tensor& weight, const Tensor& rstd) override;
 
@@ -116,6 +118,8 @@ class CudaKernels final : public Kernels {
                                  const Tensor& targets, const Tensor& dlogp) override;
 
   // kv_cache.cu
+  void rope_cache_write(Tensor& q, Tensor& k, const Tensor& v, Tensor& kcache, Tensor& vcache, const Tensor& slot,
+                        const Tensor& pos, float theta) override;
   void kv_cache_write(Tensor& kcache, Tensor& vcache, const Tensor& k, const Tensor& v, const Tensor& slot,
                       const Tensor& pos) override;
 

@@ -40,6 +40,28 @@ __global__ void rmsnorm_fwd_kernel(__nv_bfloat16* out, float* rstd, const __nv_b
     out[row * C + c] = __float2bfloat16_rn(__bfloat162float(xr[c]) * s * __bfloat162float(w[c]));
 }
 
+// y = bf16(y + x) (as add_inplace), then the rmsnorm_fwd_kernel row on the new y.
+__global__ void add_rmsnorm_fwd_kernel(__nv_bfloat16* y, const __nv_bfloat16* x, __nv_bfloat16* out, float* rstd,
+                                       const __nv_bfloat16* w, int64_t rows, int64_t C, float eps) {
+  const int64_t row = blockIdx.x * int64_t(kWarps) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (row >= rows) return;
+  __nv_bfloat16* yr = y + row * C;
+  const __nv_bfloat16* xr = x + row * C;
+  float ss = 0.0f;
+  for (int64_t c = lane; c < C; c += 32) {
+    const __nv_bfloat16 s = __float2bfloat16_rn(__bfloat162float(yr[c]) + __bfloat162float(xr[c]));
+    yr[c] = s;
+    const float v = __bfloat162float(s);
+    ss += v * v;
+  }
+  ss = cuda::warp_sum(ss);
+  const float s = 1.0f / sqrtf(ss / float(C) + eps);
+  if (lane == 0) rstd[row] = s;
+  for (int64_t c = lane; c < C; c += 32)
+    out[row * C + c] = __float2bfloat16_rn(__bfloat162float(yr[c]) * s * __bfloat162float(w[c]));
+}
+
 __global__ void rmsnorm_bwd_input_kernel(__nv_bfloat16* dx, bool accumulate, const __nv_bfloat16* g,
                                          const __nv_bfloat16* x, const __nv_bfloat16* w, const float* rstd,
                                          int64_t rows, int64_t C) {
@@ -167,6 +189,28 @@ void CudaKernels::rmsnorm_forward(Tensor& out, Tensor& rstd, const Tensor& inp, 
   if (rows == 0) return;
   rmsnorm_fwd_kernel<<<cuda::grid_for(rows, kWarps, op), 32 * kWarps, 0, stream_>>>(
       cuda::bf(out), cuda::f32(rstd), cuda::bf(inp), cuda::bf(weight), rows, C, eps);
+  TEMPER_CUDA_CHECK_LAUNCH();
+}
+
+void CudaKernels::add_rmsnorm_forward(Tensor& y, const Tensor& x, Tensor& out, Tensor& rstd, const Tensor& weight,
+                                      float eps) {
+  const char* op = "add_rmsnorm_forward";
+  if (y.dtype() != DType::BF16 || x.dtype() != DType::BF16) {  // other dtypes: the two calls
+    Kernels::add_rmsnorm_forward(y, x, out, rstd, weight, eps);
+    return;
+  }
+  cuda::check_dtype(op, "out", out, DType::BF16);
+  cuda::check_dtype(op, "rstd", rstd, DType::F32);
+  cuda::check_dtype(op, "weight", weight, DType::BF16);
+  const int64_t C = norm_width(op, y, weight);
+  const int64_t rows = y.numel() / C;
+  cuda::check_shape(op, "x", x, y.shape());
+  cuda::check_shape(op, "out", out, y.shape());
+  TEMPER_CHECK(rstd.numel() == rows, op, ": 'rstd' has ", rstd.numel(), " elements, expected ", rows,
+               " (one per row of 'y' ", shape_str(y.shape()), ")");
+  if (rows == 0) return;
+  add_rmsnorm_fwd_kernel<<<cuda::grid_for(rows, kWarps, op), 32 * kWarps, 0, stream_>>>(
+      cuda::bf(y), cuda::bf(x), cuda::bf(out), cuda::f32(rstd), cuda::bf(weight), rows, C, eps);
   TEMPER_CUDA_CHECK_LAUNCH();
 }
 

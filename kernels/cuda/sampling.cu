@@ -13,6 +13,16 @@
 // is a comparison of positions, and the running sums at a position give the kept
 // mass for the next step.
 //
+// Plain sampling (no top-k, no top-p: the RL rollout case) takes a shorter road
+// with integer sums only (deterministic): masses in fixed point, m_j =
+// round(exp(z_j - max) * 2^31 / S) (at least 1 where exp > 0; the row sums below
+// 2^32), one pass builds a histogram of m over 4096 bins of width 1/128 in
+// max - z (bins follow the order: a smaller bin is earlier), the bin holding the
+// target u * sum m is found by a block scan, and a second pass gathers that bin's
+// tokens (key, id, m) into shared memory, sorts them by the order (bitonic) and
+// scans them. A bin of more than 2048 tokens that share one z (bf16 ties) is
+// resolved by counting in id order; one of several values goes the radix way.
+// Three passes over the row instead of six, and no float atomics.
 // Arithmetic is f32 (exp relative to the row max); the CPU twin works in double,
 // so a choice can differ only where two cumulative masses are within rounding of
 // the threshold (near-ties). logp = z[token] - logsumexp(z) over the whole row;
@@ -21,6 +31,8 @@
 // only -inf and u outside [0, 1) are reported after the launch (one sync).
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <string>
 
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -252,11 +264,214 @@ __device__ Pos find_position(const Row<T>& r, const Goal& g, Smem& sm) {
   return sm.last_weighted >= 0 ? sm.result : sm.result_any;
 }
 
+
+// ---- plain sampling: fixed-point mass histogram over bins of max - z --------
+constexpr int kBins = 4096;
+constexpr float kBinScale = 128.0f;  // bin width 1/128 in z: 32 units below the max, the rest in the last bin
+constexpr int kCap = 2048;           // tokens of one bin sorted in shared memory
+
+struct FastSmem {
+  uint32_t hist[kBins];
+  unsigned long long skey[kCap];  // order key << 32 | ~id: descending = the contract's order
+  uint32_t smass[kCap];
+  unsigned long long wtot[kWarps];
+  int chunk_cnt[kWarps];
+  int count, bin, result;
+  uint32_t kmin, kmax, tie_mass;
+  unsigned long long above;  // fixed mass of the bins before `bin`
+};
+
+union SampleSmem {
+  Smem radix;
+  FastSmem fast;
+};
+
+// z, the bin and the fixed mass with explicit roundings, so every pass computes the
+// same values (no contraction into an FMA in one pass and not in another).
+template <typename T>
+__device__ __forceinline__ float z_rn(const Row<T>& r, int64_t j) {
+  return __fmul_rn(cuda::ld(r.x, j), r.inv_t);
+}
+__device__ __forceinline__ int bin_of(float zj, float mx) {
+  const float t = __fmul_rn(__fsub_rn(mx, zj), kBinScale);
+  return t < float(kBins - 1) ? int(t) : kBins - 1;
+}
+__device__ __forceinline__ uint32_t fixed_mass(float zj, float mx, float scale) {
+  const float m = expf(__fsub_rn(zj, mx));
+  if (!(m > 0.0f)) return 0u;
+  const uint32_t f = __float2uint_rn(__fmul_rn(m, scale));
+  return f > 0u ? f : 1u;
+}
+
+// Exclusive block-wide prefix sum (thread order) of a u64, and the block total.
+__device__ void block_scan_u64(unsigned long long v, unsigned long long& excl, unsigned long long& total,
+                               unsigned long long* wtot) {
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  unsigned long long incl = v;
+  for (int o = 1; o < 32; o <<= 1) {
+    const unsigned long long t = __shfl_up_sync(0xffffffffu, incl, o);
+    if (lane >= o) incl += t;
+  }
+  if (lane == 31) wtot[w] = incl;
+  __syncthreads();
+  unsigned long long off = 0, tot = 0;
+  for (int i = 0; i < nw; ++i) {
+    if (i < w) off += wtot[i];
+    tot += wtot[i];
+  }
+  excl = off + incl - v;
+  total = tot;
+  __syncthreads();
+}
+
+// The draw for a row without top-k / top-p: the token id, or -1 where the chosen
+// bin holds too many tokens of several values (the caller then runs the radix
+// search). r.mx is the row max, S the f32 sum of exp(z - max). Block-uniform.
+template <typename T>
+__device__ int plain_draw(const Row<T>& r, float S, float ub, FastSmem& fs) {
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const float scale = 2147483648.0f / S;  // S >= 1 (the max contributes 1): every m <= 2^31
+  for (int i = tid; i < kBins; i += blockDim.x) fs.hist[i] = 0u;
+  if (tid == 0) {
+    fs.count = 0;
+    fs.bin = -1;
+    fs.result = -1;
+    fs.kmin = 0xffffffffu;
+    fs.kmax = 0u;
+  }
+  __syncthreads();
+  for (int64_t j = tid; j < r.V; j += blockDim.x) {
+    const float zj = z_rn(r, j);
+    const uint32_t f = fixed_mass(zj, r.mx, scale);
+    if (f != 0u) atomicAdd(&fs.hist[bin_of(zj, r.mx)], f);
+  }
+  __syncthreads();
+  constexpr int per = kBins / kThreads;
+  unsigned long long loc = 0, excl = 0, total = 0;
+  for (int i = 0; i < per; ++i) loc += fs.hist[tid * per + i];
+  block_scan_u64(loc, excl, total, fs.wtot);
+  // the first position whose running mass exceeds target (the contract's strict >)
+  const unsigned long long target = static_cast<unsigned long long>(double(total) * double(ub));
+  for (int i = 0; i < per; ++i) {
+    const unsigned long long h = fs.hist[tid * per + i];
+    if (excl <= target && excl + h > target) {
+      fs.bin = tid * per + i;
+      fs.above = excl;
+    }
+    excl += h;
+  }
+  __syncthreads();
+  const int bin = fs.bin;
+  const unsigned long long above = fs.above;
+  if (bin < 0) {  // cannot happen (target < total); be safe
+    __syncthreads();
+    return -1;
+  }
+  // gather the bin's tokens
+  for (int64_t j = tid; j < r.V; j += blockDim.x) {
+    const float zj = z_rn(r, j);
+    if (bin_of(zj, r.mx) != bin) continue;
+    const uint32_t f = fixed_mass(zj, r.mx, scale);
+    if (f == 0u) continue;
+    const int i = atomicAdd(&fs.count, 1);
+    if (i < kCap) {
+      fs.skey[i] = (static_cast<unsigned long long>(order_key(zj)) << 32) | (0xffffffffu - uint32_t(j));
+      fs.smass[i] = f;
+    }
+  }
+  __syncthreads();
+  const int n = fs.count;
+  if (n <= kCap) {
+    int P = 1;
+    while (P < n) P <<= 1;
+    for (int i = n + tid; i < P; i += blockDim.x) {
+      fs.skey[i] = 0ull;  // below every real key: sorts last
+      fs.smass[i] = 0u;
+    }
+    __syncthreads();
+    for (int k = 2; k <= P; k <<= 1)  // bitonic sort, descending
+      for (int jj = k >> 1; jj > 0; jj >>= 1) {
+        for (int i = tid; i < P; i += blockDim.x) {
+          const int o = i ^ jj;
+          if (o > i) {
+            const unsigned long long a = fs.skey[i], b = fs.skey[o];
+            if (((i & k) == 0) ? (a < b) : (a > b)) {
+              fs.skey[i] = b;
+              fs.skey[o] = a;
+              const uint32_t t = fs.smass[i];
+              fs.smass[i] = fs.smass[o];
+              fs.smass[o] = t;
+            }
+          }
+        }
+        __syncthreads();
+      }
+    const int per_t = (P + int(blockDim.x) - 1) / int(blockDim.x);
+    const int i0 = min(P, tid * per_t), i1 = min(P, i0 + per_t);
+    unsigned long long s = 0;
+    for (int i = i0; i < i1; ++i) s += fs.smass[i];
+    unsigned long long ex = 0, tot = 0;
+    block_scan_u64(s, ex, tot, fs.wtot);
+    unsigned long long c = above + ex;
+    for (int i = i0; i < i1; ++i) {
+      const unsigned long long h = fs.smass[i];
+      if (h > 0 && c <= target && c + h > target) fs.result = int(0xffffffffu - uint32_t(fs.skey[i] & 0xffffffffull));
+      c += h;
+    }
+    __syncthreads();
+    const int res = fs.result;
+    __syncthreads();
+    return res;
+  }
+  // More than kCap tokens: the draw is found by counting in id order if they all share one z.
+  for (int64_t j = tid; j < r.V; j += blockDim.x) {
+    const float zj = z_rn(r, j);
+    if (bin_of(zj, r.mx) != bin) continue;
+    const uint32_t f = fixed_mass(zj, r.mx, scale);
+    if (f == 0u) continue;
+    atomicMin(&fs.kmin, order_key(zj));
+    atomicMax(&fs.kmax, order_key(zj));
+    fs.tie_mass = f;  // the same for every token of one z
+  }
+  __syncthreads();
+  if (fs.kmin != fs.kmax) {
+    __syncthreads();
+    return -1;
+  }
+  const long long rank = static_cast<long long>((target - above) / fs.tie_mass);  // < n: above + n * m > target
+  long long base = 0;
+  for (int64_t c0 = 0; c0 < r.V; c0 += blockDim.x) {
+    const int64_t j = c0 + tid;
+    bool flag = false;
+    if (j < r.V) {
+      const float zj = z_rn(r, j);
+      flag = bin_of(zj, r.mx) == bin && fixed_mass(zj, r.mx, scale) != 0u;
+    }
+    const unsigned bal = __ballot_sync(0xffffffffu, flag);
+    if (lane == 0) fs.chunk_cnt[w] = __popc(bal);
+    __syncthreads();
+    long long before = base, tot = 0;
+    for (int i = 0; i < int(blockDim.x >> 5); ++i) {
+      if (i < w) before += fs.chunk_cnt[i];
+      tot += fs.chunk_cnt[i];
+    }
+    before += __popc(bal & ((1u << lane) - 1u));
+    if (flag && before == rank) fs.result = int(j);
+    base += tot;
+    __syncthreads();
+    if (base > rank) break;
+  }
+  const int res = fs.result;
+  __syncthreads();
+  return res;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float* logp, const T* logits, const float* u,
                                                           int64_t V, float inv_t, bool greedy, int top_k, float top_p,
-                                                          int* bad) {
-  __shared__ Smem sm;
+                                                          bool plain, int* bad) {
+  __shared__ SampleSmem shm;
+  Smem& sm = shm.radix;
   __shared__ int arg_min;
   const int64_t b = blockIdx.x;
   Row<T> r{logits + b * V, V, inv_t, -INFINITY};
@@ -311,6 +526,16 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float
     return;
   }
   r.mx = M;
+  if (plain) {
+    const int t = plain_draw(r, S, ub, shm.fast);
+    if (t >= 0) {
+      if (threadIdx.x == 0) {
+        tokens[b] = t;
+        logp[b] = r.z(t) - lse;
+      }
+      return;
+    }
+  }
 
   Pos lim{0u, int32_t(V - 1), S, int32_t(V)};  // the whole order
   if (top_k > 0 && top_k < V) lim = find_position(r, Goal{true, false, top_k, 0.0f}, sm);
@@ -378,12 +603,15 @@ void CudaKernels::sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logi
   Tensor bad = alloc({2}, DType::I32);
   TEMPER_CUDA_CHECK(cudaMemsetAsync(bad.raw(), 0x7f, bad.nbytes(), stream_));  // 0x7f7f7f7f: no bad row
   const unsigned grid = static_cast<unsigned>(B);
+  // No top-k and no top-p: the fixed-point bin search (TEMPER_SAMPLER=radix takes the radix search, for comparison).
+  const char* env = std::getenv("TEMPER_SAMPLER");
+  const bool plain = (top_k <= 0 || int64_t(top_k) >= V) && top_p >= 1.0f && !(env && std::string(env) == "radix");
   if (logits.dtype() == DType::BF16)
     sample_kernel<<<grid, kThreads, 0, stream_>>>(cuda::i32(tokens), cuda::f32(logp), cuda::bf(logits), cuda::f32(u),
-                                                  V, inv_t, greedy, top_k, top_p, cuda::i32(bad));
+                                                  V, inv_t, greedy, top_k, top_p, plain, cuda::i32(bad));
   else
     sample_kernel<<<grid, kThreads, 0, stream_>>>(cuda::i32(tokens), cuda::f32(logp), cuda::f32(logits),
-                                                  cuda::f32(u), V, inv_t, greedy, top_k, top_p, cuda::i32(bad));
+                                                  cuda::f32(u), V, inv_t, greedy, top_k, top_p, plain, cuda::i32(bad));
   TEMPER_CUDA_CHECK_LAUNCH();
   int host_bad[2] = {INT_MAX, INT_MAX};
   TEMPER_CUDA_CHECK(cudaMemcpyAsync(host_bad, bad.raw(), sizeof(host_bad), cudaMemcpyDeviceToHost, stream_));

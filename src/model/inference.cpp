@@ -3,6 +3,8 @@
 //   ln = rmsnorm(x); q, k, v = ln W^T (+b); [per-head rmsnorm of q, k]; rope(q, k)
 //   cache[slot, pos] = k, v; attn = attention_cached(q); x += attn W_o^T
 //   ln = rmsnorm(x); x += down(swiglu(ln W_gu^T))
+// (rope and the cache write are one call, rope_cache_write, and each residual add
+// runs with the norm after it, add_rmsnorm_forward: backends may fuse them)
 // then the final norm and output head on the requested rows only. x += y gives
 // the same values as the decoder's y + x (float addition commutes). Differential
 // attention (model/differential_attention.h) caches K1, K2, V1, V2 and combines the
@@ -158,9 +160,9 @@ void InferenceEngine::compute_chunk(int64_t n, const std::vector<int64_t>& want,
   Tensor q = q_.rows(0, n), kk = kk_.rows(0, n), v = v_.rows(0, n), attn = attn_.rows(0, n);
   Tensor gu = gu_.rows(0, n), act = act_buf_.rows(0, n);
   k_.embedding_forward(x, tok, *embed_);
-  for (size_t l = 0; l < layers_.size(); ++l) {
+  k_.rmsnorm_forward(ln, rstd, x, *layers_[0].attn_norm, cfg_.norm_eps);
+  for (size_t l = 0; l < layers_.size(); ++l) {  // ln holds attn_norm(x) here
     const LayerWeights& w = layers_[l];
-    k_.rmsnorm_forward(ln, rstd, x, *w.attn_norm, cfg_.norm_eps);
     if (cfg_.differential()) {  // model/differential_attention.h, against the caches
       const int64_t QH = cfg_.q_heads(), KH = 2 * KVH;
       Tensor flat = proj_qkv_.reshape({proj_qkv_.numel()});
@@ -193,14 +195,11 @@ void InferenceEngine::compute_chunk(int64_t n, const std::vector<int64_t>& want,
         k_.rmsnorm_forward(qo, qr, q_pre_.rows(0, n).reshape({n * H, D}), *w.q_norm, cfg_.norm_eps);
         k_.rmsnorm_forward(ko, kr, k_pre_.rows(0, n).reshape({n * KVH, D}), *w.k_norm, cfg_.norm_eps);
       }
-      k_.rope_forward(q, pos, cfg_.rope_theta);
-      k_.rope_forward(kk, pos, cfg_.rope_theta);
-      k_.kv_cache_write(kcache_[l], vcache_[l], kk, v, slot, pos);
+      k_.rope_cache_write(q, kk, v, kcache_[l], vcache_[l], slot, pos, cfg_.rope_theta);
       k_.attention_cached(attn, q, kcache_[l], vcache_[l], slot, pos);
     }
     k_.matmul_forward(proj, attn.reshape({n, cfg_.attn_out_dim()}), *w.o, nullptr);
-    k_.add_inplace(x, proj);
-    k_.rmsnorm_forward(ln, rstd, x, *w.mlp_norm, cfg_.norm_eps);
+    k_.add_rmsnorm_forward(x, proj, ln, rstd, *w.mlp_norm, cfg_.norm_eps);
     k_.matmul_forward(gu, ln, *w.gate_up, nullptr);
     if (w.polynorm) {
       Tensor ar = act_rstd_.rows(0, n);
@@ -209,7 +208,10 @@ void InferenceEngine::compute_chunk(int64_t n, const std::vector<int64_t>& want,
       k_.swiglu_forward(act, gu);
     }
     k_.matmul_forward(proj, act, *w.down, nullptr);
-    k_.add_inplace(x, proj);
+    if (l + 1 < layers_.size())
+      k_.add_rmsnorm_forward(x, proj, ln, rstd, *layers_[l + 1].attn_norm, cfg_.norm_eps);
+    else
+      k_.add_inplace(x, proj);
   }
   // Gather the wanted rows (ascending), one copy per run of consecutive rows.
   for (size_t i = 0; i < want.size();) {

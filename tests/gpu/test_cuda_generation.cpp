@@ -277,6 +277,40 @@ TEST_F(CudaGenerationTest, KvCacheWrite) {
   }
 }
 
+// The decode step's fused calls against the calls they replace, on the device
+// (Kernels:: defaults: rope_forward twice + kv_cache_write; add_inplace +
+// rmsnorm_forward), bit for bit: rope_cache_write with a padding row in slot -1
+// (no cache write), add_rmsnorm_forward on bf16 rows.
+TEST_F(CudaGenerationTest, FusedDecodeOpsMatchTheirParts) {
+  const int64_t S = 4, T = 12, H = 6, KVH = 2, D = 128, N = 5, C = 1536;
+  Tensor kc0 = host_rand({S, T, KVH, D}, rng), vc0 = host_rand({S, T, KVH, D}, rng);
+  Tensor q0 = host_rand({N, H, D}, rng), k0 = host_rand({N, KVH, D}, rng), v0 = host_rand({N, KVH, D}, rng);
+  const std::vector<int32_t> slot{2, 0, -1, 3, 1}, pos{11, 0, 0, 7, 5};
+  Tensor ds = to_dev(*g, host_i32(slot), I32), dp = to_dev(*g, host_i32(pos), I32);
+  Tensor q1 = to_dev(*g, q0, BF16), k1 = to_dev(*g, k0, BF16), kc1 = to_dev(*g, kc0, BF16), vc1 = to_dev(*g, vc0, BF16);
+  Tensor q2 = to_dev(*g, q0, BF16), k2 = to_dev(*g, k0, BF16), kc2 = to_dev(*g, kc0, BF16), vc2 = to_dev(*g, vc0, BF16);
+  Tensor dv = to_dev(*g, v0, BF16);
+  g->rope_cache_write(q1, k1, dv, kc1, vc1, ds, dp, 1e6f);
+  g->Kernels::rope_cache_write(q2, k2, dv, kc2, vc2, ds, dp, 1e6f);
+  expect_close(host(q1), host(q2), 0.0, 0.0, "rope_cache_write q");
+  expect_close(host(k1), host(k2), 0.0, 0.0, "rope_cache_write k");
+  expect_close(host(kc1), host(kc2), 0.0, 0.0, "rope_cache_write kcache");
+  expect_close(host(vc1), host(vc2), 0.0, 0.0, "rope_cache_write vcache");
+  Tensor rq = host_clone(q0);  // q against the CPU rope (the cache writes: KvCacheWrite and the rope tests)
+  cpu->rope_forward(rq, host_i32(pos), 1e6f);
+  expect_close(host(q1), rq, 0.02, 0.02, "rope_cache_write q vs cpu");
+
+  Tensor y0 = host_rand({N, C}, rng), x0 = host_rand({N, C}, rng), w0 = host_rand({C}, rng);
+  Tensor y1 = to_dev(*g, y0, BF16), y2 = to_dev(*g, y0, BF16), dx = to_dev(*g, x0, BF16), dw = to_dev(*g, w0, BF16);
+  Tensor o1 = poisoned(*g, {N, C}, BF16), o2 = poisoned(*g, {N, C}, BF16);
+  Tensor r1 = poisoned(*g, {N}, F32), r2 = poisoned(*g, {N}, F32);
+  g->add_rmsnorm_forward(y1, dx, o1, r1, dw, 1e-6f);
+  g->Kernels::add_rmsnorm_forward(y2, dx, o2, r2, dw, 1e-6f);
+  expect_close(host(y1), host(y2), 0.0, 0.0, "add_rmsnorm_forward y");
+  expect_close(host(o1), host(o2), 0.0, 0.0, "add_rmsnorm_forward out");
+  expect_close(host(r1), host(r2), 0.0, 0.0, "add_rmsnorm_forward rstd");
+}
+
 TEST_F(CudaGenerationTest, KvCacheWriteRejectsBadShapes) {
   Tensor kc = g->alloc({2, 8, 2, 64}, BF16), vc = g->alloc({2, 8, 2, 64}, BF16);
   Tensor k = g->alloc({3, 2, 64}, BF16), v = g->alloc({3, 2, 64}, BF16), kbad = g->alloc({3, 1, 64}, BF16);
@@ -327,6 +361,47 @@ TEST_F(CudaGenerationTest, SamplingMatchesCpu) {
   }
 }
 
+// Plain sampling (no top-k, no top-p) takes the fixed-point bin search; every branch
+// of it against the CPU twin at the full vocabulary: bins of few tokens (sorted in
+// shared memory), bins of thousands of bf16 ties (counted in id order), f32 rows so
+// narrow that a bin holds thousands of distinct values (the radix search), a
+// uniform row, peaked rows and rows half -inf. Repeated calls give the same draws.
+TEST_F(CudaGenerationTest, PlainDrawBranchesMatchCpu) {
+  const int64_t V = 151936, B = 12;
+  struct Case {
+    double scale;
+    bool bf16;
+    float temperature;
+    const char* what;
+  };
+  const Case cases[] = {{1.0, true, 1.0f, "bf16 scale 1"},     {0.05, true, 1.0f, "bf16 ties"},
+                        {0.02, false, 1.0f, "f32 narrow"},     {0.0, true, 1.0f, "uniform"},
+                        {8.0, true, 1.0f, "peaked"},           {1.0, true, 0.6f, "bf16 T 0.6"},
+                        {1.0, false, 1.7f, "f32 T 1.7"},       {3.0, true, 1.0f, "half -inf"}};
+  for (const Case& c : cases) {
+    Tensor x = random_logits(B, V, c.scale, c.bf16);
+    if (std::string(c.what) == "half -inf")
+      for (int64_t i = 0; i < x.numel(); i += 2) x.data<float>()[i] = -INFINITY;
+    if (std::string(c.what) == "bf16 ties")  // values in [1, 2): bf16 steps of 1/128, one value a bin, ~9000 tokens each
+      for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = round_bf16(1.5f + x.data<float>()[i]);
+    check_sampling(x, uniforms(B), c.temperature, 0, 1.0f, c.bf16, c.what);
+  }
+  // determinism: the same call twice, bitwise the same tokens and log-probs
+  Tensor x = random_logits(B, V, 1.0, true);
+  Tensor hu = Tensor::empty({B}, F32);
+  const auto u = uniforms(B);
+  std::copy(u.begin(), u.end(), hu.data<float>());
+  Tensor dx = to_dev(*g, x, BF16), du = to_dev(*g, hu, F32);
+  Tensor t1 = g->alloc({B}, I32), l1 = g->alloc({B}, F32), t2 = g->alloc({B}, I32), l2 = g->alloc({B}, F32);
+  g->sample_tokens(t1, l1, dx, du, 1.0f, 0, 1.0f);
+  g->sample_tokens(t2, l2, dx, du, 1.0f, 0, 1.0f);
+  Tensor h1 = host(t1), h2 = host(t2), p1 = host(l1), p2 = host(l2);
+  for (int64_t b = 0; b < B; ++b) {
+    EXPECT_EQ(h1.data<int32_t>()[b], h2.data<int32_t>()[b]) << "row " << b;
+    EXPECT_EQ(p1.data<float>()[b], p2.data<float>()[b]) << "row " << b;
+  }
+}
+
 TEST_F(CudaGenerationTest, DrawFollowsTheDistribution) {
   // One row repeated with u on a fine grid: token frequencies equal the kept,
   // renormalised softmax to within one grid step per token.
@@ -338,8 +413,7 @@ TEST_F(CudaGenerationTest, DrawFollowsTheDistribution) {
     std::copy(row, row + V, x.data<float>() + b * V);
     u[size_t(b)] = float((double(b) + 0.5) / double(B));
   }
-  for (int top_k : {0, 3}) {
-    const float top_p = 0.9f;
+  for (const auto& [top_k, top_p] : {std::pair<int, float>{0, 0.9f}, {3, 0.9f}, {0, 1.0f}}) {
     Tensor hu = Tensor::empty({B}, F32);
     std::copy(u.begin(), u.end(), hu.data<float>());
     Tensor tok = g->alloc({B}, I32), lp = g->alloc({B}, F32);
@@ -352,7 +426,7 @@ TEST_F(CudaGenerationTest, DrawFollowsTheDistribution) {
     for (size_t i = 0; i < ref.kept.size(); ++i) want[size_t(ref.kept[i])] = ref.hi[i] - ref.lo[i];
     for (int64_t j = 0; j < V; ++j)
       EXPECT_NEAR(double(count[size_t(j)]) / double(B), want[size_t(j)], 1.5 / double(B))
-          << "token " << j << " top_k " << top_k;
+          << "token " << j << " top_k " << top_k << " top_p " << top_p;
     // the tie: id 1 comes before id 3 in the order, so u near 0 draws id 1
     EXPECT_EQ(t.data<int32_t>()[0], 1);
   }
