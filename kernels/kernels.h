@@ -222,6 +222,18 @@ class Kernels {
     rope_forward(k, pos, theta);
     kv_cache_write(kcache, vcache, k, v, slot, pos);
   }
+  // The same from a packed projection qkv [N, H + 2 KVH, D] (heads q | k | v, one
+  // GEMM's output): q [N, H, D] = rope(q heads); the rotated k heads and the v heads
+  // go to the caches (qkv is left as it is).
+  virtual void qkv_rope_cache_write(Tensor& q, const Tensor& qkv, Tensor& kcache, Tensor& vcache, const Tensor& slot,
+                                    const Tensor& pos, float theta) {
+    const int64_t N = q.dim(0), H = q.dim(1), KVH = kcache.dim(2), D = kcache.dim(3);
+    Tensor kt = alloc({N, KVH, D}, qkv.dtype()), vt = alloc({N, KVH, D}, qkv.dtype());
+    copy_heads(q, 0, qkv, 0, H, false);
+    copy_heads(kt, 0, qkv, H, KVH, false);
+    copy_heads(vt, 0, qkv, H + KVH, KVH, false);
+    rope_cache_write(q, kt, vt, kcache, vcache, slot, pos, theta);
+  }
   // Attention of q[N,H,D] against the cache: token n attends to positions
   // [0, pos[n]] of its slot (the cache must already hold them, its own included).
   // GQA as in attention_forward, scale 1/sqrt(D). out[N,H,D]. Serves both prefill

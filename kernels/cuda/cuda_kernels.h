@@ -120,6 +120,8 @@ class CudaKernels final : public Kernels {
   // kv_cache.cu
   void rope_cache_write(Tensor& q, Tensor& k, const Tensor& v, Tensor& kcache, Tensor& vcache, const Tensor& slot,
                         const Tensor& pos, float theta) override;
+  void qkv_rope_cache_write(Tensor& q, const Tensor& qkv, Tensor& kcache, Tensor& vcache, const Tensor& slot,
+                            const Tensor& pos, float theta) override;
   void kv_cache_write(Tensor& kcache, Tensor& vcache, const Tensor& k, const Tensor& v, const Tensor& slot,
                       const Tensor& pos) override;
 

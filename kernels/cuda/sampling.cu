@@ -13,16 +13,18 @@
 // is a comparison of positions, and the running sums at a position give the kept
 // mass for the next step.
 //
-// Plain sampling (no top-k, no top-p: the RL rollout case) takes a shorter road
-// with integer sums only (deterministic): masses in fixed point, m_j =
-// round(exp(z_j - max) * 2^31 / S) (at least 1 where exp > 0; the row sums below
-// 2^32), one pass builds a histogram of m over 4096 bins of width 1/128 in
-// max - z (bins follow the order: a smaller bin is earlier), the bin holding the
-// target u * sum m is found by a block scan, and a second pass gathers that bin's
-// tokens (key, id, m) into shared memory, sorts them by the order (bitonic) and
-// scans them. A bin of more than 2048 tokens that share one z (bf16 ties) is
-// resolved by counting in id order; one of several values goes the radix way.
-// Three passes over the row instead of six, and no float atomics.
+// Plain sampling (no top-k, no top-p: the RL rollout case; V < 2^18) takes a
+// shorter road with integer sums only (deterministic): one pass builds a
+// histogram of token masses over 4096 bins of max - z (a smaller bin is earlier
+// in the order; the bin width adapts to the row's spread), each mass in 28-bit
+// fixed point relative to its bin's top (exact u32 sums of 14-bit parts); an
+// integer scan over the bins in a fixed point common to all finds the bin of the
+// target u * sum; a second pass gathers that bin's tokens (key, id, mass) into
+// shared memory, sorts them in the order (bitonic) and scans them. A bin of more
+// than 1024 tokens is resolved by counting in id order when they share one z
+// (bf16 ties), else by a second level of 4096 sub-bins; what is still too large
+// goes the radix way. Three passes over the row (max / sum, histogram, gather)
+// instead of six, and no float atomics.
 // Arithmetic is f32 (exp relative to the row max); the CPU twin works in double,
 // so a choice can differ only where two cumulative masses are within rounding of
 // the threshold (near-ties). logp = z[token] - logsumexp(z) over the whole row;
@@ -45,9 +47,10 @@ constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
 constexpr int kBuckets = 256;
 
-// Monotone map float -> uint32: a < b (as floats, -0 < +0) iff key(a) < key(b).
+// Monotone map float -> uint32: a < b (as floats) iff key(a) < key(b); -0 and +0
+// share a key (they are equal z, ordered by id as the contract says).
 __device__ __forceinline__ uint32_t order_key(float z) {
-  const uint32_t b = __float_as_uint(z);
+  const uint32_t b = __float_as_uint(z == 0.0f ? 0.0f : z);
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
@@ -267,18 +270,18 @@ __device__ Pos find_position(const Row<T>& r, const Goal& g, Smem& sm) {
 
 // ---- plain sampling: fixed-point mass histogram over bins of max - z --------
 constexpr int kBins = 4096;
-constexpr float kBinScale = 128.0f;  // bin width 1/128 in z: 32 units below the max, the rest in the last bin
-constexpr int kCap = 2048;           // tokens of one bin sorted in shared memory
+constexpr int kCap = 1024;  // tokens of one bin sorted in shared memory
+constexpr int64_t kMaxPlainV = (int64_t(1) << 18) - 1;  // 14-bit parts of V masses fit a u32 sum
 
 struct FastSmem {
-  uint32_t hist[kBins];
+  uint32_t hi[kBins], lo[kBins];  // per bin: sums of f >> 14 and f & 0x3fff
   unsigned long long skey[kCap];  // order key << 32 | ~id: descending = the contract's order
   uint32_t smass[kCap];
   unsigned long long wtot[kWarps];
   int chunk_cnt[kWarps];
-  int count, bin, result;
-  uint32_t kmin, kmax, tie_mass;
-  unsigned long long above;  // fixed mass of the bins before `bin`
+  int count, bin, sub, result;
+  uint32_t kmin, kmax, tie_f;
+  unsigned long long tu;  // the target inside the chosen bin, in units of f
 };
 
 union SampleSmem {
@@ -286,21 +289,25 @@ union SampleSmem {
   FastSmem fast;
 };
 
-// z, the bin and the fixed mass with explicit roundings, so every pass computes the
-// same values (no contraction into an FMA in one pass and not in another).
+// Bins follow the order: t = (max - z) * scale (scale adapts to the row's spread,
+// at least 4095/32), bin = floor(t) (the last bin takes t >= 4095). Within bin b a
+// token's mass exp(z - max) is top_b * rel with top_b = exp(-b / scale) and
+// rel = exp(-(t - b) / scale) in (0.992, 1]: f = round(rel * 2^28), 28 bits, so a
+// bin's sum is exact in two u32 histograms of 14-bit parts. All roundings are
+// explicit, so every pass computes the same t, bin and f.
+struct Binning {
+  float mx, scale, inv_scale;
+  __device__ __forceinline__ float t_of(float zj) const { return __fmul_rn(__fsub_rn(mx, zj), scale); }
+  __device__ __forceinline__ static int bin_of(float t) { return t < float(kBins - 1) ? int(t) : kBins - 1; }
+  __device__ __forceinline__ uint32_t f_of(float t, int b) const {
+    const float rel = expf(__fmul_rn(-__fsub_rn(t, float(b)), inv_scale));
+    return __float2uint_rn(__fmul_rn(rel, 268435456.0f));
+  }
+};
+
 template <typename T>
 __device__ __forceinline__ float z_rn(const Row<T>& r, int64_t j) {
   return __fmul_rn(cuda::ld(r.x, j), r.inv_t);
-}
-__device__ __forceinline__ int bin_of(float zj, float mx) {
-  const float t = __fmul_rn(__fsub_rn(mx, zj), kBinScale);
-  return t < float(kBins - 1) ? int(t) : kBins - 1;
-}
-__device__ __forceinline__ uint32_t fixed_mass(float zj, float mx, float scale) {
-  const float m = expf(__fsub_rn(zj, mx));
-  if (!(m > 0.0f)) return 0u;
-  const uint32_t f = __float2uint_rn(__fmul_rn(m, scale));
-  return f > 0u ? f : 1u;
 }
 
 // Exclusive block-wide prefix sum (thread order) of a u64, and the block total.
@@ -324,129 +331,127 @@ __device__ void block_scan_u64(unsigned long long v, unsigned long long& excl, u
   __syncthreads();
 }
 
-// The draw for a row without top-k / top-p: the token id, or -1 where the chosen
-// bin holds too many tokens of several values (the caller then runs the radix
-// search). r.mx is the row max, S the f32 sum of exp(z - max). Block-uniform.
+// Histogram of f over kBins bins: level 0 by bin of t (all tokens), level 1 by
+// floor((t - b) * kBins) inside bin b.
 template <typename T>
-__device__ int plain_draw(const Row<T>& r, float S, float ub, FastSmem& fs) {
-  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
-  const float scale = 2147483648.0f / S;  // S >= 1 (the max contributes 1): every m <= 2^31
-  for (int i = tid; i < kBins; i += blockDim.x) fs.hist[i] = 0u;
-  if (tid == 0) {
+__device__ void histogram(const Row<T>& r, const Binning& bn, int level, int b, FastSmem& fs) {
+  for (int i = threadIdx.x; i < kBins; i += blockDim.x) fs.hi[i] = fs.lo[i] = 0u;
+  __syncthreads();
+  for (int64_t j = threadIdx.x; j < r.V; j += blockDim.x) {
+    const float zj = z_rn(r, j);
+    if (zj == -INFINITY) continue;
+    const float t = bn.t_of(zj);
+    const int bj = Binning::bin_of(t);
+    int k = bj;
+    if (level == 1) {
+      if (bj != b) continue;
+      k = min(kBins - 1, int(__fmul_rn(__fsub_rn(t, float(b)), float(kBins))));
+    }
+    const uint32_t f = bn.f_of(t, bj);
+    if (f == 0u) continue;
+    atomicAdd(&fs.hi[k], f >> 14);
+    atomicAdd(&fs.lo[k], f & 0x3fffu);
+  }
+  __syncthreads();
+}
+
+// Gathers the tokens of (bin b[, sub-bin sb]) with f > 0: count, the key range, and
+// up to kCap (key, f) entries. In a tie walk, `flag` of a token is the same test.
+template <typename T>
+__device__ __forceinline__ bool member(const Row<T>& r, const Binning& bn, int64_t j, int b, int sb, float& zj,
+                                       uint32_t& f) {
+  zj = z_rn(r, j);
+  if (zj == -INFINITY) return false;
+  const float t = bn.t_of(zj);
+  if (Binning::bin_of(t) != b) return false;
+  if (sb >= 0 && min(kBins - 1, int(__fmul_rn(__fsub_rn(t, float(b)), float(kBins)))) != sb) return false;
+  f = bn.f_of(t, b);
+  return f != 0u;
+}
+
+template <typename T>
+__device__ void gather(const Row<T>& r, const Binning& bn, int b, int sb, FastSmem& fs) {
+  if (threadIdx.x == 0) {
     fs.count = 0;
-    fs.bin = -1;
-    fs.result = -1;
     fs.kmin = 0xffffffffu;
     fs.kmax = 0u;
   }
   __syncthreads();
-  for (int64_t j = tid; j < r.V; j += blockDim.x) {
-    const float zj = z_rn(r, j);
-    const uint32_t f = fixed_mass(zj, r.mx, scale);
-    if (f != 0u) atomicAdd(&fs.hist[bin_of(zj, r.mx)], f);
-  }
-  __syncthreads();
-  constexpr int per = kBins / kThreads;
-  unsigned long long loc = 0, excl = 0, total = 0;
-  for (int i = 0; i < per; ++i) loc += fs.hist[tid * per + i];
-  block_scan_u64(loc, excl, total, fs.wtot);
-  // the first position whose running mass exceeds target (the contract's strict >)
-  const unsigned long long target = static_cast<unsigned long long>(double(total) * double(ub));
-  for (int i = 0; i < per; ++i) {
-    const unsigned long long h = fs.hist[tid * per + i];
-    if (excl <= target && excl + h > target) {
-      fs.bin = tid * per + i;
-      fs.above = excl;
-    }
-    excl += h;
-  }
-  __syncthreads();
-  const int bin = fs.bin;
-  const unsigned long long above = fs.above;
-  if (bin < 0) {  // cannot happen (target < total); be safe
-    __syncthreads();
-    return -1;
-  }
-  // gather the bin's tokens
-  for (int64_t j = tid; j < r.V; j += blockDim.x) {
-    const float zj = z_rn(r, j);
-    if (bin_of(zj, r.mx) != bin) continue;
-    const uint32_t f = fixed_mass(zj, r.mx, scale);
-    if (f == 0u) continue;
+  for (int64_t j = threadIdx.x; j < r.V; j += blockDim.x) {
+    float zj;
+    uint32_t f;
+    if (!member(r, bn, j, b, sb, zj, f)) continue;
+    const uint32_t key = order_key(zj);
+    atomicMin(&fs.kmin, key);
+    atomicMax(&fs.kmax, key);
+    fs.tie_f = f;  // the same for every token of one z
     const int i = atomicAdd(&fs.count, 1);
     if (i < kCap) {
-      fs.skey[i] = (static_cast<unsigned long long>(order_key(zj)) << 32) | (0xffffffffu - uint32_t(j));
+      fs.skey[i] = (static_cast<unsigned long long>(key) << 32) | (0xffffffffu - uint32_t(j));
       fs.smass[i] = f;
     }
   }
   __syncthreads();
-  const int n = fs.count;
-  if (n <= kCap) {
-    int P = 1;
-    while (P < n) P <<= 1;
-    for (int i = n + tid; i < P; i += blockDim.x) {
-      fs.skey[i] = 0ull;  // below every real key: sorts last
-      fs.smass[i] = 0u;
-    }
-    __syncthreads();
-    for (int k = 2; k <= P; k <<= 1)  // bitonic sort, descending
-      for (int jj = k >> 1; jj > 0; jj >>= 1) {
-        for (int i = tid; i < P; i += blockDim.x) {
-          const int o = i ^ jj;
-          if (o > i) {
-            const unsigned long long a = fs.skey[i], b = fs.skey[o];
-            if (((i & k) == 0) ? (a < b) : (a > b)) {
-              fs.skey[i] = b;
-              fs.skey[o] = a;
-              const uint32_t t = fs.smass[i];
-              fs.smass[i] = fs.smass[o];
-              fs.smass[o] = t;
-            }
+}
+
+// The first gathered token (in the order) whose running f sum exceeds tu; n <= kCap.
+__device__ int pick_sorted(int n, unsigned long long tu, FastSmem& fs) {
+  const int tid = threadIdx.x;
+  int P = 1;
+  while (P < n) P <<= 1;
+  for (int i = n + tid; i < P; i += blockDim.x) {
+    fs.skey[i] = 0ull;  // below every real key: sorts last
+    fs.smass[i] = 0u;
+  }
+  if (tid == 0) fs.result = -1;
+  __syncthreads();
+  for (int k = 2; k <= P; k <<= 1)  // bitonic sort, descending
+    for (int jj = k >> 1; jj > 0; jj >>= 1) {
+      for (int i = tid; i < P; i += blockDim.x) {
+        const int o = i ^ jj;
+        if (o > i) {
+          const unsigned long long a = fs.skey[i], b = fs.skey[o];
+          if (((i & k) == 0) ? (a < b) : (a > b)) {
+            fs.skey[i] = b;
+            fs.skey[o] = a;
+            const uint32_t t = fs.smass[i];
+            fs.smass[i] = fs.smass[o];
+            fs.smass[o] = t;
           }
         }
-        __syncthreads();
       }
-    const int per_t = (P + int(blockDim.x) - 1) / int(blockDim.x);
-    const int i0 = min(P, tid * per_t), i1 = min(P, i0 + per_t);
-    unsigned long long s = 0;
-    for (int i = i0; i < i1; ++i) s += fs.smass[i];
-    unsigned long long ex = 0, tot = 0;
-    block_scan_u64(s, ex, tot, fs.wtot);
-    unsigned long long c = above + ex;
-    for (int i = i0; i < i1; ++i) {
-      const unsigned long long h = fs.smass[i];
-      if (h > 0 && c <= target && c + h > target) fs.result = int(0xffffffffu - uint32_t(fs.skey[i] & 0xffffffffull));
-      c += h;
+      __syncthreads();
     }
-    __syncthreads();
-    const int res = fs.result;
-    __syncthreads();
-    return res;
-  }
-  // More than kCap tokens: the draw is found by counting in id order if they all share one z.
-  for (int64_t j = tid; j < r.V; j += blockDim.x) {
-    const float zj = z_rn(r, j);
-    if (bin_of(zj, r.mx) != bin) continue;
-    const uint32_t f = fixed_mass(zj, r.mx, scale);
-    if (f == 0u) continue;
-    atomicMin(&fs.kmin, order_key(zj));
-    atomicMax(&fs.kmax, order_key(zj));
-    fs.tie_mass = f;  // the same for every token of one z
+  const int per = (P + int(blockDim.x) - 1) / int(blockDim.x);
+  const int i0 = min(P, tid * per), i1 = min(P, i0 + per);
+  unsigned long long s = 0;
+  for (int i = i0; i < i1; ++i) s += fs.smass[i];
+  unsigned long long c = 0, tot = 0;
+  block_scan_u64(s, c, tot, fs.wtot);
+  for (int i = i0; i < i1; ++i) {
+    const unsigned long long h = fs.smass[i];
+    if (h > 0 && c <= tu && c + h > tu) fs.result = int(0xffffffffu - uint32_t(fs.skey[i] & 0xffffffffull));
+    c += h;
   }
   __syncthreads();
-  if (fs.kmin != fs.kmax) {
-    __syncthreads();
-    return -1;
-  }
-  const long long rank = static_cast<long long>((target - above) / fs.tie_mass);  // < n: above + n * m > target
+  const int res = fs.result;
+  __syncthreads();
+  return res;
+}
+
+// All members share one z (so one f): the token of id rank tu / f among them.
+template <typename T>
+__device__ int pick_tie(const Row<T>& r, const Binning& bn, int b, int sb, unsigned long long tu, FastSmem& fs) {
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const long long rank = static_cast<long long>(tu / fs.tie_f);
+  if (tid == 0) fs.result = -1;
+  __syncthreads();
   long long base = 0;
   for (int64_t c0 = 0; c0 < r.V; c0 += blockDim.x) {
     const int64_t j = c0 + tid;
-    bool flag = false;
-    if (j < r.V) {
-      const float zj = z_rn(r, j);
-      flag = bin_of(zj, r.mx) == bin && fixed_mass(zj, r.mx, scale) != 0u;
-    }
+    float zj;
+    uint32_t f;
+    const bool flag = j < r.V && member(r, bn, j, b, sb, zj, f);
     const unsigned bal = __ballot_sync(0xffffffffu, flag);
     if (lane == 0) fs.chunk_cnt[w] = __popc(bal);
     __syncthreads();
@@ -466,6 +471,84 @@ __device__ int plain_draw(const Row<T>& r, float S, float ub, FastSmem& fs) {
   return res;
 }
 
+// The draw for a row without top-k / top-p: the token id, or -1 where a bin keeps
+// more than kCap tokens of several values after two levels (the caller then runs
+// the radix search). r.mx is the row max, zmin the least finite z. Block-uniform.
+template <typename T>
+__device__ int plain_draw(const Row<T>& r, float zmin, float ub, FastSmem& fs) {
+  const int tid = threadIdx.x;
+  Binning bn;
+  bn.mx = r.mx;
+  const float range = fminf(__fsub_rn(r.mx, zmin), 32.0f);
+  bn.scale = range > 0.0f ? float(kBins - 1) / range : 1.0f;
+  bn.inv_scale = 1.0f / bn.scale;
+  histogram(r, bn, 0, -1, fs);
+  // Level 0 in fixed point common to all bins: bin b weighs round(F_b * top_b * 2^8)
+  // units of 2^-36 (F_b < 2^46: below 2^54); an exact integer scan picks the bin.
+  constexpr int per = kBins / kThreads;
+  unsigned long long wb[per];
+  unsigned long long loc = 0;
+  for (int i = 0; i < per; ++i) {
+    const int b = tid * per + i;
+    const unsigned long long F = (static_cast<unsigned long long>(fs.hi[b]) << 14) + fs.lo[b];
+    wb[i] = F == 0 ? 0ull : static_cast<unsigned long long>(llrint(double(F) * exp(-double(b) / double(bn.scale)) * 256.0));
+    loc += wb[i];
+  }
+  unsigned long long excl = 0, total = 0;
+  if (tid == 0) fs.bin = -1;
+  block_scan_u64(loc, excl, total, fs.wtot);
+  const unsigned long long target = static_cast<unsigned long long>(double(total) * double(ub));
+  for (int i = 0; i < per; ++i) {
+    if (wb[i] > 0 && excl <= target && excl + wb[i] > target) {
+      const int b = tid * per + i;
+      const unsigned long long F = (static_cast<unsigned long long>(fs.hi[b]) << 14) + fs.lo[b];
+      const double unit = exp(-double(b) / double(bn.scale)) * 256.0;  // units per f
+      fs.bin = b;
+      fs.tu = min(F - 1, static_cast<unsigned long long>(double(target - excl) / unit));
+    }
+    excl += wb[i];
+  }
+  __syncthreads();
+  const int b = fs.bin;
+  unsigned long long tu = fs.tu;
+  if (b < 0) {
+    __syncthreads();
+    return -1;
+  }
+  gather(r, bn, b, -1, fs);
+  if (fs.count <= kCap) return pick_sorted(fs.count, tu, fs);
+  if (fs.kmin == fs.kmax) return pick_tie(r, bn, b, -1, tu, fs);
+  // Level 1: the bin's tokens by floor((t - b) * kBins), in units of f (one top_b).
+  histogram(r, bn, 1, b, fs);
+  unsigned long long sl = 0;
+  for (int i = 0; i < per; ++i) {
+    const int k = tid * per + i;
+    wb[i] = (static_cast<unsigned long long>(fs.hi[k]) << 14) + fs.lo[k];
+    sl += wb[i];
+  }
+  if (tid == 0) fs.sub = -1;
+  block_scan_u64(sl, excl, total, fs.wtot);
+  for (int i = 0; i < per; ++i) {
+    if (wb[i] > 0 && excl <= tu && excl + wb[i] > tu) {
+      fs.sub = tid * per + i;
+      fs.tu = tu - excl;
+    }
+    excl += wb[i];
+  }
+  __syncthreads();
+  const int sb = fs.sub;
+  tu = fs.tu;
+  if (sb < 0) {
+    __syncthreads();
+    return -1;
+  }
+  gather(r, bn, b, sb, fs);
+  if (fs.count <= kCap) return pick_sorted(fs.count, tu, fs);
+  if (fs.kmin == fs.kmax) return pick_tie(r, bn, b, sb, tu, fs);
+  __syncthreads();
+  return -1;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float* logp, const T* logits, const float* u,
                                                           int64_t V, float inv_t, bool greedy, int top_k, float top_p,
@@ -477,13 +560,14 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float
   Row<T> r{logits + b * V, V, inv_t, -INFINITY};
 
   // Pass 1: max, argmax (lowest id), sum of exp(z - max), finiteness.
-  float m = -INFINITY, s = 0.0f;
+  float m = -INFINITY, s = 0.0f, mn = INFINITY;  // mn: the least finite z
   int arg = INT_MAX;
   bool finite = true;
   for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
     const float x = cuda::ld(r.x, j);
     if (isnan(x) || x == INFINITY) finite = false;
     const float zj = x * inv_t;
+    if (zj != -INFINITY) mn = fminf(mn, zj);
     if (zj > m) {
       s = (m == -INFINITY ? 0.0f : s * expf(m - zj)) + 1.0f;
       m = zj;
@@ -496,6 +580,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float
   __syncthreads();
   const float S = cuda::block_sum(m == -INFINITY ? 0.0f : s * expf(m - M), sm.red);
   const bool all_finite = __syncthreads_and(finite);
+  const float zmin = plain ? -cuda::block_max(-mn, sm.red) : 0.0f;  // plain is uniform: every thread or none
   if (threadIdx.x == 0) arg_min = INT_MAX;
   __syncthreads();
   if (m == M && arg != INT_MAX) atomicMin(&arg_min, arg);
@@ -527,7 +612,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float
   }
   r.mx = M;
   if (plain) {
-    const int t = plain_draw(r, S, ub, shm.fast);
+    const int t = plain_draw(r, zmin, ub, shm.fast);
     if (t >= 0) {
       if (threadIdx.x == 0) {
         tokens[b] = t;
@@ -605,7 +690,8 @@ void CudaKernels::sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logi
   const unsigned grid = static_cast<unsigned>(B);
   // No top-k and no top-p: the fixed-point bin search (TEMPER_SAMPLER=radix takes the radix search, for comparison).
   const char* env = std::getenv("TEMPER_SAMPLER");
-  const bool plain = (top_k <= 0 || int64_t(top_k) >= V) && top_p >= 1.0f && !(env && std::string(env) == "radix");
+  const bool plain = (top_k <= 0 || int64_t(top_k) >= V) && top_p >= 1.0f && V <= kMaxPlainV &&
+                     !(env && std::string(env) == "radix");
   if (logits.dtype() == DType::BF16)
     sample_kernel<<<grid, kThreads, 0, stream_>>>(cuda::i32(tokens), cuda::f32(logp), cuda::bf(logits), cuda::f32(u),
                                                   V, inv_t, greedy, top_k, top_p, plain, cuda::i32(bad));

@@ -109,6 +109,15 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
     k_pre_ = alloc({N, KVH, D}, act_);
     k_rstd_ = alloc({N, KVH}, stat_);
   }
+  if (!cfg_.differential()) {
+    const int64_t P = (H + 2 * KVH) * D;
+    for (int l = 0; l < L; ++l) {
+      qkv_w_.push_back(alloc({P, C}, act_));
+      if (cfg_.qkv_bias) qkv_b_.push_back(alloc({P}, act_));
+    }
+    qkv_ = alloc({N, H + 2 * KVH, D}, act_);
+    refresh_weights();
+  }
   q_ = alloc({N, H, D}, act_);
   kk_ = alloc({N, KVH, D}, act_);
   v_ = alloc({N, KVH, D}, act_);
@@ -183,19 +192,21 @@ void InferenceEngine::compute_chunk(int64_t n, const std::vector<int64_t>& want,
       diff_attention_cached(k_, attn, hr, sig, noise, half, q, q2, kcache_[l], k2cache_[l], vcache_[l], v2cache_[l],
                             slot, pos, p);
     } else {
-      Tensor q_lin = (cfg_.qk_norm ? q_pre_.rows(0, n) : q).reshape({n, H * D});
-      Tensor k_lin = (cfg_.qk_norm ? k_pre_.rows(0, n) : kk).reshape({n, KVH * D});
-      Tensor v_lin = v.reshape({n, KVH * D});
-      k_.matmul_forward(q_lin, ln, *w.q, w.q_bias);
-      k_.matmul_forward(k_lin, ln, *w.k, w.k_bias);
-      k_.matmul_forward(v_lin, ln, *w.v, w.v_bias);
+      Tensor qkv = qkv_.rows(0, n), qkv_lin = qkv.reshape({n, (H + 2 * KVH) * D});
+      k_.matmul_forward(qkv_lin, ln, qkv_w_[l], cfg_.qkv_bias ? &qkv_b_[l] : nullptr);
       if (cfg_.qk_norm) {
+        Tensor qp = q_pre_.rows(0, n), kp = k_pre_.rows(0, n);
+        k_.copy_heads(qp, 0, qkv, 0, H, false);
+        k_.copy_heads(kp, 0, qkv, H, KVH, false);
+        k_.copy_heads(v, 0, qkv, H + KVH, KVH, false);
         Tensor qo = q.reshape({n * H, D}), qr = q_rstd_.rows(0, n).reshape({n * H});
         Tensor ko = kk.reshape({n * KVH, D}), kr = k_rstd_.rows(0, n).reshape({n * KVH});
-        k_.rmsnorm_forward(qo, qr, q_pre_.rows(0, n).reshape({n * H, D}), *w.q_norm, cfg_.norm_eps);
-        k_.rmsnorm_forward(ko, kr, k_pre_.rows(0, n).reshape({n * KVH, D}), *w.k_norm, cfg_.norm_eps);
+        k_.rmsnorm_forward(qo, qr, qp.reshape({n * H, D}), *w.q_norm, cfg_.norm_eps);
+        k_.rmsnorm_forward(ko, kr, kp.reshape({n * KVH, D}), *w.k_norm, cfg_.norm_eps);
+        k_.rope_cache_write(q, kk, v, kcache_[l], vcache_[l], slot, pos, cfg_.rope_theta);
+      } else {
+        k_.qkv_rope_cache_write(q, qkv, kcache_[l], vcache_[l], slot, pos, cfg_.rope_theta);
       }
-      k_.rope_cache_write(q, kk, v, kcache_[l], vcache_[l], slot, pos, cfg_.rope_theta);
       k_.attention_cached(attn, q, kcache_[l], vcache_[l], slot, pos);
     }
     k_.matmul_forward(proj, attn.reshape({n, cfg_.attn_out_dim()}), *w.o, nullptr);
@@ -232,6 +243,24 @@ Tensor InferenceEngine::head_logits(int64_t R) {
   return logits;
 }
 
+void InferenceEngine::refresh_weights() {
+  const int64_t H = cfg_.n_heads, KVH = cfg_.n_kv_heads, D = cfg_.head_dim;
+  for (size_t l = 0; l < qkv_w_.size(); ++l) {
+    const LayerWeights& w = layers_[l];
+    const int64_t rows[4] = {0, H * D, (H + KVH) * D, (H + 2 * KVH) * D};
+    const Tensor* part[3] = {w.q, w.k, w.v};
+    const Tensor* bias[3] = {w.q_bias, w.k_bias, w.v_bias};
+    for (int i = 0; i < 3; ++i) {
+      Tensor dw = qkv_w_[l].rows(rows[i], rows[i + 1]);
+      k_.copy(dw, *part[i]);
+      if (!qkv_b_.empty()) {
+        Tensor db = qkv_b_[l].rows(rows[i], rows[i + 1]);
+        k_.copy(db, *bias[i]);
+      }
+    }
+  }
+}
+
 Tensor InferenceEngine::prefill(const std::vector<int>& slots, const std::vector<std::vector<int32_t>>& prompts) {
   TEMPER_CHECK(slots.size() == prompts.size(), "InferenceEngine::prefill: ", slots.size(), " slots for ",
                prompts.size(), " prompts");
@@ -249,6 +278,7 @@ Tensor InferenceEngine::prefill(const std::vector<int>& slots, const std::vector
       TEMPER_CHECK(p[t] >= 0 && p[t] < V_, "InferenceEngine::prefill: prompt ", i, " token ", t, " = ", p[t],
                    " is outside the vocabulary [0, ", V_, ")");
   }
+  refresh_weights();
   int32_t* tok = host_tok_.data<int32_t>();
   int32_t* pos = host_pos_.data<int32_t>();
   int32_t* slt = host_slot_.data<int32_t>();

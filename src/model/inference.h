@@ -5,8 +5,9 @@
 // for. Caches and scratch buffers are allocated once, in the constructor; a
 // decode step allocates nothing. Only Kernels calls touch device memory, so the
 // same code runs on the CPU (f32 / f64 parameters) and CUDA backends. The engine
-// keeps pointers to the decoder's compute tensors: after an optimizer step,
-// Decoder::refresh_compute() is all it needs (the Decoder must outlive it).
+// keeps pointers to the decoder's compute tensors (the Decoder must outlive it) and
+// a packed copy of each layer's q, k, v projections, refreshed by every prefill():
+// after an optimizer step, Decoder::refresh_compute() is all it needs.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -60,6 +61,11 @@ class InferenceEngine {
   bool use_graphs() const { return use_graphs_; }
   int graphs_recorded() const { return int(graph_.size()); }
 
+  // Copies the decoder's q, k, v weights (and biases) into the engine's packed
+  // [q; k; v] matrices (one GEMM per layer instead of three). The constructor and
+  // every prefill() call do it, so weights changed between generate calls are seen.
+  void refresh_weights();
+
   // Copies the first len cached positions of src into dst (a prompt prefilled once,
   // shared by the samples of its group); dst then holds len positions.
   void copy_slot(int dst, int src, int len);
@@ -95,6 +101,11 @@ class InferenceEngine {
   Tensor proj_qkv_, q2_, k2_, v2_, attn_sig_, attn_noise_, half_, head_rstd_, act_rstd_;
   // Scratch for chunk_ tokens.
   Tensor x_, ln_, rstd_, q_pre_, q_rstd_, k_pre_, k_rstd_, q_, kk_, v_, attn_, proj_, gu_, act_buf_;
+  // Packed projections (not with differential attention): per layer [(H + 2 KVH) D, C]
+  // weights and [(H + 2 KVH) D] biases, refreshed from the decoder (refresh_weights),
+  // and the GEMM's output [chunk, H + 2 KVH, D].
+  std::vector<Tensor> qkv_w_, qkv_b_;
+  Tensor qkv_;
   Tensor stage_, host_stage_;                        // i32 [3 chunk_]: tokens | positions | slots, device / host
   Tensor tok_, pos_, slot_;                          // views of stage_, i32 [chunk_] each
   Tensor host_tok_, host_pos_, host_slot_;           // views of host_stage_ (one copy per chunk)

@@ -279,8 +279,9 @@ TEST_F(CudaGenerationTest, KvCacheWrite) {
 
 // The decode step's fused calls against the calls they replace, on the device
 // (Kernels:: defaults: rope_forward twice + kv_cache_write; add_inplace +
-// rmsnorm_forward), bit for bit: rope_cache_write with a padding row in slot -1
-// (no cache write), add_rmsnorm_forward on bf16 rows.
+// rmsnorm_forward): rope_cache_write and its packed form qkv_rope_cache_write bit
+// for bit, with a padding row in slot -1 (no cache write); add_rmsnorm_forward on
+// bf16 rows (the 16-byte kernel within rounding, the row kernel bit for bit).
 TEST_F(CudaGenerationTest, FusedDecodeOpsMatchTheirParts) {
   const int64_t S = 4, T = 12, H = 6, KVH = 2, D = 128, N = 5, C = 1536;
   Tensor kc0 = host_rand({S, T, KVH, D}, rng), vc0 = host_rand({S, T, KVH, D}, rng);
@@ -300,15 +301,38 @@ TEST_F(CudaGenerationTest, FusedDecodeOpsMatchTheirParts) {
   cpu->rope_forward(rq, host_i32(pos), 1e6f);
   expect_close(host(q1), rq, 0.02, 0.02, "rope_cache_write q vs cpu");
 
+  // the packed form: qkv [N, H + 2 KVH, D] from one GEMM
+  Tensor qkv0 = host_rand({N, H + 2 * KVH, D}, rng);
+  Tensor qkv = to_dev(*g, qkv0, BF16);
+  Tensor q3 = poisoned(*g, {N, H, D}, BF16), q4 = poisoned(*g, {N, H, D}, BF16);
+  Tensor kc3 = to_dev(*g, kc0, BF16), vc3 = to_dev(*g, vc0, BF16), kc4 = to_dev(*g, kc0, BF16), vc4 = to_dev(*g, vc0, BF16);
+  g->qkv_rope_cache_write(q3, qkv, kc3, vc3, ds, dp, 1e6f);
+  g->Kernels::qkv_rope_cache_write(q4, qkv, kc4, vc4, ds, dp, 1e6f);
+  expect_close(host(q3), host(q4), 0.0, 0.0, "qkv_rope_cache_write q");
+  expect_close(host(kc3), host(kc4), 0.0, 0.0, "qkv_rope_cache_write kcache");
+  expect_close(host(vc3), host(vc4), 0.0, 0.0, "qkv_rope_cache_write vcache");
+  expect_close(host(qkv), qkv0, 0.0, 0.0, "qkv_rope_cache_write leaves qkv");
+
   Tensor y0 = host_rand({N, C}, rng), x0 = host_rand({N, C}, rng), w0 = host_rand({C}, rng);
   Tensor y1 = to_dev(*g, y0, BF16), y2 = to_dev(*g, y0, BF16), dx = to_dev(*g, x0, BF16), dw = to_dev(*g, w0, BF16);
   Tensor o1 = poisoned(*g, {N, C}, BF16), o2 = poisoned(*g, {N, C}, BF16);
   Tensor r1 = poisoned(*g, {N}, F32), r2 = poisoned(*g, {N}, F32);
   g->add_rmsnorm_forward(y1, dx, o1, r1, dw, 1e-6f);
   g->Kernels::add_rmsnorm_forward(y2, dx, o2, r2, dw, 1e-6f);
+  // y bit for bit; rstd and out within the rounding of another summation order (the
+  // fused kernel sums the squares 8 at a time per lane)
   expect_close(host(y1), host(y2), 0.0, 0.0, "add_rmsnorm_forward y");
-  expect_close(host(o1), host(o2), 0.0, 0.0, "add_rmsnorm_forward out");
-  expect_close(host(r1), host(r2), 0.0, 0.0, "add_rmsnorm_forward rstd");
+  expect_close(host(r1), host(r2), 0.0, 1e-5, "add_rmsnorm_forward rstd");
+  expect_close(host(o1), host(o2), 0.0, 8e-3, "add_rmsnorm_forward out");
+  // a width off the 16-byte path (C = 200) runs the row kernel
+  Tensor ya = host_rand({N, 200}, rng), xa = host_rand({N, 200}, rng), wa = host_rand({200}, rng);
+  Tensor ya1 = to_dev(*g, ya, BF16), ya2 = to_dev(*g, ya, BF16), xad = to_dev(*g, xa, BF16), wad = to_dev(*g, wa, BF16);
+  Tensor oa1 = poisoned(*g, {N, 200}, BF16), oa2 = poisoned(*g, {N, 200}, BF16);
+  Tensor ra1 = poisoned(*g, {N}, F32), ra2 = poisoned(*g, {N}, F32);
+  g->add_rmsnorm_forward(ya1, xad, oa1, ra1, wad, 1e-6f);
+  g->Kernels::add_rmsnorm_forward(ya2, xad, oa2, ra2, wad, 1e-6f);
+  expect_close(host(ya1), host(ya2), 0.0, 0.0, "add_rmsnorm_forward y (C = 200)");
+  expect_close(host(oa1), host(oa2), 0.0, 0.0, "add_rmsnorm_forward out (C = 200)");
 }
 
 TEST_F(CudaGenerationTest, KvCacheWriteRejectsBadShapes) {

@@ -187,9 +187,12 @@ void step_split(Kernels& k, Decoder& model, int B, int ctx, Row& r) {
   k.copy(u, hu);
   if (logits.dtype() == DType::BF16 || logits.dtype() == DType::F32) {
     r.sample_ms = ms_per_call(k, 10, [&] { k.sample_tokens(tok, lp, logits, u, 1.0f, 0, 1.0f); });
+    const char* was = std::getenv("TEMPER_SAMPLER");
+    const std::string saved = was ? was : "";
     setenv("TEMPER_SAMPLER", "radix", 1);  // the cuda backend's radix search, for comparison
     r.sample_radix_ms = ms_per_call(k, 10, [&] { k.sample_tokens(tok, lp, logits, u, 1.0f, 0, 1.0f); });
-    unsetenv("TEMPER_SAMPLER");
+    if (was) setenv("TEMPER_SAMPLER", saved.c_str(), 1);
+    else unsetenv("TEMPER_SAMPLER");
   }
   // decode attention alone: all layers' worth of attention_cached at length ctx
   const int64_t H = c.n_heads, KVH = c.n_kv_heads, D = c.head_dim;
@@ -231,13 +234,12 @@ std::vector<OpRow> op_table(Kernels& k, Decoder& model, int B, int ctx, double a
   const DType dt = model.compute_dtype();
   const int64_t es = int64_t(dtype_size(dt));
   auto W = [&](const std::string& n) -> const Tensor& { return model.param(n).compute; };
-  auto Wp = [&](const std::string& n) -> const Tensor* { return c.qkv_bias ? &model.param(n).compute : nullptr; };
   Tensor x = k.alloc({N, C}, dt), ln = k.alloc({N, C}, dt), rstd = k.alloc({N}, model.stat_dtype());
-  Tensor q = k.alloc({N, H, D}, dt), kk = k.alloc({N, KVH, D}, dt), v = k.alloc({N, KVH, D}, dt);
+  Tensor q = k.alloc({N, H, D}, dt);
   Tensor gu = k.alloc({N, 2 * F}, dt), act = k.alloc({N, F}, dt), proj = k.alloc({N, C}, dt);
   Tensor logits = k.alloc({N, V}, dt);
   Tensor kc = k.alloc({N, int64_t(ctx + 1), KVH, D}, dt), vc = k.alloc({N, int64_t(ctx + 1), KVH, D}, dt);
-  for (Tensor* t : {&x, &ln, &q, &kk, &v, &gu, &act, &proj}) k.zero(*t);
+  for (Tensor* t : {&x, &ln, &q, &gu, &act, &proj}) k.zero(*t);
   Tensor hs = Tensor::empty({N}, DType::I32), hp = Tensor::empty({N}, DType::I32);
   for (int64_t i = 0; i < N; ++i) {
     hs.data<int32_t>()[i] = int32_t(i);
@@ -247,31 +249,34 @@ std::vector<OpRow> op_table(Kernels& k, Decoder& model, int B, int ctx, double a
   k.copy(slot, hs);
   k.copy(pos, hp);
   const std::string l0 = "layers.0.";
-  Tensor ql = q.reshape({N, H * D}), kl = kk.reshape({N, KVH * D}), vl = v.reshape({N, KVH * D});
   std::vector<OpRow> rows;
   const int reps = 50;
   auto time = [&](const std::string& name, int per_step, double bytes, auto&& f) {
     rows.push_back({name, per_step, 1e3 * ms_per_call(k, reps, f), bytes});
   };
   const double act_b = double(N * C * es);
+  // the engine's packed q|k|v projection (model/inference.h)
+  const int64_t P = (H + 2 * KVH) * D;
+  Tensor qkv_w = k.alloc({P, C}, dt), qkv = k.alloc({N, H + 2 * KVH, D}, dt);
+  k.zero(qkv_w);
+  k.zero(qkv);
+  Tensor qkv_b;
+  if (c.qkv_bias) {
+    qkv_b = k.alloc({P}, dt);
+    k.zero(qkv_b);
+  }
+  Tensor qkv_lin = qkv.reshape({N, P});
   time("embedding", 1, 2 * act_b, [&] { k.embedding_forward(x, slot, W("embed")); });
-  time("rmsnorm (attn, mlp)", int(2 * L), 2 * act_b, [&] { k.rmsnorm_forward(ln, rstd, x, W(l0 + "attn_norm.weight"), c.norm_eps); });
-  time("matmul q (+bias)", int(L), double(W(l0 + "attn.q.weight").nbytes()),
-       [&] { k.matmul_forward(ql, ln, W(l0 + "attn.q.weight"), Wp(l0 + "attn.q.bias")); });
-  time("matmul k (+bias)", int(L), double(W(l0 + "attn.k.weight").nbytes()),
-       [&] { k.matmul_forward(kl, ln, W(l0 + "attn.k.weight"), Wp(l0 + "attn.k.bias")); });
-  time("matmul v (+bias)", int(L), double(W(l0 + "attn.v.weight").nbytes()),
-       [&] { k.matmul_forward(vl, ln, W(l0 + "attn.v.weight"), Wp(l0 + "attn.v.bias")); });
-  time("rope q + rope k", int(L), 2.0 * double(N * (H + KVH) * D * es), [&] {
-    k.rope_forward(q, pos, c.rope_theta);
-    k.rope_forward(kk, pos, c.rope_theta);
-  });
-  time("kv_cache_write", int(L), 4.0 * double(N * KVH * D * es), [&] { k.kv_cache_write(kc, vc, kk, v, slot, pos); });
+  time("add + rmsnorm (fused)", int(2 * L), 4 * act_b,
+       [&] { k.add_rmsnorm_forward(x, proj, ln, rstd, W(l0 + "attn_norm.weight"), c.norm_eps); });
+  time("matmul qkv (packed, +bias)", int(L), double(P * C * es),
+       [&] { k.matmul_forward(qkv_lin, ln, qkv_w, c.qkv_bias ? &qkv_b : nullptr); });
+  time("qkv_rope_cache_write", int(L), double(N * (P + H * D + 2 * KVH * D) * es),
+       [&] { k.qkv_rope_cache_write(q, qkv, kc, vc, slot, pos, c.rope_theta); });
   rows.push_back({"attention_cached", int(L), 1e3 * attn_ms / double(L),
                   2.0 * double(N) * (ctx + 1) * double(KVH * D * es)});
   time("matmul o", int(L), double(W(l0 + "attn.o.weight").nbytes()),
        [&] { k.matmul_forward(proj, q.reshape({N, H * D}), W(l0 + "attn.o.weight"), nullptr); });
-  time("add (residual)", int(2 * L), 3 * act_b, [&] { k.add_inplace(x, proj); });
   time("matmul gate_up", int(L), double(W(l0 + "mlp.gate_up.weight").nbytes()),
        [&] { k.matmul_forward(gu, ln, W(l0 + "mlp.gate_up.weight"), nullptr); });
   time("swiglu", int(L), 3.0 * double(N * F * es), [&] { k.swiglu_forward(act, gu); });
