@@ -34,10 +34,10 @@ grep -E "^\[ +(OK|PASSED|FAILED) |rc=|Failure" "$O/tests.log" | head -40
 GRAPHS=0
 grep -q "^\[       OK \] CudaGenerationTest.GraphDecodeMatchesEagerAndCpu" "$O/tests.log" && GRAPHS=1
 stamp "tests (graph decode passed: $GRAPHS)"
-timeout "${BENCH_S:-300}" "$B/bench_rollout" --backend cuda --shapes qwen2-1.5b --batches "${BATCHES:-64,256,1024}" \
+timeout "${BENCH_S:-300}" "$B/bench_rollout" --backend cuda --shapes qwen2-1.5b --batches "${BATCHES:-64,256,1024}" --ops \
   --torch validation/bench/torch_generate.py --torch-batches "${HF_BATCHES:-64,256}" > "$O/bench.log" 2>&1
 echo "bench_rollout rc=$?"
-grep -v "^  hf>" "$O/bench.log" | grep -v "^JSON" | tail -24
+grep -v "^  hf>" "$O/bench.log" | grep -v "^JSON" | tail -75
 stamp bench
 if [ "${GROUP:-1}" = 1 ]; then  # group sampling's prefill: 64 prompts x 8 samples, 1K-token prompts (~2 min)
   timeout "${GROUP_S:-180}" "$B/bench_rollout" --backend cuda --shapes qwen2-1.5b --batches '' --no-eager --no-split \
