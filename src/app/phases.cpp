@@ -5,12 +5,15 @@
 #include "app/plan_command.h"
 #include "app/run_context.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "train/model_init.h"
 #include "train/model_setup.h"
 
 namespace temper {
 
-int run_phase(const std::string& phase, RunContext& ctx) {
+namespace {
+
+int dispatch(const std::string& phase, RunContext& ctx) {
   const Deck& d = ctx.deck();
   if (phase == "toy") return run_toy_phase(ctx, toy_options_from_deck(d));
   if (phase == "sft") {
@@ -32,6 +35,16 @@ int run_phase(const std::string& phase, RunContext& ctx) {
     return run_eval_phase(ctx, o, *tok, chat_template_from_deck(d), init);
   }
   fail("phase '", phase, "' is not implemented (available: sft, rl, eval, toy)");
+}
+
+}  // namespace
+
+int run_phase(const std::string& phase, RunContext& ctx) {
+  const int rc = dispatch(phase, ctx);
+  const std::string staged = ctx.mesh().staged_summary();
+  if (!staged.empty() && ctx.mesh().world_rank() == 0)
+    log_info("collectives staged through host memory on rank 0: ", staged);
+  return rc;
 }
 
 }  // namespace temper

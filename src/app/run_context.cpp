@@ -45,7 +45,9 @@ RunContext::RunContext(const Deck& deck, Mesh& mesh) : deck_(deck), mesh_(mesh) 
         log_info("communicators: NCCL on the device (", dc == "nccl" ? "every axis" : "the axes of several ranks", ")");
     } else if (multi) {
       Kernels* k = kernels_.get();
-      mesh.use_staged([k](Tensor& dst, const Tensor& src) { k->copy(dst, src); });
+      mesh.use_staged([k](Tensor& dst, const Tensor& src) { k->copy(dst, src); },
+                      [k](const Shape& s, DType d) { return k->alloc_host(s, d); },  // page-locked, reused
+                      [k]() { k->synchronize(); });
       if (mesh.world_rank() == 0)
         log_info("communicators: MPI, device tensors staged through host memory (parallel.device_comm = ", dc,
                  why.empty() ? std::string() : cat("; NCCL not used: ", why), ")");

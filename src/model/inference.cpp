@@ -34,7 +34,7 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
   // unless TEMPER_DECODE_GRAPHS=0; set_use_graphs overrides.
   const char* graphs_env = std::getenv("TEMPER_DECODE_GRAPHS");
   use_graphs_ = !(graphs_env && std::string(graphs_env) == "0");
-  chunk_ = max_step_tokens > 0 ? std::max(max_step_tokens, max_slots) : std::max(max_slots, 256);
+  chunk_ = max_step_tokens > 0 ? std::max(max_step_tokens, max_slots) : std::max(max_slots, 2048);
   V_ = cfg_.vocab_size;
   act_ = model.compute_dtype();
   stat_ = model.stat_dtype();

@@ -19,7 +19,9 @@ namespace temper {
 class InferenceEngine {
  public:
   // max_slots sequences of up to max_len positions each. max_step_tokens bounds the
-  // tokens of one forward (long prefills are chunked); 0 picks max(max_slots, 256).
+  // tokens of one forward (long prefills are chunked); 0 picks max(max_slots, 2048)
+  // (prefill GEMMs of 2048 rows run near the device's matrix rate; ~70 KB of scratch
+  // a token at the 1.5B shape).
   InferenceEngine(Decoder& model, Kernels& k, int max_slots, int max_len, int max_step_tokens = 0);
   ~InferenceEngine();
   InferenceEngine(const InferenceEngine&) = delete;

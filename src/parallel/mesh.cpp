@@ -187,10 +187,27 @@ void Mesh::use_nccl(void* stream, double timeout_s, bool all) {
   convert(replicate_);
 }
 
-void Mesh::use_staged(const std::function<void(Tensor& dst, const Tensor& src)>& copy) {
+void Mesh::use_staged(const std::function<void(Tensor& dst, const Tensor& src)>& copy,
+                      const std::function<Tensor(const Shape& shape, DType dtype)>& alloc,
+                      const std::function<void()>& sync) {
   for (std::unique_ptr<Comm>* c : {&sp_, &shard_, &replicate_})
     if ((*c)->size() > 1 && !dynamic_cast<StagedComm*>(c->get()))
-      *c = std::make_unique<StagedComm>(std::move(*c), copy);
+      *c = std::make_unique<StagedComm>(std::move(*c), copy, alloc, sync);
+}
+
+std::string Mesh::staged_summary() const {
+  std::string out;
+  for (const std::unique_ptr<Comm>* c : {&sp_, &shard_, &replicate_}) {
+    const auto* s = dynamic_cast<const StagedComm*>(c->get());
+    if (!s) continue;
+    const StagedComm::Totals& t = s->totals();
+    char line[160];
+    std::snprintf(line, sizeof line, "%s%s: %lld collectives, %.2f GB in %.2f s (%.2f GB/s)", out.empty() ? "" : "; ",
+                  s->name().c_str(), (long long)t.calls, t.bytes / 1e9, t.seconds,
+                  t.seconds > 0 ? t.bytes / 1e9 / t.seconds : 0.0);
+    out += line;
+  }
+  return out;
 }
 
 std::string Mesh::rank_map() {

@@ -1,19 +1,50 @@
 // Device collectives staged through host memory (see staged_comm.h).
 #include "parallel/staged_comm.h"
 
+#include <algorithm>
+#include <chrono>
+
 #include "core/error.h"
 
 namespace temper {
 
-StagedComm::StagedComm(std::unique_ptr<Comm> host, Copy copy) : host_(std::move(host)), copy_(std::move(copy)) {
-  TEMPER_CHECK(host_ && copy_, "StagedComm: needs a host communicator and a copy function");
+namespace {
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+bool on_device(const Tensor& t) { return t.device() != Device::CPU; }
+}  // namespace
+
+double StagedComm::start(const Tensor& t) {
+  if (sync_ && on_device(t)) sync_();
+  return now();
 }
 
-Tensor StagedComm::host_like(const Tensor& t) const { return Tensor::empty(t.shape(), t.dtype(), Device::CPU); }
+void StagedComm::count(const Tensor& in, double seconds) {
+  ++totals_.calls;
+  totals_.bytes += double(in.nbytes());
+  totals_.seconds += seconds;
+}
 
-Tensor StagedComm::to_host(const Tensor& t) const {
+StagedComm::StagedComm(std::unique_ptr<Comm> host, Copy copy, Alloc alloc, Sync sync)
+    : host_(std::move(host)), copy_(std::move(copy)), alloc_(std::move(alloc)), sync_(std::move(sync)) {
+  TEMPER_CHECK(host_ && copy_, "StagedComm: needs a host communicator and a copy function");
+  if (!alloc_) alloc_ = [](const Shape& s, DType d) { return Tensor::empty(s, d, Device::CPU); };
+}
+
+Tensor StagedComm::host_like(const Tensor& t, int slot) {
+  const int64_t n = t.numel();
+  Tensor& buf = buffers_[{slot, int(t.dtype())}];
+  if (!buf.defined() || buf.numel() < n) {
+    buf = Tensor();  // free the smaller one first
+    buf = alloc_({std::max<int64_t>(n, 1)}, t.dtype());
+    TEMPER_CHECK(buf.device() == Device::CPU && buf.numel() >= n, "StagedComm: the host allocator returned ",
+                 buf.numel(), " elements for ", n);
+  }
+  return buf.rows(0, n).reshape(t.shape());
+}
+
+Tensor StagedComm::to_host(const Tensor& t, int slot) {
   if (t.device() == Device::CPU) return t;
-  Tensor h = host_like(t);
+  Tensor h = host_like(t, slot);
   copy_(h, t);
   return h;
 }
@@ -24,33 +55,43 @@ void StagedComm::back(Tensor& dst, const Tensor& host) const {
 }
 
 void StagedComm::allreduce(Tensor& x, ReduceOp op) {
-  Tensor h = to_host(x);
+  const double t0 = start(x);
+  Tensor h = to_host(x, 0);
   host_->allreduce(h, op);
   back(x, h);
+  if (on_device(x)) count(x, now() - t0);
 }
 
 void StagedComm::reduce_scatter(Tensor& out, const Tensor& in, ReduceOp op) {
-  Tensor hi = to_host(in), ho = out.device() == Device::CPU ? out : host_like(out);
+  const double t0 = start(in);
+  Tensor hi = to_host(in, 0), ho = out.device() == Device::CPU ? out : host_like(out, 1);
   host_->reduce_scatter(ho, hi, op);
   back(out, ho);
+  if (on_device(in)) count(in, now() - t0);
 }
 
 void StagedComm::all_gather(Tensor& out, const Tensor& in) {
-  Tensor hi = to_host(in), ho = out.device() == Device::CPU ? out : host_like(out);
+  const double t0 = start(in);
+  Tensor hi = to_host(in, 0), ho = out.device() == Device::CPU ? out : host_like(out, 1);
   host_->all_gather(ho, hi);
   back(out, ho);
+  if (on_device(in)) count(in, now() - t0);
 }
 
 void StagedComm::all_to_all(Tensor& out, const Tensor& in) {
-  Tensor hi = to_host(in), ho = out.device() == Device::CPU ? out : host_like(out);
+  const double t0 = start(in);
+  Tensor hi = to_host(in, 0), ho = out.device() == Device::CPU ? out : host_like(out, 1);
   host_->all_to_all(ho, hi);
   back(out, ho);
+  if (on_device(in)) count(in, now() - t0);
 }
 
 void StagedComm::broadcast(Tensor& x, int root) {
-  Tensor h = to_host(x);
+  const double t0 = start(x);
+  Tensor h = to_host(x, 0);
   host_->broadcast(h, root);
   back(x, h);
+  if (on_device(x)) count(x, now() - t0);
 }
 
 }  // namespace temper

@@ -140,17 +140,36 @@ void Generator::sample_step(Run& run, const std::vector<int64_t>& who, const Ten
   }
 }
 
-void Generator::draw_first_tokens(Run& run, int64_t prompt, const Tensor& logits_row) {
-  run.first_drawn[size_t(prompt)] = 1;
-  for (int j0 = 0; j0 < run.n; j0 += max_batch_) {
-    const int m = std::min(max_batch_, run.n - j0);
-    std::vector<int64_t> who;
-    for (int j = 0; j < m; ++j) {
-      Tensor row = rep_.rows(j, j + 1);
-      k_.copy(row, logits_row);
-      who.push_back(prompt * run.n + j0 + j);
+void Generator::draw_first_tokens(Run& run, const std::vector<std::pair<int64_t, int64_t>>& rows,
+                                  const Tensor& logits) {
+  // (logits row, sample) pairs in (prompt, sample) order; the draws are independent
+  // (each sample has its own stream), so batching them changes no result.
+  std::vector<std::pair<int64_t, int64_t>> todo;
+  for (const auto& [row, prompt] : rows) {
+    if (run.first_drawn[size_t(prompt)]) continue;
+    run.first_drawn[size_t(prompt)] = 1;
+    for (int j = 0; j < run.n; ++j) todo.push_back({row, prompt * run.n + j});
+  }
+  for (size_t i0 = 0; i0 < todo.size(); i0 += size_t(max_batch_)) {
+    const size_t m = std::min(todo.size() - i0, size_t(max_batch_));
+    std::vector<int64_t> who(m);
+    bool in_place = true;  // the logits rows are already 0, 1, ..., m-1 in order
+    for (size_t i = 0; i < m; ++i) {
+      who[i] = todo[i0 + i].second;
+      in_place = in_place && todo[i0 + i].first == int64_t(i);
     }
-    sample_step(run, who, rep_.rows(0, m));
+    if (in_place) {
+      sample_step(run, who, logits.rows(0, int64_t(m)));
+      continue;
+    }
+    for (size_t i = 0; i < m;) {  // one copy per run of consecutive source rows
+      size_t j = i + 1;
+      while (j < m && todo[i0 + j].first == todo[i0 + j - 1].first + 1) ++j;
+      Tensor dst = rep_.rows(int64_t(i), int64_t(j));
+      k_.copy(dst, logits.rows(todo[i0 + i].first, todo[i0 + i].first + int64_t(j - i)));
+      i = j;
+    }
+    sample_step(run, who, rep_.rows(0, int64_t(m)));
   }
 }
 
@@ -240,8 +259,9 @@ std::vector<GeneratedSample> Generator::generate(const std::vector<std::vector<i
         const auto tp = std::chrono::steady_clock::now();
         Tensor logits = eng.prefill(pf_slots, pf_prompts);
         for (const auto& pr : pf_prompts) stats_.prefill_tokens += int64_t(pr.size());
-        for (size_t i = 0; i < pf_ids.size(); ++i)
-          if (!run.first_drawn[size_t(pf_ids[i])]) draw_first_tokens(run, pf_ids[i], logits.rows(int64_t(i), int64_t(i) + 1));
+        std::vector<std::pair<int64_t, int64_t>> rows;  // (logits row, prompt)
+        for (size_t i = 0; i < pf_ids.size(); ++i) rows.push_back({int64_t(i), pf_ids[i]});
+        draw_first_tokens(run, rows, logits);
         k_.synchronize();
         stats_.prefill_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
       }

@@ -83,7 +83,9 @@ class Generator {
  private:
   struct Run;  // the state of one generate() call (generation.cpp)
   void ensure_engine(int need_len);
-  void draw_first_tokens(Run& run, int64_t prompt, const Tensor& logits_row);
+  // First tokens of every sample of the prompts rows[i].second, drawn from logits row
+  // rows[i].first (prompts drawn before are skipped), max_batch rows per sampling call.
+  void draw_first_tokens(Run& run, const std::vector<std::pair<int64_t, int64_t>>& rows, const Tensor& logits);
   void sample_step(Run& run, const std::vector<int64_t>& who, const Tensor& logits);
   bool apply_token(Run& run, int64_t s, int32_t token, double logp);
 

@@ -26,21 +26,27 @@ int world_rank() {
   return r;
 }
 
-// The CUDA backend (device rank % devices) when this build and machine have one, else the CPU backend.
+// The CUDA backend (device rank % devices) when this build and machine have one, else the Kokkos
+// backend when built with it (its tensors are not CPU tensors, so the staging copies run), else the
+// CPU backend (host pass-through).
 Kernels& backend() {
   static std::unique_ptr<Kernels> k = [] {
     std::unique_ptr<Kernels> b;
-    int ok = 1;
-    try {
-      b = make_cuda_kernels(world_rank());
-    } catch (const std::exception& e) {
-      ok = 0;
-      if (world_rank() == 0) std::printf("StagedComm on the CPU backend (host pass-through): %s\n", e.what());
+    for (const char* name : {"cuda", "kokkos"}) {
+      int ok = 1;
+      try {
+        b = make_kernels(name, world_rank());
+      } catch (const std::exception& e) {
+        ok = 0;
+        if (world_rank() == 0) std::printf("StagedComm: no %s backend (%s)\n", name, e.what());
+      }
+      int all = 0;
+      MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+      if (all) return b;
+      b.reset();
     }
-    int all = 0;
-    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (!all) b = make_cpu_kernels();
-    return b;
+    if (world_rank() == 0) std::printf("StagedComm on the CPU backend (host pass-through)\n");
+    return make_cpu_kernels();
   }();
   return *k;
 }
@@ -78,8 +84,9 @@ class Staged : public ::testing::Test {
   void SetUp() override {
     host = MpiComm::dup(MPI_COMM_WORLD, "reference");
     Kernels* k = &backend();
-    staged = std::make_unique<StagedComm>(MpiComm::dup(MPI_COMM_WORLD, "staged"),
-                                          [k](Tensor& dst, const Tensor& src) { k->copy(dst, src); });
+    staged = std::make_unique<StagedComm>(
+        MpiComm::dup(MPI_COMM_WORLD, "staged"), [k](Tensor& dst, const Tensor& src) { k->copy(dst, src); },
+        [k](const Shape& sh, DType dt) { return k->alloc_host(sh, dt); });
   }
   std::unique_ptr<MpiComm> host;
   std::unique_ptr<StagedComm> staged;
@@ -128,4 +135,32 @@ TEST_F(Staged, EveryCollectiveEqualsMpiOnHostCopies) {
   staged->allreduce(h);
   host->allreduce(want);
   expect_same(h, want, "host allreduce");
+}
+
+// The staging buffers are kept between collectives: sizes that grow, shrink and grow again, two
+// dtypes interleaved and 2-D shapes all give MpiComm's result (a stale or too small buffer, or a
+// view of the wrong shape, would not).
+TEST_F(Staged, ReusedBuffersGrowAndShrink) {
+  Kernels& k = backend();
+  const int r = staged->rank(), P = staged->size();
+  for (int64_t rows : {1, 300, 2, 1000, 7}) {
+    for (DType dt : {DType::BF16, DType::F32}) {
+      const int64_t n = rows * 4 * P;
+      Tensor want = host_values(n, dt, r).reshape({rows * P, 4}), x = on_backend(k, want);
+      host->allreduce(want, ReduceOp::Sum);
+      staged->allreduce(x, ReduceOp::Sum);
+      ASSERT_EQ(x.shape(), want.shape());
+      expect_same(to_host(k, x), want, "allreduce after reuse");
+
+      Tensor out_h = Tensor::empty({rows, 4}, dt, Device::CPU), out = k.alloc({rows, 4}, dt);
+      host->reduce_scatter(out_h, host_values(n, dt, r).reshape({rows * P, 4}), ReduceOp::Sum);
+      staged->reduce_scatter(out, on_backend(k, host_values(n, dt, r).reshape({rows * P, 4})), ReduceOp::Sum);
+      expect_same(to_host(k, out), out_h, "reduce_scatter after reuse");
+
+      Tensor g_h = Tensor::empty({n * P}, dt, Device::CPU), g = k.alloc({n * P}, dt);
+      host->all_gather(g_h, host_values(n, dt, r));
+      staged->all_gather(g, on_backend(k, host_values(n, dt, r)));
+      expect_same(to_host(k, g), g_h, "all_gather after reuse");
+    }
+  }
 }

@@ -20,7 +20,9 @@
 //   bench_rollout [--backend cuda|cpu] [--shapes qwen2-1.5b] [--batches 64,256,1024]
 //                 [--prompt-len 128] [--new-tokens 256] [--torch torch_generate.py]
 //                 [--torch-batches 64,256 (default: --batches)]
-//                 [--no-eager] [--no-split] [--group P,G,L]
+//                 [--no-eager] [--no-split] [--ops] [--group P,G,L]
+// --ops adds, per batch, the decode step's cost op by op (each op of one layer timed
+// alone at the batch and context of the split, times its calls per step).
 // --group P,G,L adds group sampling's prefill: P prompts of L random tokens with G samples
 // each (the prompt prefilled once, its cache rows copied to the group's other slots) against
 // the same P*G sequences given as separate prompts (each prefilled), 1 new token each.
@@ -117,7 +119,8 @@ struct Row {
   std::string shape;
   int batch = 0;
   double tps = 0, tps_eager = 0, tps_hf = 0, step_ms = 0;
-  double fwd_eager_ms = 0, fwd_graph_ms = 0, attn_ms = 0, attn_gbs = 0, sample_ms = 0;
+  double fwd_eager_ms = 0, fwd_graph_ms = 0, attn_ms = 0, attn_gbs = 0, sample_ms = 0, sample_radix_ms = 0;
+  double prefill_s = 0;
   double step_mb = 0, weight_mb = 0, kv_mb = 0, roofline_tps = 0;
   double dlogp_median = 0, dlogp_p99 = 0, dlogp_max = 0;
   int64_t dlogp_n = 0;
@@ -182,8 +185,12 @@ void step_split(Kernels& k, Decoder& model, int B, int ctx, Row& r) {
   Tensor hu = Tensor::empty({int64_t(B)}, DType::F32);
   for (int i = 0; i < B; ++i) hu.data<float>()[i] = float(i) / float(B);
   k.copy(u, hu);
-  if (logits.dtype() == DType::BF16 || logits.dtype() == DType::F32)
+  if (logits.dtype() == DType::BF16 || logits.dtype() == DType::F32) {
     r.sample_ms = ms_per_call(k, 10, [&] { k.sample_tokens(tok, lp, logits, u, 1.0f, 0, 1.0f); });
+    setenv("TEMPER_SAMPLER", "radix", 1);  // the cuda backend's radix search, for comparison
+    r.sample_radix_ms = ms_per_call(k, 10, [&] { k.sample_tokens(tok, lp, logits, u, 1.0f, 0, 1.0f); });
+    unsetenv("TEMPER_SAMPLER");
+  }
   // decode attention alone: all layers' worth of attention_cached at length ctx
   const int64_t H = c.n_heads, KVH = c.n_kv_heads, D = c.head_dim;
   Tensor kc = k.alloc({int64_t(B), int64_t(ctx + 1), KVH, D}, k.act_dtype());
@@ -206,6 +213,93 @@ void step_split(Kernels& k, Decoder& model, int B, int ctx, Row& r) {
   r.attn_ms = ms_per_call(k, 3, attn_all_layers);
   const double kv_bytes = 2.0 * c.n_layers * double(B) * (ctx + 1) * double(KVH * D) * dtype_size(k.act_dtype());
   r.attn_gbs = kv_bytes / (r.attn_ms * 1e-3) / 1e9;
+}
+
+// Per-op cost of one decode step at batch B (context ctx): each op of one layer
+// timed alone (reps back-to-back calls on the same buffers, no graph), times its
+// calls per step. The sum next to the graph forward shows what fusion or better
+// kernels could gain; GEMM rows give the weight bandwidth they reach.
+struct OpRow {
+  std::string op;
+  int per_step = 0;
+  double us = 0, bytes = 0;
+};
+std::vector<OpRow> op_table(Kernels& k, Decoder& model, int B, int ctx, double attn_ms, double sample_ms) {
+  const ModelConfig& c = model.config();
+  const int64_t N = B, C = c.d_model, H = c.n_heads, KVH = c.n_kv_heads, D = c.head_dim, F = c.ffn_dim,
+                V = c.vocab_size, L = c.n_layers;
+  const DType dt = model.compute_dtype();
+  const int64_t es = int64_t(dtype_size(dt));
+  auto W = [&](const std::string& n) -> const Tensor& { return model.param(n).compute; };
+  auto Wp = [&](const std::string& n) -> const Tensor* { return c.qkv_bias ? &model.param(n).compute : nullptr; };
+  Tensor x = k.alloc({N, C}, dt), ln = k.alloc({N, C}, dt), rstd = k.alloc({N}, model.stat_dtype());
+  Tensor q = k.alloc({N, H, D}, dt), kk = k.alloc({N, KVH, D}, dt), v = k.alloc({N, KVH, D}, dt);
+  Tensor gu = k.alloc({N, 2 * F}, dt), act = k.alloc({N, F}, dt), proj = k.alloc({N, C}, dt);
+  Tensor logits = k.alloc({N, V}, dt);
+  Tensor kc = k.alloc({N, int64_t(ctx + 1), KVH, D}, dt), vc = k.alloc({N, int64_t(ctx + 1), KVH, D}, dt);
+  for (Tensor* t : {&x, &ln, &q, &kk, &v, &gu, &act, &proj}) k.zero(*t);
+  Tensor hs = Tensor::empty({N}, DType::I32), hp = Tensor::empty({N}, DType::I32);
+  for (int64_t i = 0; i < N; ++i) {
+    hs.data<int32_t>()[i] = int32_t(i);
+    hp.data<int32_t>()[i] = ctx;
+  }
+  Tensor slot = k.alloc({N}, DType::I32), pos = k.alloc({N}, DType::I32);
+  k.copy(slot, hs);
+  k.copy(pos, hp);
+  const std::string l0 = "layers.0.";
+  Tensor ql = q.reshape({N, H * D}), kl = kk.reshape({N, KVH * D}), vl = v.reshape({N, KVH * D});
+  std::vector<OpRow> rows;
+  const int reps = 50;
+  auto time = [&](const std::string& name, int per_step, double bytes, auto&& f) {
+    rows.push_back({name, per_step, 1e3 * ms_per_call(k, reps, f), bytes});
+  };
+  const double act_b = double(N * C * es);
+  time("embedding", 1, 2 * act_b, [&] { k.embedding_forward(x, slot, W("embed")); });
+  time("rmsnorm (attn, mlp)", int(2 * L), 2 * act_b, [&] { k.rmsnorm_forward(ln, rstd, x, W(l0 + "attn_norm.weight"), c.norm_eps); });
+  time("matmul q (+bias)", int(L), double(W(l0 + "attn.q.weight").nbytes()),
+       [&] { k.matmul_forward(ql, ln, W(l0 + "attn.q.weight"), Wp(l0 + "attn.q.bias")); });
+  time("matmul k (+bias)", int(L), double(W(l0 + "attn.k.weight").nbytes()),
+       [&] { k.matmul_forward(kl, ln, W(l0 + "attn.k.weight"), Wp(l0 + "attn.k.bias")); });
+  time("matmul v (+bias)", int(L), double(W(l0 + "attn.v.weight").nbytes()),
+       [&] { k.matmul_forward(vl, ln, W(l0 + "attn.v.weight"), Wp(l0 + "attn.v.bias")); });
+  time("rope q + rope k", int(L), 2.0 * double(N * (H + KVH) * D * es), [&] {
+    k.rope_forward(q, pos, c.rope_theta);
+    k.rope_forward(kk, pos, c.rope_theta);
+  });
+  time("kv_cache_write", int(L), 4.0 * double(N * KVH * D * es), [&] { k.kv_cache_write(kc, vc, kk, v, slot, pos); });
+  rows.push_back({"attention_cached", int(L), 1e3 * attn_ms / double(L),
+                  2.0 * double(N) * (ctx + 1) * double(KVH * D * es)});
+  time("matmul o", int(L), double(W(l0 + "attn.o.weight").nbytes()),
+       [&] { k.matmul_forward(proj, q.reshape({N, H * D}), W(l0 + "attn.o.weight"), nullptr); });
+  time("add (residual)", int(2 * L), 3 * act_b, [&] { k.add_inplace(x, proj); });
+  time("matmul gate_up", int(L), double(W(l0 + "mlp.gate_up.weight").nbytes()),
+       [&] { k.matmul_forward(gu, ln, W(l0 + "mlp.gate_up.weight"), nullptr); });
+  time("swiglu", int(L), 3.0 * double(N * F * es), [&] { k.swiglu_forward(act, gu); });
+  time("matmul down", int(L), double(W(l0 + "mlp.down.weight").nbytes()),
+       [&] { k.matmul_forward(proj, act, W(l0 + "mlp.down.weight"), nullptr); });
+  const Tensor& head = W(c.tie_embeddings ? "embed" : "lm_head.weight");
+  time("final rmsnorm + lm head", 1, double(head.nbytes()) + double(N * V * es), [&] {
+    k.rmsnorm_forward(ln, rstd, x, W("final_norm.weight"), c.norm_eps);
+    k.matmul_forward(logits, ln, head, nullptr);
+  });
+  rows.push_back({"sample_tokens", 1, 1e3 * sample_ms, double(N * V * es)});
+  return rows;
+}
+
+void print_op_table(const std::string& shape, int B, int ctx, const std::vector<OpRow>& rows, double fwd_graph_ms) {
+  double total = 0;
+  for (const OpRow& r : rows) total += r.us * r.per_step / 1e3;
+  std::printf("\ndecode step by op, %s batch %d context %d (each op timed alone, no graph; forward + sampling as "
+              "graph + call: %.2f ms)\n| op | calls/step | us/call | ms/step | GB/s | share of sum |\n"
+              "|---|---:|---:|---:|---:|---:|\n",
+              shape.c_str(), B, ctx, fwd_graph_ms);
+  for (const OpRow& r : rows)
+    std::printf("| %s | %d | %.1f | %.3f | %.0f | %.1f %% |\n", r.op.c_str(), r.per_step, r.us, r.us * r.per_step / 1e3,
+                r.bytes / (r.us * 1e-6) / 1e9, 100.0 * r.us * r.per_step / 1e3 / std::max(total, 1e-30));
+  std::printf("| sum | | | %.3f | | |\n", total);
+  for (const OpRow& r : rows)
+    std::printf("JSON {\"bench\":\"rollout_ops\",\"shape\":\"%s\",\"batch\":%d,\"ctx\":%d,\"op\":\"%s\",\"calls\":%d,"
+                "\"us\":%.2f}\n", shape.c_str(), B, ctx, r.op.c_str(), r.per_step, r.us);
 }
 // Group sampling's prefill (--group): shared (n_samples = G) vs unshared (P*G prompts).
 void group_prefill(Kernels& k, Decoder& model, const std::string& shape, int P, int G, int L) {
@@ -254,7 +348,7 @@ int main(int argc, char** argv) {
   try {
     std::string backend = "cuda", shapes = "qwen2-1.5b", batches = "64,256,1024", torch_script, torch_batches;
     int prompt_len = 128, new_tokens = 256;
-    bool eager = true, do_split = true;
+    bool eager = true, do_split = true, do_ops = false;
     int group_p = 0, group_g = 0, group_l = 0;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
@@ -271,6 +365,7 @@ int main(int argc, char** argv) {
       else if (a == "--torch-batches") torch_batches = val();
       else if (a == "--no-eager") eager = false;
       else if (a == "--no-split") do_split = false;
+      else if (a == "--ops") do_ops = true;
       else if (a == "--group") {
         const auto v = split(val());
         TEMPER_CHECK(v.size() == 3, "bench_rollout: --group takes P,G,L (prompts, samples each, prompt length)");
@@ -329,6 +424,7 @@ int main(int argc, char** argv) {
             std::printf("  %s batch %d %s: %s\n", shape.c_str(), B, names[pass], st.line().c_str());
             if (pass == 0) {
               r.tps = double(toks) / s;
+              r.prefill_s = st.prefill_seconds;
               r.step_ms = st.decode_steps > 0 ? 1e3 * (st.seconds - st.prefill_seconds) / double(st.decode_steps) : 0;
               logp_agreement(*k, model, prompts, out, 16, r);
             } else {
@@ -340,6 +436,8 @@ int main(int argc, char** argv) {
         }
         const int ctx = prompt_len + new_tokens / 2;
         if (do_split) step_split(*k, model, B, ctx, r);
+        if (do_split && do_ops)
+          print_op_table(shape, B, ctx, op_table(*k, model, B, ctx, r.attn_ms, r.sample_ms), r.fwd_graph_ms + r.sample_ms);
         r.weight_mb = weight_bytes / 1e6;
         r.kv_mb = 2.0 * cfg.n_layers * double(B) * ctx * double(cfg.n_kv_heads) * cfg.head_dim *
                   dtype_size(k->act_dtype()) / 1e6;
@@ -352,10 +450,10 @@ int main(int argc, char** argv) {
         std::printf("JSON {\"bench\":\"rollout\",\"impl\":\"temper\",\"shape\":\"%s\",\"batch\":%d,\"prompt_len\":%d,"
                     "\"new_tokens\":%d,\"tokens_per_s\":%.1f,\"eager_tokens_per_s\":%.1f,\"hf_tokens_per_s\":%.1f,"
                     "\"step_ms\":%.3f,\"fwd_eager_ms\":%.3f,\"fwd_graph_ms\":%.3f,\"attn_ms\":%.3f,"
-                    "\"attn_GBps\":%.0f,\"sample_ms\":%.3f,\"step_MB\":%.0f,\"roofline_tokens_per_s\":%.0f,"
+                    "\"attn_GBps\":%.0f,\"sample_ms\":%.3f,\"sample_radix_ms\":%.3f,\"prefill_s\":%.3f,\"step_MB\":%.0f,\"roofline_tokens_per_s\":%.0f,"
                     "\"dlogp_median\":%.3g,\"dlogp_p99\":%.3g,\"dlogp_max\":%.3g}\n",
                     shape.c_str(), B, prompt_len, new_tokens, r.tps, r.tps_eager, r.tps_hf, r.step_ms,
-                    r.fwd_eager_ms, r.fwd_graph_ms, r.attn_ms, r.attn_gbs, r.sample_ms, r.step_mb, r.roofline_tps, r.dlogp_median,
+                    r.fwd_eager_ms, r.fwd_graph_ms, r.attn_ms, r.attn_gbs, r.sample_ms, r.sample_radix_ms, r.prefill_s, r.step_mb, r.roofline_tps, r.dlogp_median,
                     r.dlogp_p99, r.dlogp_max);
         std::fflush(stdout);
       }
@@ -368,14 +466,15 @@ int main(int argc, char** argv) {
       }
     std::printf("\nprompt %d + %d new tokens; step split at context %d; bandwidth %.0f GB/s\n", prompt_len, new_tokens,
                 prompt_len + new_tokens / 2, bw / 1e9);
-    std::printf("| shape | batch | tok/s graphs | tok/s eager | HF tok/s | step ms in run | fwd eager ms | fwd graph ms "
-                "| attn ms (GB/s) | sample ms | MB/step (weights + KV) | roofline tok/s | of roofline |\n"
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    std::printf("| shape | batch | tok/s graphs | tok/s eager | HF tok/s | prefill s in run | step ms in run "
+                "| fwd eager ms | fwd graph ms | attn ms (GB/s) | sample ms (radix search) | MB/step (weights + KV) "
+                "| roofline tok/s | of roofline |\n"
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const Row& r : rows)
-      std::printf("| %s | %d | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f (%.0f) | %.2f | %.0f (%.0f + "
+      std::printf("| %s | %d | %.0f | %.0f | %.0f | %.3f | %.2f | %.2f | %.2f | %.2f (%.0f) | %.2f (%.2f) | %.0f (%.0f + "
                   "%.0f) | %.0f | %.1f %% |\n",
-                  r.shape.c_str(), r.batch, r.tps, r.tps_eager, r.tps_hf, r.step_ms, r.fwd_eager_ms,
-                  r.fwd_graph_ms, r.attn_ms, r.attn_gbs, r.sample_ms, r.step_mb, r.weight_mb, r.kv_mb, r.roofline_tps,
+                  r.shape.c_str(), r.batch, r.tps, r.tps_eager, r.tps_hf, r.prefill_s, r.step_ms, r.fwd_eager_ms,
+                  r.fwd_graph_ms, r.attn_ms, r.attn_gbs, r.sample_ms, r.sample_radix_ms, r.step_mb, r.weight_mb, r.kv_mb, r.roofline_tps,
                   100.0 * r.tps / std::max(r.roofline_tps, 1e-30));
     std::printf("\n|logp_rollout - logp_trainer| over the sampled tokens of 16 sequences:\n"
                 "| shape | batch | tokens | median | p99 | max |\n|---|---:|---:|---:|---:|---:|\n");

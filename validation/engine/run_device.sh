@@ -13,6 +13,7 @@
 # Environment: PARTS ["mesh big"]  BACKEND [cuda]  SFT_STEPS [300]  RL_STEPS [4]  BIG_STEPS [3]
 #   BIG_MESHES ["1 sp2 shard2"] (1 = one rank; spN / shardN = N ranks on the GPU as sp N / dp_shard N)
 #   TOKENIZER [hf:.cache/hf-tokenizers/qwen3]  BIG_ARGS / MESH_ARGS (extra --section.key=value overrides)
+#   RUN_TIMEOUT [900] seconds per temper run (a run past it is killed and reported with exit 124)
 set -u
 B=$(cd "${1:?usage: run_device.sh BIN_DIR}" && pwd)
 H=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,9 +24,10 @@ mkdir -p "$W"
 PARTS=${PARTS:-mesh big}
 BACKEND=${BACKEND:-cuda}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPI="mpirun --allow-run-as-root --oversubscribe --bind-to none"
+MPI="timeout ${RUN_TIMEOUT:-900} mpirun --allow-run-as-root --oversubscribe --bind-to none"
 cd "$H"
 T=$B/temper
+T1="timeout ${RUN_TIMEOUT:-900} $T"
 t0=$(date +%s)
 stamp() { echo "---- $1 ($(( $(date +%s) - t0 )) s)"; }
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  gpu: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)  git: $(git -C "$H" rev-parse --short HEAD 2>/dev/null)"
@@ -52,7 +54,7 @@ if [[ " $PARTS " == *" mesh "* ]]; then
   SMALL="--run.backend=$BACKEND --data.train_files=$W/data/sft_train.jsonl --data.eval_file= --checkpoint.every=0 --log.every=1 ${MESH_ARGS:-}"
   MESH="--parallel.sp=2 --parallel.dp_shard=2 --parallel.dp_replicate=1 --parallel.device_comm=mpi"
   # two data-parallel ranks (dp_shard 2; sp splits tokens, not samples): one rank accumulates 2 micro-batches
-  "$T" input/quickstart.deck $SMALL --run.output_dir="$W/sft1" --sft.steps="${SFT_STEPS:-300}" --sft.grad_accum=2 > "$O/sft1.log" 2>&1
+  $T1 input/quickstart.deck $SMALL --run.output_dir="$W/sft1" --sft.steps="${SFT_STEPS:-300}" --sft.grad_accum=2 > "$O/sft1.log" 2>&1
   echo "sft 1 rank: exit $?"
   $MPI -np 4 "$T" input/quickstart.deck $SMALL $MESH --run.output_dir="$W/sft4" --sft.steps="${SFT_STEPS:-300}" > "$O/sft4.log" 2>&1
   echo "sft 4 ranks: exit $?"
@@ -60,7 +62,7 @@ if [[ " $PARTS " == *" mesh "* ]]; then
   RL="input/quickstart_rl.deck --run.backend=$BACKEND --model.init=$W/sft1/checkpoints --rl.prompts_file=$W/data/rl_prompts.jsonl
       --rl.eval_file= --rl.steps=${RL_STEPS:-4} --rl.prompts_per_step=8 --rl.filter_prompts=32 --rl.filter_low=0 --rl.filter_high=1 --rl.dump_every=0 --checkpoint.every=0 ${MESH_ARGS:-}"
   # shellcheck disable=SC2086
-  "$T" $RL --run.output_dir="$W/rl1" > "$O/rl1.log" 2>&1
+  $T1 $RL --run.output_dir="$W/rl1" > "$O/rl1.log" 2>&1
   echo "rl 1 rank: exit $?"
   # shellcheck disable=SC2086
   $MPI -np 4 "$T" $RL $MESH --run.output_dir="$W/rl4" > "$O/rl4.log" 2>&1
@@ -96,7 +98,7 @@ for i in range(256):
        --rl.dump_every=0 --checkpoint.every=0 ${BIG_ARGS:-}"
   for m in ${BIG_MESHES:-1 sp2 shard2}; do
     case "$m" in
-      1) "$T" $BIG --run.output_dir="$W/big_$m" > "$O/big_$m.log" 2>&1 ;;  # shellcheck disable=SC2086
+      1) $T1 $BIG --run.output_dir="$W/big_$m" > "$O/big_$m.log" 2>&1 ;;  # shellcheck disable=SC2086
       sp*) n=${m#sp}; $MPI -np "$n" "$T" $BIG --parallel.sp="$n" --parallel.device_comm=mpi --run.output_dir="$W/big_$m" > "$O/big_$m.log" 2>&1 ;;
       shard*) n=${m#shard}; $MPI -np "$n" "$T" $BIG --parallel.dp_shard="$n" --parallel.device_comm=mpi --run.output_dir="$W/big_$m" > "$O/big_$m.log" 2>&1 ;;
       *) echo "BIG_MESHES: unknown entry '$m' (1, spN or shardN)"; continue ;;
