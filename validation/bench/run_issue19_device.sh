@@ -15,11 +15,12 @@
 #   then the SFT table (before the attention part, so a cut run still has it)
 #   5. attention forward/backward: bench_attention v3 (deterministic on and off)
 #      beside PyTorch SDPA (its default backend) at 4K/16K/32K
-# Logs go to $OUT when set. About 150 s of work on an H200.
+# Everything is printed (pipe it through tee); the raw logs go to
+# $OUT/issue19_logs.tgz when OUT is set. About 150 s of work on an H200.
 set -uf  # -f: the gtest filters stay literal
 B=$(cd "${1:?usage: run_issue19_device.sh BIN_DIR}" && pwd)
 H=$(cd "$(dirname "$0")" && pwd)
-O=${OUT:-$(mktemp -d)}
+O=$(mktemp -d)  # every part's log; tarred into $OUT/issue19_logs.tgz at the end when OUT is set
 PY=${PYTHON:-python3}
 SHAPES=${SHAPES:-qwen2-0.5b,qwen2-1.5b}
 SEQS=${SEQS:-4096,16384,32768}
@@ -113,4 +114,5 @@ awk '$1 == "RESULT" && $2 == "sdpa" { f[$3" "$4] = $5; b[$3" "$4] = $6 }
              if (k in f) printf "%-11s %6s %-18s fwd %5.2f  bwd %5.2f\n", a[3], a[4], a[2], a[5] / f[k], a[6] / b[k] } }' \
   "$O/sdpa.txt" "$O/attn_det.txt" "$O/attn_nondet.txt"
 
+[ -n "${OUT:-}" ] && tar czf "$OUT/issue19_logs.tgz" -C "$O" .
 stamp "done"
