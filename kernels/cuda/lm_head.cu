@@ -12,7 +12,16 @@
 // several), so the GEMMs see few, large, well-shaped products and dW [V, C] is
 // re-read and re-written once per chunk only. Deterministic: no atomics; the
 // chunking depends on N and V alone.
+// The backward's softmax pass runs one thread-block cluster of 8 per row when
+// V % 4 == 0 and V >= 1024 (TEMPER_LM_HEAD_CLUSTER=0: off): each block holds an
+// eighth of the row in shared memory, the blocks exchange their (max, sum) through
+// distributed shared memory, and the gradient is written from shared memory, so
+// the f32 logits are read once (6 B per logit moved instead of 10).
+#include <cooperative_groups.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_kernels.h"
@@ -110,6 +119,87 @@ __global__ void __launch_bounds__(kThreads) log_softmax_rows(float* logp, float*
   }
 }
 
+namespace cg = cooperative_groups;
+constexpr int kCluster = 8;
+
+// One cluster of kCluster blocks per row r = blockIdx.x / kCluster; block k owns
+// the f32 slice [k L, k L + L) of the row (L % 4 == 0, V % 4 == 0), kept in
+// dynamic shared memory. Gradient only (the forward keeps log_softmax_rows).
+__global__ void __cluster_dims__(kCluster, 1, 1) __launch_bounds__(kThreads)
+    softmax_grad_rows_cluster(float* logp, float* logits, const int32_t* targets, const float* dlogp, int64_t V,
+                              int64_t L) {
+  extern __shared__ float4 slice4[];
+  __shared__ float scratch_max[32], scratch_sum[32];
+  __shared__ float stat[2];
+  cg::cluster_group cluster = cg::this_cluster();
+  const int64_t k = cluster.block_rank();
+  const int64_t r = blockIdx.x / kCluster;
+  float* row = logits + r * V;
+  __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(row);
+  const int32_t tgt = targets[r];
+  const int64_t a = std::min(V, k * L), b = std::min(V, a + L), n4 = (b - a) / 4;
+  if (tgt < 0) {  // the same in every block of the cluster: no reads, no cluster barrier
+    if (k == 0 && threadIdx.x == 0) logp[r] = 0.0f;
+    for (int64_t j = a + threadIdx.x; j < b; j += blockDim.x) out[j] = __float2bfloat16_rn(0.0f);
+    return;
+  }
+  float m = -INFINITY, s = 0.0f;
+  for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+    const float4 q = *reinterpret_cast<const float4*>(row + a + 4 * i);
+    slice4[i] = q;
+    const float mx = fmaxf(fmaxf(q.x, q.y), fmaxf(q.z, q.w));
+    if (mx > m) {
+      s = m == -INFINITY ? 0.0f : s * expf(m - mx);
+      m = mx;
+    }
+    s += expf(q.x - m) + expf(q.y - m) + expf(q.z - m) + expf(q.w - m);
+  }
+  const float Mk = cuda::block_max(m, scratch_max);
+  const float Sk = cuda::block_sum((m == -INFINITY) ? 0.0f : s * expf(m - Mk), scratch_sum);
+  if (threadIdx.x == 0) stat[0] = Mk, stat[1] = Sk;
+  // Every block's stats are written and every slice has left global memory, so
+  // the in-place writes below (bytes of other blocks' slices) cannot race.
+  cluster.sync();
+  float M = -INFINITY, st_m[kCluster], st_s[kCluster];
+#pragma unroll
+  for (int j = 0; j < kCluster; ++j) {
+    const float* o = cluster.map_shared_rank(stat, j);
+    st_m[j] = o[0], st_s[j] = o[1];
+    M = fmaxf(M, st_m[j]);
+  }
+  float S = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kCluster; ++j) S += st_m[j] == -INFINITY ? 0.0f : st_s[j] * expf(st_m[j] - M);
+  const float lse = M + logf(S);
+  cluster.sync();  // no block leaves while another still reads its stats
+  const float* slice = reinterpret_cast<const float*>(slice4);
+  if (threadIdx.x == 0) {
+    if (tgt >= a && tgt < b) logp[r] = slice[tgt - a] - lse;
+    if (k == 0 && tgt >= V) logp[r] = __int_as_float(0x7fc00000);
+  }
+  const float g = dlogp[r];
+  for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+    const float4 q = slice4[i];
+    const int64_t j0 = a + 4 * i;
+    float x[4] = {-g * expf(q.x - lse), -g * expf(q.y - lse), -g * expf(q.z - lse), -g * expf(q.w - lse)};
+    if (tgt >= j0 && tgt < j0 + 4) x[tgt - j0] += g;
+    const __nv_bfloat162 lo = __floats2bfloat162_rn(x[0], x[1]), hi = __floats2bfloat162_rn(x[2], x[3]);
+    uint2 u;
+    std::memcpy(&u.x, &lo, 4);
+    std::memcpy(&u.y, &hi, 4);
+    *reinterpret_cast<uint2*>(out + j0) = u;
+  }
+}
+
+// Slice length of the cluster kernel (floats, a multiple of 4), 0 when it does not apply.
+int64_t cluster_slice(int64_t V) {
+  const char* e = std::getenv("TEMPER_LM_HEAD_CLUSTER");
+  if (e != nullptr && std::string(e) == "0") return 0;
+  if (V % 4 != 0 || V < 1024) return 0;
+  const int64_t L = ((V + kCluster - 1) / kCluster + 3) / 4 * 4;
+  return L * 4 <= (int64_t(200) << 10) ? L : 0;  // shared memory per block
+}
+
 HeadDims checked_head_dims(const char* op, const Tensor& logp, const Tensor& x, const Tensor& W,
                            const Tensor& targets) {
   cuda::check_dtype(op, "logp", logp, DType::F32);
@@ -122,6 +212,16 @@ HeadDims checked_head_dims(const char* op, const Tensor& logp, const Tensor& x, 
 
 void softmax_rows(cudaStream_t stream, float* logp, float* logits, const int32_t* targets, const float* dlogp,
                   int64_t rows, int64_t V, bool grad) {
+  if (const int64_t L = grad ? cluster_slice(V) : 0) {
+    const size_t smem = size_t(L) * sizeof(float);
+    if (smem > 48 * 1024)  // per device and cheap: set on every call
+      TEMPER_CUDA_CHECK(
+          cudaFuncSetAttribute(softmax_grad_rows_cluster, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    softmax_grad_rows_cluster<<<static_cast<unsigned>(rows * kCluster), kThreads, smem, stream>>>(logp, logits, targets,
+                                                                                                 dlogp, V, L);
+    TEMPER_CUDA_CHECK_LAUNCH();
+    return;
+  }
   if (V % 4 == 0)
     log_softmax_rows<true><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(logp, logits, targets, dlogp, V, grad);
   else
