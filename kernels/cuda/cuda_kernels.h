@@ -156,8 +156,6 @@ class CudaKernels final : public Kernels {
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
             const void* B, int64_t ldb, float beta, void* C, DType ctype, int64_t ldc);
 
-  // Rows of x handled per lm_head chunk: at most kLmHeadMaxRows, and the f32 +
-  // bf16 logits buffers [rows, V] stay under kLmHeadChunkBytes.
   // cuda_graph.cu: recorded call sequences (kernels.h graph_*). While recording,
   // work that would allocate from the caching allocator takes persistent scratch
   // instead (a block freed after the recording would be handed to another tensor
@@ -171,8 +169,14 @@ class CudaKernels final : public Kernels {
   // old block kept alive for graphs that recorded it), never shrunk.
   Tensor scratch_f32(int which, int64_t elems);
 
+  // lm_head.cu: rows of x per output-head chunk: at most kLmHeadMaxRows, the one
+  // f32 logits buffer [rows, V] (bf16 gradients written in place) under
+  // kLmHeadChunkBytes, chunks of equal size (multiples of 64 rows when several).
+  // Qwen2 (V = 151936): 4096 rows, 2.3 GiB. MemoryPlan mirrors this rule.
   static constexpr int64_t kLmHeadMaxRows = 4096;
-  static constexpr int64_t kLmHeadChunkBytes = int64_t(768) << 20;
+  static constexpr int64_t kLmHeadBytesPerLogit = 4;
+  static constexpr int64_t kLmHeadChunkBytes = int64_t(5) << 29;  // 2.5 GiB
+  static int64_t lm_head_chunk_rows(int64_t N, int64_t V);
 
  private:
   int device_ = 0;

@@ -70,7 +70,9 @@ Builder build_schema() {
   b.k("backend", Str, "cpu", "compute backend (kokkos: when built with Kokkos)").one_of({"cpu", "cuda", "kokkos"});
   b.k("deterministic", Bool, "true",
       "bitwise-reproducible training on cuda (a resumed run equals the uninterrupted one): the attention "
-      "backward for head dims 64/128 runs cuDNN's deterministic graph or temper's atomic-free kernels; false "
+      "backward for head dims 64/128 runs cuDNN's deterministic graph or temper's atomic-free kernels (except "
+      "where that graph's workspace, quadratic in the document length, exceeds TEMPER_CUDNN_MAX_WORKSPACE_MB: "
+      "one 16K-token document at 12 heads; there cuDNN's nondeterministic graph runs and says so); false "
       "= the faster tensor-core kernels, whose f32 atomics vary the last bits from run to run");
   b.k("walltime", Int, "0",
       "wall-clock seconds this run may take, counted from process start (the job scripts pass what the "

@@ -105,7 +105,11 @@ MemoryPlan::MemoryPlan(const ModelConfig& cfg, const MemoryPlanOptions& o) {
                       train});
   const int64_t V = cfg.vocab_size;
   int64_t rows = o.logits_rows;
-  if (rows == 0) rows = std::min<int64_t>({4096, std::max<int64_t>(1, (int64_t(768) << 20) / (6 * V)), n});
+  if (rows == 0) {  // CudaKernels::lm_head_chunk_rows: equal chunks under min(4096, 2.5 GiB / (4 V)) rows
+    const int64_t cap = std::min<int64_t>(4096, std::max<int64_t>(1, (int64_t(5) << 29) / (4 * std::max<int64_t>(V, 1))));
+    const int64_t chunks = div_up(std::max<int64_t>(n, 1), cap);
+    rows = chunks <= 1 ? n : std::min(cap, div_up(div_up(n, chunks), 64) * 64);
+  }
   rows = std::min(rows, n);
   items_.push_back({"logits chunk", rows * V * o.logits_bytes_per_elem,
                     cat(rows, " rows x ", V, " x ", o.logits_bytes_per_elem, " B"), train});

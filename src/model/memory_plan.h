@@ -21,7 +21,7 @@
 //                           for backward plus its backward scratch (the same
 //                           walk as Decoder::plan_buffers)
 //   logits chunk            rows * V * logits_bytes_per_elem: the output head's
-//                           per-chunk logits (+ their gradient)
+//                           per-chunk logits (their gradient in place)
 //   batch indices           4 i32 vectors of the micro-batch's tokens
 //   KV cache                slots * length * L * 2 * KVH * D * compute bytes
 //                           (* 3 with differential attention's second keys)
@@ -61,10 +61,11 @@ struct MemoryPlanOptions {
   Checkpointing checkpointing = Checkpointing::None;  // what the forward keeps (model.activation_checkpointing)
   RecomputeParts recompute;                           // what selective recomputes (model.recompute)
   bool shard_compute = false;         // ZeRO-3: compute parameters gathered per layer (parallel/dp_shard), not resident
-  // Output head chunk: rows at a time (0: the CUDA backend's rule, min(4096,
-  // 768 MiB / (6 V), tokens)) and bytes per logit (6: f32 logits + bf16 gradient).
+  // Output head chunk: rows at a time (0: the CUDA backend's rule, equal chunks of
+  // at most min(4096, 2.5 GiB / (4 V)) rows) and bytes per logit (4: f32 logits,
+  // the bf16 gradient written in place).
   int64_t logits_rows = 0;
-  int64_t logits_bytes_per_elem = 6;
+  int64_t logits_bytes_per_elem = 4;
   int64_t kv_slots = 0, kv_length = 0;  // generation cache (0: none)
   bool generation_apart = false;        // generation and training buffers never coexist (RL, eval)
   bool reference_policy = false;        // a frozen copy of the policy (RL's KL term)

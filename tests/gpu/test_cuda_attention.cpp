@@ -229,6 +229,26 @@ TEST_F(CudaAttentionTest, CudnnWorkspaceGuardFallsBackToV2) {
   EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Backward), 2);
 }
 
+// run.deterministic off: cuDNN's nondeterministic graphs (dQ through the f32
+// accumulator), dense (one document, a multiple of 128) and ragged, against the
+// CPU oracle; long deterministic runs fall back to them past the workspace guard.
+TEST_F(CudaAttentionTest, CudnnNondeterministicGraphs) {
+  if (!cuda::attention_cudnn_built()) GTEST_SKIP() << "built without cuDNN (TEMPER_CUDNN=OFF)";
+  struct Nondet {
+    explicit Nondet(Kernels& k) : k(k) { k.set_deterministic(false); }
+    ~Nondet() { k.set_deterministic(true); }
+    Kernels& k;
+  } nondet(*g);
+  const std::vector<AttnCase> cases = {
+      {{2048}, 12, 2, 128}, {{1536}, 14, 2, 64}, {{1000, 2000, 37}, 12, 2, 128}, {{300, 1, 45}, 14, 2, 64}};
+  for (const AttnCase& cs : cases) {
+    run_case(cs);
+    EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Forward), 3) << describe(cs, 0);
+    EXPECT_EQ(cuda::attention_last_variant(cuda::AttnPass::Backward), 3) << describe(cs, 0);
+    if (HasFailure()) return;
+  }
+}
+
 // Head dims without a tensor-core kernel take the scalar fallback.
 TEST_F(CudaAttentionTest, FallbackHeadDims) {
   const std::vector<AttnCase> cases = {{{50, 13}, 2, 1, 32}, {{33, 64, 31}, 6, 3, 96}, {{77}, 7, 1, 40}};

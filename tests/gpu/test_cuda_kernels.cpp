@@ -4,6 +4,8 @@
 // atol + rtol * |ref| suited to bf16. Accumulated gradients are prefilled and
 // compared as (after - before). Without a GPU every test skips.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "gpu_test_util.h"
 
@@ -279,9 +281,16 @@ TEST_F(CudaKernelsTest, LmHead) {
   struct Case {
     int64_t N, C, V;
   };
-  // The last case spans two token chunks (kLmHeadMaxRows = 4096).
-  for (const Case& cs : {Case{1, 64, 50}, Case{37, 96, 1000}, Case{300, 64, 5003}, Case{4097, 64, 64}}) {
-    const std::string tag = "N=" + std::to_string(cs.N) + " C=" + std::to_string(cs.C) + " V=" + std::to_string(cs.V);
+  // The last two cases span two and three equal token chunks (kLmHeadMaxRows =
+  // 4096); V % 4 == 0 takes the vector path of the in-place softmax, others the scalar one.
+  // Each case twice: the backward's cluster softmax (V % 4 == 0, V >= 1024: the
+  // 1000 and 1028 cases) and, with TEMPER_LM_HEAD_CLUSTER=0, the two-pass kernel.
+  for (const char* cluster : {"1", "0"})
+  for (const Case& cs : {Case{1, 64, 50}, Case{37, 96, 1000}, Case{300, 64, 5003}, Case{4097, 64, 64},
+                         Case{8200, 32, 1028}}) {
+    setenv("TEMPER_LM_HEAD_CLUSTER", cluster, 1);
+    const std::string tag = "N=" + std::to_string(cs.N) + " C=" + std::to_string(cs.C) + " V=" +
+                            std::to_string(cs.V) + " cluster=" + cluster;
     Tensor x = rand({cs.N, cs.C}), W = rand({cs.V, cs.C});
     auto tgt = rand_ids(cs.N, cs.V);
     for (int64_t i = 3; i < cs.N; i += 7) tgt[i] = -1;  // ignored positions
@@ -298,7 +307,13 @@ TEST_F(CudaKernelsTest, LmHead) {
     expect_close(host(logp2), rlogp2, 2e-3, 1e-3, "lm_head backward logp " + tag);
     close_bf16(host(dx), rdx, "lm_head dx " + tag);
     close_delta(host(dw), rdw, dw0, kRtol, "lm_head dW " + tag);
+    // Deterministic: the same call again gives the same bits.
+    Tensor logp3 = poisoned(*g, {cs.N}, F32), dx3 = poisoned(*g, {cs.N, cs.C}, BF16), dw3 = f32(dw0);
+    g->lm_head_logprobs_backward(logp3, &dx3, dw3, bf(x), bf(W), i32(tgt), f32(dlogp));
+    EXPECT_EQ(0, std::memcmp(host(dx3).raw(), host(dx).raw(), size_t(cs.N * cs.C) * 4)) << "lm_head dx rerun " << tag;
+    EXPECT_EQ(0, std::memcmp(host(dw3).raw(), host(dw).raw(), size_t(cs.V * cs.C) * 4)) << "lm_head dW rerun " << tag;
   }
+  unsetenv("TEMPER_LM_HEAD_CLUSTER");
 }
 
 struct AttnCase {

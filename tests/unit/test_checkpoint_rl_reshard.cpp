@@ -1,7 +1,7 @@
 // RL checkpoints across meshes, through the temper executable: RL state written by
 // 4 ranks (dp_shard 2 x dp_replicate 2, and dp_shard 4) is resumed on 1, 2 and 4
 // ranks of other meshes, and each resumed run, stopped by SIGUSR1 at its first
-// step boundary (before step 3), writes step 2 back: every tensor (policy weights, AdamW
+// step boundary (before step 3; a run the signal reached too late is repeated), writes step 2 back: every tensor (policy weights, AdamW
 // moments) and every counter (optimizer steps, the task mixer's and the refill's
 // state) equal to the written checkpoint bit for bit: each rank loaded exactly
 // its slices, and together they hold the whole state again.
@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 #include <thread>
@@ -138,13 +139,22 @@ TEST(CheckpointRlReshard, RlStateOfFourRanksLoadsBitForBitOnOneTwoAndFour) {
       SCOPED_TRACE("resumed on " + m.name());
       const fs::path out = work_dir() / ("r" + std::to_string(w.shard) + std::to_string(w.rep) + "_" +
                                          std::to_string(m.shard) + std::to_string(m.rep));
-      fs::create_directories(out / "checkpoints");
-      fs::copy_file(ckpt, out / "checkpoints" / "ckpt_000000002.h5");
       const std::string cmd =
           rl_cmd(out, m.sp, m.shard, m.rep, "--rl.steps=3 --checkpoint.every=2 --checkpoint.resume=auto");
-      const int status = run_stopped_at_once(cmd, out.string() + ".log");
+      // The signal must land between the resumed run's set-up and its first step boundary, a
+      // window of milliseconds for this tiny model: on a loaded machine it is sometimes missed
+      // (the run then trains step 3 and exits 0), so a missed window is run again from a fresh
+      // copy, up to 5 times; any other exit status fails at once.
+      int status = 0;
+      for (int attempt = 1; attempt <= 5 && status == 0; ++attempt) {
+        fs::remove_all(out);
+        fs::create_directories(out / "checkpoints");
+        fs::copy_file(ckpt, out / "checkpoints" / "ckpt_000000002.h5");
+        status = run_stopped_at_once(cmd, out.string() + ".log");
+        if (status == 0) std::printf("resumed on %s: the signal came after step 3 (attempt %d)\n", m.name().c_str(), attempt);
+      }
       const std::string log = read_file(out.string() + ".log");
-      ASSERT_EQ(status, kExitRequeue) << "(0: the signal came after the first step)\n" << log;
+      ASSERT_EQ(status, kExitRequeue) << "(0: the signal came after the first step, 5 times)\n" << log;
       EXPECT_NE(log.find("resuming from"), std::string::npos) << log;
       EXPECT_NE(log.find("stopping at step 2"), std::string::npos) << log;
       EXPECT_NE(log.find("checkpoint written"), std::string::npos) << log;

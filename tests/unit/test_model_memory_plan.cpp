@@ -87,8 +87,13 @@ TEST(MemoryPlan, ItemsAddUpAndFollowTheDtypes) {
   EXPECT_EQ(plan.bytes("gradients"), 4 * P);
   EXPECT_EQ(plan.bytes("AdamW moments"), 8 * P);
   EXPECT_EQ(plan.bytes("KV cache"), int64_t(8) * 1024 * 28 * 2 * 2 * 128 * 2);
-  // the cuda head rule: 768 MiB / (6 V) = 883 rows
-  EXPECT_EQ(plan.bytes("logits chunk"), int64_t(883) * 151936 * 6);
+  // the cuda head rule: min(4096, 2.5 GiB / (4 V) = 4416) rows, f32 (gradient in place)
+  EXPECT_EQ(plan.bytes("logits chunk"), int64_t(4096) * 151936 * 4);
+  MemoryPlanOptions o16 = o;
+  o16.tokens = 16384;  // 4 equal chunks of 4096
+  EXPECT_EQ(MemoryPlan(c, o16).bytes("logits chunk"), int64_t(4096) * 151936 * 4);
+  o16.tokens = 10000;  // 3 chunks of 3334 -> 3392 rows (a multiple of 64)
+  EXPECT_EQ(MemoryPlan(c, o16).bytes("logits chunk"), int64_t(3392) * 151936 * 4);
   EXPECT_THROW(plan.bytes("no such item"), Error);
   // same dtype for master and compute (cpu f32): no compute copy
   o.compute_dtype = DType::F32;

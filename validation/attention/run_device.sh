@@ -46,16 +46,16 @@ for s in $WHAT; do
         TEMPER_CUDNN_VERBOSE=1 timeout 240 "$W/$t" > "$O/$t.log" 2>&1
         echo "$t: exit $?"; grep -E "^\[  (PASSED|FAILED)|FAILED  \]|refused|failed to|unavailable" "$O/$t.log" | head -20
         [ "$t" = test_cuda_attention ] || continue
-        # the opt-in dense single-document graph (cudnn_attention.h)
-        TEMPER_CUDNN_DENSE=1 TEMPER_CUDNN_VERBOSE=1 timeout 240 "$W/$t" > "$O/$t.dense.log" 2>&1
-        echo "$t (TEMPER_CUDNN_DENSE=1): exit $?"
-        grep -E "^\[  (PASSED|FAILED)|FAILED  \]|refused|failed to|unavailable|dense" "$O/$t.dense.log" | head -20
+        # the ragged graph alone (the dense single-document graph is the default since 2026-12-04)
+        TEMPER_CUDNN_DENSE=0 TEMPER_CUDNN_VERBOSE=1 timeout 240 "$W/$t" > "$O/$t.ragged.log" 2>&1
+        echo "$t (TEMPER_CUDNN_DENSE=0): exit $?"
+        grep -E "^\[  (PASSED|FAILED)|FAILED  \]|refused|failed to|unavailable|dense" "$O/$t.ragged.log" | head -20
       done ;;
     attention)
       stamp "attention vs sdpa"
       bash "$H/bench/run_attention.sh" "$W" > "$O/attention.log" 2>&1; cat "$O/attention.log"
-      echo "v3 with the opt-in dense single-document graph (TEMPER_CUDNN_DENSE=1):"
-      TEMPER_CUDNN_DENSE=1 BENCH_ATTN_VARIANTS=3 "$W/bench_attention" 2>&1 | tee "$O/attention_dense.log" | grep -v '^RESULT' ;;
+      echo "v3 with the ragged graph alone (TEMPER_CUDNN_DENSE=0):"
+      TEMPER_CUDNN_DENSE=0 BENCH_ATTN_VARIANTS=3 "$W/bench_attention" 2>&1 | tee "$O/attention_ragged.log" | grep -v '^RESULT' ;;
     sft)
       stamp "sft step vs pytorch"
       OUT=$O bash "$H/bench/run_bench.sh" "$W" > "$O/run_bench.log" 2>&1; tail -14 "$O/run_bench.log" ;;

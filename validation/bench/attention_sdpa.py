@@ -8,8 +8,9 @@ repeated K/V), timed with CUDA events. Prints the same table and the same
 run_attention.sh pairs with temper's; rows tagged sdpa_flash / sdpa_cudnn force
 one fused backend each (printed for reference, where the backend takes the shape).
 FLOPs: forward 2*2*S^2/2*H*D (causal), backward 2.5x forward.
-Usage: python3 attention_sdpa.py [seq ...]
+Usage: python3 attention_sdpa.py [seq ...]   (SDPA_DEFAULT_ONLY=1: the sdpa rows alone)
 """
+import os
 import sys
 
 import torch
@@ -32,6 +33,8 @@ def backends():
     run_attention.sh), then each fused backend forced, where this torch has them."""
     import contextlib
     out = [("sdpa", contextlib.nullcontext)]
+    if os.environ.get("SDPA_DEFAULT_ONLY") == "1":  # only PyTorch's own choice (shorter runs)
+        return out
     try:
         from torch.nn.attention import SDPBackend, sdpa_kernel
         for tag, be in (("sdpa_flash", "FLASH_ATTENTION"), ("sdpa_cudnn", "CUDNN_ATTENTION")):

@@ -10,7 +10,8 @@
 // kernels/cuda/attention_variant.h). A variant that fell back (v3 without
 // cuDNN) prints a note instead of a row.
 // Usage: bench_attention [seq ...]   (default 4096 16384 32768);
-// BENCH_ATTN_VARIANTS=2,3 runs only those variants.
+// BENCH_ATTN_VARIANTS=2,3 runs only those variants; BENCH_ATTN_DETERMINISTIC=0
+// turns run.deterministic off (the backward's nondeterministic engines).
 // Exits 77 (skipped) when no CUDA device is available.
 #include <chrono>
 #include <cstdio>
@@ -72,9 +73,14 @@ int main(int argc, char** argv) {
     return 77;
   }
   const char* only = std::getenv("BENCH_ATTN_VARIANTS");  // e.g. "2,3": only these variants
+  // BENCH_ATTN_DETERMINISTIC=0: run.deterministic off (cuDNN's nondeterministic
+  // backward, dQ by f32 atomics, as PyTorch's SDPA runs); default on, as training.
+  const char* det = std::getenv("BENCH_ATTN_DETERMINISTIC");
+  const bool deterministic = det == nullptr || std::string(det) != "0";
+  g->set_deterministic(deterministic);
   const std::vector<Shape3> shapes = {{"qwen2-1.5b", 12, 2, 128}, {"qwen2-0.5b", 14, 2, 64}};
   temper::Rng rng(1234);
-  std::printf("temper CUDA attention (bf16, causal, one document)\n");
+  std::printf("temper CUDA attention (bf16, causal, one document, deterministic %s)\n", deterministic ? "on" : "off");
   int n_variants = 1;
 #if TEMPER_HAVE_CUDA
   n_variants = temper::cuda::kAttnVariants;
@@ -122,8 +128,8 @@ int main(int argc, char** argv) {
         std::printf("%-11s %6lld  v%d %4lld %4lld %4lld | %9.3f %8.1f | %9.3f %8.1f | %9.3f %8.1f\n", sh.name,
                     (long long)S, var, (long long)sh.H, (long long)sh.KVH, (long long)sh.D, fwd, tf_f, bwd, tf_b,
                     fwd + bwd, tf_fb);
-        std::printf("RESULT temper%s %s %lld %.3f %.3f %.3f\n", var == 1 ? "" : ("_v" + std::to_string(var)).c_str(),
-                    sh.name, (long long)S, tf_f, tf_b, tf_fb);
+        std::printf("RESULT temper%s%s %s %lld %.3f %.3f %.3f\n", var == 1 ? "" : ("_v" + std::to_string(var)).c_str(),
+                    deterministic ? "" : "_nondet", sh.name, (long long)S, tf_f, tf_b, tf_fb);
         std::fflush(stdout);
         }
       }

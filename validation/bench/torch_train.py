@@ -6,7 +6,8 @@ packed sequence of `seq` random tokens per step (one document), the usual
 bf16 baseline: bf16 parameters and gradients, attn_implementation="sdpa"
 (flash kernel for the causal mask), transformers' own shifted cross-entropy,
 global grad-norm clip at 1.0, fused AdamW. --checkpointing turns on
-gradient_checkpointing_enable() (non-reentrant). One extra untimed step
+gradient_checkpointing_enable() (non-reentrant); --ckpt-seqs adds checkpointed
+rows at those lengths in the same process (after the plain rows). One extra untimed step
 (as bench_train does) gives the loss at init. Out-of-memory rows print
 "OOM" and the run goes on.
 
@@ -16,7 +17,8 @@ with the same columns. MFU uses temper's ModelConfig::flops_per_token:
 FLOPs per token against --peak-tflops (H100 SXM dense bf16: 989).
 
   python3 torch_train.py [--shapes qwen2-0.5b,qwen2-1.5b] [--seqs 4096,16384]
-                         [--warmup 2] [--steps 5] [--checkpointing] [--peak-tflops 989]
+                         [--warmup 2] [--steps 5] [--checkpointing] [--ckpt-seqs 16384,32768]
+                         [--peak-tflops 989]
 """
 import argparse
 import gc
@@ -44,9 +46,9 @@ def flops_per_token(s, seq):
     return 6.0 * p_mm + 6.0 * L * q * (seq + 1)
 
 
-def run_one(torch, transformers, name, seq, args):
+def run_one(torch, transformers, name, seq, args, ckpt):
     s = SHAPES[name]
-    row = dict(impl="pytorch+ckpt" if args.checkpointing else "pytorch", backend="cuda", shape=name, seq=seq,
+    row = dict(impl="pytorch+ckpt" if ckpt else "pytorch", backend="cuda", shape=name, seq=seq,
                status="ok", tokens_per_s=0.0, step_ms=0.0, step_ms_min=0.0, mfu=0.0, peak_gib=-1.0,
                allocated_gib=-1.0, loss=float("nan"), warmup=args.warmup, steps=args.steps)
     model = opt = None
@@ -63,7 +65,7 @@ def run_one(torch, transformers, name, seq, args):
             torch.set_default_dtype(prev)
         model = model.to(device="cuda", dtype=torch.bfloat16)
         model.train()
-        if args.checkpointing:
+        if ckpt:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         row["params"] = sum(p.numel() for p in model.parameters())
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1,
@@ -115,6 +117,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--checkpointing", action="store_true")
+    ap.add_argument("--ckpt-seqs", default="", help="also these lengths with gradient checkpointing")
     ap.add_argument("--peak-tflops", type=float, default=989.0)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -131,19 +134,21 @@ def main():
         if name not in SHAPES:
             print(f"torch_train: unknown shape {name!r} ({', '.join(SHAPES)})", file=sys.stderr)
             return 2
-        for seq in (int(x) for x in args.seqs.split(",")):
-            rows.append(run_one(torch, transformers, name, seq, args))
+        runs = [(int(x), args.checkpointing) for x in args.seqs.split(",") if x]
+        runs += [(int(x), True) for x in args.ckpt_seqs.split(",") if x]
+        for seq, ckpt in runs:
+            rows.append(run_one(torch, transformers, name, seq, args, ckpt))
             print(json.dumps(rows[-1]), flush=True)
-    impl = rows[0]["impl"] if rows else "pytorch"
+    impl = "pytorch" if rows and any(r["impl"] != rows[0]["impl"] for r in rows) else (rows[0]["impl"] if rows else "pytorch")
     print(f"\n{impl} (torch {torch.__version__}, transformers {transformers.__version__}), {args.warmup} warmup + "
           f"{args.steps} timed steps, one packed sequence per step, MFU vs {args.peak_tflops:.0f} TFLOP/s")
-    print("| shape | seq | tokens/s | step ms | MFU % | peak GiB | allocated GiB | init loss |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| shape | seq | impl | tokens/s | step ms | MFU % | peak GiB | allocated GiB | init loss |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         if r["status"] != "ok":
-            print(f"| {r['shape']} | {r['seq']} | {r['status']} | | | | | |")
+            print(f"| {r['shape']} | {r['seq']} | {r['impl']} | {r['status']} | | | | | |")
             continue
-        print(f"| {r['shape']} | {r['seq']} | {r['tokens_per_s']:.0f} | {r['step_ms']:.1f} | {100 * r['mfu']:.1f} | "
+        print(f"| {r['shape']} | {r['seq']} | {r['impl']} | {r['tokens_per_s']:.0f} | {r['step_ms']:.1f} | {100 * r['mfu']:.1f} | "
               f"{r['peak_gib']:.2f} | {r['allocated_gib']:.2f} | {r['loss']:.3f} |")
     return 0
 
