@@ -48,8 +48,7 @@ class Kernels {
   // ---- memory -------------------------------------------------------------
   virtual Tensor alloc(const Shape& shape, DType dtype) = 0;  // uninitialised
   // Uninitialised host (CPU) memory that copies from and to the device fastest
-  // (page-locked on cuda); checkpoint snapshots are staged in it. Thread-safe: the
-  // engine allocates the checkpoint staging from a background thread.
+  // (page-locked on cuda); checkpoint snapshots are staged in it.
   virtual Tensor alloc_host(const Shape& shape, DType dtype) { return Tensor::empty(shape, dtype, Device::CPU); }
   virtual void zero(Tensor& t) = 0;
   // dst <- src: any pair of devices; f32/f64/bf16 converted when dtypes differ.

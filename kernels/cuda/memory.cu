@@ -56,9 +56,6 @@ Tensor CudaKernels::alloc(const Shape& shape, DType dtype) { return Tensor::empt
 Tensor CudaKernels::alloc_host(const Shape& shape, DType dtype) {
   const size_t bytes = size_t(shape_numel(shape)) * dtype_size(dtype);
   void* p = nullptr;
-  // Callable from any thread (the engine pins checkpoint staging in the background): without a
-  // current device the runtime would create a context on device 0 for this thread.
-  (void)cudaSetDevice(device_);
   if (bytes > 0 && cudaHostAlloc(&p, bytes, cudaHostAllocPortable) != cudaSuccess) {
     (void)cudaGetLastError();  // page-locked memory exhausted: pageable memory works, only slower
     return Tensor::empty(shape, dtype, Device::CPU);

@@ -30,40 +30,9 @@ Engine::Engine(const ModelConfig& cfg, Kernels& k, Mesh& mesh, const EngineOptio
   }
   if (opt.trainable)
     optimizer_ = make_optimizer(opt.optimizer, *model_, k, mesh.world(), shard_ ? &shards_ : nullptr);
-  if (opt.trainable && opt.prestage) start_prestaging();
 }
 
-Engine::~Engine() {
-  if (prestage_thread_.joinable()) prestage_thread_.join();
-}
-
-void Engine::start_prestaging() {
-  struct Want {
-    std::string key;
-    Shape shape;
-    DType dtype;
-  };
-  std::vector<Want> want;  // what save() will stage: metadata only, nothing is copied
-  CheckpointState dry;
-  collect(dry, [&](const std::string& key, const Tensor& src) {
-    want.push_back({key, src.shape(), src.dtype()});
-    return Tensor();
-  });
-  prestage_thread_ = std::thread([this, want = std::move(want)]() {
-    try {
-      for (const Want& w : want) prestaged_[w.key] = k_.alloc_host(w.shape, w.dtype);
-    } catch (...) {  // out of host memory: save() allocates what is missing, as without prestaging
-    }
-  });
-}
-
-void Engine::take_prestaged() {
-  if (!prestage_thread_.joinable()) return;
-  prestage_thread_.join();
-  for (auto& [key, t] : prestaged_)
-    if (!stage_.count(key)) stage_[key] = std::move(t);
-  prestaged_.clear();
-}
+Engine::~Engine() = default;
 
 const ModelConfig& Engine::config() const { return model_->config(); }
 
@@ -172,15 +141,9 @@ Tensor Engine::stage(const std::string& key, const Tensor& src) {
 }
 
 void Engine::save(CheckpointState& s) {
-  take_prestaged();
-  collect(s, [this](const std::string& key, const Tensor& src) { return stage(key, src); });
-  s.u64["optim/steps"] = {uint64_t(optimizer_steps())};
-}
-
-void Engine::collect(CheckpointState& s,
-                     const std::function<Tensor(const std::string&, const Tensor&)>& to_host) {
   std::map<std::string, Tensor> moments;  // on the device (or host copies, from optimizers without state())
   if (optimizer_) optimizer_->state(moments);
+  auto to_host = [this](const std::string& key, const Tensor& src) { return stage(key, src); };
   if (shard_) {  // the ranks of one shard (sp x dp_replicate) each write a part of it
     const int copies = mesh_.shape().sp * mesh_.shape().dp_replicate;
     shard_->save_pieces(moments, s.pieces, mesh_.replicate_rank() * mesh_.shape().sp + mesh_.sp_rank(), copies,
@@ -200,6 +163,7 @@ void Engine::collect(CheckpointState& s,
       s.pieces[key] = p;
     }
   }
+  s.u64["optim/steps"] = {uint64_t(optimizer_steps())};
 }
 
 void Engine::load(const CheckpointState& s) {
@@ -245,7 +209,6 @@ EngineOptions engine_options_from_deck(const Deck& d, const std::string& section
   o.grad_clip = d.get_float(section + ".grad_clip");
   o.checkpointing = checkpointing_from_deck(d);
   o.recompute = recompute_parts_from_deck(d);
-  o.prestage = d.get_bool("checkpoint.async");
   return o;
 }
 

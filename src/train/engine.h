@@ -27,11 +27,9 @@
 // and "optim/steps", whatever the mesh: any mesh resumes from any other.
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "io/checkpoint.h"
@@ -53,10 +51,6 @@ struct EngineOptions {
   RecomputeParts recompute;
   DType param_dtype = DType::F32;  // f64: CPU tests
   bool trainable = true;           // false: a frozen policy (the KL reference): no optimizer
-  // Allocate the checkpoint staging buffers (page-locked host memory on a GPU) in a background
-  // thread from the start, so the first save does not stall training while they are pinned
-  // (checkpoint.async; 18.5 GB took 9 s on an H200 host).
-  bool prestage = false;
   std::string section = "sft";     // the deck section of these options (named in messages)
 };
 
@@ -143,14 +137,6 @@ class Engine {
   // from the last save when nothing else (an asynchronous write) still holds it.
   Tensor stage(const std::string& key, const Tensor& src);
   std::map<std::string, Tensor> stage_;
-  // Model and optimizer state as pieces, each host copy made by to_host(key, device slice).
-  void collect(CheckpointState& s, const std::function<Tensor(const std::string&, const Tensor&)>& to_host);
-  // Starts prestage_thread_: the staging buffers save() will use, allocated into prestaged_;
-  // save() joins it and takes them.
-  void start_prestaging();
-  void take_prestaged();
-  std::thread prestage_thread_;
-  std::map<std::string, Tensor> prestaged_;  // written by prestage_thread_ only until it is joined
   Batch whole_, local_;  // the batch of the last forward (whole_ keeps local_'s storage alive)
   int64_t n_real_ = 0;   // its tokens before padding
 };
