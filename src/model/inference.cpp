@@ -36,7 +36,7 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
   // unless TEMPER_DECODE_GRAPHS=0; set_use_graphs overrides.
   const char* graphs_env = std::getenv("TEMPER_DECODE_GRAPHS");
   use_graphs_ = !(graphs_env && std::string(graphs_env) == "0");
-  chunk_ = max_step_tokens > 0 ? std::max(max_step_tokens, max_slots) : std::max(max_slots, 2048);
+  chunk_ = int(chunk_rows(max_slots, max_step_tokens));
   V_ = cfg_.vocab_size;
   act_ = model.compute_dtype();
   stat_ = model.stat_dtype();
@@ -139,6 +139,36 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
   sel_rstd_ = alloc({S}, stat_);
   logits_ = alloc({S, int64_t(V_)}, act_);
   length_.assign(size_t(S), 0);
+}
+
+int64_t InferenceEngine::chunk_rows(int max_slots, int max_step_tokens) {
+  return max_step_tokens > 0 ? std::max(max_step_tokens, max_slots) : std::max(max_slots, 2048);
+}
+
+int64_t InferenceEngine::scratch_bytes(const ModelConfig& cfg, int max_slots, int max_step_tokens, DType act,
+                                       DType stat) {
+  // Mirrors the constructor's allocations (test_generation checks the two agree).
+  const int64_t S = max_slots, N = chunk_rows(max_slots, max_step_tokens), C = cfg.d_model, H = cfg.n_heads,
+                KVH = cfg.n_kv_heads, D = cfg.head_dim, F = cfg.ffn_dim, L = cfg.n_layers;
+  const int64_t a = int64_t(dtype_size(act)), st = int64_t(dtype_size(stat));
+  int64_t b = 0;
+  if (cfg.differential()) {
+    const int64_t G = cfg.n_noise_heads;
+    b += N * (cfg.q_heads() + 4 * KVH) * D * a + N * G * D * a + 2 * N * KVH * D * a + N * H * 2 * D * a +
+         N * G * 2 * D * a + N * std::max(H, G) * D * a + N * H * st;
+  }
+  if (cfg.mlp_activation == MlpActivation::PolyNorm) b += N * 3 * st;
+  b += 2 * N * C * a + N * st;  // x, ln, rstd
+  if (cfg.qk_norm) b += N * H * D * a + N * H * st + N * KVH * D * a + N * KVH * st;
+  if (!cfg.differential()) {
+    const int64_t P = (H + 2 * KVH) * D;
+    b += L * (P * C * a + (cfg.qkv_bias ? P * a : 0)) + N * (H + 2 * KVH) * D * a;  // packed weights, qkv
+  }
+  b += N * H * D * a + 2 * N * KVH * D * a + N * cfg.attn_out_dim() * a;  // q, k, v, attn
+  b += N * C * a + N * 2 * F * a + N * F * a;                             // proj, gate/up, act
+  b += 3 * N * int64_t(dtype_size(DType::I32));                           // token / position / slot indices
+  b += 2 * S * C * a + S * st;                                            // last-token rows, their norm
+  return b;
 }
 
 InferenceEngine::~InferenceEngine() {

@@ -36,6 +36,13 @@ class InferenceEngine {
   int slot_length(int slot) const;
   // Bytes of the KV caches and scratch buffers (device memory).
   int64_t allocated_bytes() const { return bytes_; }
+  // Rows of one forward (the chunk of a prefill) for these constructor arguments.
+  static int64_t chunk_rows(int max_slots, int max_step_tokens);
+  // What an engine of these arguments allocates besides its KV caches ([max_slots, max_len]
+  // per layer, K and V, twice with differential attention) and its [max_slots, V] logits:
+  // per-chunk activations, the packed q/k/v weight copy, per-slot buffers (the memory plan's
+  // "generation scratch"; allocated_bytes() is this + caches + logits).
+  static int64_t scratch_bytes(const ModelConfig& cfg, int max_slots, int max_step_tokens, DType act, DType stat);
 
   // Runs prompts[i] (non-empty) from position 0 in slots[i] (distinct), in chunks of
   // at most max_step_tokens tokens. Returns logits [slots.size(), V] of each prompt's

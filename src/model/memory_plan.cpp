@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "model/inference.h"
 
 namespace temper {
 
@@ -120,6 +121,11 @@ MemoryPlan::MemoryPlan(const ModelConfig& cfg, const MemoryPlanOptions& o) {
     items_.push_back({"KV cache", kv, cat(o.kv_slots, " slots x ", o.kv_length, " positions x ", cfg.n_layers,
                                           " layers x ", caches, " x ", cfg.n_kv_heads, " x ", cfg.head_dim, " x ",
                                           dtype_name(o.compute_dtype)), gen});
+    items_.push_back({"generation scratch",
+                      InferenceEngine::scratch_bytes(cfg, int(o.kv_slots), 0, o.compute_dtype, o.stat_dtype),
+                      cat("prefill chunk of ", InferenceEngine::chunk_rows(int(o.kv_slots), 0),
+                          " tokens, packed q/k/v weights, per-slot rows (model/inference)"),
+                      gen});
     if (o.generation_apart) {
       items_.push_back({"generation logits", 2 * o.kv_slots * V * cb,
                         cat("2 x ", o.kv_slots, " slots x ", V, " x ", dtype_name(o.compute_dtype)), gen});

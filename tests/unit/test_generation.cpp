@@ -152,6 +152,41 @@ TEST_F(Generation, GreedyMatchesArgmaxOfRecomputation) {
   for (size_t p = 0; p < prompts.size(); ++p) EXPECT_EQ(gd[p], out[p].tokens);
 }
 
+// InferenceEngine::scratch_bytes (what the memory plan counts as "generation scratch") plus the
+// KV caches and the logits is what an engine allocates, for every architecture variant, dtype and
+// chunk size.
+TEST_F(Generation, ScratchBytesMatchTheEngine) {
+  struct Variant {
+    const char* name;
+    bool fancy;
+    AttentionKind attention;
+    MlpActivation mlp;
+  };
+  for (const Variant& v : {Variant{"plain", false, AttentionKind::Standard, MlpActivation::SwiGLU},
+                           Variant{"qk norm + bias", true, AttentionKind::Standard, MlpActivation::SwiGLU},
+                           Variant{"differential", false, AttentionKind::Differential, MlpActivation::PolyNorm},
+                           Variant{"grouped differential", false, AttentionKind::GroupedDifferential,
+                                   MlpActivation::SwiGLU}})
+    for (DType dt : {DType::F32, DType::F64})
+      for (int step_tokens : {0, 5}) {
+        SCOPED_TRACE(std::string(v.name) + " " + dtype_name(dt) + " max_step_tokens " + std::to_string(step_tokens));
+        ModelConfig c = tiny_config(40, v.fancy);
+        c.attention = v.attention;
+        c.mlp_activation = v.mlp;
+        if (v.attention == AttentionKind::Differential) c.n_noise_heads = c.n_heads;
+        if (v.attention == AttentionKind::GroupedDifferential) c.n_noise_heads = 2;
+        Decoder m(c, *K, dt);
+        const int slots = 3, len = 16;
+        InferenceEngine e(m, *K, slots, len, step_tokens);
+        const int64_t caches = (c.differential() ? 4 : 2) * int64_t(c.n_layers) * slots * len * c.n_kv_heads *
+                               c.head_dim * int64_t(dtype_size(m.compute_dtype()));
+        const int64_t logits = int64_t(slots) * c.vocab_size * int64_t(dtype_size(m.compute_dtype()));
+        EXPECT_EQ(e.allocated_bytes(),
+                  InferenceEngine::scratch_bytes(c, slots, step_tokens, m.compute_dtype(), m.stat_dtype()) + caches +
+                      logits);
+      }
+}
+
 TEST_F(Generation, ChunkedPrefillAndCopySlotMatchPlainPrefill) {
   Decoder m(tiny_config(40, true), *K, DType::F64);
   m.init_random(2);

@@ -7,6 +7,7 @@
 
 #include "model/batch.h"
 #include "model/decoder.h"
+#include "model/inference.h"
 #include "model/memory_plan.h"
 
 namespace temper {
@@ -87,6 +88,8 @@ TEST(MemoryPlan, ItemsAddUpAndFollowTheDtypes) {
   EXPECT_EQ(plan.bytes("gradients"), 4 * P);
   EXPECT_EQ(plan.bytes("AdamW moments"), 8 * P);
   EXPECT_EQ(plan.bytes("KV cache"), int64_t(8) * 1024 * 28 * 2 * 2 * 128 * 2);
+  EXPECT_EQ(plan.bytes("generation scratch"), InferenceEngine::scratch_bytes(c, 8, 0, DType::BF16, DType::F32));
+  EXPECT_GT(plan.bytes("generation scratch"), int64_t(28) * 2048 * 1536 * 2);  // at least the packed q/k/v copy
   // the cuda head rule: min(4096, 2.5 GiB / (4 V) = 4416) rows, f32 (gradient in place)
   EXPECT_EQ(plan.bytes("logits chunk"), int64_t(4096) * 151936 * 4);
   MemoryPlanOptions o16 = o;
@@ -99,8 +102,9 @@ TEST(MemoryPlan, ItemsAddUpAndFollowTheDtypes) {
   o.compute_dtype = DType::F32;
   MemoryPlan cpu_plan(c, o);
   EXPECT_THROW(cpu_plan.bytes("parameters (compute copy)"), Error);
-  EXPECT_EQ(cpu_plan.total(), plan.total() - 2 * P - plan.bytes("activations") - plan.bytes("KV cache") +
-                                  cpu_plan.bytes("activations") + cpu_plan.bytes("KV cache"));
+  EXPECT_EQ(cpu_plan.total(), plan.total() - 2 * P - plan.bytes("activations") - plan.bytes("KV cache") -
+                                  plan.bytes("generation scratch") + cpu_plan.bytes("activations") +
+                                  cpu_plan.bytes("KV cache") + cpu_plan.bytes("generation scratch"));
   const std::string t = plan.table(plan.total() + (int64_t(1) << 30));
   EXPECT_NE(t.find("activations"), std::string::npos);
   EXPECT_NE(t.find("measured peak"), std::string::npos);
