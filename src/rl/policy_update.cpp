@@ -1,6 +1,7 @@
 // RL policy update over micro-batches with trajectory reuse (see policy_update.h).
 #include "rl/policy_update.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -41,17 +42,26 @@ UpdateStats policy_update(Engine& policy, Engine* ref, std::vector<RlSample>& sa
     mbs.push_back(std::move(e));
   }
 
-  // Behaviour log-probs: fixed for all reuse steps.
+  // Behaviour log-probs, fixed for all reuse steps: the sampler's, or recomputed by the policy as it
+  // is before the update. Recomputed, they are what the first reuse step's forward gives (same
+  // weights, same batches, deterministic kernels), so that forward provides them instead of a pass
+  // of its own (one forward of every micro-batch less per RL step); only when nothing trains does a
+  // separate pass compute them (for the dumps and the gap metric).
   std::vector<std::vector<double>> behaviour(S), current(S);
   for (size_t i = 0; i < S; ++i) behaviour[i] = samples[i].sampler_logp;
-  double gap = 0;
-  int64_t gap_n = 0;
-  if (uo.recompute_behaviour) {
-    response_logp(policy, mbs, behaviour);
-    for (size_t i = 0; i < S; ++i)
-      for (size_t t = 0; t < samples[i].sampler_logp.size() && t < behaviour[i].size(); ++t, ++gap_n)
-        gap += std::fabs(samples[i].sampler_logp[t] - behaviour[i][t]);
-  }
+  if (uo.recompute_behaviour)  // the shapes the recomputation gives (values come with the first forward)
+    for (const auto& mb : mbs)
+      for (size_t d = 0; d < mb.samples.size(); ++d)
+        behaviour[size_t(mb.samples[d])].assign(size_t(mb.resp_len[d]), 0.0);
+  auto sampler_gap = [&]() {
+    double gap = 0;
+    int64_t n = 0;
+    if (uo.recompute_behaviour)
+      for (size_t i = 0; i < S; ++i)
+        for (size_t t = 0; t < samples[i].sampler_logp.size() && t < behaviour[i].size(); ++t, ++n)
+          gap += std::fabs(samples[i].sampler_logp[t] - behaviour[i][t]);
+    return policy.dp_sum(gap) / std::max(1.0, policy.dp_sum(double(n)));
+  };
   std::vector<std::vector<double>> ref_logp(S);
   if (uo.loss.kl_coef > 0) {
     TEMPER_CHECK(ref != nullptr, "policy_update: kl_coef > 0 needs a reference model");
@@ -77,7 +87,6 @@ UpdateStats policy_update(Engine& policy, Engine* ref, std::vector<RlSample>& sa
   PolicyLossOptions lo = uo.loss;
   const double local_den = S ? loss_denominator(all, lo) : 0.0;
   lo.denominator = policy.dp_sum(local_den);
-  st.sampler_logp_gap = policy.dp_sum(gap) / std::max(1.0, policy.dp_sum(double(gap_n)));
   int64_t local_tokens = 0, local_samples = 0;
   for (const RlSample& s : samples)
     if (!s.discarded && !s.response.empty()) {
@@ -86,7 +95,11 @@ UpdateStats policy_update(Engine& policy, Engine* ref, std::vector<RlSample>& sa
     }
   st.tokens = policy.dp_sum(local_tokens);
   st.samples = policy.dp_sum(local_samples);
-  if (lo.denominator <= 0) return finish();  // nothing carries a gradient anywhere: no optimizer step
+  if (lo.denominator <= 0) {  // nothing carries a gradient anywhere: no optimizer step
+    if (uo.recompute_behaviour) response_logp(policy, mbs, behaviour);
+    st.sampler_logp_gap = sampler_gap();
+    return finish();
+  }
 
   const bool gspo = uo.algorithm == PolicyAlgorithm::GSPO;
   std::vector<std::vector<double>> dl(S);
@@ -94,8 +107,11 @@ UpdateStats policy_update(Engine& policy, Engine* ref, std::vector<RlSample>& sa
   for (int r = 0; r < uo.reuse_steps; ++r) {
     policy.zero_grad();
     double loss = 0, pg = 0;
+    const bool behaviour_here = r == 0 && uo.recompute_behaviour;
     for (const auto& mb : mbs) {
       scatter_response_logp(mb, policy.forward(token_batch(mb)), current);
+      if (behaviour_here)
+        for (int64_t i : mb.samples) behaviour[size_t(i)] = current[size_t(i)];
       if (mb.samples.empty()) {  // a filler micro-batch
         policy.backward(std::vector<double>(mb.tokens.size(), 0.0));
         continue;
@@ -123,6 +139,7 @@ UpdateStats policy_update(Engine& policy, Engine* ref, std::vector<RlSample>& sa
       for (size_t d = 0; d < mb.samples.size(); ++d) dl[size_t(mb.samples[d])] = std::move(res.dlogp[d]);
       policy.backward(gather_response_coeffs(mb, dl));
     }
+    if (behaviour_here) st.sampler_logp_gap = sampler_gap();
     st.loss = policy.dp_sum(loss);
     st.pg_loss = policy.dp_sum(pg);
     TEMPER_CHECK(std::isfinite(st.loss), "RL loss is not finite (", st.loss, "); lower rl.lr");

@@ -1,5 +1,7 @@
 // The optimisation half of an RL step: the samples of a rollout batch are
-// packed into micro-batches; behaviour (and reference) log-probs are fixed once;
+// packed into micro-batches; behaviour (and reference) log-probs are fixed once
+// (recomputed behaviour log-probs come from the first reuse step's forward, which
+// runs on the weights before the update: no pass of their own);
 // then reuse_steps times: forward the policy, the GRPO/GSPO loss on the host
 // (rl/grpo, rl/gspo) gives dL/dlogp per response token, backward, and one
 // engine step (gradients reduced over the mesh, clip, optimizer; train/engine).
