@@ -13,11 +13,6 @@ double now() { return std::chrono::duration<double>(std::chrono::steady_clock::n
 bool on_device(const Tensor& t) { return t.device() != Device::CPU; }
 }  // namespace
 
-double StagedComm::start(const Tensor& t) {
-  if (sync_ && on_device(t)) sync_();
-  return now();
-}
-
 void StagedComm::count(const Tensor& in, double seconds) {
   ++totals_.calls;
   totals_.bytes += double(in.nbytes());
@@ -54,44 +49,35 @@ void StagedComm::back(Tensor& dst, const Tensor& host) const {
   copy_(dst, host);
 }
 
+void StagedComm::staged(Tensor& out, const Tensor& in, const std::function<void(Tensor&, const Tensor&)>& host_op) {
+  const bool device = on_device(in);
+  if (device && sync_) sync_();
+  const double t0 = now();
+  Tensor hi = to_host(in, 0);
+  Tensor ho = &out == &in ? hi : on_device(out) ? host_like(out, 1) : out;
+  host_op(ho, hi);
+  back(out, ho);
+  if (device) count(in, now() - t0);
+}
+
 void StagedComm::allreduce(Tensor& x, ReduceOp op) {
-  const double t0 = start(x);
-  Tensor h = to_host(x, 0);
-  host_->allreduce(h, op);
-  back(x, h);
-  if (on_device(x)) count(x, now() - t0);
+  staged(x, x, [&](Tensor& h, const Tensor&) { host_->allreduce(h, op); });
 }
 
 void StagedComm::reduce_scatter(Tensor& out, const Tensor& in, ReduceOp op) {
-  const double t0 = start(in);
-  Tensor hi = to_host(in, 0), ho = out.device() == Device::CPU ? out : host_like(out, 1);
-  host_->reduce_scatter(ho, hi, op);
-  back(out, ho);
-  if (on_device(in)) count(in, now() - t0);
+  staged(out, in, [&](Tensor& ho, const Tensor& hi) { host_->reduce_scatter(ho, hi, op); });
 }
 
 void StagedComm::all_gather(Tensor& out, const Tensor& in) {
-  const double t0 = start(in);
-  Tensor hi = to_host(in, 0), ho = out.device() == Device::CPU ? out : host_like(out, 1);
-  host_->all_gather(ho, hi);
-  back(out, ho);
-  if (on_device(in)) count(in, now() - t0);
+  staged(out, in, [&](Tensor& ho, const Tensor& hi) { host_->all_gather(ho, hi); });
 }
 
 void StagedComm::all_to_all(Tensor& out, const Tensor& in) {
-  const double t0 = start(in);
-  Tensor hi = to_host(in, 0), ho = out.device() == Device::CPU ? out : host_like(out, 1);
-  host_->all_to_all(ho, hi);
-  back(out, ho);
-  if (on_device(in)) count(in, now() - t0);
+  staged(out, in, [&](Tensor& ho, const Tensor& hi) { host_->all_to_all(ho, hi); });
 }
 
 void StagedComm::broadcast(Tensor& x, int root) {
-  const double t0 = start(x);
-  Tensor h = to_host(x, 0);
-  host_->broadcast(h, root);
-  back(x, h);
-  if (on_device(x)) count(x, now() - t0);
+  staged(x, x, [&](Tensor& h, const Tensor&) { host_->broadcast(h, root); });
 }
 
 }  // namespace temper

@@ -60,7 +60,9 @@ class StagedComm final : public Comm {
   Copy copy_;
   Alloc alloc_;
   Sync sync_;
-  double start(const Tensor& t);                          // syncs (device tensors) and returns the time
+  // One collective: `in` (and `out`, unless the same tensor: in place) staged to the host,
+  // host_op(host out, host in), the result copied back into `out`; device calls counted in totals_.
+  void staged(Tensor& out, const Tensor& in, const std::function<void(Tensor&, const Tensor&)>& host_op);
   void count(const Tensor& in, double seconds);          // adds a device collective to totals_
   Totals totals_;
   std::map<std::pair<int, int>, Tensor> buffers_;         // (slot, dtype) -> flat host buffer, grown on demand
