@@ -16,24 +16,11 @@
 #include "rl/policy_update.h"
 #include "rl/update_batches.h"
 #include "train/engine.h"
+#include "unit/model_util.h"
 
 using namespace temper;
 
 namespace {
-
-ModelConfig tiny() {
-  ModelConfig c;
-  c.vocab_size = 40;
-  c.d_model = 16;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 8;
-  c.ffn_dim = 24;
-  c.rope_theta = 100.0f;
-  c.init_std = 0.25f;
-  return c;
-}
 
 std::vector<RlSample> make_samples(uint64_t seed) {
   Rng rng(seed);
@@ -70,7 +57,7 @@ void check_on(MPI_Comm comm, MeshShape shape) {
   std::unique_ptr<Kernels> k = make_cpu_kernels();
   InitialWeights w;
   w.kind = "random";
-  w.config = tiny();
+  w.config = temper_test::small_model({40, 16, 2, 4, 2, 8, 24}, false, false, true, 0.25f);
   EngineOptions eo;
   eo.param_dtype = DType::F64;
   eo.section = "rl";
