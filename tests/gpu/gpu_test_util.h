@@ -137,4 +137,24 @@ inline void expect_close_delta(const Tensor& got, const Tensor& ref, const Tenso
   expect_close(dg, dr, 1e-2 * std::max(max_abs(dr), 1e-6), rtol, what);
 }
 
+// The fixture of the op tests: the shared CUDA backend `g` (the test skips without a GPU), the
+// CPU oracle `cpu`, a random source seeded per test file and upload/download helpers.
+class CudaVsCpuTest : public ::testing::Test {
+ protected:
+  explicit CudaVsCpuTest(uint64_t seed) : rng(seed) {}
+  void SetUp() override {
+    TEMPER_REQUIRE_GPU();
+    g = cuda_backend();
+  }
+  Tensor bf(const Tensor& h) { return to_dev(*g, h, DType::BF16); }
+  Tensor f32(const Tensor& h) { return to_dev(*g, h, DType::F32); }
+  Tensor i32(const std::vector<int32_t>& v) { return to_dev(*g, host_i32(v), DType::I32); }
+  Tensor host(const Tensor& d) { return to_host(*g, d); }
+  Tensor rand(const Shape& s) { return host_rand(s, rng); }
+
+  Kernels* g = nullptr;
+  std::unique_ptr<Kernels> cpu = make_cpu_kernels();
+  Rng rng;
+};
+
 }  // namespace temper::gpu_test

@@ -16,15 +16,9 @@ namespace {
 
 constexpr DType BF16 = DType::BF16, F32 = DType::F32;
 
-class CudaAdamWTest : public ::testing::Test {
+class CudaAdamWTest : public CudaVsCpuTest {
  protected:
-  void SetUp() override {
-    TEMPER_REQUIRE_GPU();
-    g = cuda_backend();
-  }
-  Kernels* g = nullptr;
-  std::unique_ptr<Kernels> cpu = make_cpu_kernels();
-  Rng rng{31};
+  CudaAdamWTest() : CudaVsCpuTest(31) {}
 };
 
 struct Case {

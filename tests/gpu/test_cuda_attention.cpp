@@ -31,17 +31,9 @@ std::string describe(const AttnCase& cs, int64_t N) {
          " KVH=" + std::to_string(cs.KVH) + " D=" + std::to_string(cs.D);
 }
 
-class CudaAttentionTest : public ::testing::Test {
+class CudaAttentionTest : public CudaVsCpuTest {
  protected:
-  void SetUp() override {
-    TEMPER_REQUIRE_GPU();
-    g = cuda_backend();
-  }
-  Tensor bf(const Tensor& h) { return to_dev(*g, h, BF16); }
-  Tensor f32(const Tensor& h) { return to_dev(*g, h, F32); }
-  Tensor i32(const std::vector<int32_t>& v) { return to_dev(*g, host_i32(v), DType::I32); }
-  Tensor host(const Tensor& d) { return to_host(*g, d); }
-  Tensor rand(const Shape& s) { return host_rand(s, rng); }
+  CudaAttentionTest() : CudaVsCpuTest(777) {}
   // bf16 outputs: 2% relative plus an absolute floor scaled to the reference
   // (gradients are sums of many bf16-rounded products and cancel).
   void close_bf16(const Tensor& got, const Tensor& ref, double floor, const std::string& what) {
@@ -49,10 +41,6 @@ class CudaAttentionTest : public ::testing::Test {
   }
   // attention_forward and _backward on one packed batch vs the CPU backend.
   void run_case(const AttnCase& cs);
-
-  Kernels* g = nullptr;
-  std::unique_ptr<Kernels> cpu = make_cpu_kernels();
-  Rng rng{777};
 };
 
 void CudaAttentionTest::run_case(const AttnCase& cs) {

@@ -17,21 +17,9 @@ namespace {
 
 constexpr DType BF16 = DType::BF16, F32 = DType::F32;
 
-class CudaDeterminismTest : public ::testing::Test {
+class CudaDeterminismTest : public CudaVsCpuTest {
  protected:
-  void SetUp() override {
-    TEMPER_REQUIRE_GPU();
-    g = cuda_backend();
-  }
-  Tensor bf(const Tensor& h) { return to_dev(*g, h, BF16); }
-  Tensor f32(const Tensor& h) { return to_dev(*g, h, F32); }
-  Tensor i32(const std::vector<int32_t>& v) { return to_dev(*g, host_i32(v), DType::I32); }
-  Tensor host(const Tensor& d) { return to_host(*g, d); }
-  Tensor rand(const Shape& s) { return host_rand(s, rng); }
-
-  Kernels* g = nullptr;
-  std::unique_ptr<Kernels> cpu = make_cpu_kernels();
-  Rng rng{4242};
+  CudaDeterminismTest() : CudaVsCpuTest(4242) {}
 };
 
 // Bitwise equality of two host tensors (f32 after download).

@@ -68,13 +68,9 @@ RefRow reference_row(const float* x, int64_t V, float temperature, int top_k, fl
   return r;
 }
 
-class CudaGenerationTest : public ::testing::Test {
+class CudaGenerationTest : public CudaVsCpuTest {
  protected:
-  void SetUp() override {
-    TEMPER_REQUIRE_GPU();
-    g = cuda_backend();
-  }
-  Tensor host(const Tensor& d) { return to_host(*g, d); }
+  CudaGenerationTest() : CudaVsCpuTest(7) {}
 
   // Runs both backends on the same logits (host f32, bf16-representable when
   // `as_bf16`) and checks tokens (equal, or a near-tie) and logp.
@@ -130,10 +126,6 @@ class CudaGenerationTest : public ::testing::Test {
     for (auto& x : u) x = std::min(float(rng.uniform()), std::nextafter(1.0f, 0.0f));  // float rounding may reach 1
     return u;
   }
-
-  Kernels* g = nullptr;
-  std::unique_ptr<Kernels> cpu = make_cpu_kernels();
-  Rng rng{7};
 };
 
 // Decode steps recorded as CUDA graphs (bucketed batches, padding rows in slot

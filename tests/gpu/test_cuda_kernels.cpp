@@ -15,17 +15,9 @@ namespace {
 constexpr DType BF16 = DType::BF16, F32 = DType::F32;
 constexpr double kRtol = 2e-2;  // bf16 outputs
 
-class CudaKernelsTest : public ::testing::Test {
+class CudaKernelsTest : public CudaVsCpuTest {
  protected:
-  void SetUp() override {
-    TEMPER_REQUIRE_GPU();
-    g = cuda_backend();
-  }
-  Tensor bf(const Tensor& h) { return to_dev(*g, h, BF16); }
-  Tensor f32(const Tensor& h) { return to_dev(*g, h, F32); }
-  Tensor i32(const std::vector<int32_t>& v) { return to_dev(*g, host_i32(v), DType::I32); }
-  Tensor host(const Tensor& d) { return to_host(*g, d); }
-  Tensor rand(const Shape& s) { return host_rand(s, rng); }
+  CudaKernelsTest() : CudaVsCpuTest(2024) {}
   std::vector<int32_t> rand_ids(int64_t n, int64_t below) {
     std::vector<int32_t> v(n);
     for (auto& x : v) x = static_cast<int32_t>(rng.below(below));
@@ -39,10 +31,6 @@ class CudaKernelsTest : public ::testing::Test {
   void close_delta(const Tensor& got, const Tensor& ref, const Tensor& before, double rtol, const std::string& what) {
     expect_close_delta(got, ref, before, rtol, what);
   }
-
-  Kernels* g = nullptr;
-  std::unique_ptr<Kernels> cpu = make_cpu_kernels();
-  Rng rng{2024};
 };
 
 TEST(CudaBackend, BadDeviceIndexThrows) {

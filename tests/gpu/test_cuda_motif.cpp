@@ -18,18 +18,9 @@ namespace {
 constexpr DType BF16 = DType::BF16, F32 = DType::F32;
 constexpr double kRtol = 2e-2;
 
-class CudaMotifTest : public ::testing::Test {
+class CudaMotifTest : public CudaVsCpuTest {
  protected:
-  void SetUp() override {
-    TEMPER_REQUIRE_GPU();
-    g = cuda_backend();
-  }
-  Tensor bf(const Tensor& h) { return to_dev(*g, h, BF16); }
-  Tensor f32(const Tensor& h) { return to_dev(*g, h, F32); }
-  Tensor host(const Tensor& d) { return to_host(*g, d); }
-  Kernels* g = nullptr;
-  std::unique_ptr<Kernels> cpu = make_cpu_kernels();
-  Rng rng{909};
+  CudaMotifTest() : CudaVsCpuTest(909) {}
 };
 
 TEST_F(CudaMotifTest, PolyNormMatchesCpu) {
