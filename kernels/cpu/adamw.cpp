@@ -19,12 +19,9 @@ void CpuKernels::adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tensor
   cpu::check_shape(op, "grad", grad, param.shape());
   cpu::check_shape(op, "m", m, param.shape());
   cpu::check_shape(op, "v", v, param.shape());
-  TEMPER_CHECK(p.step >= 1, op, ": step must be >= 1 (1-based, for bias correction), got ", p.step);
+  const AdamWBiasCorrection bc = adamw_bias_correction(op, p);
+  const double bc1 = bc.bc1, bc2 = bc.bc2;
   const double b1 = p.beta1, b2 = p.beta2;
-  const double bc1 = 1.0 - std::pow(b1, double(p.step));
-  const double bc2 = 1.0 - std::pow(b2, double(p.step));
-  TEMPER_CHECK(bc1 > 0.0 && bc2 > 0.0, op, ": beta1 = ", p.beta1, " and beta2 = ", p.beta2,
-               " must lie in [0, 1) for bias correction");
   const double lr = p.lr, eps = p.eps, wd = p.weight_decay, gs = p.grad_scale;
   const int64_t n = param.numel();
   cpu::dispatch_float(dt, [&](auto tag) {

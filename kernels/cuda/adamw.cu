@@ -208,11 +208,8 @@ void CudaKernels::adamw_step(Tensor& param, const Tensor& grad, Tensor& m, Tenso
   cuda::check_shape(op, "grad", grad, param.shape());
   cuda::check_shape(op, "m", m, param.shape());
   cuda::check_shape(op, "v", v, param.shape());
-  TEMPER_CHECK(p.step >= 1, op, ": step must be >= 1 (1-based, for bias correction), got ", p.step);
-  const double bc1 = 1.0 - std::pow(double(p.beta1), double(p.step));
-  const double bc2 = 1.0 - std::pow(double(p.beta2), double(p.step));
-  TEMPER_CHECK(bc1 > 0.0 && bc2 > 0.0, op, ": beta1 = ", p.beta1, " and beta2 = ", p.beta2,
-               " must lie in [0, 1) for bias correction");
+  const AdamWBiasCorrection bc = adamw_bias_correction(op, p);
+  const double bc1 = bc.bc1, bc2 = bc.bc2;
   const int64_t n = param.numel();
   if (n == 0) return;
   if (n % 4 == 0 && aligned16(param.raw()) && aligned16(grad.raw()) && aligned16(m.raw()) && aligned16(v.raw())) {
@@ -256,11 +253,8 @@ const void* CudaKernels::device_table(std::vector<unsigned char> bytes) {
 
 void CudaKernels::adamw_step_many(const std::vector<AdamWTensor>& ts, const AdamWParams& p) {
   const char* op = "adamw_step_many";
-  TEMPER_CHECK(p.step >= 1, op, ": step must be >= 1 (1-based, for bias correction), got ", p.step);
-  const double bc1 = 1.0 - std::pow(double(p.beta1), double(p.step));
-  const double bc2 = 1.0 - std::pow(double(p.beta2), double(p.step));
-  TEMPER_CHECK(bc1 > 0.0 && bc2 > 0.0, op, ": beta1 = ", p.beta1, " and beta2 = ", p.beta2,
-               " must lie in [0, 1) for bias correction");
+  const AdamWBiasCorrection bc = adamw_bias_correction(op, p);
+  const double bc1 = bc.bc1, bc2 = bc.bc2;
   std::vector<MtAdamW> entries;
   std::vector<const AdamWTensor*> copy_after;  // compute copies of a dtype other than bf16
   entries.reserve(ts.size());
