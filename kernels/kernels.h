@@ -17,14 +17,12 @@
 //    the op takes an `accumulate` flag and it is true.
 //  * Small per-row statistics (rstd, lse, logp) are f32 on every backend.
 #pragma once
-#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "core/error.h"
 #include "core/tensor.h"
 #include "kernels/counter_normal.h"
 
@@ -39,21 +37,6 @@ struct AdamWParams {
   int64_t step = 1;           // 1-based, for bias correction
   float grad_scale = 1.0f;    // gradient is multiplied by this first (clipping, averaging)
 };
-
-// The bias corrections 1 - beta1^step and 1 - beta2^step of an AdamW step, after checking that
-// step >= 1 and that both are positive (betas in [0, 1)); every backend's adamw_step and
-// adamw_step_many start with it (`op` names the call in the message).
-struct AdamWBiasCorrection {
-  double bc1, bc2;
-};
-inline AdamWBiasCorrection adamw_bias_correction(const char* op, const AdamWParams& p) {
-  TEMPER_CHECK(p.step >= 1, op, ": step must be >= 1 (1-based, for bias correction), got ", p.step);
-  const double bc1 = 1.0 - std::pow(double(p.beta1), double(p.step));
-  const double bc2 = 1.0 - std::pow(double(p.beta2), double(p.step));
-  TEMPER_CHECK(bc1 > 0.0 && bc2 > 0.0, op, ": beta1 = ", p.beta1, " and beta2 = ", p.beta2,
-               " must lie in [0, 1) for bias correction");
-  return {bc1, bc2};
-}
 
 class Kernels {
  public:

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "core/bf16.h"
+#include "kernels/adamw_bias_correction.h"
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/cpu/cpu_kernels.h"
 

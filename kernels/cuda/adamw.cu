@@ -18,6 +18,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/adamw_bias_correction.h"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_kernels.h"
 

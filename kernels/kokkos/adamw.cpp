@@ -2,6 +2,7 @@
 // double, stored back in f32, and the sum of squares (a double reduction).
 #include <cmath>
 
+#include "kernels/adamw_bias_correction.h"
 #include "kernels/kokkos/kokkos_common.h"
 
 namespace temper {
