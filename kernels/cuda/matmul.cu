@@ -66,7 +66,7 @@ __global__ void bias_grad_part(float* part, const __nv_bfloat16* dout, int64_t r
 
 // The persistent scratch that holds cublasLt's split-K partial sums (cuda_graph.cu:
 // recorded graphs keep using it).
-constexpr int kLtWorkspaceScratch = 15;
+constexpr int kLtWorkspaceScratch = 12;  // (sampling.cu holds 13-15, attention_cached.cu 0-1)
 
 namespace gemm_lt = cuda::gemm_lt;
 
