@@ -2,6 +2,8 @@
 // slot copies) on the Decoder's weights. Per block, for the chunk's n tokens:
 //   ln = rmsnorm(x); q, k, v = ln W^T (+b); [per-head rmsnorm of q, k]; rope(q, k)
 //   cache[slot, pos] = k, v; attn = attention_cached(q); x += attn W_o^T
+//   (a prefill chunk of whole prompts: attn = attention_forward(q, k, v) over the
+//   prompts as packed documents, the training op, instead of reading the cache back)
 //   ln = rmsnorm(x); x += down(swiglu(ln W_gu^T))
 // (rope and the cache write are one call, rope_cache_write, and each residual add
 // runs with the norm after it, add_rmsnorm_forward: backends may fuse them)
@@ -14,6 +16,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 
 #include "core/error.h"
@@ -36,6 +39,8 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
   // unless TEMPER_DECODE_GRAPHS=0; set_use_graphs overrides.
   const char* graphs_env = std::getenv("TEMPER_DECODE_GRAPHS");
   use_graphs_ = !(graphs_env && std::string(graphs_env) == "0");
+  const char* prefill_env = std::getenv("TEMPER_PREFILL_ATTENTION");  // "cached": no packed prefill
+  packed_prefill_ = !(prefill_env && std::string(prefill_env) == "cached");
   chunk_ = int(chunk_rows(max_slots, max_step_tokens));
   V_ = cfg_.vocab_size;
   act_ = model.compute_dtype();
@@ -116,6 +121,9 @@ InferenceEngine::InferenceEngine(Decoder& model, Kernels& k, int max_slots, int 
       if (cfg_.qkv_bias) qkv_b_.push_back(alloc({P}, act_));
     }
     qkv_ = alloc({N, H + 2 * KVH, D}, act_);
+    lse_ = alloc({N, H}, stat_);
+    cu_ = alloc({N + 1}, DType::I32);
+    host_cu_ = Tensor::empty({N + 1}, DType::I32);
     refresh_weights();
   }
   q_ = alloc({N, H, D}, act_);
@@ -163,6 +171,7 @@ int64_t InferenceEngine::scratch_bytes(const ModelConfig& cfg, int max_slots, in
   if (!cfg.differential()) {
     const int64_t P = (H + 2 * KVH) * D;
     b += L * (P * C * a + (cfg.qkv_bias ? P * a : 0)) + N * (H + 2 * KVH) * D * a;  // packed weights, qkv
+    b += N * H * st + (N + 1) * int64_t(dtype_size(DType::I32));                      // packed prefill: lse, cu
   }
   b += N * H * D * a + 2 * N * KVH * D * a + N * cfg.attn_out_dim() * a;  // q, k, v, attn
   b += N * C * a + N * 2 * F * a + N * F * a;                             // proj, gate/up, act
@@ -187,12 +196,14 @@ void InferenceEngine::check_slot(const char* what, int slot) const {
 
 void InferenceEngine::stage() { k_.copy(stage_, host_stage_); }
 
-void InferenceEngine::forward_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row) {
+void InferenceEngine::forward_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row, int docs,
+                                    int max_seqlen) {
   stage();
-  compute_chunk(n, want, out_row);
+  compute_chunk(n, want, out_row, docs, max_seqlen);
 }
 
-void InferenceEngine::compute_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row) {
+void InferenceEngine::compute_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row, int docs,
+                                    int max_seqlen) {
   const int64_t H = cfg_.n_heads, KVH = cfg_.n_kv_heads, D = cfg_.head_dim;
   Tensor tok = tok_.rows(0, n), pos = pos_.rows(0, n), slot = slot_.rows(0, n);
   Tensor x = x_.rows(0, n), ln = ln_.rows(0, n), rstd = rstd_.rows(0, n), proj = proj_.rows(0, n);
@@ -224,6 +235,7 @@ void InferenceEngine::compute_chunk(int64_t n, const std::vector<int64_t>& want,
     } else {
       Tensor qkv = qkv_.rows(0, n), qkv_lin = qkv.reshape({n, (H + 2 * KVH) * D});
       k_.matmul_forward(qkv_lin, ln, qkv_w_[l], cfg_.qkv_bias ? &qkv_b_[l] : nullptr);
+      const bool packed = docs > 0 && packed_ok_;  // attention_forward needs k, v [n, KVH, D] after RoPE
       if (cfg_.qk_norm) {
         Tensor qp = q_pre_.rows(0, n), kp = k_pre_.rows(0, n);
         k_.copy_heads(qp, 0, qkv, 0, H, false);
@@ -234,10 +246,27 @@ void InferenceEngine::compute_chunk(int64_t n, const std::vector<int64_t>& want,
         k_.rmsnorm_forward(qo, qr, qp.reshape({n * H, D}), *w.q_norm, cfg_.norm_eps);
         k_.rmsnorm_forward(ko, kr, kp.reshape({n * KVH, D}), *w.k_norm, cfg_.norm_eps);
         k_.rope_cache_write(q, kk, v, kcache_[l], vcache_[l], slot, pos, cfg_.rope_theta);
+      } else if (packed) {  // the parts of qkv_rope_cache_write (the same cache, bit for bit), k and v kept
+        k_.copy_heads(q, 0, qkv, 0, H, false);
+        k_.copy_heads(kk, 0, qkv, H, KVH, false);
+        k_.copy_heads(v, 0, qkv, H + KVH, KVH, false);
+        k_.rope_cache_write(q, kk, v, kcache_[l], vcache_[l], slot, pos, cfg_.rope_theta);
       } else {
         k_.qkv_rope_cache_write(q, qkv, kcache_[l], vcache_[l], slot, pos, cfg_.rope_theta);
       }
-      k_.attention_cached(attn, q, kcache_[l], vcache_[l], slot, pos);
+      bool done = false;
+      if (packed) {
+        Tensor lse = lse_.rows(0, n), cu = cu_.rows(0, docs + 1);
+        try {
+          k_.attention_forward(attn, lse, q, kk, v, cu, max_seqlen);
+          done = true;
+        } catch (const std::exception& e) {  // e.g. CUDA's attention_forward is bf16 only: the cache has all
+          packed_ok_ = false;                // it needs, attention_cached from here on
+          std::fprintf(stderr, "InferenceEngine: prefill attention through the cache (attention_forward: %s)\n",
+                       e.what());
+        }
+      }
+      if (!done) k_.attention_cached(attn, q, kcache_[l], vcache_[l], slot, pos);
     }
     k_.matmul_forward(proj, attn.reshape({n, cfg_.attn_out_dim()}), *w.o, nullptr);
     k_.add_rmsnorm_forward(x, proj, ln, rstd, *w.mlp_norm, cfg_.norm_eps);
@@ -314,23 +343,38 @@ Tensor InferenceEngine::prefill(const std::vector<int>& slots, const std::vector
   int32_t* slt = host_slot_.data<int32_t>();
   int64_t n = 0, out_row = 0;
   std::vector<int64_t> want;
+  // Runs the staged rows [0, n): packed when they are whole prompts (the first row at
+  // position 0, the last a prompt's last token), their boundaries the rows at position 0.
+  auto flush = [&] {
+    int docs = 0, max_seqlen = 0;
+    if (packed_prefill() && pos[0] == 0 && !want.empty() && want.back() == n - 1) {
+      int32_t* cu = host_cu_.data<int32_t>();
+      for (int64_t r = 0; r < n; ++r)
+        if (pos[r] == 0) cu[docs++] = int32_t(r);
+      cu[docs] = int32_t(n);
+      for (int d = 0; d < docs; ++d) max_seqlen = std::max(max_seqlen, cu[d + 1] - cu[d]);
+      Tensor dst = cu_.rows(0, docs + 1);
+      k_.copy(dst, host_cu_.rows(0, docs + 1));
+    }
+    forward_chunk(n, want, out_row, docs, max_seqlen);
+    out_row += int64_t(want.size());
+    want.clear();
+    n = 0;
+  };
   for (size_t i = 0; i < prompts.size(); ++i) {
     const auto& p = prompts[i];
-    for (size_t t = 0; t < p.size(); ++t) {
-      tok[n] = p[t];
+    const int64_t len = int64_t(p.size());
+    if (n > 0 && n + len > chunk_) flush();  // a prompt starts a chunk rather than being split where it can
+    for (int64_t t = 0; t < len; ++t) {
+      tok[n] = p[size_t(t)];
       pos[n] = int32_t(t);
       slt[n] = slots[i];
-      if (t + 1 == p.size()) want.push_back(n);
-      if (++n == chunk_) {
-        forward_chunk(n, want, out_row);
-        out_row += int64_t(want.size());
-        want.clear();
-        n = 0;
-      }
+      if (t + 1 == len) want.push_back(n);
+      if (++n == chunk_) flush();
     }
     length_[size_t(slots[i])] = int(p.size());
   }
-  if (n > 0) forward_chunk(n, want, out_row);
+  if (n > 0) flush();
   return head_logits(int64_t(slots.size()));
 }
 

@@ -46,8 +46,18 @@ class InferenceEngine {
 
   // Runs prompts[i] (non-empty) from position 0 in slots[i] (distinct), in chunks of
   // at most max_step_tokens tokens. Returns logits [slots.size(), V] of each prompt's
-  // last token (a view of an engine buffer, valid until the next call).
+  // last token (a view of an engine buffer, valid until the next call). A chunk ends
+  // before a prompt that would not fit it (a longer one starts a chunk); a chunk of whole
+  // prompts computes its attention with attention_forward over the prompts as packed
+  // documents (the training op: flash attention) while still writing the caches,
+  // a chunk holding part of a longer prompt with attention_cached (packed prefill, not
+  // with differential attention; a backend that refuses the op, e.g. CUDA for f32, falls
+  // back to attention_cached from then on).
   Tensor prefill(const std::vector<int>& slots, const std::vector<std::vector<int32_t>>& prompts);
+  // Packed prefill on (the default) or off (every chunk through attention_cached);
+  // TEMPER_PREFILL_ATTENTION=cached turns it off.
+  void set_packed_prefill(bool on) { packed_prefill_ = on; }
+  bool packed_prefill() const { return packed_prefill_ && packed_ok_ && !cfg_.differential(); }
 
   // One new token per slot (distinct) at positions[i] <= slot_length(slots[i]); the
   // slot then holds positions[i] + 1 entries. Returns logits [slots.size(), V].
@@ -87,9 +97,13 @@ class InferenceEngine {
   };
   // Runs n staged tokens (host_tok_/host_pos_/host_slot_ rows [0, n)) through the model,
   // writes the caches, and the logits of chunk rows `want` into logits rows [out_row, ...).
-  void forward_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row);
+  // docs > 0: the rows are `docs` whole prompts from position 0 whose boundaries cu_
+  // holds (cu_seqlens, the longest max_seqlen tokens): attention by attention_forward.
+  void forward_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row, int docs = 0,
+                     int max_seqlen = 0);
   // The same without staging the inputs (stage() copies host_stage_ to stage_ first).
-  void compute_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row);
+  void compute_chunk(int64_t n, const std::vector<int64_t>& want, int64_t out_row, int docs = 0,
+                     int max_seqlen = 0);
   void stage();
   int decode_bucket(int64_t rows) const;
   // Final norm and output head of gathered rows [0, R) -> logits rows [0, R).
@@ -117,6 +131,10 @@ class InferenceEngine {
   Tensor tok_, pos_, slot_;                          // views of stage_, i32 [chunk_] each
   Tensor host_tok_, host_pos_, host_slot_;           // views of host_stage_ (one copy per chunk)
   Tensor sel_, sel_norm_, sel_rstd_, logits_;        // [max_slots, C], [max_slots, C], [max_slots], [max_slots, V]
+  // Packed prefill (not with differential attention): attention_forward's lse [chunk, H]
+  // (stat dtype, not used) and cu_seqlens i32 [chunk + 1], device / host.
+  Tensor lse_, cu_, host_cu_;
+  bool packed_prefill_ = true, packed_ok_ = true;     // packed_ok_: false once the backend refused attention_forward
   std::vector<int> length_;                          // per slot
   int vocab_limit_ = 0;
   bool use_graphs_ = true, graphs_ok_ = true;        // graphs_ok_: false once the backend declined to record

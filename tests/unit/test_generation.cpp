@@ -225,6 +225,46 @@ TEST_F(Generation, ChunkedPrefillAndCopySlotMatchPlainPrefill) {
   EXPECT_THROW(e.prefill({0}, {std::vector<int32_t>(17, 1)}), Error);  // longer than max_len
 }
 
+// Packed prefill (a chunk of whole prompts attends through attention_forward) against the
+// engine with it off (attention_cached for every chunk) and the decoder: the same logits,
+// and the same caches (a decode step in every slot), with chunks of two prompts, a prompt
+// split over chunks, a chunk starting mid-prompt and a prompt filling a chunk.
+TEST_F(Generation, PackedPrefillMatchesCachedPrefill) {
+  for (bool fancy : {false, true}) {
+    SCOPED_TRACE(fancy ? "qk norm + bias" : "plain");
+    Decoder m(tiny_config(40, fancy), *K, DType::F64);
+    m.init_random(8);
+    // chunks of 10: [4 | 6] packed, [10 of 13] cached, [3 of 13 | 5 | 2] cached, [10] packed
+    const auto prompts = random_prompts({4, 6, 13, 5, 2, 10}, 40, 9);
+    const std::vector<int> slots{5, 0, 3, 1, 4, 2};
+    InferenceEngine p(m, *K, 6, 16, 10), c(m, *K, 6, 16, 10);
+    c.set_packed_prefill(false);
+    EXPECT_TRUE(p.packed_prefill());
+    EXPECT_FALSE(c.packed_prefill());
+    const auto a = to_host_f64(*K, p.prefill(slots, prompts));
+    const auto b = to_host_f64(*K, c.prefill(slots, prompts));
+    EXPECT_TRUE(p.packed_prefill());  // the CPU backend ran attention_forward
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-12) << i;
+    Batch pb = make_lm_batch(*K, prompts, 40);
+    std::vector<int64_t> last;
+    int64_t end = 0;
+    for (const auto& pr : prompts) last.push_back((end += int64_t(pr.size())) - 1);
+    Tensor ref;
+    m.logits_at(pb, last, ref);
+    const auto r = to_host_f64(*K, ref);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], r[i], 1e-10) << i;
+    std::vector<int32_t> toks, pos;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      toks.push_back(int32_t(7 * i + 3));
+      pos.push_back(int32_t(prompts[i].size()));
+    }
+    const auto da = to_host_f64(*K, p.decode(slots, toks, pos));
+    const auto db = to_host_f64(*K, c.decode(slots, toks, pos));
+    for (size_t i = 0; i < da.size(); ++i) EXPECT_NEAR(da[i], db[i], 1e-12) << i;
+  }
+}
+
 // A vocabulary limit below the model's (a padded vocabulary): the engine's logits of
 // ids >= the limit are -inf and no sample draws them, at a temperature that would.
 TEST_F(Generation, VocabLimitMasksPaddedIds) {
