@@ -1,7 +1,11 @@
-// CUDA backend: the cublasGemmEx wrapper (bf16 inputs, f32 compute, bf16 or
-// f32 output) and the linear layer out = inp @ weight^T (+ bias) with its
-// backward. The bias is broadcast into `out` first and the GEMM adds onto it
-// (beta = 1), so out is rounded to bf16 once. dweight (f32) accumulates with
+// CUDA backend: the GEMM wrapper (bf16 inputs, f32 compute, bf16 or f32
+// output) and the linear layer out = inp @ weight^T (+ bias) with its
+// backward. Forward products of few rows (out = A B^T, the decode step's weight
+// GEMMs) go through cublasLt where the fixed rule of gemm_lt.h covers them
+// (by default: those with a bias, added in cublasLt's epilogue); everything
+// else through cublasGemmEx, the bias then broadcast into `out` first and the
+// GEMM adding onto it (beta = 1). Both add the bf16 bias to the f32
+// accumulator and round out to bf16 once. dweight (f32) accumulates with
 // beta = 1; dbias (f32) accumulates column sums of dout: per-block partial sums,
 // then added in a fixed order (column_sums.h), so the result is bitwise the same
 // from run to run.
@@ -10,6 +14,7 @@
 #include "kernels/cuda/column_sums.h"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_kernels.h"
+#include "kernels/cuda/gemm_lt.h"
 
 namespace temper {
 
@@ -59,6 +64,12 @@ __global__ void bias_grad_part(float* part, const __nv_bfloat16* dout, int64_t r
   }
 }
 
+// The persistent scratch that holds cublasLt's split-K partial sums (cuda_graph.cu:
+// recorded graphs keep using it).
+constexpr int kLtWorkspaceScratch = 12;  // (sampling.cu holds 13-15, attention_cached.cu 0-1)
+
+namespace gemm_lt = cuda::gemm_lt;
+
 }  // namespace
 
 void CudaKernels::gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
@@ -74,6 +85,17 @@ void CudaKernels::gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float 
       TEMPER_CUDA_CHECK_LAUNCH();
     }
     return;
+  }
+  if (!ta && tb) {  // C = A B^T: the forward products; few rows may go through cublasLt (gemm_lt.h)
+    gemm_lt::Problem p;
+    if (gemm_lt::make_problem(M, N, K, ctype == DType::F32, false, A, lda, B, ldb, C, ldc, nullptr, &p))
+      if (const gemm_lt::Plan* plan = gemm_lt::plan_for(p, device_, sm_count_)) {
+        void* ws = plan->cand.workspace
+                       ? scratch_f32(kLtWorkspaceScratch, int64_t((plan->cand.workspace + 3) / 4)).raw()
+                       : nullptr;
+        gemm_lt::run(plan->descs, plan->cand, A, B, C, nullptr, alpha, beta, ws, stream_);
+        return;
+      }
   }
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
   // operands; a row-major matrix read column-major is its transpose.
@@ -94,6 +116,17 @@ void CudaKernels::matmul_forward(Tensor& out, const Tensor& inp, const Tensor& w
   if (bias) {
     cuda::check_dtype(op, "bias", *bias, DType::BF16);
     cuda::check_shape(op, "bias", *bias, {d.OC});
+    gemm_lt::Problem p;
+    if (d.C > 0 && gemm_lt::make_problem(d.rows, d.OC, d.C, false, true, inp.raw(), d.C, weight.raw(), d.C,
+                                         out.raw(), d.OC, bias->raw(), &p))
+      if (const gemm_lt::Plan* plan = gemm_lt::plan_for(p, device_, sm_count_)) {
+        void* ws = plan->cand.workspace
+                       ? scratch_f32(kLtWorkspaceScratch, int64_t((plan->cand.workspace + 3) / 4)).raw()
+                       : nullptr;
+        gemm_lt::run(plan->descs, plan->cand, inp.raw(), weight.raw(), out.raw(), bias->raw(), 1.0f, 0.0f, ws,
+                     stream_);
+        return;
+      }
     if (d.rows * d.OC > 0) {
       broadcast_bias<<<cuda::grid_for(std::min<int64_t>(d.rows * d.OC, int64_t(1) << 24), 256, op), 256, 0, stream_>>>(
           cuda::bf(out), cuda::bf(*bias), d.rows, d.OC);

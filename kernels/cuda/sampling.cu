@@ -1,4 +1,4 @@
-// CUDA backend: sample_tokens, one thread block per row of logits [B, V].
+// CUDA backend: sample_tokens for logits [B, V].
 //
 // The contract (kernels.h) orders a row's tokens by descending z = logits / T,
 // ties by ascending id. Top-k keeps a prefix of that order, top-p a shorter
@@ -14,17 +14,27 @@
 // mass for the next step.
 //
 // Plain sampling (no top-k, no top-p: the RL rollout case; V < 2^18) takes a
-// shorter road with integer sums only (deterministic): one pass builds a
-// histogram of token masses over 4096 bins of max - z (a smaller bin is earlier
-// in the order; the bin width adapts to the row's spread), each mass in 28-bit
-// fixed point relative to its bin's top (exact u32 sums of 14-bit parts); an
-// integer scan over the bins in a fixed point common to all finds the bin of the
-// target u * sum; a second pass gathers that bin's tokens (key, id, mass) into
-// shared memory, sorts them in the order (bitonic) and scans them. A bin of more
-// than 1024 tokens is resolved by counting in id order when they share one z
-// (bf16 ties), else by a second level of 4096 sub-bins; what is still too large
-// goes the radix way. Three passes over the row (max / sum, histogram, gather)
-// instead of six, and no float atomics.
+// shorter road with integer sums only (deterministic): a histogram of token
+// masses over 4096 bins of max - z (a smaller bin is earlier in the order; the
+// bin width adapts to the row's spread), each mass in 28-bit fixed point
+// relative to its bin's top (exact integer sums); an integer scan over the bins
+// in a fixed point common to all finds the bin of the target u * sum; the bin's
+// tokens (key, id, mass) are gathered into shared memory, sorted in the order
+// (bitonic) and scanned. A bin of more than 1024 tokens is resolved by counting
+// in id order when they share one z (bf16 ties), else by a second level of 4096
+// sub-bins; what is still too large goes the radix way.
+// Three launches, three passes over the logits, each spread so that every
+// multiprocessor streams (16-byte loads, several in flight):
+//   1. statistics: segments of a length fixed by V (so a row's partials, and
+//      its logp, do not depend on the batch size), several blocks per row:
+//      max, lowest argmax, sum of exp(z - max), least finite z, finiteness;
+//   2. histogram: chunks of a row (as many blocks per row as fill the device),
+//      shared-memory histograms added into a per-row global u64 histogram by
+//      integer atomics (exact: the same sums in any order, no float atomics);
+//   3. one block per row: the partials combined in segment order, the error
+//      reports, greedy, the bin scan, the gather and its fallbacks (or the radix
+//      search for top-k / top-p).
+// Temporaries live in the backend's persistent scratch (no per-call allocation).
 // Arithmetic is f32 (exp relative to the row max); the CPU twin works in double,
 // so a choice can differ only where two cumulative masses are within rounding of
 // the threshold (near-ties). logp = z[token] - logsumexp(z) over the whole row;
@@ -267,11 +277,133 @@ __device__ Pos find_position(const Row<T>& r, const Goal& g, Smem& sm) {
   return sm.last_weighted >= 0 ? sm.result : sm.result_any;
 }
 
+// ---- streaming over a span of a row: 16-byte loads, several in flight -------
+// f(j, x) for every j in [j0, j1) (x = logits[j] as float), each thread visiting
+// its elements in increasing j: a scalar head up to the first 16-byte boundary,
+// groups of U vectors loaded before any is used, a scalar tail.
+__device__ __forceinline__ void load_vec(float* v, const float* p) {
+  const float4 q = *reinterpret_cast<const float4*>(p);
+  v[0] = q.x;
+  v[1] = q.y;
+  v[2] = q.z;
+  v[3] = q.w;
+}
+__device__ __forceinline__ void load_vec(float* v, const __nv_bfloat16* p) { cuda::load8(v, p); }
+
+template <int U, typename T, typename F>
+__device__ __forceinline__ void for_span(const T* x, int64_t j0, int64_t j1, F&& f) {
+  constexpr int W = 16 / int(sizeof(T));
+  if (j0 >= j1) return;
+  const int64_t nt = blockDim.x;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(x + j0);
+  const int64_t h = min(j1 - j0, int64_t(((16u - (a & 15u)) & 15u) / sizeof(T)));
+  if (threadIdx.x < h) f(j0 + threadIdx.x, cuda::ld(x, j0 + threadIdx.x));
+  const int64_t v0 = j0 + h, nv = (j1 - v0) / W;
+  int64_t i = threadIdx.x;
+  for (; i + (U - 1) * nt < nv; i += U * nt) {
+    float v[U][W];
+#pragma unroll
+    for (int k = 0; k < U; ++k) load_vec(v[k], x + v0 + (i + k * nt) * W);
+#pragma unroll
+    for (int k = 0; k < U; ++k)
+#pragma unroll
+      for (int e = 0; e < W; ++e) f(v0 + (i + k * nt) * W + e, v[k][e]);
+  }
+  for (; i < nv; i += nt) {
+    float v[W];
+    load_vec(v, x + v0 + i * W);
+#pragma unroll
+    for (int e = 0; e < W; ++e) f(v0 + i * W + e, v[e]);
+  }
+  const int64_t t0 = v0 + nv * W + threadIdx.x;
+  if (t0 < j1) f(t0, cuda::ld(x, t0));
+}
+
+// ---- pass 1: per-segment statistics (several blocks per row) ----------------
+// A row is cut into segments of a length fixed by V alone, so the row's
+// statistics (and logp) do not depend on the batch size; the segments' partials
+// are combined in segment order.
+constexpr int kStatThreads = 256;
+constexpr int64_t kSegLen = 16384;
+constexpr int kMaxSegs = 1024;
+constexpr int kHistBins = 4096;  // kBins below
+
+struct Part {
+  float m;    // max z of the segment (-inf: none finite)
+  float s;    // sum of exp(z - m)
+  float mn;   // least finite z (+inf: none)
+  int arg;    // lowest id with z == m (INT_MAX: none)
+  int bad;    // a NaN or +inf entry
+  int pad;
+};
+
+struct RowStats {
+  float M, S, zmin;
+  int arg;
+  bool bad;
+};
+
+__device__ __forceinline__ RowStats combine_parts(const Part* p, int nseg) {
+  RowStats r{-INFINITY, 0.0f, INFINITY, INT_MAX, false};
+  for (int i = 0; i < nseg; ++i) {
+    r.M = fmaxf(r.M, p[i].m);
+    r.zmin = fminf(r.zmin, p[i].mn);
+    r.bad = r.bad || p[i].bad != 0;
+  }
+  for (int i = 0; i < nseg; ++i) {
+    if (p[i].m == -INFINITY) continue;
+    r.S = __fadd_rn(r.S, __fmul_rn(p[i].s, expf(__fsub_rn(p[i].m, r.M))));
+    if (p[i].m == r.M && r.arg == INT_MAX) r.arg = p[i].arg;  // segments in id order: the first is the lowest
+  }
+  return r;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kStatThreads) stats_kernel(const T* logits, int64_t V, float inv_t, int64_t seg_len,
+                                                             int nseg, Part* parts, unsigned long long* ghist) {
+  __shared__ float red[32];
+  __shared__ int arg_min;
+  const int64_t b = blockIdx.x;
+  const int sgi = int(blockIdx.y);
+  const T* x = logits + b * V;
+  const int64_t j0 = sgi * seg_len, j1 = min(V, j0 + seg_len);
+  if (ghist)  // the histogram pass's row histogram, zeroed by the row's segments together
+    for (int i = sgi * kStatThreads + int(threadIdx.x); i < kHistBins; i += nseg * kStatThreads) ghist[b * kHistBins + i] = 0ull;
+  float m = -INFINITY, s = 0.0f, mn = INFINITY;
+  int arg = INT_MAX;
+  bool finite = true;
+  for_span<4>(x, j0, j1, [&](int64_t j, float xv) {
+    if (isnan(xv) || xv == INFINITY) finite = false;
+    const float zj = __fmul_rn(xv, inv_t);
+    if (zj == -INFINITY) return;
+    mn = fminf(mn, zj);
+    if (zj > m) {
+      s = (m == -INFINITY ? 0.0f : __fmul_rn(s, expf(__fsub_rn(m, zj)))) + 1.0f;
+      m = zj;
+      arg = int(j);
+    } else {
+      s = __fadd_rn(s, expf(__fsub_rn(zj, m)));
+    }
+  });
+  const float M = cuda::block_max(m, red);
+  __syncthreads();
+  const float S = cuda::block_sum(m == -INFINITY ? 0.0f : __fmul_rn(s, expf(__fsub_rn(m, M))), red);
+  __syncthreads();
+  const float MN = -cuda::block_max(-mn, red);
+  const bool all_finite = __syncthreads_and(finite);
+  if (threadIdx.x == 0) arg_min = INT_MAX;
+  __syncthreads();
+  if (m == M && arg != INT_MAX) atomicMin(&arg_min, arg);
+  __syncthreads();
+  if (threadIdx.x == 0) parts[b * nseg + sgi] = Part{M, S, MN, arg_min, all_finite ? 0 : 1, 0};
+}
 
 // ---- plain sampling: fixed-point mass histogram over bins of max - z --------
-constexpr int kBins = 4096;
+constexpr int kBins = kHistBins;
 constexpr int kCap = 1024;  // tokens of one bin sorted in shared memory
 constexpr int64_t kMaxPlainV = (int64_t(1) << 18) - 1;  // 14-bit parts of V masses fit a u32 sum
+constexpr int kMaxChunks = 16;                          // blocks per row of the histogram pass
+constexpr int64_t kMinChunk = 4096;
 
 struct FastSmem {
   uint32_t hi[kBins], lo[kBins];  // per bin: sums of f >> 14 and f & 0x3fff
@@ -293,21 +425,66 @@ union SampleSmem {
 // at least 4095/32), bin = floor(t) (the last bin takes t >= 4095). Within bin b a
 // token's mass exp(z - max) is top_b * rel with top_b = exp(-b / scale) and
 // rel = exp(-(t - b) / scale) in (0.992, 1]: f = round(rel * 2^28), 28 bits, so a
-// bin's sum is exact in two u32 histograms of 14-bit parts. All roundings are
-// explicit, so every pass computes the same t, bin and f.
+// bin's sum is exact in two u32 histograms of 14-bit parts (u64 across blocks).
+// All roundings are explicit, so every pass (and every kernel) computes the same
+// t, bin and f.
 struct Binning {
   float mx, scale, inv_scale;
+  __device__ __forceinline__ static Binning of(float mx, float zmin) {
+    Binning bn;
+    bn.mx = mx;
+    const float range = fminf(__fsub_rn(mx, zmin), 32.0f);
+    bn.scale = range > 0.0f ? __fdiv_rn(float(kBins - 1), range) : 1.0f;
+    bn.inv_scale = __fdiv_rn(1.0f, bn.scale);
+    return bn;
+  }
   __device__ __forceinline__ float t_of(float zj) const { return __fmul_rn(__fsub_rn(mx, zj), scale); }
   __device__ __forceinline__ static int bin_of(float t) { return t < float(kBins - 1) ? int(t) : kBins - 1; }
   __device__ __forceinline__ uint32_t f_of(float t, int b) const {
     const float rel = expf(__fmul_rn(-__fsub_rn(t, float(b)), inv_scale));
     return __float2uint_rn(__fmul_rn(rel, 268435456.0f));
   }
+  __device__ __forceinline__ static int sub_of(float t, int b) {
+    return min(kBins - 1, int(__fmul_rn(__fsub_rn(t, float(b)), float(kBins))));
+  }
 };
 
 template <typename T>
 __device__ __forceinline__ float z_rn(const Row<T>& r, int64_t j) {
   return __fmul_rn(cuda::ld(r.x, j), r.inv_t);
+}
+
+// Pass 2: the level-0 histogram of one chunk of a row in shared memory, added
+// into the row's global u64 histogram (integer atomics: exact, order-free).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) hist_kernel(const T* logits, int64_t V, float inv_t, const float* u,
+                                                        const Part* parts, int nseg, int64_t chunk,
+                                                        unsigned long long* ghist) {
+  __shared__ uint32_t hi[kBins], lo[kBins];
+  const int64_t b = blockIdx.x;
+  const RowStats st = combine_parts(parts + b * nseg, nseg);
+  const float ub = u[b];
+  if (st.bad || st.M == -INFINITY || !(ub >= 0.0f && ub < 1.0f)) return;  // the last pass reports it
+  const Binning bn = Binning::of(st.M, st.zmin);
+  for (int i = threadIdx.x; i < kBins; i += blockDim.x) hi[i] = lo[i] = 0u;
+  __syncthreads();
+  const int64_t j0 = int64_t(blockIdx.y) * chunk, j1 = min(V, j0 + chunk);
+  for_span<4>(logits + b * V, j0, j1, [&](int64_t, float xv) {
+    const float zj = __fmul_rn(xv, inv_t);
+    if (zj == -INFINITY) return;
+    const float t = bn.t_of(zj);
+    const int bj = Binning::bin_of(t);
+    const uint32_t f = bn.f_of(t, bj);
+    if (f == 0u) return;
+    atomicAdd(&hi[bj], f >> 14);
+    atomicAdd(&lo[bj], f & 0x3fffu);
+  });
+  __syncthreads();
+  unsigned long long* g = ghist + b * kBins;
+  for (int i = threadIdx.x; i < kBins; i += blockDim.x) {
+    const unsigned long long F = (static_cast<unsigned long long>(hi[i]) << 14) + lo[i];
+    if (F != 0ull) atomicAdd(g + i, F);
+  }
 }
 
 // Exclusive block-wide prefix sum (thread order) of a u64, and the block total.
@@ -331,44 +508,45 @@ __device__ void block_scan_u64(unsigned long long v, unsigned long long& excl, u
   __syncthreads();
 }
 
-// Histogram of f over kBins bins: level 0 by bin of t (all tokens), level 1 by
-// floor((t - b) * kBins) inside bin b.
+// 16-byte loads in flight per thread in the last pass's sweeps (64 bytes for f32,
+// 32 for bf16: the registers of a block of 512 threads, two blocks a multiprocessor).
 template <typename T>
-__device__ void histogram(const Row<T>& r, const Binning& bn, int level, int b, FastSmem& fs) {
+constexpr int kGatherUnroll = sizeof(T) == 2 ? 2 : 4;
+
+// Level-1 histogram (inside the last pass, rare): f of bin b's tokens by
+// sub-bin floor((t - b) * kBins).
+template <typename T>
+__device__ void histogram_sub(const Row<T>& r, const Binning& bn, int b, FastSmem& fs) {
   for (int i = threadIdx.x; i < kBins; i += blockDim.x) fs.hi[i] = fs.lo[i] = 0u;
   __syncthreads();
-  for (int64_t j = threadIdx.x; j < r.V; j += blockDim.x) {
-    const float zj = z_rn(r, j);
-    if (zj == -INFINITY) continue;
+  for_span<kGatherUnroll<T>>(r.x, 0, r.V, [&](int64_t, float xv) {
+    const float zj = __fmul_rn(xv, r.inv_t);
+    if (zj == -INFINITY) return;
     const float t = bn.t_of(zj);
-    const int bj = Binning::bin_of(t);
-    int k = bj;
-    if (level == 1) {
-      if (bj != b) continue;
-      k = min(kBins - 1, int(__fmul_rn(__fsub_rn(t, float(b)), float(kBins))));
-    }
-    const uint32_t f = bn.f_of(t, bj);
-    if (f == 0u) continue;
+    if (Binning::bin_of(t) != b) return;
+    const uint32_t f = bn.f_of(t, b);
+    if (f == 0u) return;
+    const int k = Binning::sub_of(t, b);
     atomicAdd(&fs.hi[k], f >> 14);
     atomicAdd(&fs.lo[k], f & 0x3fffu);
-  }
+  });
   __syncthreads();
 }
 
-// Gathers the tokens of (bin b[, sub-bin sb]) with f > 0: count, the key range, and
-// up to kCap (key, f) entries. In a tie walk, `flag` of a token is the same test.
-template <typename T>
-__device__ __forceinline__ bool member(const Row<T>& r, const Binning& bn, int64_t j, int b, int sb, float& zj,
+// Whether the token of value xv is in (bin b[, sub-bin sb]) with f > 0.
+__device__ __forceinline__ bool member(float xv, float inv_t, const Binning& bn, int b, int sb, float& zj,
                                        uint32_t& f) {
-  zj = z_rn(r, j);
+  zj = __fmul_rn(xv, inv_t);
   if (zj == -INFINITY) return false;
   const float t = bn.t_of(zj);
   if (Binning::bin_of(t) != b) return false;
-  if (sb >= 0 && min(kBins - 1, int(__fmul_rn(__fsub_rn(t, float(b)), float(kBins)))) != sb) return false;
+  if (sb >= 0 && Binning::sub_of(t, b) != sb) return false;
   f = bn.f_of(t, b);
   return f != 0u;
 }
 
+// Gathers the tokens of (bin b[, sub-bin sb]) with f > 0: count, the key range, and
+// up to kCap (key, f) entries.
 template <typename T>
 __device__ void gather(const Row<T>& r, const Binning& bn, int b, int sb, FastSmem& fs) {
   if (threadIdx.x == 0) {
@@ -377,10 +555,10 @@ __device__ void gather(const Row<T>& r, const Binning& bn, int b, int sb, FastSm
     fs.kmax = 0u;
   }
   __syncthreads();
-  for (int64_t j = threadIdx.x; j < r.V; j += blockDim.x) {
+  for_span<kGatherUnroll<T>>(r.x, 0, r.V, [&](int64_t j, float xv) {
     float zj;
     uint32_t f;
-    if (!member(r, bn, j, b, sb, zj, f)) continue;
+    if (!member(xv, r.inv_t, bn, b, sb, zj, f)) return;
     const uint32_t key = order_key(zj);
     atomicMin(&fs.kmin, key);
     atomicMax(&fs.kmax, key);
@@ -390,7 +568,7 @@ __device__ void gather(const Row<T>& r, const Binning& bn, int b, int sb, FastSm
       fs.skey[i] = (static_cast<unsigned long long>(key) << 32) | (0xffffffffu - uint32_t(j));
       fs.smass[i] = f;
     }
-  }
+  });
   __syncthreads();
 }
 
@@ -440,57 +618,80 @@ __device__ int pick_sorted(int n, unsigned long long tu, FastSmem& fs) {
 }
 
 // All members share one z (so one f): the token of id rank tu / f among them.
+// The row in rounds of one 16-byte vector per thread (a scalar head and tail
+// round around them), ids increasing with the thread within a round: a block
+// scan of the members per thread finds the round and the thread holding the rank.
 template <typename T>
 __device__ int pick_tie(const Row<T>& r, const Binning& bn, int b, int sb, unsigned long long tu, FastSmem& fs) {
-  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
-  const long long rank = static_cast<long long>(tu / fs.tie_f);
+  constexpr int W = 16 / int(sizeof(T));
+  const int64_t tid = threadIdx.x, nt = blockDim.x;
+  const unsigned long long rank = tu / fs.tie_f;
   if (tid == 0) fs.result = -1;
-  __syncthreads();
-  long long base = 0;
-  for (int64_t c0 = 0; c0 < r.V; c0 += blockDim.x) {
-    const int64_t j = c0 + tid;
-    float zj;
-    uint32_t f;
-    const bool flag = j < r.V && member(r, bn, j, b, sb, zj, f);
-    const unsigned bal = __ballot_sync(0xffffffffu, flag);
-    if (lane == 0) fs.chunk_cnt[w] = __popc(bal);
-    __syncthreads();
-    long long before = base, tot = 0;
-    for (int i = 0; i < int(blockDim.x >> 5); ++i) {
-      if (i < w) before += fs.chunk_cnt[i];
-      tot += fs.chunk_cnt[i];
+  const uintptr_t a = reinterpret_cast<uintptr_t>(r.x);
+  const int64_t h = min(r.V, int64_t(((16u - (a & 15u)) & 15u) / sizeof(T)));
+  const int64_t nv = (r.V - h) / W, tail0 = h + nv * W, rounds = (nv + nt - 1) / nt;
+  unsigned long long base = 0;
+  for (int64_t q = -1; q <= rounds; ++q) {
+    int64_t j0;
+    int n;
+    float v[W];
+    if (q < 0 || q == rounds) {  // the head, the tail: one element a thread
+      j0 = (q < 0 ? 0 : tail0) + tid;
+      n = j0 < (q < 0 ? h : r.V) ? 1 : 0;
+      v[0] = n ? cuda::ld(r.x, j0) : 0.0f;
+    } else {
+      const int64_t i = q * nt + tid;
+      j0 = h + i * W;
+      n = i < nv ? W : 0;
+      if (n) load_vec(v, r.x + j0);
     }
-    before += __popc(bal & ((1u << lane) - 1u));
-    if (flag && before == rank) fs.result = int(j);
-    base += tot;
-    __syncthreads();
-    if (base > rank) break;
+    unsigned mask = 0u;
+#pragma unroll
+    for (int e = 0; e < W; ++e) {
+      float zj;
+      uint32_t f;
+      if (e < n && member(v[e], r.inv_t, bn, b, sb, zj, f)) mask |= 1u << e;
+    }
+    const unsigned long long c = static_cast<unsigned long long>(__popc(mask));
+    unsigned long long excl = 0, total = 0;
+    block_scan_u64(c, excl, total, fs.wtot);
+    if (c > 0 && base + excl <= rank && rank < base + excl + c) {
+      unsigned long long k = rank - base - excl;
+      for (int e = 0; e < W; ++e)
+        if ((mask >> e) & 1u) {
+          if (k == 0) {
+            fs.result = int(j0 + e);
+            break;
+          }
+          --k;
+        }
+    }
+    base += total;
+    if (base > rank) break;  // block-uniform
   }
+  __syncthreads();
   const int res = fs.result;
   __syncthreads();
   return res;
 }
 
-// The draw for a row without top-k / top-p: the token id, or -1 where a bin keeps
-// more than kCap tokens of several values after two levels (the caller then runs
-// the radix search). r.mx is the row max, zmin the least finite z. Block-uniform.
+// The draw for a row without top-k / top-p, given its level-0 histogram `hist`
+// (the histogram pass): the token id, or -1 where a bin keeps more than kCap
+// tokens of several values after two levels (the caller then runs the radix
+// search). r.mx is the row max, zmin the least finite z. Block-uniform.
 template <typename T>
-__device__ int plain_draw(const Row<T>& r, float zmin, float ub, FastSmem& fs) {
+__device__ int plain_draw(const Row<T>& r, float zmin, float ub, const unsigned long long* hist, FastSmem& fs) {
   const int tid = threadIdx.x;
-  Binning bn;
-  bn.mx = r.mx;
-  const float range = fminf(__fsub_rn(r.mx, zmin), 32.0f);
-  bn.scale = range > 0.0f ? float(kBins - 1) / range : 1.0f;
-  bn.inv_scale = 1.0f / bn.scale;
-  histogram(r, bn, 0, -1, fs);
+  const Binning bn = Binning::of(r.mx, zmin);
   // Level 0 in fixed point common to all bins: bin b weighs round(F_b * top_b * 2^8)
   // units of 2^-36 (F_b < 2^46: below 2^54); an exact integer scan picks the bin.
   constexpr int per = kBins / kThreads;
   unsigned long long wb[per];
   unsigned long long loc = 0;
+#pragma unroll
   for (int i = 0; i < per; ++i) {
     const int b = tid * per + i;
-    const unsigned long long F = (static_cast<unsigned long long>(fs.hi[b]) << 14) + fs.lo[b];
+    const unsigned long long F = hist[b];
     wb[i] = F == 0 ? 0ull : static_cast<unsigned long long>(llrint(double(F) * exp(-double(b) / double(bn.scale)) * 256.0));
     loc += wb[i];
   }
@@ -498,13 +699,13 @@ __device__ int plain_draw(const Row<T>& r, float zmin, float ub, FastSmem& fs) {
   if (tid == 0) fs.bin = -1;
   block_scan_u64(loc, excl, total, fs.wtot);
   const unsigned long long target = static_cast<unsigned long long>(double(total) * double(ub));
+#pragma unroll
   for (int i = 0; i < per; ++i) {
     if (wb[i] > 0 && excl <= target && excl + wb[i] > target) {
       const int b = tid * per + i;
-      const unsigned long long F = (static_cast<unsigned long long>(fs.hi[b]) << 14) + fs.lo[b];
       const double unit = exp(-double(b) / double(bn.scale)) * 256.0;  // units per f
       fs.bin = b;
-      fs.tu = min(F - 1, static_cast<unsigned long long>(double(target - excl) / unit));
+      fs.tu = min(hist[b] - 1, static_cast<unsigned long long>(double(target - excl) / unit));
     }
     excl += wb[i];
   }
@@ -519,7 +720,7 @@ __device__ int plain_draw(const Row<T>& r, float zmin, float ub, FastSmem& fs) {
   if (fs.count <= kCap) return pick_sorted(fs.count, tu, fs);
   if (fs.kmin == fs.kmax) return pick_tie(r, bn, b, -1, tu, fs);
   // Level 1: the bin's tokens by floor((t - b) * kBins), in units of f (one top_b).
-  histogram(r, bn, 1, b, fs);
+  histogram_sub(r, bn, b, fs);
   unsigned long long sl = 0;
   for (int i = 0; i < per; ++i) {
     const int k = tid * per + i;
@@ -549,43 +750,20 @@ __device__ int plain_draw(const Row<T>& r, float zmin, float ub, FastSmem& fs) {
   return -1;
 }
 
+// Pass 3, one block per row: the row's statistics from the segments' partials,
+// the error reports, greedy, then the plain draw (from the histogram pass's
+// `ghist`) or the radix search (top-k / top-p, or a plain draw that gave up).
 template <typename T>
-__global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float* logp, const T* logits, const float* u,
+__global__ void __launch_bounds__(kThreads, 2) sample_kernel(int32_t* tokens, float* logp, const T* logits, const float* u,
                                                           int64_t V, float inv_t, bool greedy, int top_k, float top_p,
-                                                          bool plain, int* bad) {
+                                                          const Part* parts, int nseg,
+                                                          const unsigned long long* ghist, int* bad) {
   __shared__ SampleSmem shm;
   Smem& sm = shm.radix;
-  __shared__ int arg_min;
   const int64_t b = blockIdx.x;
   Row<T> r{logits + b * V, V, inv_t, -INFINITY};
-
-  // Pass 1: max, argmax (lowest id), sum of exp(z - max), finiteness.
-  float m = -INFINITY, s = 0.0f, mn = INFINITY;  // mn: the least finite z
-  int arg = INT_MAX;
-  bool finite = true;
-  for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
-    const float x = cuda::ld(r.x, j);
-    if (isnan(x) || x == INFINITY) finite = false;
-    const float zj = x * inv_t;
-    if (zj != -INFINITY) mn = fminf(mn, zj);
-    if (zj > m) {
-      s = (m == -INFINITY ? 0.0f : s * expf(m - zj)) + 1.0f;
-      m = zj;
-      arg = int(j);
-    } else if (zj != -INFINITY) {
-      s += expf(zj - m);
-    }
-  }
-  const float M = cuda::block_max(m, sm.red);
-  __syncthreads();
-  const float S = cuda::block_sum(m == -INFINITY ? 0.0f : s * expf(m - M), sm.red);
-  const bool all_finite = __syncthreads_and(finite);
-  const float zmin = plain ? -cuda::block_max(-mn, sm.red) : 0.0f;  // plain is uniform: every thread or none
-  if (threadIdx.x == 0) arg_min = INT_MAX;
-  __syncthreads();
-  if (m == M && arg != INT_MAX) atomicMin(&arg_min, arg);
-  __syncthreads();
-  if (!all_finite || M == -INFINITY) {
+  const RowStats st = combine_parts(parts + b * nseg, nseg);
+  if (st.bad || st.M == -INFINITY) {
     if (threadIdx.x == 0) {
       atomicMin(&bad[0], int(b));
       tokens[b] = 0;
@@ -593,11 +771,11 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float
     }
     return;
   }
-  const float lse = M + logf(S);
+  const float lse = st.M + logf(st.S);
   if (greedy) {
     if (threadIdx.x == 0) {
-      tokens[b] = arg_min;
-      logp[b] = r.z(arg_min) - lse;
+      tokens[b] = st.arg;
+      logp[b] = r.z(st.arg) - lse;
     }
     return;
   }
@@ -610,9 +788,9 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float
     }
     return;
   }
-  r.mx = M;
-  if (plain) {
-    const int t = plain_draw(r, zmin, ub, shm.fast);
+  r.mx = st.M;
+  if (ghist) {
+    const int t = plain_draw(r, st.zmin, ub, ghist + b * kBins, shm.fast);
     if (t >= 0) {
       if (threadIdx.x == 0) {
         tokens[b] = t;
@@ -622,7 +800,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float
     }
   }
 
-  Pos lim{0u, int32_t(V - 1), S, int32_t(V)};  // the whole order
+  Pos lim{0u, int32_t(V - 1), st.S, int32_t(V)};  // the whole order
   if (top_k > 0 && top_k < V) lim = find_position(r, Goal{true, false, top_k, 0.0f}, sm);
   if (top_p < 1.0f) {
     const Pos p = find_position(r, Goal{false, false, 0, top_p * lim.mass}, sm);
@@ -634,6 +812,28 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(int32_t* tokens, float
     tokens[b] = d.id;
     logp[b] = r.z(d.id) - lse;
   }
+}
+
+template <typename T>
+void launch_sampling(cudaStream_t stream, int sm_count, int32_t* tokens, float* logp, const T* logits, const float* u,
+                     int64_t B, int64_t V, float inv_t, bool greedy, int top_k, float top_p, bool plain, Part* parts,
+                     int64_t seg_len, int nseg, unsigned long long* ghist, int* bad) {
+  stats_kernel<<<dim3(unsigned(B), unsigned(nseg)), kStatThreads, 0, stream>>>(logits, V, inv_t, seg_len, nseg, parts,
+                                                                              plain ? ghist : nullptr);
+  TEMPER_CUDA_CHECK_LAUNCH();
+  if (plain) {
+    // Enough blocks to fill the device: ~4 per multiprocessor, at most kMaxChunks per row.
+    const int64_t want = std::max<int64_t>(1, (int64_t(4) * sm_count + B - 1) / B);
+    int64_t chunks = std::min<int64_t>({want, int64_t(kMaxChunks), std::max<int64_t>(1, V / kMinChunk)});
+    const int64_t chunk = ((V + chunks - 1) / chunks + 15) / 16 * 16;
+    chunks = (V + chunk - 1) / chunk;
+    hist_kernel<<<dim3(unsigned(B), unsigned(chunks)), kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk,
+                                                                              ghist);
+    TEMPER_CUDA_CHECK_LAUNCH();
+  }
+  sample_kernel<<<unsigned(B), kThreads, 0, stream>>>(tokens, logp, logits, u, V, inv_t, greedy, top_k, top_p, parts,
+                                                      nseg, plain ? ghist : nullptr, bad);
+  TEMPER_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
@@ -685,20 +885,28 @@ void CudaKernels::sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logi
   if (B == 0) return;
   const bool greedy = temperature <= 0.0f;
   const float inv_t = greedy ? 1.0f : 1.0f / temperature;
-  Tensor bad = alloc({2}, DType::I32);
-  TEMPER_CUDA_CHECK(cudaMemsetAsync(bad.raw(), 0x7f, bad.nbytes(), stream_));  // 0x7f7f7f7f: no bad row
-  const unsigned grid = static_cast<unsigned>(B);
   // No top-k and no top-p: the fixed-point bin search (TEMPER_SAMPLER=radix takes the radix search, for comparison).
   const char* env = std::getenv("TEMPER_SAMPLER");
-  const bool plain = (top_k <= 0 || int64_t(top_k) >= V) && top_p >= 1.0f && V <= kMaxPlainV &&
+  const bool plain = !greedy && (top_k <= 0 || int64_t(top_k) >= V) && top_p >= 1.0f && V <= kMaxPlainV &&
                      !(env && std::string(env) == "radix");
+  // Segments of the statistics pass: a length set by V alone (the same partials at any batch size).
+  const int nseg = int(std::min<int64_t>((V + kSegLen - 1) / kSegLen, kMaxSegs));
+  const int64_t seg_len = ((V + nseg - 1) / nseg + 15) / 16 * 16;
+  // Persistent scratch (scratch_f32 numbers 13-15; attention_cached takes 0 and 1): the
+  // error flags, the partials and the per-row histograms.
+  static_assert(sizeof(Part) % sizeof(float) == 0, "Part is a whole number of floats");
+  Tensor bad = scratch_f32(13, 2);
+  Tensor parts = scratch_f32(14, B * nseg * int64_t(sizeof(Part) / sizeof(float)));
+  Tensor hist = plain ? scratch_f32(15, B * kBins * 2) : Tensor();
+  TEMPER_CUDA_CHECK(cudaMemsetAsync(bad.raw(), 0x7f, bad.nbytes(), stream_));  // 0x7f7f7f7f: no bad row
+  auto* pp = static_cast<Part*>(parts.raw());
+  auto* hp = plain ? static_cast<unsigned long long*>(hist.raw()) : nullptr;
   if (logits.dtype() == DType::BF16)
-    sample_kernel<<<grid, kThreads, 0, stream_>>>(cuda::i32(tokens), cuda::f32(logp), cuda::bf(logits), cuda::f32(u),
-                                                  V, inv_t, greedy, top_k, top_p, plain, cuda::i32(bad));
+    launch_sampling(stream_, sm_count_, cuda::i32(tokens), cuda::f32(logp), cuda::bf(logits), cuda::f32(u), B, V, inv_t,
+                    greedy, top_k, top_p, plain, pp, seg_len, nseg, hp, static_cast<int*>(bad.raw()));
   else
-    sample_kernel<<<grid, kThreads, 0, stream_>>>(cuda::i32(tokens), cuda::f32(logp), cuda::f32(logits),
-                                                  cuda::f32(u), V, inv_t, greedy, top_k, top_p, plain, cuda::i32(bad));
-  TEMPER_CUDA_CHECK_LAUNCH();
+    launch_sampling(stream_, sm_count_, cuda::i32(tokens), cuda::f32(logp), cuda::f32(logits), cuda::f32(u), B, V,
+                    inv_t, greedy, top_k, top_p, plain, pp, seg_len, nseg, hp, static_cast<int*>(bad.raw()));
   int host_bad[2] = {INT_MAX, INT_MAX};
   TEMPER_CUDA_CHECK(cudaMemcpyAsync(host_bad, bad.raw(), sizeof(host_bad), cudaMemcpyDeviceToHost, stream_));
   synchronize();

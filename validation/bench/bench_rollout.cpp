@@ -20,12 +20,14 @@
 //   bench_rollout [--backend cuda|cpu] [--shapes qwen2-1.5b] [--batches 64,256,1024]
 //                 [--prompt-len 128] [--new-tokens 256] [--torch torch_generate.py]
 //                 [--torch-batches 64,256 (default: --batches)]
-//                 [--no-eager] [--no-split] [--ops] [--group P,G,L]
+//                 [--no-eager] [--no-split] [--ops] [--group P,G,L] [--sampler 1,64,256,1024]
 // --ops adds, per batch, the decode step's cost op by op (each op of one layer timed
 // alone at the batch and context of the split, times its calls per step).
 // --group P,G,L adds group sampling's prefill: P prompts of L random tokens with G samples
 // each (the prompt prefilled once, its cache rows copied to the group's other slots) against
 // the same P*G sequences given as separate prompts (each prefilled), 1 new token each.
+// --sampler B,... adds sample_tokens alone on random bf16 and f32 logits at those batches
+// (plain draw, greedy, radix search).
 // --batches '' skips the throughput rows.
 #include <algorithm>
 #include <chrono>
@@ -347,6 +349,44 @@ void group_prefill(Kernels& k, Decoder& model, const std::string& shape, int P, 
   }
   std::printf("shared / unshared generate time: %.3f (1/G = %.3f)\n", sec[0] / std::max(sec[1], 1e-30), 1.0 / G);
 }
+// sample_tokens alone on random logits (N(0, sd^2), V = Qwen2's vocabulary) at each batch:
+// the plain draw (temperature 1, no top-k / top-p), greedy, and the radix search
+// (TEMPER_SAMPLER=radix) in the same run; GB/s counts one read of the logits.
+void sampler_table(Kernels& k, const std::vector<std::string>& batches, double bw) {
+  const int64_t V = 151936;
+  std::printf("\nsample_tokens alone, V %lld, logits ~ N(0, sd^2) (ms per call with its sync; GB/s: one read of the "
+              "logits, copy bandwidth %.0f GB/s)\n| dtype | sd | batch | plain draw ms | GB/s | greedy ms | radix search ms |\n"
+              "|---|---:|---:|---:|---:|---:|---:|\n",
+              static_cast<long long>(V), bw / 1e9);
+  for (DType dt : {DType::BF16, DType::F32})
+    for (double sd : {1.0, 4.0})
+      for (const auto& bs : batches) {
+        const int64_t B = std::stoll(bs);
+        Tensor x = k.alloc({B, V}, DType::F32);
+        k.fill_normal(x, 5, 0, sd);
+        if (dt != DType::F32) {
+          Tensor y = k.alloc({B, V}, dt);
+          k.copy(y, x);
+          x = y;
+        }
+        Tensor hu = Tensor::empty({B}, DType::F32);
+        for (int64_t i = 0; i < B; ++i) hu.data<float>()[i] = float((double(i) + 0.5) / double(B));
+        Tensor u = k.alloc({B}, DType::F32), tok = k.alloc({B}, DType::I32), lp = k.alloc({B}, DType::F32);
+        k.copy(u, hu);
+        const double ms = ms_per_call(k, 20, [&] { k.sample_tokens(tok, lp, x, u, 1.0f, 0, 1.0f); });
+        const double greedy_ms = ms_per_call(k, 20, [&] { k.sample_tokens(tok, lp, x, u, 0.0f, 0, 1.0f); });
+        setenv("TEMPER_SAMPLER", "radix", 1);
+        const double radix_ms = ms_per_call(k, 5, [&] { k.sample_tokens(tok, lp, x, u, 1.0f, 0, 1.0f); });
+        unsetenv("TEMPER_SAMPLER");
+        const double gbs = double(x.nbytes()) / (ms * 1e-3) / 1e9;
+        std::printf("| %s | %.0f | %lld | %.3f | %.0f | %.3f | %.3f |\n", dtype_name(dt), sd, static_cast<long long>(B),
+                    ms, gbs, greedy_ms, radix_ms);
+        std::printf("JSON {\"bench\":\"rollout_sampler\",\"dtype\":\"%s\",\"sd\":%.1f,\"batch\":%lld,\"plain_ms\":%.4f,"
+                    "\"greedy_ms\":%.4f,\"radix_ms\":%.4f}\n",
+                    dtype_name(dt), sd, static_cast<long long>(B), ms, greedy_ms, radix_ms);
+      }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -355,6 +395,7 @@ int main(int argc, char** argv) {
     int prompt_len = 128, new_tokens = 256;
     bool eager = true, do_split = true, do_ops = false;
     int group_p = 0, group_g = 0, group_l = 0;
+    std::string sampler_batches;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       auto val = [&]() -> std::string {
@@ -371,6 +412,7 @@ int main(int argc, char** argv) {
       else if (a == "--no-eager") eager = false;
       else if (a == "--no-split") do_split = false;
       else if (a == "--ops") do_ops = true;
+      else if (a == "--sampler") sampler_batches = val();
       else if (a == "--group") {
         const auto v = split(val());
         TEMPER_CHECK(v.size() == 3, "bench_rollout: --group takes P,G,L (prompts, samples each, prompt length)");
@@ -389,6 +431,7 @@ int main(int argc, char** argv) {
     auto k = make_kernels(backend);
     const double bw = copy_bandwidth(*k);
     std::printf("device copy bandwidth (read + write): %.0f GB/s\n", bw / 1e9);
+    if (!sampler_batches.empty()) sampler_table(*k, split(sampler_batches), bw);
     std::vector<Row> rows;
     for (const auto& shape : split(batches).empty() ? std::vector<std::string>{} : split(shapes)) {
       const ModelConfig cfg = bench_shape_config(shape);

@@ -10,7 +10,8 @@
 # Qwen3 tokenizer folder as $B/qwen3 for the RL part.
 #   bash validation/rollout/run_device.sh   (from the repository root; logs in $OUT or /tmp)
 # Environment: B [.dev/rollout2]  BATCHES [64,256,1024]  HF_BATCHES [64,256]  GROUP [1]  GROUP_SHAPE [64,8,1024]
-#   RL [1]  RL_STEPS [3]  BENCH_S / GROUP_S / RL_S (time limits, s)
+#   RL [1]  RL_STEPS [3]  BENCH_S / GROUP_S / RL_S / TEST_S (time limits, s)
+#   BENCH_FLAGS [] (e.g. --no-eager)  ALL_TESTS [0]: 1 runs every test_cuda_* binary in $B whole instead of the generation / cached-attention ones
 set -u
 B=${B:-.dev/rollout2}
 O=${OUT:-/tmp}
@@ -27,14 +28,21 @@ if ldd "$B/bench_rollout" | grep -q 'libcudnn.so.9 => not found'; then
   echo "cuDNN for temper: ${lib:-none found}"
 fi
 ldd "$B/bench_rollout" | grep "not found"
-timeout 180 "$B/test_cuda_generation" > "$O/tests.log" 2>&1; echo "test_cuda_generation rc=$?" >> "$O/tests.log"
-timeout 120 "$B/test_cuda_attention" --gtest_filter='*Cached*' >> "$O/tests.log" 2>&1
-echo "test_cuda_attention rc=$?" >> "$O/tests.log"
-grep -E "^\[ +(OK|PASSED|FAILED) |rc=|Failure" "$O/tests.log" | head -40
+if [ "${ALL_TESTS:-0}" = 1 ]; then  # every GPU test binary in $B, whole (the suite's gpu label)
+  : > "$O/tests.log"
+  for t in "$B"/test_cuda_*; do
+    timeout "${TEST_S:-240}" "$t" >> "$O/tests.log" 2>&1; echo "$(basename "$t") rc=$?" >> "$O/tests.log"
+  done
+else
+  timeout 180 "$B/test_cuda_generation" > "$O/tests.log" 2>&1; echo "test_cuda_generation rc=$?" >> "$O/tests.log"
+  timeout 120 "$B/test_cuda_attention" --gtest_filter='*Cached*' >> "$O/tests.log" 2>&1
+  echo "test_cuda_attention rc=$?" >> "$O/tests.log"
+fi
+grep -E "^\[ +(PASSED|FAILED) |rc=|Failure" "$O/tests.log" | head -60
 GRAPHS=0
 grep -q "^\[       OK \] CudaGenerationTest.GraphDecodeMatchesEagerAndCpu" "$O/tests.log" && GRAPHS=1
 stamp "tests (graph decode passed: $GRAPHS)"
-timeout "${BENCH_S:-300}" "$B/bench_rollout" --backend cuda --shapes qwen2-1.5b --batches "${BATCHES:-64,256,1024}" --ops \
+timeout "${BENCH_S:-300}" "$B/bench_rollout" --backend cuda --shapes qwen2-1.5b --batches "${BATCHES:-64,256,1024}" --ops ${BENCH_FLAGS:-} \
   --torch validation/bench/torch_generate.py --torch-batches "${HF_BATCHES:-64,256}" > "$O/bench.log" 2>&1
 echo "bench_rollout rc=$?"
 grep -v "^  hf>" "$O/bench.log" | grep -v "^JSON" | tail -75
