@@ -23,17 +23,22 @@
 // (bitonic) and scanned. A bin of more than 1024 tokens is resolved by counting
 // in id order when they share one z (bf16 ties), else by a second level of 4096
 // sub-bins; what is still too large goes the radix way.
-// Three launches, three passes over the logits, each spread so that every
+// Four launches, three passes over the logits, each spread so that every
 // multiprocessor streams (16-byte loads, several in flight):
 //   1. statistics: segments of a length fixed by V (so a row's partials, and
 //      its logp, do not depend on the batch size), several blocks per row:
-//      max, lowest argmax, sum of exp(z - max), least finite z, finiteness;
+//      max, lowest argmax, sum of exp (exp2 on the special-function unit, the max
+//      moving once per group of loaded vectors), least finite z, finiteness;
+//      it also zeroes the histograms and resets the per-row results;
 //   2. histogram: chunks of a row (as many blocks per row as fill the device),
 //      shared-memory histograms added into a per-row global u64 histogram by
 //      integer atomics (exact: the same sums in any order, no float atomics);
-//   3. one block per row: the partials combined in segment order, the error
-//      reports, greedy, the bin scan, the gather and its fallbacks (or the radix
-//      search for top-k / top-p).
+//   3a. gather: the same chunks; each block finds the target's bin from the row
+//      histogram (the same integer scan in every block) and appends its chunk's
+//      tokens of that bin to the row's list (order free: the draw sorts it);
+//   3b. one block per row: the partials combined in segment order, the error
+//      reports, greedy, the sort and scan of the row's list, the fallbacks over
+//      the whole row (or the radix search for top-k / top-p).
 // Temporaries live in the backend's persistent scratch (no per-call allocation).
 // Arithmetic is f32 (exp relative to the row max); the CPU twin works in double,
 // so a choice can differ only where two cumulative masses are within rounding of
@@ -337,6 +342,15 @@ struct Part {
   int pad;
 };
 
+// (RowDraw below: what the gather pass found for a row; initialised by pass 1.)
+struct RowDrawInit {
+  int bin;
+  int count;
+  uint32_t kmin, kmax, tie_f;
+  int pad;
+  unsigned long long tu;
+};
+
 struct RowStats {
   float M, S, zmin;
   int arg;
@@ -358,9 +372,52 @@ __device__ __forceinline__ RowStats combine_parts(const Part* p, int nseg) {
   return r;
 }
 
+// 2^x by the special-function unit (relative error ~2^-22, subnormal results flushed).
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Running statistics of one thread over the logits x it visits in increasing id, in
+// the logits' own units (z = x * inv_t is monotone in x, so max z = rn(max x * inv_t)
+// and least finite z = rn(least finite x * inv_t) exactly): max xm, the lowest id
+// reaching it, s = sum of exp((x - xm) * inv_t), the least finite x, a NaN / +inf seen.
+// Values come in groups (the vectors loaded together): the max moves at most once a
+// group, so the sum costs one subtract, one multiply, one exp2 and one add a value.
+struct StatAcc {
+  float c;  // inv_t * log2(e)
+  float xm = -INFINITY, s = 0.0f, xn = INFINITY;
+  int arg = INT_MAX;
+  bool bad = false;
+  template <int N, typename Id>
+  __device__ __forceinline__ void add(const float* v, Id&& id) {
+    float gm = -INFINITY;
+#pragma unroll
+    for (int e = 0; e < N; ++e) {
+      gm = fmaxf(gm, v[e]);
+      bad = bad || !(v[e] < INFINITY);
+      xn = fminf(xn, v[e] == -INFINITY ? INFINITY : v[e]);
+    }
+    if (gm > xm) {
+      s = xm == -INFINITY ? 0.0f : s * ex2((xm - gm) * c);
+      xm = gm;
+#pragma unroll
+      for (int e = N - 1; e >= 0; --e)
+        if (v[e] == gm) arg = int(id(e));  // the lowest id of the group's max
+    }
+    if (xm != -INFINITY) {
+#pragma unroll
+      for (int e = 0; e < N; ++e) s += ex2((v[e] - xm) * c);
+    }
+  }
+};
+
 template <typename T>
 __global__ void __launch_bounds__(kStatThreads) stats_kernel(const T* logits, int64_t V, float inv_t, int64_t seg_len,
-                                                             int nseg, Part* parts, unsigned long long* ghist) {
+                                                             int nseg, Part* parts, unsigned long long* ghist,
+                                                             RowDrawInit* draws, int* bad) {
+  constexpr int U = 4, W = 16 / int(sizeof(T));
   __shared__ float red[32];
   __shared__ int arg_min;
   const int64_t b = blockIdx.x;
@@ -368,34 +425,53 @@ __global__ void __launch_bounds__(kStatThreads) stats_kernel(const T* logits, in
   const T* x = logits + b * V;
   const int64_t j0 = sgi * seg_len, j1 = min(V, j0 + seg_len);
   if (ghist)  // the histogram pass's row histogram, zeroed by the row's segments together
-    for (int i = sgi * kStatThreads + int(threadIdx.x); i < kHistBins; i += nseg * kStatThreads) ghist[b * kHistBins + i] = 0ull;
-  float m = -INFINITY, s = 0.0f, mn = INFINITY;
-  int arg = INT_MAX;
-  bool finite = true;
-  for_span<4>(x, j0, j1, [&](int64_t j, float xv) {
-    if (isnan(xv) || xv == INFINITY) finite = false;
-    const float zj = __fmul_rn(xv, inv_t);
-    if (zj == -INFINITY) return;
-    mn = fminf(mn, zj);
-    if (zj > m) {
-      s = (m == -INFINITY ? 0.0f : __fmul_rn(s, expf(__fsub_rn(m, zj)))) + 1.0f;
-      m = zj;
-      arg = int(j);
-    } else {
-      s = __fadd_rn(s, expf(__fsub_rn(zj, m)));
-    }
-  });
-  const float M = cuda::block_max(m, red);
+    for (int i = sgi * kStatThreads + int(threadIdx.x); i < kHistBins; i += nseg * kStatThreads)
+      ghist[b * kHistBins + i] = 0ull;
+  if (threadIdx.x == 0 && sgi == 0) {
+    if (draws) draws[b] = RowDrawInit{-1, 0, 0xffffffffu, 0u, 0u, 0, 0ull};
+    if (b == 0) bad[0] = bad[1] = INT_MAX;  // no bad row (read after the last pass)
+  }
+  StatAcc acc;
+  acc.c = inv_t * 1.44269504088896341f;
+  // the span as for_span does it: a scalar head to the first 16-byte boundary, groups of
+  // U vectors, single vectors, a scalar tail (each thread's ids increasing)
+  const int64_t nt = blockDim.x, tid = threadIdx.x;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(x + j0);
+  const int64_t h = max(int64_t(0), min(j1 - j0, int64_t(((16u - (a & 15u)) & 15u) / sizeof(T))));
+  if (tid < h) {
+    const float v = cuda::ld(x, j0 + tid);
+    acc.add<1>(&v, [&](int) { return j0 + tid; });
+  }
+  const int64_t v0 = j0 + h, nv = max(int64_t(0), (j1 - v0) / W);
+  int64_t i = tid;
+  for (; i + (U - 1) * nt < nv; i += U * nt) {
+    float v[U * W];
+#pragma unroll
+    for (int k = 0; k < U; ++k) load_vec(v + k * W, x + v0 + (i + k * nt) * W);
+    acc.add<U * W>(v, [&](int e) { return v0 + (i + (e / W) * nt) * W + e % W; });
+  }
+  for (; i < nv; i += nt) {
+    float v[W];
+    load_vec(v, x + v0 + i * W);
+    acc.add<W>(v, [&](int e) { return v0 + i * W + e; });
+  }
+  const int64_t t0 = v0 + nv * W + tid;
+  if (t0 < j1) {
+    const float v = cuda::ld(x, t0);
+    acc.add<1>(&v, [&](int) { return t0; });
+  }
+  const float XM = cuda::block_max(acc.xm, red);
   __syncthreads();
-  const float S = cuda::block_sum(m == -INFINITY ? 0.0f : __fmul_rn(s, expf(__fsub_rn(m, M))), red);
+  const float S = cuda::block_sum(acc.xm == -INFINITY ? 0.0f : acc.s * ex2((acc.xm - XM) * acc.c), red);
   __syncthreads();
-  const float MN = -cuda::block_max(-mn, red);
-  const bool all_finite = __syncthreads_and(finite);
+  const float XN = -cuda::block_max(-acc.xn, red);
+  const bool any_bad = __syncthreads_or(acc.bad);
   if (threadIdx.x == 0) arg_min = INT_MAX;
   __syncthreads();
-  if (m == M && arg != INT_MAX) atomicMin(&arg_min, arg);
+  if (acc.xm == XM && acc.arg != INT_MAX) atomicMin(&arg_min, acc.arg);
   __syncthreads();
-  if (threadIdx.x == 0) parts[b * nseg + sgi] = Part{M, S, MN, arg_min, all_finite ? 0 : 1, 0};
+  if (threadIdx.x == 0)
+    parts[b * nseg + sgi] = Part{__fmul_rn(XM, inv_t), S, __fmul_rn(XN, inv_t), arg_min, any_bad ? 1 : 0, 0};
 }
 
 // ---- plain sampling: fixed-point mass histogram over bins of max - z --------
@@ -429,19 +505,20 @@ union SampleSmem {
 // All roundings are explicit, so every pass (and every kernel) computes the same
 // t, bin and f.
 struct Binning {
-  float mx, scale, inv_scale;
+  float mx, scale, inv_scale, nl2;  // nl2 = -log2(e) / scale
   __device__ __forceinline__ static Binning of(float mx, float zmin) {
     Binning bn;
     bn.mx = mx;
     const float range = fminf(__fsub_rn(mx, zmin), 32.0f);
     bn.scale = range > 0.0f ? __fdiv_rn(float(kBins - 1), range) : 1.0f;
     bn.inv_scale = __fdiv_rn(1.0f, bn.scale);
+    bn.nl2 = -__fmul_rn(bn.inv_scale, 1.44269504088896341f);
     return bn;
   }
   __device__ __forceinline__ float t_of(float zj) const { return __fmul_rn(__fsub_rn(mx, zj), scale); }
   __device__ __forceinline__ static int bin_of(float t) { return t < float(kBins - 1) ? int(t) : kBins - 1; }
   __device__ __forceinline__ uint32_t f_of(float t, int b) const {
-    const float rel = expf(__fmul_rn(-__fsub_rn(t, float(b)), inv_scale));
+    const float rel = ex2(__fmul_rn(__fsub_rn(t, float(b)), nl2));
     return __float2uint_rn(__fmul_rn(rel, 268435456.0f));
   }
   __device__ __forceinline__ static int sub_of(float t, int b) {
@@ -454,10 +531,16 @@ __device__ __forceinline__ float z_rn(const Row<T>& r, int64_t j) {
   return __fmul_rn(cuda::ld(r.x, j), r.inv_t);
 }
 
+// 16-byte loads in flight per thread in the sweeps of the histogram and gather passes
+// (64 bytes for f32, 32 for bf16: registers for several blocks of 512 threads a
+// multiprocessor).
+template <typename T>
+constexpr int kGatherUnroll = sizeof(T) == 2 ? 2 : 4;
+
 // Pass 2: the level-0 histogram of one chunk of a row in shared memory, added
 // into the row's global u64 histogram (integer atomics: exact, order-free).
 template <typename T>
-__global__ void __launch_bounds__(kThreads) hist_kernel(const T* logits, int64_t V, float inv_t, const float* u,
+__global__ void __launch_bounds__(kThreads, 4) hist_kernel(const T* logits, int64_t V, float inv_t, const float* u,
                                                         const Part* parts, int nseg, int64_t chunk,
                                                         unsigned long long* ghist) {
   __shared__ uint32_t hi[kBins], lo[kBins];
@@ -469,10 +552,8 @@ __global__ void __launch_bounds__(kThreads) hist_kernel(const T* logits, int64_t
   for (int i = threadIdx.x; i < kBins; i += blockDim.x) hi[i] = lo[i] = 0u;
   __syncthreads();
   const int64_t j0 = int64_t(blockIdx.y) * chunk, j1 = min(V, j0 + chunk);
-  for_span<4>(logits + b * V, j0, j1, [&](int64_t, float xv) {
-    const float zj = __fmul_rn(xv, inv_t);
-    if (zj == -INFINITY) return;
-    const float t = bn.t_of(zj);
+  for_span<kGatherUnroll<T>>(logits + b * V, j0, j1, [&](int64_t, float xv) {
+    const float t = bn.t_of(__fmul_rn(xv, inv_t));  // -inf: t = +inf, f = 0
     const int bj = Binning::bin_of(t);
     const uint32_t f = bn.f_of(t, bj);
     if (f == 0u) return;
@@ -508,11 +589,6 @@ __device__ void block_scan_u64(unsigned long long v, unsigned long long& excl, u
   __syncthreads();
 }
 
-// 16-byte loads in flight per thread in the last pass's sweeps (64 bytes for f32,
-// 32 for bf16: the registers of a block of 512 threads, two blocks a multiprocessor).
-template <typename T>
-constexpr int kGatherUnroll = sizeof(T) == 2 ? 2 : 4;
-
 // Level-1 histogram (inside the last pass, rare): f of bin b's tokens by
 // sub-bin floor((t - b) * kBins).
 template <typename T>
@@ -545,17 +621,17 @@ __device__ __forceinline__ bool member(float xv, float inv_t, const Binning& bn,
   return f != 0u;
 }
 
-// Gathers the tokens of (bin b[, sub-bin sb]) with f > 0: count, the key range, and
-// up to kCap (key, f) entries.
+// Gathers the tokens of (bin b[, sub-bin sb]) with f > 0 among ids [j0, j1): count, the
+// key range, and up to kCap (key, f) entries.
 template <typename T>
-__device__ void gather(const Row<T>& r, const Binning& bn, int b, int sb, FastSmem& fs) {
+__device__ void gather(const Row<T>& r, const Binning& bn, int b, int sb, int64_t j0, int64_t j1, FastSmem& fs) {
   if (threadIdx.x == 0) {
     fs.count = 0;
     fs.kmin = 0xffffffffu;
     fs.kmax = 0u;
   }
   __syncthreads();
-  for_span<kGatherUnroll<T>>(r.x, 0, r.V, [&](int64_t j, float xv) {
+  for_span<kGatherUnroll<T>>(r.x, j0, j1, [&](int64_t j, float xv) {
     float zj;
     uint32_t f;
     if (!member(xv, r.inv_t, bn, b, sb, zj, f)) return;
@@ -675,16 +751,12 @@ __device__ int pick_tie(const Row<T>& r, const Binning& bn, int b, int sb, unsig
   return res;
 }
 
-// The draw for a row without top-k / top-p, given its level-0 histogram `hist`
-// (the histogram pass): the token id, or -1 where a bin keeps more than kCap
-// tokens of several values after two levels (the caller then runs the radix
-// search). r.mx is the row max, zmin the least finite z. Block-uniform.
-template <typename T>
-__device__ int plain_draw(const Row<T>& r, float zmin, float ub, const unsigned long long* hist, FastSmem& fs) {
+// The target's bin from the row's level-0 histogram `hist` (the histogram pass):
+// fs.bin (-1: none) and fs.tu, the target inside the bin in units of f. Level 0 in
+// fixed point common to all bins: bin b weighs round(F_b * top_b * 2^8) units of
+// 2^-36 (F_b < 2^46: below 2^54); an exact integer scan picks the bin. Block-uniform.
+__device__ void bin_scan(const unsigned long long* hist, const Binning& bn, float ub, FastSmem& fs) {
   const int tid = threadIdx.x;
-  const Binning bn = Binning::of(r.mx, zmin);
-  // Level 0 in fixed point common to all bins: bin b weighs round(F_b * top_b * 2^8)
-  // units of 2^-36 (F_b < 2^46: below 2^54); an exact integer scan picks the bin.
   constexpr int per = kBins / kThreads;
   unsigned long long wb[per];
   unsigned long long loc = 0;
@@ -710,16 +782,20 @@ __device__ int plain_draw(const Row<T>& r, float zmin, float ub, const unsigned 
     excl += wb[i];
   }
   __syncthreads();
-  const int b = fs.bin;
-  unsigned long long tu = fs.tu;
-  if (b < 0) {
-    __syncthreads();
-    return -1;
-  }
-  gather(r, bn, b, -1, fs);
-  if (fs.count <= kCap) return pick_sorted(fs.count, tu, fs);
-  if (fs.kmin == fs.kmax) return pick_tie(r, bn, b, -1, tu, fs);
-  // Level 1: the bin's tokens by floor((t - b) * kBins), in units of f (one top_b).
+}
+
+// The draw when bin b (target tu inside it) keeps more than kCap tokens: counted in
+// id order when they share one z (fs.tie_f their f), else by a second level of
+// sub-bins floor((t - b) * kBins) over the whole row. The token id, or -1 where a
+// sub-bin still keeps more than kCap tokens of several values (the caller then runs
+// the radix search). Block-uniform.
+template <typename T>
+__device__ int draw_large_bin(const Row<T>& r, const Binning& bn, int b, unsigned long long tu, bool tie,
+                              FastSmem& fs) {
+  const int tid = threadIdx.x;
+  if (tie) return pick_tie(r, bn, b, -1, tu, fs);
+  constexpr int per = kBins / kThreads;
+  unsigned long long wb[per];
   histogram_sub(r, bn, b, fs);
   unsigned long long sl = 0;
   for (int i = 0; i < per; ++i) {
@@ -727,6 +803,7 @@ __device__ int plain_draw(const Row<T>& r, float zmin, float ub, const unsigned 
     wb[i] = (static_cast<unsigned long long>(fs.hi[k]) << 14) + fs.lo[k];
     sl += wb[i];
   }
+  unsigned long long excl = 0, total = 0;
   if (tid == 0) fs.sub = -1;
   block_scan_u64(sl, excl, total, fs.wtot);
   for (int i = 0; i < per; ++i) {
@@ -743,21 +820,73 @@ __device__ int plain_draw(const Row<T>& r, float zmin, float ub, const unsigned 
     __syncthreads();
     return -1;
   }
-  gather(r, bn, b, sb, fs);
+  gather(r, bn, b, sb, 0, r.V, fs);
   if (fs.count <= kCap) return pick_sorted(fs.count, tu, fs);
   if (fs.kmin == fs.kmax) return pick_tie(r, bn, b, sb, tu, fs);
   __syncthreads();
   return -1;
 }
 
-// Pass 3, one block per row: the row's statistics from the segments' partials,
-// the error reports, greedy, then the plain draw (from the histogram pass's
-// `ghist`) or the radix search (top-k / top-p, or a plain draw that gave up).
+// Per row, what the gather pass found: the target's bin (-1: none) and the target
+// inside it, the bin's token count and key range, the f of a tie; its first kCap
+// tokens (order key << 32 | ~id, f) in gkey / gmass (in no particular order).
+using RowDraw = RowDrawInit;
+
+// Pass 3a: several blocks per row (as the histogram pass's chunks); each finds the
+// target's bin from the row histogram (the same integer scan in every block), then
+// gathers its chunk's tokens of that bin and appends them to the row's list (one
+// global atomic a block reserves its places; the list's order does not matter: the
+// draw sorts it).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) gather_kernel(const T* logits, int64_t V, float inv_t, const float* u,
+                                                          const Part* parts, int nseg, int64_t chunk,
+                                                          const unsigned long long* ghist, RowDraw* draws,
+                                                          unsigned long long* gkey, uint32_t* gmass) {
+  __shared__ FastSmem fs;
+  __shared__ int base;
+  const int64_t b = blockIdx.x;
+  const RowStats st = combine_parts(parts + b * nseg, nseg);
+  const float ub = u[b];
+  if (st.bad || st.M == -INFINITY || !(ub >= 0.0f && ub < 1.0f)) return;  // the last pass reports it
+  const Row<T> r{logits + b * V, V, inv_t, st.M};
+  const Binning bn = Binning::of(st.M, st.zmin);
+  bin_scan(ghist + b * kBins, bn, ub, fs);
+  const int bin = fs.bin;
+  const unsigned long long tu = fs.tu;
+  if (bin < 0) return;
+  const int64_t j0 = int64_t(blockIdx.y) * chunk, j1 = min(V, j0 + chunk);
+  gather(r, bn, bin, -1, j0, j1, fs);
+  RowDraw& rd = draws[b];
+  const int n = fs.count;
+  if (threadIdx.x == 0) {
+    if (blockIdx.y == 0) {
+      rd.bin = bin;
+      rd.tu = tu;
+    }
+    base = n > 0 ? atomicAdd(&rd.count, n) : 0;
+    if (n > 0) {
+      atomicMin(&rd.kmin, fs.kmin);
+      atomicMax(&rd.kmax, fs.kmax);
+      rd.tie_f = fs.tie_f;  // the same in every block when all share one z (the only use)
+    }
+  }
+  __syncthreads();
+  const int m = min(n, kCap), at = base;
+  for (int i = threadIdx.x; i < m && at + i < kCap; i += blockDim.x) {
+    gkey[b * kCap + at + i] = fs.skey[i];
+    gmass[b * kCap + at + i] = fs.smass[i];
+  }
+}
+
+// Pass 3b, one block per row: the row's statistics from the segments' partials,
+// the error reports, greedy, then the plain draw (from the gather pass's list) or
+// the radix search (top-k / top-p, or a plain draw that gave up).
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 2) sample_kernel(int32_t* tokens, float* logp, const T* logits, const float* u,
                                                           int64_t V, float inv_t, bool greedy, int top_k, float top_p,
-                                                          const Part* parts, int nseg,
-                                                          const unsigned long long* ghist, int* bad) {
+                                                          const Part* parts, int nseg, const RowDraw* draws,
+                                                          const unsigned long long* gkey, const uint32_t* gmass,
+                                                          int* bad) {
   __shared__ SampleSmem shm;
   Smem& sm = shm.radix;
   const int64_t b = blockIdx.x;
@@ -789,8 +918,25 @@ __global__ void __launch_bounds__(kThreads, 2) sample_kernel(int32_t* tokens, fl
     return;
   }
   r.mx = st.M;
-  if (ghist) {
-    const int t = plain_draw(r, st.zmin, ub, ghist + b * kBins, shm.fast);
+  if (draws) {
+    const RowDraw rd = draws[b];
+    int t = -1;
+    if (rd.bin >= 0) {
+      FastSmem& fs = shm.fast;
+      const Binning bn = Binning::of(st.M, st.zmin);
+      if (rd.count <= kCap) {
+        for (int i = threadIdx.x; i < rd.count; i += blockDim.x) {
+          fs.skey[i] = gkey[b * kCap + i];
+          fs.smass[i] = gmass[b * kCap + i];
+        }
+        __syncthreads();
+        t = pick_sorted(rd.count, rd.tu, fs);
+      } else {
+        if (threadIdx.x == 0) fs.tie_f = rd.tie_f;
+        __syncthreads();
+        t = draw_large_bin(r, bn, rd.bin, rd.tu, rd.kmin == rd.kmax, fs);
+      }
+    }
     if (t >= 0) {
       if (threadIdx.x == 0) {
         tokens[b] = t;
@@ -814,12 +960,35 @@ __global__ void __launch_bounds__(kThreads, 2) sample_kernel(int32_t* tokens, fl
   }
 }
 
+// The scratch of the plain draw's passes, carved from one persistent buffer.
+struct PlainScratch {
+  unsigned long long* hist;  // [B, kBins]
+  RowDraw* draws;            // [B]
+  unsigned long long* gkey;  // [B, kCap]
+  uint32_t* gmass;           // [B, kCap]
+  static int64_t bytes(int64_t B) {
+    return B * (int64_t(kBins) * 8 + int64_t(sizeof(RowDraw)) + int64_t(kCap) * 12);
+  }
+  static PlainScratch at(void* p, int64_t B) {
+    char* c = static_cast<char*>(p);
+    PlainScratch s;
+    s.hist = reinterpret_cast<unsigned long long*>(c);
+    c += B * kBins * 8;
+    s.gkey = reinterpret_cast<unsigned long long*>(c);
+    c += B * kCap * 8;
+    s.draws = reinterpret_cast<RowDraw*>(c);
+    c += B * int64_t(sizeof(RowDraw));
+    s.gmass = reinterpret_cast<uint32_t*>(c);
+    return s;
+  }
+};
+
 template <typename T>
 void launch_sampling(cudaStream_t stream, int sm_count, int32_t* tokens, float* logp, const T* logits, const float* u,
                      int64_t B, int64_t V, float inv_t, bool greedy, int top_k, float top_p, bool plain, Part* parts,
-                     int64_t seg_len, int nseg, unsigned long long* ghist, int* bad) {
-  stats_kernel<<<dim3(unsigned(B), unsigned(nseg)), kStatThreads, 0, stream>>>(logits, V, inv_t, seg_len, nseg, parts,
-                                                                              plain ? ghist : nullptr);
+                     int64_t seg_len, int nseg, const PlainScratch& ps, int* bad) {
+  stats_kernel<<<dim3(unsigned(B), unsigned(nseg)), kStatThreads, 0, stream>>>(
+      logits, V, inv_t, seg_len, nseg, parts, plain ? ps.hist : nullptr, plain ? ps.draws : nullptr, bad);
   TEMPER_CUDA_CHECK_LAUNCH();
   if (plain) {
     // Enough blocks to fill the device: ~4 per multiprocessor, at most kMaxChunks per row.
@@ -827,12 +996,15 @@ void launch_sampling(cudaStream_t stream, int sm_count, int32_t* tokens, float* 
     int64_t chunks = std::min<int64_t>({want, int64_t(kMaxChunks), std::max<int64_t>(1, V / kMinChunk)});
     const int64_t chunk = ((V + chunks - 1) / chunks + 15) / 16 * 16;
     chunks = (V + chunk - 1) / chunk;
-    hist_kernel<<<dim3(unsigned(B), unsigned(chunks)), kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk,
-                                                                              ghist);
+    const dim3 grid{unsigned(B), unsigned(chunks), 1u};
+    hist_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk, ps.hist);
+    TEMPER_CUDA_CHECK_LAUNCH();
+    gather_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk, ps.hist, ps.draws, ps.gkey,
+                                                 ps.gmass);
     TEMPER_CUDA_CHECK_LAUNCH();
   }
   sample_kernel<<<unsigned(B), kThreads, 0, stream>>>(tokens, logp, logits, u, V, inv_t, greedy, top_k, top_p, parts,
-                                                      nseg, plain ? ghist : nullptr, bad);
+                                                      nseg, plain ? ps.draws : nullptr, ps.gkey, ps.gmass, bad);
   TEMPER_CUDA_CHECK_LAUNCH();
 }
 
@@ -893,20 +1065,20 @@ void CudaKernels::sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logi
   const int nseg = int(std::min<int64_t>((V + kSegLen - 1) / kSegLen, kMaxSegs));
   const int64_t seg_len = ((V + nseg - 1) / nseg + 15) / 16 * 16;
   // Persistent scratch (scratch_f32 numbers 13-15; attention_cached takes 0 and 1): the
-  // error flags, the partials and the per-row histograms.
+  // error flags (set by pass 1), the partials, and the plain draw's per-row histograms,
+  // gather results and lists.
   static_assert(sizeof(Part) % sizeof(float) == 0, "Part is a whole number of floats");
   Tensor bad = scratch_f32(13, 2);
   Tensor parts = scratch_f32(14, B * nseg * int64_t(sizeof(Part) / sizeof(float)));
-  Tensor hist = plain ? scratch_f32(15, B * kBins * 2) : Tensor();
-  TEMPER_CUDA_CHECK(cudaMemsetAsync(bad.raw(), 0x7f, bad.nbytes(), stream_));  // 0x7f7f7f7f: no bad row
+  Tensor plain_buf = plain ? scratch_f32(15, PlainScratch::bytes(B) / int64_t(sizeof(float))) : Tensor();
   auto* pp = static_cast<Part*>(parts.raw());
-  auto* hp = plain ? static_cast<unsigned long long*>(hist.raw()) : nullptr;
+  const PlainScratch ps = plain ? PlainScratch::at(plain_buf.raw(), B) : PlainScratch{};
   if (logits.dtype() == DType::BF16)
     launch_sampling(stream_, sm_count_, cuda::i32(tokens), cuda::f32(logp), cuda::bf(logits), cuda::f32(u), B, V, inv_t,
-                    greedy, top_k, top_p, plain, pp, seg_len, nseg, hp, static_cast<int*>(bad.raw()));
+                    greedy, top_k, top_p, plain, pp, seg_len, nseg, ps, static_cast<int*>(bad.raw()));
   else
     launch_sampling(stream_, sm_count_, cuda::i32(tokens), cuda::f32(logp), cuda::f32(logits), cuda::f32(u), B, V,
-                    inv_t, greedy, top_k, top_p, plain, pp, seg_len, nseg, hp, static_cast<int*>(bad.raw()));
+                    inv_t, greedy, top_k, top_p, plain, pp, seg_len, nseg, ps, static_cast<int*>(bad.raw()));
   int host_bad[2] = {INT_MAX, INT_MAX};
   TEMPER_CUDA_CHECK(cudaMemcpyAsync(host_bad, bad.raw(), sizeof(host_bad), cudaMemcpyDeviceToHost, stream_));
   synchronize();
