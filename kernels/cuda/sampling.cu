@@ -30,15 +30,21 @@
 //      max, lowest argmax, sum of exp (exp2 on the special-function unit, the max
 //      moving once per group of loaded vectors), least finite z, finiteness;
 //      it also zeroes the histograms and resets the per-row results;
-//   2. histogram: chunks of a row (as many blocks per row as fill the device),
+//   2. histogram: chunks of a row (the whole blocks per row that fill one wave),
 //      shared-memory histograms added into a per-row global u64 histogram by
 //      integer atomics (exact: the same sums in any order, no float atomics);
-//   3a. gather: the same chunks; each block finds the target's bin from the row
-//      histogram (the same integer scan in every block) and appends its chunk's
-//      tokens of that bin to the row's list (order free: the draw sorts it);
+//      the row's last block to finish (an arrival counter) scans it for the
+//      target's bin; a row of one chunk keeps its histogram in the block;
+//   3a. gather: the same chunks; each block appends its chunk's tokens of the
+//      target's bin to the row's list (order free);
 //   3b. one block per row: the partials combined in segment order, the error
-//      reports, greedy, the sort and scan of the row's list, the fallbacks over
-//      the whole row (or the radix search for top-k / top-p).
+//      reports, greedy, the draw from the row's list (by ranks when short, else
+//      sorted), the fallbacks over the whole row (or the radix search for
+//      top-k / top-p).
+// (v3, 2026-12-04 night. For comparison in the same run: TEMPER_SAMPLER_PLAIN=v2 takes
+// the previous passes 2 / 3a (the bin scan in every gather block), TEMPER_SAMPLER_STATS=v2
+// the previous statistics pass, TEMPER_SAMPLER=radix the radix search;
+// TEMPER_SAMPLER_PROFILE=1 prints each call's pass times on stderr.)
 // Temporaries live in the backend's persistent scratch (no per-call allocation).
 // Arithmetic is f32 (exp relative to the row max); the CPU twin works in double,
 // so a choice can differ only where two cumulative masses are within rounding of
