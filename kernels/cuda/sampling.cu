@@ -30,15 +30,21 @@
 //      max, lowest argmax, sum of exp (exp2 on the special-function unit, the max
 //      moving once per group of loaded vectors), least finite z, finiteness;
 //      it also zeroes the histograms and resets the per-row results;
-//   2. histogram: chunks of a row (as many blocks per row as fill the device),
+//   2. histogram: chunks of a row (the whole blocks per row that fill one wave),
 //      shared-memory histograms added into a per-row global u64 histogram by
 //      integer atomics (exact: the same sums in any order, no float atomics);
-//   3a. gather: the same chunks; each block finds the target's bin from the row
-//      histogram (the same integer scan in every block) and appends its chunk's
-//      tokens of that bin to the row's list (order free: the draw sorts it);
+//      the row's last block to finish (an arrival counter) scans it for the
+//      target's bin; a row of one chunk keeps its histogram in the block;
+//   3a. gather: the same chunks; each block appends its chunk's tokens of the
+//      target's bin to the row's list (order free);
 //   3b. one block per row: the partials combined in segment order, the error
-//      reports, greedy, the sort and scan of the row's list, the fallbacks over
-//      the whole row (or the radix search for top-k / top-p).
+//      reports, greedy, the draw from the row's list (by ranks when short, else
+//      sorted), the fallbacks over the whole row (or the radix search for
+//      top-k / top-p).
+// (v3, 2026-12-04 night. For comparison in the same run: TEMPER_SAMPLER_PLAIN=v2 takes
+// the previous passes 2 / 3a (the bin scan in every gather block), TEMPER_SAMPLER_STATS=v2
+// the previous statistics pass, TEMPER_SAMPLER=radix the radix search;
+// TEMPER_SAMPLER_PROFILE=1 prints each call's pass times on stderr.)
 // Temporaries live in the backend's persistent scratch (no per-call allocation).
 // Arithmetic is f32 (exp relative to the row max); the CPU twin works in double,
 // so a choice can differ only where two cumulative masses are within rounding of
@@ -48,6 +54,7 @@
 // only -inf and u outside [0, 1) are reported after the launch (one sync).
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -474,6 +481,103 @@ __global__ void __launch_bounds__(kStatThreads) stats_kernel(const T* logits, in
     parts[b * nseg + sgi] = Part{__fmul_rn(XM, inv_t), S, __fmul_rn(XN, inv_t), arg_min, any_bad ? 1 : 0, 0};
 }
 
+// Pass 1 (v3): stats_kernel in rounds of kStatRound 16-byte loads a thread, all of a
+// round in flight before any is used, every thread taking part in every round (loads
+// past the segment read as -inf, which changes no statistic); stats_kernel's groups left
+// the segment's remainder to one load at a time (up to 5 dependent round trips a
+// segment, now 2 for bf16). The same max, argmax and least finite value; the sum in
+// other groups (its last bits differ, as any regrouping would; the same for a row at any
+// batch size). TEMPER_SAMPLER_STATS=v2 takes stats_kernel.
+constexpr int kStatRound = 4;
+__device__ __forceinline__ float word_elem(const uint4& q, int e, const __nv_bfloat16*) {
+  const uint32_t w = (&q.x)[e >> 1];
+  return __uint_as_float((e & 1) ? (w & 0xffff0000u) : (w << 16));
+}
+__device__ __forceinline__ float word_elem(const uint4& q, int e, const float*) { return __uint_as_float((&q.x)[e]); }
+template <typename T>
+constexpr uint32_t kNegInfWord = sizeof(T) == 2 ? 0xff80ff80u : 0xff800000u;
+
+template <typename T>
+__global__ void __launch_bounds__(kStatThreads, 5) stats3_kernel(const T* logits, int64_t V, float inv_t, int64_t seg_len,
+                                                              int nseg, Part* parts, unsigned long long* ghist,
+                                                              RowDrawInit* draws, int* bad) {
+  constexpr int W = 16 / int(sizeof(T)), R = kStatRound;
+  __shared__ float red[32];
+  __shared__ int arg_min;
+  const int64_t b = blockIdx.x;
+  const int sgi = int(blockIdx.y);
+  const T* x = logits + b * V;
+  const int64_t j0 = sgi * seg_len, j1 = min(V, j0 + seg_len);
+  if (ghist)
+    for (int i = sgi * kStatThreads + int(threadIdx.x); i < kHistBins; i += nseg * kStatThreads)
+      ghist[b * kHistBins + i] = 0ull;
+  if (threadIdx.x == 0 && sgi == 0) {
+    if (draws) draws[b] = RowDrawInit{-1, 0, 0xffffffffu, 0u, 0u, 0, 0ull};
+    if (b == 0) bad[0] = bad[1] = INT_MAX;
+  }
+  StatAcc acc;
+  acc.c = inv_t * 1.44269504088896341f;
+  const int64_t nt = blockDim.x, tid = threadIdx.x;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(x + j0);
+  const int64_t h = max(int64_t(0), min(j1 - j0, int64_t(((16u - (a & 15u)) & 15u) / sizeof(T))));
+  if (tid < h) {
+    const float v = cuda::ld(x, j0 + tid);
+    acc.add<1>(&v, [&](int) { return j0 + tid; });
+  }
+  const int64_t v0 = j0 + h, nv = max(int64_t(0), (j1 - v0) / W);
+  const uint4* xv = reinterpret_cast<const uint4*>(x + v0);
+  for (int64_t i0 = 0; i0 < nv; i0 += R * nt) {  // block-uniform rounds
+    uint4 q[R];
+#pragma unroll
+    for (int k = 0; k < R; ++k) {
+      const int64_t i = i0 + tid + k * nt;
+      q[k] = i < nv ? xv[i] : make_uint4(kNegInfWord<T>, kNegInfWord<T>, kNegInfWord<T>, kNegInfWord<T>);
+    }
+    float gm = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < R; ++k)
+#pragma unroll
+      for (int e = 0; e < W; ++e) {
+        const float v = word_elem(q[k], e, x);
+        gm = fmaxf(gm, v);
+        acc.bad = acc.bad || !(v < INFINITY);
+        acc.xn = fminf(acc.xn, v == -INFINITY ? INFINITY : v);
+      }
+    if (gm > acc.xm) {
+      acc.s = acc.xm == -INFINITY ? 0.0f : acc.s * ex2((acc.xm - gm) * acc.c);
+      acc.xm = gm;
+#pragma unroll
+      for (int k = R - 1; k >= 0; --k)
+#pragma unroll
+        for (int e = W - 1; e >= 0; --e)
+          if (word_elem(q[k], e, x) == gm) acc.arg = int(v0 + (i0 + tid + k * nt) * W + e);  // the lowest id
+    }
+    if (acc.xm != -INFINITY) {
+#pragma unroll
+      for (int k = 0; k < R; ++k)
+#pragma unroll
+        for (int e = 0; e < W; ++e) acc.s += ex2((word_elem(q[k], e, x) - acc.xm) * acc.c);
+    }
+  }
+  const int64_t t0 = v0 + nv * W + tid;
+  if (t0 < j1) {
+    const float v = cuda::ld(x, t0);
+    acc.add<1>(&v, [&](int) { return t0; });
+  }
+  const float XM = cuda::block_max(acc.xm, red);
+  __syncthreads();
+  const float S = cuda::block_sum(acc.xm == -INFINITY ? 0.0f : acc.s * ex2((acc.xm - XM) * acc.c), red);
+  __syncthreads();
+  const float XN = -cuda::block_max(-acc.xn, red);
+  const bool any_bad = __syncthreads_or(acc.bad);
+  if (threadIdx.x == 0) arg_min = INT_MAX;
+  __syncthreads();
+  if (acc.xm == XM && acc.arg != INT_MAX) atomicMin(&arg_min, acc.arg);
+  __syncthreads();
+  if (threadIdx.x == 0)
+    parts[b * nseg + sgi] = Part{__fmul_rn(XM, inv_t), S, __fmul_rn(XN, inv_t), arg_min, any_bad ? 1 : 0, 0};
+}
+
 // ---- plain sampling: fixed-point mass histogram over bins of max - z --------
 constexpr int kBins = kHistBins;
 constexpr int kCap = 1024;  // tokens of one bin sorted in shared memory
@@ -623,8 +727,8 @@ __device__ __forceinline__ bool member(float xv, float inv_t, const Binning& bn,
 
 // Gathers the tokens of (bin b[, sub-bin sb]) with f > 0 among ids [j0, j1): count, the
 // key range, and up to kCap (key, f) entries.
-template <typename T>
-__device__ void gather(const Row<T>& r, const Binning& bn, int b, int sb, int64_t j0, int64_t j1, FastSmem& fs) {
+template <typename T, typename S>
+__device__ void gather(const Row<T>& r, const Binning& bn, int b, int sb, int64_t j0, int64_t j1, S& fs) {
   if (threadIdx.x == 0) {
     fs.count = 0;
     fs.kmin = 0xffffffffu;
@@ -878,6 +982,205 @@ __global__ void __launch_bounds__(kThreads) gather_kernel(const T* logits, int64
   }
 }
 
+// ---- v3 of the histogram and gather passes (the default; TEMPER_SAMPLER_PLAIN=v2 takes
+// the passes above, for comparison). The same bins, f and sums as v2, bit for bit, in
+// fewer instructions a value (the passes were bound by instructions, four of them
+// float <-> int conversions at a quarter of the rate of a multiply):
+//  - the bin and its float by an add of 2^23 rounded down (2^23 + floor(t) exactly);
+//  - f from the float's bits where rel * 2^28 lies in [2^27, 2^28] (an integer there:
+//    every bin but the last, rel > 0.99), the conversion only elsewhere;
+//  - a bin's members by two comparisons of t with the bin's bounds;
+//  - the bin scan once a row, by the histogram pass: in the block itself when one block
+//    takes the whole row (then no global histogram at all), else in the row's last
+//    block to finish (an arrival counter); the gather blocks read its result;
+//  - the draw from a short list (<= kSmallPick tokens) by ranks (each token's mass
+//    before it in the order, summed over the list) instead of a bitonic sort.
+
+// floor(min(t, kBins - 1)) and its float for t >= 0 (+inf included), no conversion.
+__device__ __forceinline__ int bin_fast(float t, float& bf) {
+  const float s = __fadd_rd(fminf(t, float(kBins - 1)), 8388608.0f);
+  bf = __fsub_rn(s, 8388608.0f);
+  return __float_as_int(s) - 0x4B000000;
+}
+
+// Binning::f_of(t, b) with bf = float(b): x = rel * 2^28 in [2^27, 2^28] is the integer
+// (2^23 + mantissa) * 16; elsewhere (the last bin's far tokens, -inf) the conversion.
+__device__ __forceinline__ uint32_t f_fast(const Binning& bn, float t, float bf) {
+  const float x = __fmul_rn(ex2(__fmul_rn(__fsub_rn(t, bf), bn.nl2)), 268435456.0f);
+  const uint32_t xb = __float_as_uint(x);
+  return xb - 0x4D000000u <= 0x800000u ? (xb << 4) - 0xC8000000u : __float2uint_rn(x);
+}
+
+// bin_scan over a histogram read through hist_at(b) (shared or global memory), with its
+// results in bin / tu (shared). The weights are computed twice (to find the total, then
+// the bin) rather than held, to keep the registers of the histogram pass.
+template <typename H>
+__device__ __noinline__ void bin_scan_of(H&& hist_at, const Binning& bn, float ub, unsigned long long* wtot, int& bin,
+                            unsigned long long& tu) {
+  const int tid = threadIdx.x;
+  constexpr int per = kBins / kThreads;
+  auto weight = [&](int b) -> unsigned long long {
+    const unsigned long long F = hist_at(b);
+    return F == 0 ? 0ull
+                  : static_cast<unsigned long long>(llrint(double(F) * exp(-double(b) / double(bn.scale)) * 256.0));
+  };
+  unsigned long long loc = 0;
+  for (int i = 0; i < per; ++i) loc += weight(tid * per + i);
+  unsigned long long excl = 0, total = 0;
+  if (tid == 0) bin = -1;
+  block_scan_u64(loc, excl, total, wtot);
+  const unsigned long long target = static_cast<unsigned long long>(double(total) * double(ub));
+  if (excl <= target && excl + loc > target) {  // this thread holds the target's bin
+    for (int i = 0; i < per; ++i) {
+      const int b = tid * per + i;
+      const unsigned long long w = weight(b);
+      if (w > 0 && excl <= target && excl + w > target) {
+        const double unit = exp(-double(b) / double(bn.scale)) * 256.0;  // units per f
+        bin = b;
+        tu = min(hist_at(b) - 1, static_cast<unsigned long long>(double(target - excl) / unit));
+      }
+      excl += w;
+    }
+  }
+  __syncthreads();
+}
+
+// Pass 2 (v3): the level-0 histogram of one chunk of a row, then the row's bin scan
+// (draws[b].bin / .tu) by the block of a one-chunk row or by the row's last block.
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 4) hist3_kernel(const T* logits, int64_t V, float inv_t, const float* u,
+                                                         const Part* parts, int nseg, int64_t chunk, int nchunks,
+                                                         unsigned long long* ghist, RowDrawInit* draws) {
+  __shared__ uint32_t hi[kBins], lo[kBins];
+  __shared__ unsigned long long wtot[kWarps];
+  __shared__ unsigned long long tu_s;
+  __shared__ int bin_s, last_s;
+  const int64_t b = blockIdx.x;
+  const RowStats st = combine_parts(parts + b * nseg, nseg);
+  const float ub = u[b];
+  if (st.bad || st.M == -INFINITY || !(ub >= 0.0f && ub < 1.0f)) return;  // the last pass reports it
+  const Binning bn = Binning::of(st.M, st.zmin);
+  for (int i = threadIdx.x; i < kBins; i += blockDim.x) hi[i] = lo[i] = 0u;
+  __syncthreads();
+  const int64_t j0 = int64_t(blockIdx.y) * chunk, j1 = min(V, j0 + chunk);
+  for_span<kGatherUnroll<T>>(logits + b * V, j0, j1, [&](int64_t, float xv) {
+    const float t = bn.t_of(__fmul_rn(xv, inv_t));  // -inf: t = +inf, f = 0
+    float bf;
+    const int bj = bin_fast(t, bf);
+    const uint32_t f = f_fast(bn, t, bf);
+    if (f == 0u) return;
+    atomicAdd(&hi[bj], f >> 14);
+    atomicAdd(&lo[bj], f & 0x3fffu);
+  });
+  __syncthreads();
+  if (nchunks == 1) {
+    bin_scan_of([&](int i) { return (static_cast<unsigned long long>(hi[i]) << 14) + lo[i]; }, bn, ub, wtot, bin_s,
+                tu_s);
+  } else {
+    unsigned long long* g = ghist + b * kBins;
+    for (int i = threadIdx.x; i < kBins; i += blockDim.x) {
+      const unsigned long long F = (static_cast<unsigned long long>(hi[i]) << 14) + lo[i];
+      if (F != 0ull) atomicAdd(g + i, F);
+    }
+    __threadfence();  // this block's sums reach the row histogram before its arrival is counted
+    __syncthreads();
+    if (threadIdx.x == 0) last_s = atomicAdd(&draws[b].pad, 1) == nchunks - 1;
+    __syncthreads();
+    if (!last_s) return;
+    __threadfence();
+    bin_scan_of([&](int i) { return __ldcg(g + i); }, bn, ub, wtot, bin_s, tu_s);
+  }
+  if (threadIdx.x == 0) {
+    draws[b].bin = bin_s;
+    draws[b].tu = tu_s;
+  }
+}
+
+struct GatherSmem {
+  unsigned long long skey[kCap];
+  uint32_t smass[kCap];
+  int count;
+  uint32_t kmin, kmax, tie_f;
+};
+
+// Pass 3a (v3): the chunk's tokens of the row's target bin (draws[b].bin, from the
+// histogram pass; -1: none) appended to the row's list, as gather_kernel does.
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 4) gather3_kernel(const T* logits, int64_t V, float inv_t,
+                                                           const Part* parts, int nseg, int64_t chunk,
+                                                           RowDrawInit* draws, unsigned long long* gkey,
+                                                           uint32_t* gmass) {
+  __shared__ GatherSmem gs;
+  __shared__ int base;
+  const int64_t b = blockIdx.x;
+  RowDrawInit& rd = draws[b];
+  const int bin = rd.bin;
+  if (bin < 0) return;
+  const RowStats st = combine_parts(parts + b * nseg, nseg);
+  const Binning bn = Binning::of(st.M, st.zmin);
+  if (threadIdx.x == 0) {
+    gs.count = 0;
+    gs.kmin = 0xffffffffu;
+    gs.kmax = 0u;
+  }
+  __syncthreads();
+  // bin_of(t) == bin iff lo_t <= t < hi_t (-inf: t = +inf, never a member)
+  const float lo_t = float(bin), hi_t = bin < kBins - 1 ? float(bin + 1) : INFINITY;
+  const int64_t j0 = int64_t(blockIdx.y) * chunk, j1 = min(V, j0 + chunk);
+  for_span<kGatherUnroll<T>>(logits + b * V, j0, j1, [&](int64_t j, float xv) {
+    const float zj = __fmul_rn(xv, inv_t);
+    const float t = bn.t_of(zj);
+    if (!(t >= lo_t && t < hi_t)) return;
+    const uint32_t f = bn.f_of(t, bin);
+    if (f == 0u) return;
+    const uint32_t key = order_key(zj);
+    atomicMin(&gs.kmin, key);
+    atomicMax(&gs.kmax, key);
+    gs.tie_f = f;  // the same for every token of one z
+    const int i = atomicAdd(&gs.count, 1);
+    if (i < kCap) {
+      gs.skey[i] = (static_cast<unsigned long long>(key) << 32) | (0xffffffffu - uint32_t(j));
+      gs.smass[i] = f;
+    }
+  });
+  __syncthreads();
+  const int n = gs.count;
+  if (threadIdx.x == 0) {
+    base = n > 0 ? atomicAdd(&rd.count, n) : 0;
+    if (n > 0) {
+      atomicMin(&rd.kmin, gs.kmin);
+      atomicMax(&rd.kmax, gs.kmax);
+      rd.tie_f = gs.tie_f;  // the same in every block when all share one z (the only use)
+    }
+  }
+  __syncthreads();
+  const int m = min(n, kCap), at = base;
+  for (int i = threadIdx.x; i < m && at + i < kCap; i += blockDim.x) {
+    gkey[b * kCap + at + i] = gs.skey[i];
+    gmass[b * kCap + at + i] = gs.smass[i];
+  }
+}
+
+// The draw from a short list (n <= kSmallPick, unsorted, distinct keys): the token whose
+// mass before it in the order (summed over the list) is <= tu < that + its f. The same
+// token as pick_sorted.
+constexpr int kSmallPick = 256;
+__device__ int pick_small(int n, unsigned long long tu, FastSmem& fs) {
+  if (threadIdx.x == 0) fs.result = -1;
+  __syncthreads();
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const unsigned long long ki = fs.skey[i];
+    unsigned long long before = 0;
+    for (int j = 0; j < n; ++j) before += fs.skey[j] > ki ? fs.smass[j] : 0u;
+    const unsigned long long h = fs.smass[i];
+    if (h > 0 && before <= tu && before + h > tu) fs.result = int(0xffffffffu - uint32_t(ki & 0xffffffffull));
+  }
+  __syncthreads();
+  const int res = fs.result;
+  __syncthreads();
+  return res;
+}
+
 // Pass 3b, one block per row: the row's statistics from the segments' partials,
 // the error reports, greedy, then the plain draw (from the gather pass's list) or
 // the radix search (top-k / top-p, or a plain draw that gave up).
@@ -886,7 +1189,7 @@ __global__ void __launch_bounds__(kThreads, 2) sample_kernel(int32_t* tokens, fl
                                                           int64_t V, float inv_t, bool greedy, int top_k, float top_p,
                                                           const Part* parts, int nseg, const RowDraw* draws,
                                                           const unsigned long long* gkey, const uint32_t* gmass,
-                                                          int* bad) {
+                                                          int* bad, bool small_pick) {
   __shared__ SampleSmem shm;
   Smem& sm = shm.radix;
   const int64_t b = blockIdx.x;
@@ -930,7 +1233,7 @@ __global__ void __launch_bounds__(kThreads, 2) sample_kernel(int32_t* tokens, fl
           fs.smass[i] = gmass[b * kCap + i];
         }
         __syncthreads();
-        t = pick_sorted(rd.count, rd.tu, fs);
+        t = small_pick && rd.count <= kSmallPick ? pick_small(rd.count, rd.tu, fs) : pick_sorted(rd.count, rd.tu, fs);
       } else {
         if (threadIdx.x == 0) fs.tie_f = rd.tie_f;
         __syncthreads();
@@ -986,26 +1289,57 @@ struct PlainScratch {
 template <typename T>
 void launch_sampling(cudaStream_t stream, int sm_count, int32_t* tokens, float* logp, const T* logits, const float* u,
                      int64_t B, int64_t V, float inv_t, bool greedy, int top_k, float top_p, bool plain, Part* parts,
-                     int64_t seg_len, int nseg, const PlainScratch& ps, int* bad) {
-  stats_kernel<<<dim3(unsigned(B), unsigned(nseg)), kStatThreads, 0, stream>>>(
-      logits, V, inv_t, seg_len, nseg, parts, plain ? ps.hist : nullptr, plain ? ps.draws : nullptr, bad);
-  TEMPER_CUDA_CHECK_LAUNCH();
+                     int64_t seg_len, int nseg, const PlainScratch& ps, int* bad, bool v3, bool stats3, cudaEvent_t* ev) {
+  auto mark = [&](int i) {
+    if (ev) TEMPER_CUDA_CHECK(cudaEventRecord(ev[i], stream));
+  };
+  mark(0);
+  // Chunks of the histogram and gather passes, enough blocks to fill the device (4 a
+  // multiprocessor), at most kMaxChunks a row. v3: the whole blocks per row that fit one
+  // wave (v2 rounded up: 1.45 waves at 256 rows on 132 multiprocessors).
+  int64_t chunks = 1, chunk = V;
   if (plain) {
-    // Enough blocks to fill the device: ~4 per multiprocessor, at most kMaxChunks per row.
-    const int64_t want = std::max<int64_t>(1, (int64_t(4) * sm_count + B - 1) / B);
-    int64_t chunks = std::min<int64_t>({want, int64_t(kMaxChunks), std::max<int64_t>(1, V / kMinChunk)});
-    const int64_t chunk = ((V + chunks - 1) / chunks + 15) / 16 * 16;
+    const int64_t slots = int64_t(4) * sm_count;
+    const int64_t want = v3 ? std::max<int64_t>(1, slots / B) : std::max<int64_t>(1, (slots + B - 1) / B);
+    chunks = std::min<int64_t>({want, int64_t(kMaxChunks), std::max<int64_t>(1, V / kMinChunk)});
+    chunk = ((V + chunks - 1) / chunks + 15) / 16 * 16;
     chunks = (V + chunk - 1) / chunk;
-    const dim3 grid{unsigned(B), unsigned(chunks), 1u};
-    hist_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk, ps.hist);
-    TEMPER_CUDA_CHECK_LAUNCH();
-    gather_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk, ps.hist, ps.draws, ps.gkey,
-                                                 ps.gmass);
-    TEMPER_CUDA_CHECK_LAUNCH();
   }
-  sample_kernel<<<unsigned(B), kThreads, 0, stream>>>(tokens, logp, logits, u, V, inv_t, greedy, top_k, top_p, parts,
-                                                      nseg, plain ? ps.draws : nullptr, ps.gkey, ps.gmass, bad);
+  // (v3 with one chunk a row keeps the histogram in the block: no global histogram to zero)
+  unsigned long long* ghist = plain && (!v3 || chunks > 1) ? ps.hist : nullptr;
+  if (stats3)
+    stats3_kernel<<<dim3(unsigned(B), unsigned(nseg)), kStatThreads, 0, stream>>>(
+        logits, V, inv_t, seg_len, nseg, parts, ghist, plain ? ps.draws : nullptr, bad);
+  else
+    stats_kernel<<<dim3(unsigned(B), unsigned(nseg)), kStatThreads, 0, stream>>>(
+        logits, V, inv_t, seg_len, nseg, parts, ghist, plain ? ps.draws : nullptr, bad);
   TEMPER_CUDA_CHECK_LAUNCH();
+  mark(1);
+  if (plain) {
+    const dim3 grid{unsigned(B), unsigned(chunks), 1u};
+    if (v3) {
+      hist3_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk, int(chunks), ghist,
+                                                  ps.draws);
+      TEMPER_CUDA_CHECK_LAUNCH();
+      mark(2);
+      gather3_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, parts, nseg, chunk, ps.draws, ps.gkey, ps.gmass);
+      TEMPER_CUDA_CHECK_LAUNCH();
+    } else {
+      hist_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk, ps.hist);
+      TEMPER_CUDA_CHECK_LAUNCH();
+      mark(2);
+      gather_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk, ps.hist, ps.draws,
+                                                   ps.gkey, ps.gmass);
+      TEMPER_CUDA_CHECK_LAUNCH();
+    }
+  } else {
+    mark(2);
+  }
+  mark(3);
+  sample_kernel<<<unsigned(B), kThreads, 0, stream>>>(tokens, logp, logits, u, V, inv_t, greedy, top_k, top_p, parts,
+                                                      nseg, plain ? ps.draws : nullptr, ps.gkey, ps.gmass, bad, v3);
+  TEMPER_CUDA_CHECK_LAUNCH();
+  mark(4);
 }
 
 }  // namespace
@@ -1061,6 +1395,20 @@ void CudaKernels::sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logi
   const char* env = std::getenv("TEMPER_SAMPLER");
   const bool plain = !greedy && (top_k <= 0 || int64_t(top_k) >= V) && top_p >= 1.0f && V <= kMaxPlainV &&
                      !(env && std::string(env) == "radix");
+  // TEMPER_SAMPLER_PLAIN=v2 takes the plain draw's previous histogram and gather passes (for comparison).
+  const char* penv = std::getenv("TEMPER_SAMPLER_PLAIN");
+  const bool v3 = !(penv && std::string(penv) == "v2");
+  // TEMPER_SAMPLER_STATS=v2 takes the previous statistics pass (for comparison).
+  const char* senv = std::getenv("TEMPER_SAMPLER_STATS");
+  const bool stats3 = !(senv && std::string(senv) == "v2");
+  // TEMPER_SAMPLER_PROFILE=1: each call prints its passes' times (events between the launches) on stderr.
+  static const bool profile = std::getenv("TEMPER_SAMPLER_PROFILE") != nullptr;
+  static cudaEvent_t ev[5];
+  static bool ev_made = false;
+  if (profile && !ev_made) {
+    for (auto& e : ev) TEMPER_CUDA_CHECK(cudaEventCreate(&e));
+    ev_made = true;
+  }
   // Segments of the statistics pass: a length set by V alone (the same partials at any batch size).
   const int nseg = int(std::min<int64_t>((V + kSegLen - 1) / kSegLen, kMaxSegs));
   const int64_t seg_len = ((V + nseg - 1) / nseg + 15) / 16 * 16;
@@ -1075,13 +1423,20 @@ void CudaKernels::sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logi
   const PlainScratch ps = plain ? PlainScratch::at(plain_buf.raw(), B) : PlainScratch{};
   if (logits.dtype() == DType::BF16)
     launch_sampling(stream_, sm_count_, cuda::i32(tokens), cuda::f32(logp), cuda::bf(logits), cuda::f32(u), B, V, inv_t,
-                    greedy, top_k, top_p, plain, pp, seg_len, nseg, ps, static_cast<int*>(bad.raw()));
+                    greedy, top_k, top_p, plain, pp, seg_len, nseg, ps, static_cast<int*>(bad.raw()), v3, stats3, profile ? ev : nullptr);
   else
     launch_sampling(stream_, sm_count_, cuda::i32(tokens), cuda::f32(logp), cuda::f32(logits), cuda::f32(u), B, V,
-                    inv_t, greedy, top_k, top_p, plain, pp, seg_len, nseg, ps, static_cast<int*>(bad.raw()));
+                    inv_t, greedy, top_k, top_p, plain, pp, seg_len, nseg, ps, static_cast<int*>(bad.raw()), v3, stats3, profile ? ev : nullptr);
   int host_bad[2] = {INT_MAX, INT_MAX};
   TEMPER_CUDA_CHECK(cudaMemcpyAsync(host_bad, bad.raw(), sizeof(host_bad), cudaMemcpyDeviceToHost, stream_));
   synchronize();
+  if (profile) {
+    float t[4];
+    for (int i = 0; i < 4; ++i) TEMPER_CUDA_CHECK(cudaEventElapsedTime(&t[i], ev[i], ev[i + 1]));
+    std::fprintf(stderr, "sample_tokens profile B=%lld %s plain=%d v3=%d: stats %.4f hist %.4f gather %.4f draw %.4f ms\n",
+                 static_cast<long long>(B), dtype_name(logits.dtype()), plain ? 1 : 0, v3 ? 1 : 0, t[0], t[1], t[2],
+                 t[3]);
+  }
   TEMPER_CHECK(host_bad[0] >= B, op, ": logits row ", host_bad[0],
                " has a NaN or +inf entry, or every entry is -inf (the model's output diverged)");
   TEMPER_CHECK(host_bad[1] >= B, op, ": u[", host_bad[1], "] is outside [0, 1)");

@@ -12,6 +12,8 @@
 // in double from the contract. Without a GPU every test skips.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "gpu_test_util.h"
 
@@ -272,6 +274,52 @@ TEST_F(CudaSamplingTest, OddVocabulariesMatchCpu) {
       expect_same(d, gpu_draw(dx, du, 5, 6, 1.0f), 5, tag + " alone");
       check_rows(x, u, gpu_draw(dx, du, 0, B, 0.0f), all, 0.0f, tag + " greedy");
     }
+  }
+}
+
+// The plain draw's passes of v3 (the default: conversion-free bins, the bin scan once a
+// row in the histogram pass, the draw from a short list by ranks) against v2's
+// (TEMPER_SAMPLER_PLAIN=v2), which compute the same bins, masses and sums: the same
+// tokens and log-probs bit for bit, at batch sizes that give v3 one chunk a row (300),
+// several (64; v2 takes other counts) and 16 (1), on rows of several spreads, bf16 ties,
+// a masked tail and a target in the last bin.
+TEST_F(CudaSamplingTest, PlainDrawV3MatchesV2BitForBit) {
+  const int64_t B = 300, V = kV;
+  for (bool as_bf16 : {true, false}) {
+    Tensor x = Tensor::empty({B, V}, F32);
+    for (int64_t b = 0; b < B; ++b) {
+      float* r = x.data<float>() + b * V;
+      const double sd = 0.3 + 0.5 * double(b % 11);
+      for (int64_t j = 0; j < V; ++j) r[j] = float(sd * rng.normal());
+      if (b % 5 == 1)  // a masked tail
+        for (int64_t j = V - 300; j < V; ++j) r[j] = -INFINITY;
+      if (b % 7 == 2) {  // a target in the last bin: one token above a flat row
+        for (int64_t j = 0; j < V; ++j) r[j] = 0.0f;
+        r[(b * 131) % V] = 0.5f;
+      }
+      if (as_bf16)
+        for (int64_t j = 0; j < V; ++j) r[j] = round_bf16(r[j]);
+    }
+    const std::vector<float> u = uniforms(B);
+    Tensor dx = to_dev(*g, x, as_bf16 ? BF16 : F32), du = dev_u(u);
+    const std::string tag = as_bf16 ? "bf16" : "f32";
+    const char* was = std::getenv("TEMPER_SAMPLER_PLAIN");
+    const std::string saved = was ? was : "";
+    setenv("TEMPER_SAMPLER_PLAIN", "v2", 1);
+    const Draw v2 = gpu_draw(dx, du, 0, B, 1.0f);
+    const Draw v2_64 = gpu_draw(dx, du, 100, 164, 1.0f);
+    const Draw v2_1 = gpu_draw(dx, du, 7, 8, 1.0f);
+    unsetenv("TEMPER_SAMPLER_PLAIN");
+    const Draw v3 = gpu_draw(dx, du, 0, B, 1.0f);
+    expect_same(v3, v2, 0, tag + " v3 vs v2, B=300");
+    expect_same(v3, v2_64, 100, tag + " v2 B=64");
+    expect_same(v3, v2_1, 7, tag + " v2 B=1");
+    expect_same(v3, gpu_draw(dx, du, 100, 164, 1.0f), 100, tag + " v3 B=64");
+    expect_same(v3, gpu_draw(dx, du, 7, 8, 1.0f), 7, tag + " v3 B=1");
+    if (was) setenv("TEMPER_SAMPLER_PLAIN", saved.c_str(), 1);
+    std::vector<int64_t> rows;
+    for (int64_t b = 0; b < B; b += 23) rows.push_back(b);
+    check_rows(x, u, v3, rows, 1.0f, tag + " v3 B=300");
   }
 }
 
