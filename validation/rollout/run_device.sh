@@ -11,7 +11,7 @@
 #   bash validation/rollout/run_device.sh   (from the repository root; logs in $OUT or /tmp)
 # Environment: B [.dev/rollout2]  BATCHES [64,256,1024]  HF_BATCHES [64,256]  GROUP [1]  GROUP_SHAPE [64,8,1024]
 #   RL [1]  RL_STEPS [3]  BENCH_S / GROUP_S / RL_S / TEST_S (time limits, s)
-#   BENCH_FLAGS [] (e.g. --no-eager)  ALL_TESTS [0]: 1 runs every test_cuda_* binary in $B whole instead of the generation / cached-attention ones
+#   BENCH_FLAGS [] (e.g. --no-eager)  ALL_TESTS [0]: 1 runs every test_cuda_* binary in $B whole (all at once on the one GPU) instead of the generation / cached-attention ones
 set -u
 B=${B:-.dev/rollout2}
 O=${OUT:-/tmp}
@@ -28,11 +28,13 @@ if ldd "$B/bench_rollout" | grep -q 'libcudnn.so.9 => not found'; then
   echo "cuDNN for temper: ${lib:-none found}"
 fi
 ldd "$B/bench_rollout" | grep "not found"
-if [ "${ALL_TESTS:-0}" = 1 ]; then  # every GPU test binary in $B, whole (the suite's gpu label)
-  : > "$O/tests.log"
+if [ "${ALL_TESTS:-0}" = 1 ]; then  # every GPU test binary in $B, whole (the suite's gpu label), side by side
   for t in "$B"/test_cuda_*; do
-    timeout "${TEST_S:-240}" "$t" >> "$O/tests.log" 2>&1; echo "$(basename "$t") rc=$?" >> "$O/tests.log"
+    n=$(basename "$t")
+    ( timeout "${TEST_S:-240}" "$t" > "$O/$n.part" 2>&1; echo "$n rc=$?" >> "$O/$n.part" ) &
   done
+  wait
+  cat "$O"/test_cuda_*.part > "$O/tests.log"; rm -f "$O"/test_cuda_*.part
 else
   timeout 180 "$B/test_cuda_generation" > "$O/tests.log" 2>&1; echo "test_cuda_generation rc=$?" >> "$O/tests.log"
   timeout 120 "$B/test_cuda_attention" --gtest_filter='*Cached*' >> "$O/tests.log" 2>&1
