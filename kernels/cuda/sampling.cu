@@ -41,10 +41,10 @@
 //      reports, greedy, the draw from the row's list (by ranks when short, else
 //      sorted), the fallbacks over the whole row (or the radix search for
 //      top-k / top-p).
-// (v3, 2026-12-04 night. For comparison in the same run: TEMPER_SAMPLER_PLAIN=v2 takes
-// the previous passes 2 / 3a (the bin scan in every gather block), TEMPER_SAMPLER_STATS=v2
-// the previous statistics pass, TEMPER_SAMPLER=radix the radix search;
-// TEMPER_SAMPLER_PROFILE=1 prints each call's pass times on stderr.)
+// (These passes replaced earlier ones of the same results on 2026-12-04; the measured
+// history is in validation/rollout/results_2026-12-04_h200_sampler.md. TEMPER_SAMPLER=radix
+// takes the radix search for the plain draw too, for comparison; TEMPER_SAMPLER_PROFILE=1
+// prints each call's pass times on stderr.)
 // Temporaries live in the backend's persistent scratch (no per-call allocation).
 // Arithmetic is f32 (exp relative to the row max); the CPU twin works in double,
 // so a choice can differ only where two cumulative masses are within rounding of
@@ -420,74 +420,11 @@ struct StatAcc {
   }
 };
 
-template <typename T>
-__global__ void __launch_bounds__(kStatThreads) stats_kernel(const T* logits, int64_t V, float inv_t, int64_t seg_len,
-                                                             int nseg, Part* parts, unsigned long long* ghist,
-                                                             RowDrawInit* draws, int* bad) {
-  constexpr int U = 4, W = 16 / int(sizeof(T));
-  __shared__ float red[32];
-  __shared__ int arg_min;
-  const int64_t b = blockIdx.x;
-  const int sgi = int(blockIdx.y);
-  const T* x = logits + b * V;
-  const int64_t j0 = sgi * seg_len, j1 = min(V, j0 + seg_len);
-  if (ghist)  // the histogram pass's row histogram, zeroed by the row's segments together
-    for (int i = sgi * kStatThreads + int(threadIdx.x); i < kHistBins; i += nseg * kStatThreads)
-      ghist[b * kHistBins + i] = 0ull;
-  if (threadIdx.x == 0 && sgi == 0) {
-    if (draws) draws[b] = RowDrawInit{-1, 0, 0xffffffffu, 0u, 0u, 0, 0ull};
-    if (b == 0) bad[0] = bad[1] = INT_MAX;  // no bad row (read after the last pass)
-  }
-  StatAcc acc;
-  acc.c = inv_t * 1.44269504088896341f;
-  // the span as for_span does it: a scalar head to the first 16-byte boundary, groups of
-  // U vectors, single vectors, a scalar tail (each thread's ids increasing)
-  const int64_t nt = blockDim.x, tid = threadIdx.x;
-  const uintptr_t a = reinterpret_cast<uintptr_t>(x + j0);
-  const int64_t h = max(int64_t(0), min(j1 - j0, int64_t(((16u - (a & 15u)) & 15u) / sizeof(T))));
-  if (tid < h) {
-    const float v = cuda::ld(x, j0 + tid);
-    acc.add<1>(&v, [&](int) { return j0 + tid; });
-  }
-  const int64_t v0 = j0 + h, nv = max(int64_t(0), (j1 - v0) / W);
-  int64_t i = tid;
-  for (; i + (U - 1) * nt < nv; i += U * nt) {
-    float v[U * W];
-#pragma unroll
-    for (int k = 0; k < U; ++k) load_vec(v + k * W, x + v0 + (i + k * nt) * W);
-    acc.add<U * W>(v, [&](int e) { return v0 + (i + (e / W) * nt) * W + e % W; });
-  }
-  for (; i < nv; i += nt) {
-    float v[W];
-    load_vec(v, x + v0 + i * W);
-    acc.add<W>(v, [&](int e) { return v0 + i * W + e; });
-  }
-  const int64_t t0 = v0 + nv * W + tid;
-  if (t0 < j1) {
-    const float v = cuda::ld(x, t0);
-    acc.add<1>(&v, [&](int) { return t0; });
-  }
-  const float XM = cuda::block_max(acc.xm, red);
-  __syncthreads();
-  const float S = cuda::block_sum(acc.xm == -INFINITY ? 0.0f : acc.s * ex2((acc.xm - XM) * acc.c), red);
-  __syncthreads();
-  const float XN = -cuda::block_max(-acc.xn, red);
-  const bool any_bad = __syncthreads_or(acc.bad);
-  if (threadIdx.x == 0) arg_min = INT_MAX;
-  __syncthreads();
-  if (acc.xm == XM && acc.arg != INT_MAX) atomicMin(&arg_min, acc.arg);
-  __syncthreads();
-  if (threadIdx.x == 0)
-    parts[b * nseg + sgi] = Part{__fmul_rn(XM, inv_t), S, __fmul_rn(XN, inv_t), arg_min, any_bad ? 1 : 0, 0};
-}
-
-// Pass 1 (v3): stats_kernel in rounds of kStatRound 16-byte loads a thread, all of a
-// round in flight before any is used, every thread taking part in every round (loads
-// past the segment read as -inf, which changes no statistic); stats_kernel's groups left
-// the segment's remainder to one load at a time (up to 5 dependent round trips a
-// segment, now 2 for bf16). The same max, argmax and least finite value; the sum in
-// other groups (its last bits differ, as any regrouping would; the same for a row at any
-// batch size). TEMPER_SAMPLER_STATS=v2 takes stats_kernel.
+// Pass 1: the statistics of one segment of a row (StatAcc) in rounds of kStatRound
+// 16-byte loads a thread, all of a round in flight before any is used, every thread
+// taking part in every round (loads past the segment read as -inf, which changes no
+// statistic), so a segment takes few dependent round trips (2 for bf16). A row's
+// partials are the same at any batch size.
 constexpr int kStatRound = 4;
 __device__ __forceinline__ float word_elem(const uint4& q, int e, const __nv_bfloat16*) {
   const uint32_t w = (&q.x)[e >> 1];
@@ -498,7 +435,7 @@ template <typename T>
 constexpr uint32_t kNegInfWord = sizeof(T) == 2 ? 0xff80ff80u : 0xff800000u;
 
 template <typename T>
-__global__ void __launch_bounds__(kStatThreads, 5) stats3_kernel(const T* logits, int64_t V, float inv_t, int64_t seg_len,
+__global__ void __launch_bounds__(kStatThreads, 5) stats_kernel(const T* logits, int64_t V, float inv_t, int64_t seg_len,
                                                               int nseg, Part* parts, unsigned long long* ghist,
                                                               RowDrawInit* draws, int* bad) {
   constexpr int W = 16 / int(sizeof(T)), R = kStatRound;
@@ -640,37 +577,6 @@ __device__ __forceinline__ float z_rn(const Row<T>& r, int64_t j) {
 // multiprocessor).
 template <typename T>
 constexpr int kGatherUnroll = sizeof(T) == 2 ? 2 : 4;
-
-// Pass 2: the level-0 histogram of one chunk of a row in shared memory, added
-// into the row's global u64 histogram (integer atomics: exact, order-free).
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 4) hist_kernel(const T* logits, int64_t V, float inv_t, const float* u,
-                                                        const Part* parts, int nseg, int64_t chunk,
-                                                        unsigned long long* ghist) {
-  __shared__ uint32_t hi[kBins], lo[kBins];
-  const int64_t b = blockIdx.x;
-  const RowStats st = combine_parts(parts + b * nseg, nseg);
-  const float ub = u[b];
-  if (st.bad || st.M == -INFINITY || !(ub >= 0.0f && ub < 1.0f)) return;  // the last pass reports it
-  const Binning bn = Binning::of(st.M, st.zmin);
-  for (int i = threadIdx.x; i < kBins; i += blockDim.x) hi[i] = lo[i] = 0u;
-  __syncthreads();
-  const int64_t j0 = int64_t(blockIdx.y) * chunk, j1 = min(V, j0 + chunk);
-  for_span<kGatherUnroll<T>>(logits + b * V, j0, j1, [&](int64_t, float xv) {
-    const float t = bn.t_of(__fmul_rn(xv, inv_t));  // -inf: t = +inf, f = 0
-    const int bj = Binning::bin_of(t);
-    const uint32_t f = bn.f_of(t, bj);
-    if (f == 0u) return;
-    atomicAdd(&hi[bj], f >> 14);
-    atomicAdd(&lo[bj], f & 0x3fffu);
-  });
-  __syncthreads();
-  unsigned long long* g = ghist + b * kBins;
-  for (int i = threadIdx.x; i < kBins; i += blockDim.x) {
-    const unsigned long long F = (static_cast<unsigned long long>(hi[i]) << 14) + lo[i];
-    if (F != 0ull) atomicAdd(g + i, F);
-  }
-}
 
 // Exclusive block-wide prefix sum (thread order) of a u64, and the block total.
 __device__ void block_scan_u64(unsigned long long v, unsigned long long& excl, unsigned long long& total,
@@ -855,39 +761,6 @@ __device__ int pick_tie(const Row<T>& r, const Binning& bn, int b, int sb, unsig
   return res;
 }
 
-// The target's bin from the row's level-0 histogram `hist` (the histogram pass):
-// fs.bin (-1: none) and fs.tu, the target inside the bin in units of f. Level 0 in
-// fixed point common to all bins: bin b weighs round(F_b * top_b * 2^8) units of
-// 2^-36 (F_b < 2^46: below 2^54); an exact integer scan picks the bin. Block-uniform.
-__device__ void bin_scan(const unsigned long long* hist, const Binning& bn, float ub, FastSmem& fs) {
-  const int tid = threadIdx.x;
-  constexpr int per = kBins / kThreads;
-  unsigned long long wb[per];
-  unsigned long long loc = 0;
-#pragma unroll
-  for (int i = 0; i < per; ++i) {
-    const int b = tid * per + i;
-    const unsigned long long F = hist[b];
-    wb[i] = F == 0 ? 0ull : static_cast<unsigned long long>(llrint(double(F) * exp(-double(b) / double(bn.scale)) * 256.0));
-    loc += wb[i];
-  }
-  unsigned long long excl = 0, total = 0;
-  if (tid == 0) fs.bin = -1;
-  block_scan_u64(loc, excl, total, fs.wtot);
-  const unsigned long long target = static_cast<unsigned long long>(double(total) * double(ub));
-#pragma unroll
-  for (int i = 0; i < per; ++i) {
-    if (wb[i] > 0 && excl <= target && excl + wb[i] > target) {
-      const int b = tid * per + i;
-      const double unit = exp(-double(b) / double(bn.scale)) * 256.0;  // units per f
-      fs.bin = b;
-      fs.tu = min(hist[b] - 1, static_cast<unsigned long long>(double(target - excl) / unit));
-    }
-    excl += wb[i];
-  }
-  __syncthreads();
-}
-
 // The draw when bin b (target tu inside it) keeps more than kCap tokens: counted in
 // id order when they share one z (fs.tie_f their f), else by a second level of
 // sub-bins floor((t - b) * kBins) over the whole row. The token id, or -1 where a
@@ -936,56 +809,10 @@ __device__ int draw_large_bin(const Row<T>& r, const Binning& bn, int b, unsigne
 // tokens (order key << 32 | ~id, f) in gkey / gmass (in no particular order).
 using RowDraw = RowDrawInit;
 
-// Pass 3a: several blocks per row (as the histogram pass's chunks); each finds the
-// target's bin from the row histogram (the same integer scan in every block), then
-// gathers its chunk's tokens of that bin and appends them to the row's list (one
-// global atomic a block reserves its places; the list's order does not matter: the
-// draw sorts it).
-template <typename T>
-__global__ void __launch_bounds__(kThreads) gather_kernel(const T* logits, int64_t V, float inv_t, const float* u,
-                                                          const Part* parts, int nseg, int64_t chunk,
-                                                          const unsigned long long* ghist, RowDraw* draws,
-                                                          unsigned long long* gkey, uint32_t* gmass) {
-  __shared__ FastSmem fs;
-  __shared__ int base;
-  const int64_t b = blockIdx.x;
-  const RowStats st = combine_parts(parts + b * nseg, nseg);
-  const float ub = u[b];
-  if (st.bad || st.M == -INFINITY || !(ub >= 0.0f && ub < 1.0f)) return;  // the last pass reports it
-  const Row<T> r{logits + b * V, V, inv_t, st.M};
-  const Binning bn = Binning::of(st.M, st.zmin);
-  bin_scan(ghist + b * kBins, bn, ub, fs);
-  const int bin = fs.bin;
-  const unsigned long long tu = fs.tu;
-  if (bin < 0) return;
-  const int64_t j0 = int64_t(blockIdx.y) * chunk, j1 = min(V, j0 + chunk);
-  gather(r, bn, bin, -1, j0, j1, fs);
-  RowDraw& rd = draws[b];
-  const int n = fs.count;
-  if (threadIdx.x == 0) {
-    if (blockIdx.y == 0) {
-      rd.bin = bin;
-      rd.tu = tu;
-    }
-    base = n > 0 ? atomicAdd(&rd.count, n) : 0;
-    if (n > 0) {
-      atomicMin(&rd.kmin, fs.kmin);
-      atomicMax(&rd.kmax, fs.kmax);
-      rd.tie_f = fs.tie_f;  // the same in every block when all share one z (the only use)
-    }
-  }
-  __syncthreads();
-  const int m = min(n, kCap), at = base;
-  for (int i = threadIdx.x; i < m && at + i < kCap; i += blockDim.x) {
-    gkey[b * kCap + at + i] = fs.skey[i];
-    gmass[b * kCap + at + i] = fs.smass[i];
-  }
-}
-
-// ---- v3 of the histogram and gather passes (the default; TEMPER_SAMPLER_PLAIN=v2 takes
-// the passes above, for comparison). The same bins, f and sums as v2, bit for bit, in
-// fewer instructions a value (the passes were bound by instructions, four of them
-// float <-> int conversions at a quarter of the rate of a multiply):
+// ---- the histogram and gather passes: the same bins and f as Binning's bin_of / f_of
+// and member (which the last pass's rare paths use), bit for bit, in fewer instructions
+// a value (the passes are bound by instructions; a float <-> int conversion runs at a
+// quarter of the rate of a multiply):
 //  - the bin and its float by an add of 2^23 rounded down (2^23 + floor(t) exactly);
 //  - f from the float's bits where rel * 2^28 lies in [2^27, 2^28] (an integer there:
 //    every bin but the last, rel > 0.99), the conversion only elsewhere;
@@ -1011,9 +838,12 @@ __device__ __forceinline__ uint32_t f_fast(const Binning& bn, float t, float bf)
   return xb - 0x4D000000u <= 0x800000u ? (xb << 4) - 0xC8000000u : __float2uint_rn(x);
 }
 
-// bin_scan over a histogram read through hist_at(b) (shared or global memory), with its
-// results in bin / tu (shared). The weights are computed twice (to find the total, then
-// the bin) rather than held, to keep the registers of the histogram pass.
+// The target's bin from a row's level-0 histogram read through hist_at(b) (shared or
+// global memory): bin (-1: none) and tu, the target inside the bin in units of f (both
+// shared). Level 0 in fixed point common to all bins: bin b weighs round(F_b * top_b * 2^8)
+// units of 2^-36 (F_b < 2^46: below 2^54); an exact integer scan picks the bin.
+// Block-uniform. The weights are computed twice (to find the total, then the bin) rather
+// than held, to keep the registers of the histogram pass.
 template <typename H>
 __device__ __noinline__ void bin_scan_of(H&& hist_at, const Binning& bn, float ub, unsigned long long* wtot, int& bin,
                             unsigned long long& tu) {
@@ -1045,10 +875,10 @@ __device__ __noinline__ void bin_scan_of(H&& hist_at, const Binning& bn, float u
   __syncthreads();
 }
 
-// Pass 2 (v3): the level-0 histogram of one chunk of a row, then the row's bin scan
+// Pass 2: the level-0 histogram of one chunk of a row, then the row's bin scan
 // (draws[b].bin / .tu) by the block of a one-chunk row or by the row's last block.
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 4) hist3_kernel(const T* logits, int64_t V, float inv_t, const float* u,
+__global__ void __launch_bounds__(kThreads, 4) hist_kernel(const T* logits, int64_t V, float inv_t, const float* u,
                                                          const Part* parts, int nseg, int64_t chunk, int nchunks,
                                                          unsigned long long* ghist, RowDrawInit* draws) {
   __shared__ uint32_t hi[kBins], lo[kBins];
@@ -1103,10 +933,11 @@ struct GatherSmem {
   uint32_t kmin, kmax, tie_f;
 };
 
-// Pass 3a (v3): the chunk's tokens of the row's target bin (draws[b].bin, from the
-// histogram pass; -1: none) appended to the row's list, as gather_kernel does.
+// Pass 3a: the chunk's tokens of the row's target bin (draws[b].bin, from the histogram
+// pass; -1: none) appended to the row's list (one global atomic a block reserves its
+// places; the list's order does not matter: the draw sorts or ranks it).
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 4) gather3_kernel(const T* logits, int64_t V, float inv_t,
+__global__ void __launch_bounds__(kThreads, 4) gather_kernel(const T* logits, int64_t V, float inv_t,
                                                            const Part* parts, int nseg, int64_t chunk,
                                                            RowDrawInit* draws, unsigned long long* gkey,
                                                            uint32_t* gmass) {
@@ -1189,7 +1020,7 @@ __global__ void __launch_bounds__(kThreads, 2) sample_kernel(int32_t* tokens, fl
                                                           int64_t V, float inv_t, bool greedy, int top_k, float top_p,
                                                           const Part* parts, int nseg, const RowDraw* draws,
                                                           const unsigned long long* gkey, const uint32_t* gmass,
-                                                          int* bad, bool small_pick) {
+                                                          int* bad) {
   __shared__ SampleSmem shm;
   Smem& sm = shm.radix;
   const int64_t b = blockIdx.x;
@@ -1233,7 +1064,7 @@ __global__ void __launch_bounds__(kThreads, 2) sample_kernel(int32_t* tokens, fl
           fs.smass[i] = gmass[b * kCap + i];
         }
         __syncthreads();
-        t = small_pick && rd.count <= kSmallPick ? pick_small(rd.count, rd.tu, fs) : pick_sorted(rd.count, rd.tu, fs);
+        t = rd.count <= kSmallPick ? pick_small(rd.count, rd.tu, fs) : pick_sorted(rd.count, rd.tu, fs);
       } else {
         if (threadIdx.x == 0) fs.tie_f = rd.tie_f;
         __syncthreads();
@@ -1289,55 +1120,41 @@ struct PlainScratch {
 template <typename T>
 void launch_sampling(cudaStream_t stream, int sm_count, int32_t* tokens, float* logp, const T* logits, const float* u,
                      int64_t B, int64_t V, float inv_t, bool greedy, int top_k, float top_p, bool plain, Part* parts,
-                     int64_t seg_len, int nseg, const PlainScratch& ps, int* bad, bool v3, bool stats3, cudaEvent_t* ev) {
+                     int64_t seg_len, int nseg, const PlainScratch& ps, int* bad, cudaEvent_t* ev) {
   auto mark = [&](int i) {
     if (ev) TEMPER_CUDA_CHECK(cudaEventRecord(ev[i], stream));
   };
   mark(0);
   // Chunks of the histogram and gather passes, enough blocks to fill the device (4 a
-  // multiprocessor), at most kMaxChunks a row. v3: the whole blocks per row that fit one
-  // wave (v2 rounded up: 1.45 waves at 256 rows on 132 multiprocessors).
+  // multiprocessor), at most kMaxChunks a row: the whole blocks per row that fit one wave
+  // (rounding up gave 1.45 waves at 256 rows on 132 multiprocessors).
   int64_t chunks = 1, chunk = V;
   if (plain) {
     const int64_t slots = int64_t(4) * sm_count;
-    const int64_t want = v3 ? std::max<int64_t>(1, slots / B) : std::max<int64_t>(1, (slots + B - 1) / B);
+    const int64_t want = std::max<int64_t>(1, slots / B);
     chunks = std::min<int64_t>({want, int64_t(kMaxChunks), std::max<int64_t>(1, V / kMinChunk)});
     chunk = ((V + chunks - 1) / chunks + 15) / 16 * 16;
     chunks = (V + chunk - 1) / chunk;
   }
-  // (v3 with one chunk a row keeps the histogram in the block: no global histogram to zero)
-  unsigned long long* ghist = plain && (!v3 || chunks > 1) ? ps.hist : nullptr;
-  if (stats3)
-    stats3_kernel<<<dim3(unsigned(B), unsigned(nseg)), kStatThreads, 0, stream>>>(
-        logits, V, inv_t, seg_len, nseg, parts, ghist, plain ? ps.draws : nullptr, bad);
-  else
-    stats_kernel<<<dim3(unsigned(B), unsigned(nseg)), kStatThreads, 0, stream>>>(
-        logits, V, inv_t, seg_len, nseg, parts, ghist, plain ? ps.draws : nullptr, bad);
+  // (one chunk a row keeps the histogram in the block: no global histogram to zero)
+  unsigned long long* ghist = plain && chunks > 1 ? ps.hist : nullptr;
+  stats_kernel<<<dim3(unsigned(B), unsigned(nseg)), kStatThreads, 0, stream>>>(
+      logits, V, inv_t, seg_len, nseg, parts, ghist, plain ? ps.draws : nullptr, bad);
   TEMPER_CUDA_CHECK_LAUNCH();
   mark(1);
   if (plain) {
     const dim3 grid{unsigned(B), unsigned(chunks), 1u};
-    if (v3) {
-      hist3_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk, int(chunks), ghist,
-                                                  ps.draws);
-      TEMPER_CUDA_CHECK_LAUNCH();
-      mark(2);
-      gather3_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, parts, nseg, chunk, ps.draws, ps.gkey, ps.gmass);
-      TEMPER_CUDA_CHECK_LAUNCH();
-    } else {
-      hist_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk, ps.hist);
-      TEMPER_CUDA_CHECK_LAUNCH();
-      mark(2);
-      gather_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk, ps.hist, ps.draws,
-                                                   ps.gkey, ps.gmass);
-      TEMPER_CUDA_CHECK_LAUNCH();
-    }
+    hist_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, u, parts, nseg, chunk, int(chunks), ghist, ps.draws);
+    TEMPER_CUDA_CHECK_LAUNCH();
+    mark(2);
+    gather_kernel<<<grid, kThreads, 0, stream>>>(logits, V, inv_t, parts, nseg, chunk, ps.draws, ps.gkey, ps.gmass);
+    TEMPER_CUDA_CHECK_LAUNCH();
   } else {
     mark(2);
   }
   mark(3);
   sample_kernel<<<unsigned(B), kThreads, 0, stream>>>(tokens, logp, logits, u, V, inv_t, greedy, top_k, top_p, parts,
-                                                      nseg, plain ? ps.draws : nullptr, ps.gkey, ps.gmass, bad, v3);
+                                                      nseg, plain ? ps.draws : nullptr, ps.gkey, ps.gmass, bad);
   TEMPER_CUDA_CHECK_LAUNCH();
   mark(4);
 }
@@ -1395,12 +1212,6 @@ void CudaKernels::sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logi
   const char* env = std::getenv("TEMPER_SAMPLER");
   const bool plain = !greedy && (top_k <= 0 || int64_t(top_k) >= V) && top_p >= 1.0f && V <= kMaxPlainV &&
                      !(env && std::string(env) == "radix");
-  // TEMPER_SAMPLER_PLAIN=v2 takes the plain draw's previous histogram and gather passes (for comparison).
-  const char* penv = std::getenv("TEMPER_SAMPLER_PLAIN");
-  const bool v3 = !(penv && std::string(penv) == "v2");
-  // TEMPER_SAMPLER_STATS=v2 takes the previous statistics pass (for comparison).
-  const char* senv = std::getenv("TEMPER_SAMPLER_STATS");
-  const bool stats3 = !(senv && std::string(senv) == "v2");
   // TEMPER_SAMPLER_PROFILE=1: each call prints its passes' times (events between the launches) on stderr.
   static const bool profile = std::getenv("TEMPER_SAMPLER_PROFILE") != nullptr;
   static cudaEvent_t ev[5];
@@ -1423,19 +1234,18 @@ void CudaKernels::sample_tokens(Tensor& tokens, Tensor& logp, const Tensor& logi
   const PlainScratch ps = plain ? PlainScratch::at(plain_buf.raw(), B) : PlainScratch{};
   if (logits.dtype() == DType::BF16)
     launch_sampling(stream_, sm_count_, cuda::i32(tokens), cuda::f32(logp), cuda::bf(logits), cuda::f32(u), B, V, inv_t,
-                    greedy, top_k, top_p, plain, pp, seg_len, nseg, ps, static_cast<int*>(bad.raw()), v3, stats3, profile ? ev : nullptr);
+                    greedy, top_k, top_p, plain, pp, seg_len, nseg, ps, static_cast<int*>(bad.raw()), profile ? ev : nullptr);
   else
     launch_sampling(stream_, sm_count_, cuda::i32(tokens), cuda::f32(logp), cuda::f32(logits), cuda::f32(u), B, V,
-                    inv_t, greedy, top_k, top_p, plain, pp, seg_len, nseg, ps, static_cast<int*>(bad.raw()), v3, stats3, profile ? ev : nullptr);
+                    inv_t, greedy, top_k, top_p, plain, pp, seg_len, nseg, ps, static_cast<int*>(bad.raw()), profile ? ev : nullptr);
   int host_bad[2] = {INT_MAX, INT_MAX};
   TEMPER_CUDA_CHECK(cudaMemcpyAsync(host_bad, bad.raw(), sizeof(host_bad), cudaMemcpyDeviceToHost, stream_));
   synchronize();
   if (profile) {
     float t[4];
     for (int i = 0; i < 4; ++i) TEMPER_CUDA_CHECK(cudaEventElapsedTime(&t[i], ev[i], ev[i + 1]));
-    std::fprintf(stderr, "sample_tokens profile B=%lld %s plain=%d v3=%d: stats %.4f hist %.4f gather %.4f draw %.4f ms\n",
-                 static_cast<long long>(B), dtype_name(logits.dtype()), plain ? 1 : 0, v3 ? 1 : 0, t[0], t[1], t[2],
-                 t[3]);
+    std::fprintf(stderr, "sample_tokens profile B=%lld %s plain=%d: stats %.4f hist %.4f gather %.4f draw %.4f ms\n",
+                 static_cast<long long>(B), dtype_name(logits.dtype()), plain ? 1 : 0, t[0], t[1], t[2], t[3]);
   }
   TEMPER_CHECK(host_bad[0] >= B, op, ": logits row ", host_bad[0],
                " has a NaN or +inf entry, or every entry is -inf (the model's output diverged)");

@@ -12,7 +12,6 @@
 // in double from the contract. Without a GPU every test skips.
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
 #include "gpu_test_util.h"
@@ -123,7 +122,7 @@ class CudaSamplingTest : public CudaVsCpuTest {
 // 1024 rows (each row's histogram from one block) against the CPU twin on a
 // sample of rows; the same rows drawn 64 at a time (several blocks per row) and
 // one at a time (16 blocks) give the same tokens and log-probs bit for bit, and
-// a repeated call repeats them.
+// a repeated call repeats them; then 300 rows of mixed kinds the same way.
 TEST_F(CudaSamplingTest, ManyRowsMatchCpuAndDoNotDependOnTheBatch) {
   const int64_t B = 1024, V = kV;
   std::vector<float> base(static_cast<size_t>(V));
@@ -155,6 +154,36 @@ TEST_F(CudaSamplingTest, ManyRowsMatchCpuAndDoNotDependOnTheBatch) {
     check_rows(x, u, t07, {0, 1, 2, 3, 50, 95}, 0.7f, tag + " T=0.7");
     const Draw greedy = gpu_draw(dx, du, 0, 96, 0.0f);
     check_rows(x, u, greedy, {0, 1, 2, 3, 50, 95}, 0.0f, tag + " greedy");
+  }
+  // 300 rows of several spreads, masked tails and targets in the last bin (one token above
+  // a flat row): one chunk a row in the histogram pass on 132 multiprocessors (the bin
+  // scan in the block), against the CPU twin and again 64 at a time (several chunks) and
+  // one at a time (16).
+  const int64_t Bm = 300;
+  for (bool as_bf16 : {true, false}) {
+    Tensor x = Tensor::empty({Bm, V}, F32);
+    for (int64_t b = 0; b < Bm; ++b) {
+      float* r = x.data<float>() + b * V;
+      const double sd = 0.3 + 0.5 * double(b % 11);
+      for (int64_t j = 0; j < V; ++j) r[j] = float(sd * rng.normal());
+      if (b % 5 == 1)  // a masked tail
+        for (int64_t j = V - 300; j < V; ++j) r[j] = -INFINITY;
+      if (b % 7 == 2) {  // a target in the last bin
+        for (int64_t j = 0; j < V; ++j) r[j] = 0.0f;
+        r[(b * 131) % V] = 0.5f;
+      }
+      if (as_bf16)
+        for (int64_t j = 0; j < V; ++j) r[j] = round_bf16(r[j]);
+    }
+    const std::vector<float> u = uniforms(Bm);
+    Tensor dx = to_dev(*g, x, as_bf16 ? BF16 : F32), du = dev_u(u);
+    const std::string tag = std::string(as_bf16 ? "bf16" : "f32") + " mixed rows";
+    const Draw all = gpu_draw(dx, du, 0, Bm, 1.0f);
+    expect_same(all, gpu_draw(dx, du, 100, 164, 1.0f), 100, tag + " B=64");
+    expect_same(all, gpu_draw(dx, du, 7, 8, 1.0f), 7, tag + " B=1");
+    std::vector<int64_t> rows;
+    for (int64_t b = 0; b < Bm; b += 23) rows.push_back(b);
+    check_rows(x, u, all, rows, 1.0f, tag + " B=300");
   }
 }
 
@@ -274,52 +303,6 @@ TEST_F(CudaSamplingTest, OddVocabulariesMatchCpu) {
       expect_same(d, gpu_draw(dx, du, 5, 6, 1.0f), 5, tag + " alone");
       check_rows(x, u, gpu_draw(dx, du, 0, B, 0.0f), all, 0.0f, tag + " greedy");
     }
-  }
-}
-
-// The plain draw's passes of v3 (the default: conversion-free bins, the bin scan once a
-// row in the histogram pass, the draw from a short list by ranks) against v2's
-// (TEMPER_SAMPLER_PLAIN=v2), which compute the same bins, masses and sums: the same
-// tokens and log-probs bit for bit, at batch sizes that give v3 one chunk a row (300),
-// several (64; v2 takes other counts) and 16 (1), on rows of several spreads, bf16 ties,
-// a masked tail and a target in the last bin.
-TEST_F(CudaSamplingTest, PlainDrawV3MatchesV2BitForBit) {
-  const int64_t B = 300, V = kV;
-  for (bool as_bf16 : {true, false}) {
-    Tensor x = Tensor::empty({B, V}, F32);
-    for (int64_t b = 0; b < B; ++b) {
-      float* r = x.data<float>() + b * V;
-      const double sd = 0.3 + 0.5 * double(b % 11);
-      for (int64_t j = 0; j < V; ++j) r[j] = float(sd * rng.normal());
-      if (b % 5 == 1)  // a masked tail
-        for (int64_t j = V - 300; j < V; ++j) r[j] = -INFINITY;
-      if (b % 7 == 2) {  // a target in the last bin: one token above a flat row
-        for (int64_t j = 0; j < V; ++j) r[j] = 0.0f;
-        r[(b * 131) % V] = 0.5f;
-      }
-      if (as_bf16)
-        for (int64_t j = 0; j < V; ++j) r[j] = round_bf16(r[j]);
-    }
-    const std::vector<float> u = uniforms(B);
-    Tensor dx = to_dev(*g, x, as_bf16 ? BF16 : F32), du = dev_u(u);
-    const std::string tag = as_bf16 ? "bf16" : "f32";
-    const char* was = std::getenv("TEMPER_SAMPLER_PLAIN");
-    const std::string saved = was ? was : "";
-    setenv("TEMPER_SAMPLER_PLAIN", "v2", 1);
-    const Draw v2 = gpu_draw(dx, du, 0, B, 1.0f);
-    const Draw v2_64 = gpu_draw(dx, du, 100, 164, 1.0f);
-    const Draw v2_1 = gpu_draw(dx, du, 7, 8, 1.0f);
-    unsetenv("TEMPER_SAMPLER_PLAIN");
-    const Draw v3 = gpu_draw(dx, du, 0, B, 1.0f);
-    expect_same(v3, v2, 0, tag + " v3 vs v2, B=300");
-    expect_same(v3, v2_64, 100, tag + " v2 B=64");
-    expect_same(v3, v2_1, 7, tag + " v2 B=1");
-    expect_same(v3, gpu_draw(dx, du, 100, 164, 1.0f), 100, tag + " v3 B=64");
-    expect_same(v3, gpu_draw(dx, du, 7, 8, 1.0f), 7, tag + " v3 B=1");
-    if (was) setenv("TEMPER_SAMPLER_PLAIN", saved.c_str(), 1);
-    std::vector<int64_t> rows;
-    for (int64_t b = 0; b < B; b += 23) rows.push_back(b);
-    check_rows(x, u, v3, rows, 1.0f, tag + " v3 B=300");
   }
 }
 
