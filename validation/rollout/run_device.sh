@@ -15,18 +15,7 @@
 set -u
 B=${B:-.dev/rollout2}
 O=${OUT:-/tmp}
-export NCCL_NVLS_ENABLE=0
-t0=$(date +%s)
-stamp() { echo "---- $1 ($(( $(date +%s) - t0 )) s)"; }
-echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  gpu: $(nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>&1 | head -1)"
-# temper's binaries link cuDNN 9 by soname: where the machine's run path has none, take the one
-# PyTorch ships (the same library HF generate loads) through LD_LIBRARY_PATH.
-if ldd "$B/bench_rollout" | grep -q 'libcudnn.so.9 => not found'; then
-  lib=$(ls "$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__ or nvidia.cudnn.__path__[0] + "/x"))' 2>/dev/null)"/lib/libcudnn.so.9 \
-        /usr/local/cuda*/lib*/libcudnn.so.9 /usr/lib/x86_64-linux-gnu/libcudnn.so.9 2>/dev/null | head -1)
-  [ -n "$lib" ] && export LD_LIBRARY_PATH=$(dirname "$lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-  echo "cuDNN for temper: ${lib:-none found}"
-fi
+. "$(dirname "${BASH_SOURCE[0]}")/device_prelude.sh"  # stamp, the GPU line, cuDNN for temper
 ldd "$B/bench_rollout" | grep "not found"
 if [ "${ALL_TESTS:-0}" = 1 ]; then  # every GPU test binary in $B, whole (the suite's gpu label), side by side
   for t in "$B"/test_cuda_*; do
