@@ -39,14 +39,6 @@ namespace lt = temper::cuda::gemm_lt;
 
 namespace {
 
-std::vector<int> split_ints(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  for (std::string x; std::getline(ss, x, ',');)
-    if (!x.empty()) out.push_back(std::stoi(x));
-  return out;
-}
-
 void check(cudaError_t e, const char* what) {
   TEMPER_CHECK(e == cudaSuccess, "bench_gemm_decode: ", what, ": ", cudaGetErrorString(e));
 }
@@ -191,7 +183,8 @@ int main(int argc, char** argv) {
                                {"gate_up", 2 * c.ffn_dim, C, false, false, int(c.n_layers)},
                                {"down", C, c.ffn_dim, false, false, int(c.n_layers)}};
     if (head) gemms.push_back({"lm head (f32 logits)", c.vocab_size, C, false, true, 1});
-    const std::vector<int> splits = split_ints(splits_s);
+    const std::vector<int> splits = bench_split_ints(splits_s);
+    const std::vector<int> Ms = bench_split_ints(batches);
     Tensor ws = k.alloc({int64_t(lt::kMaxWorkspace / 4)}, DType::F32);
 
     struct Row {
@@ -208,7 +201,7 @@ int main(int argc, char** argv) {
     std::map<std::pair<int, std::string>, double> step_ms;  // (M, column) -> ms per step
     std::map<std::pair<size_t, int>, double> rule_ms;       // (rule, M) -> ms per step
 
-    for (int M : split_ints(batches)) {
+    for (int M : Ms) {
       for (const Gemm& g : gemms) {
         const double wbytes = double(g.N) * g.K * 2 + (g.bias ? 2.0 * g.N : 0.0);
         const int copies = int(std::clamp<int64_t>(int64_t(std::ceil(256e6 / wbytes)), 1, 64));
@@ -260,23 +253,28 @@ int main(int argc, char** argv) {
                     0.0f, ws.raw(), k.stream());
           });
         };
+        // each configuration timed once (describe -> us; 1e9 where it fails); `fresh` counts the new ones
+        std::map<std::string, double> timed;
+        auto time_once = [&](const lt::Candidate& cand, const char* what, int* fresh) {
+          const std::string cfg = lt::describe(cand);
+          if (const auto it = timed.find(cfg); it != timed.end()) return it->second;
+          double us = 1e9;
+          try {
+            us = lt_time(cand);
+          } catch (const std::exception& e) {
+            std::printf("FAILED %s M=%d %s%s: %s\n", g.name.c_str(), M, what, cfg.c_str(), e.what());
+          }
+          if (fresh) ++*fresh;
+          return timed[cfg] = us;
+        };
         // the rule variants
-        std::map<std::string, double> timed;  // describe -> us
         for (size_t r = 0; r < rules.size(); ++r) {
           lt::Candidate cand;
           std::string cfg = "cublasGemmEx";
           double us = before;
           if (lt::choose(ds, sms, rules[r], &cand)) {
             cfg = lt::describe(cand);
-            if (!timed.count(cfg)) {
-              try {
-                timed[cfg] = lt_time(cand);
-              } catch (const std::exception& e) {
-                std::printf("FAILED %s M=%d %s: %s\n", g.name.c_str(), M, cfg.c_str(), e.what());
-                timed[cfg] = 1e9;
-              }
-            }
-            us = timed[cfg];
+            us = time_once(cand, "", nullptr);
           }
           char line[512];
           std::snprintf(line, sizeof line, "| %s | %d | %s | %.1f | %s |", g.name.c_str(), M, rule_specs[r].c_str(), us,
@@ -297,40 +295,23 @@ int main(int argc, char** argv) {
           for (const auto& base : list)
             for (int s : splits) {
               if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t_enum).count() >
-                  enum_budget / double(split_ints(batches).size() * gemms.size()))
+                  enum_budget / double(Ms.size() * gemms.size()))
                 break;
               if (s > 1 && g.K / s < 64) continue;
               lt::Candidate cand;
               if (!lt::with_split(ds, base, s, &cand)) continue;
-              const std::string cfg = lt::describe(cand);
-              if (!timed.count(cfg)) {
-                try {
-                  timed[cfg] = lt_time(cand);
-                } catch (const std::exception& e) {
-                  std::printf("FAILED %s M=%d %s: %s\n", g.name.c_str(), M, cfg.c_str(), e.what());
-                  timed[cfg] = 1e9;
-                }
-                ++n;
-              }
-              if (timed[cfg] < best) {
-                best = timed[cfg];
-                best_cfg = "rank " + std::to_string(base.rank) + " " + cfg;
+              const double us = time_once(cand, "", &n);
+              if (us < best) {
+                best = us;
+                best_cfg = "rank " + std::to_string(base.rank) + " " + lt::describe(cand);
               }
             }
           // the heuristic's own list, unchanged (its split choices included)
           for (const auto& cand : list) {
-            const std::string cfg = lt::describe(cand);
-            if (!timed.count(cfg)) {
-              try {
-                timed[cfg] = lt_time(cand);
-              } catch (const std::exception& e) {
-                std::printf("FAILED %s M=%d listed %s: %s\n", g.name.c_str(), M, cfg.c_str(), e.what());
-                timed[cfg] = 1e9;
-              }
-            }
-            if (timed[cfg] < best) {
-              best = timed[cfg];
-              best_cfg = "rank " + std::to_string(cand.rank) + " as listed " + cfg;
+            const double us = time_once(cand, "listed ", nullptr);
+            if (us < best) {
+              best = us;
+              best_cfg = "rank " + std::to_string(cand.rank) + " as listed " + lt::describe(cand);
             }
           }
           enum_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_enum).count();
@@ -368,20 +349,20 @@ int main(int argc, char** argv) {
     }
     std::printf("\nper decode step (the GEMMs x their calls per step), ms:\n| M | cublasGemmEx | rule | best | "
                 "roofline |\n|---:|---:|---:|---:|---:|\n");
-    for (int M : split_ints(batches))
+    for (int M : Ms)
       std::printf("| %d | %.3f | %.3f | %.3f | %.3f |\n", M, step_ms[{M, "before"}], step_ms[{M, "after"}],
                   step_ms[{M, "best"}], step_ms[{M, "roof"}]);
     std::printf("\nrule variants (gemm_lt::choose under TEMPER_GEMM_LT=spec):\n| GEMM | M | rule | us | config |\n"
                 "|---|---:|---|---:|---|\n");
     for (const auto& l : rule_lines) std::printf("%s\n", l.c_str());
     std::printf("\nrule variants per decode step, ms:\n| rule |");
-    for (int M : split_ints(batches)) std::printf(" M=%d |", M);
+    for (int M : Ms) std::printf(" M=%d |", M);
     std::printf("\n|---|");
-    for (size_t i = 0; i < split_ints(batches).size(); ++i) std::printf("---:|");
+    for (size_t i = 0; i < Ms.size(); ++i) std::printf("---:|");
     std::printf("\n");
     for (size_t r = 0; r < rules.size(); ++r) {
       std::printf("| %s |", rule_specs[r].c_str());
-      for (int M : split_ints(batches)) std::printf(" %.3f |", rule_ms[{r, M}]);
+      for (int M : Ms) std::printf(" %.3f |", rule_ms[{r, M}]);
       std::printf("\n");
     }
     return 0;

@@ -19,14 +19,6 @@
 using namespace temper;
 
 namespace {
-std::vector<int> split_ints(const std::string& s) {
-  std::vector<int> out;
-  std::stringstream ss(s);
-  for (std::string x; std::getline(ss, x, ',');)
-    if (!x.empty()) out.push_back(std::stoi(x));
-  return out;
-}
-
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 template <typename F>
@@ -74,8 +66,8 @@ int main(int argc, char** argv) {
     for (std::string shape; std::getline(ss, shape, ',');) {
       const ModelConfig c = bench_shape_config(shape);
       const int64_t H = c.n_heads, KVH = c.n_kv_heads, D = c.head_dim;
-      for (int B : split_ints(batches)) {
-        for (int len : split_ints(lens)) {
+      for (int B : bench_split_ints(batches)) {
+        for (int len : bench_split_ints(lens)) {
           const int64_t T = len;
           Tensor kc = k->alloc({B, T, KVH, D}, dt), vc = k->alloc({B, T, KVH, D}, dt);
           k->zero(kc);

@@ -51,14 +51,6 @@
 using namespace temper;
 
 namespace {
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string x; std::getline(ss, x, ',');)
-    if (!x.empty()) out.push_back(x);
-  return out;
-}
-
 using Clock = std::chrono::steady_clock;
 
 // Milliseconds per call of f, over reps calls after one untimed call.
@@ -414,7 +406,7 @@ int main(int argc, char** argv) {
       else if (a == "--ops") do_ops = true;
       else if (a == "--sampler") sampler_batches = val();
       else if (a == "--group") {
-        const auto v = split(val());
+        const auto v = bench_split(val());
         TEMPER_CHECK(v.size() == 3, "bench_rollout: --group takes P,G,L (prompts, samples each, prompt length)");
         group_p = std::stoi(v[0]);
         group_g = std::stoi(v[1]);
@@ -431,15 +423,15 @@ int main(int argc, char** argv) {
     auto k = make_kernels(backend);
     const double bw = copy_bandwidth(*k);
     std::printf("device copy bandwidth (read + write): %.0f GB/s\n", bw / 1e9);
-    if (!sampler_batches.empty()) sampler_table(*k, split(sampler_batches), bw);
+    if (!sampler_batches.empty()) sampler_table(*k, bench_split(sampler_batches), bw);
     std::vector<Row> rows;
-    for (const auto& shape : split(batches).empty() ? std::vector<std::string>{} : split(shapes)) {
+    for (const auto& shape : bench_split(batches).empty() ? std::vector<std::string>{} : bench_split(shapes)) {
       const ModelConfig cfg = bench_shape_config(shape);
       Decoder model(cfg, *k, DType::F32);
       model.init_random(1);
       double weight_bytes = 0;
       for (const auto& p : model.params()) weight_bytes += double(p.compute.nbytes());
-      for (const auto& bs : split(batches)) {
+      for (const auto& bs : bench_split(batches)) {
         Row r;
         r.shape = shape;
         r.batch = std::stoi(bs);
@@ -507,7 +499,7 @@ int main(int argc, char** argv) {
       }
     }
     if (group_p > 0)
-      for (const auto& shape : split(shapes)) {
+      for (const auto& shape : bench_split(shapes)) {
         Decoder model(bench_shape_config(shape), *k, DType::F32);
         model.init_random(1);
         group_prefill(*k, model, shape, group_p, group_g, group_l);

@@ -1,7 +1,10 @@
 // Random-init model shapes shared by the benchmark programs (the published
-// Qwen2 configs; rope theta and eps do not affect speed).
+// Qwen2 configs; rope theta and eps do not affect speed), and the parsing of
+// their comma-separated list flags.
 #pragma once
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "model/config.h"
@@ -28,6 +31,22 @@ inline ModelConfig bench_shape_config(const std::string& name) {
   }
   c.validate();
   return c;
+}
+
+// "a,b,,c" -> {"a", "b", "c"} (empty fields skipped)
+inline std::vector<std::string> bench_split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');)
+    if (!x.empty()) out.push_back(x);
+  return out;
+}
+
+// "64,256" -> {64, 256}
+inline std::vector<int> bench_split_ints(const std::string& s) {
+  std::vector<int> out;
+  for (const std::string& x : bench_split(s)) out.push_back(std::stoi(x));
+  return out;
 }
 
 }  // namespace temper
